@@ -1,0 +1,1 @@
+"""Reports: terminal tables (rich), figures (matplotlib, imported lazily), HTML."""
