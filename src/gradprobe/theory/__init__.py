@@ -1,0 +1,48 @@
+"""Mean-field theory: what a healthy network's per-layer statistics should look like.
+
+>>> import gradprobe as gp
+>>> round(gp.theory.critical_sigma_w2("relu"), 6)
+2.0
+>>> gp.theory.mean_field("tanh", sigma_w2=1.0, sigma_b2=0.0).phase
+'critical'
+
+Papers: Poole et al. 2016, Schoenholz et al. 2017 (maps, χ₁, depth scales),
+Pennington, Schoenholz & Ganguli 2017 and Saxe et al. 2014 (Jacobian spectra),
+Hanin & Rolnick 2018 (finite-width spread). See docs/THEORY.md.
+"""
+
+from __future__ import annotations
+
+from ._activations import Activation, activation_names, resolve
+from .meanfield import (
+    CRITICAL_TOL,
+    MeanField,
+    c_star,
+    chi_1,
+    chi_c,
+    correlation_map,
+    critical_sigma_w2,
+    length_map,
+    mean_field,
+    q_star,
+    xi_c,
+    xi_q,
+)
+
+__all__ = [
+    "CRITICAL_TOL",
+    "Activation",
+    "MeanField",
+    "activation_names",
+    "c_star",
+    "chi_1",
+    "chi_c",
+    "correlation_map",
+    "critical_sigma_w2",
+    "length_map",
+    "mean_field",
+    "q_star",
+    "resolve",
+    "xi_c",
+    "xi_q",
+]

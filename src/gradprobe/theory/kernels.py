@@ -1,0 +1,117 @@
+"""Gaussian kernels of an activation: the expectations mean-field theory is made of.
+
+For u ~ N(0, q) and (u₁, u₂) centred Gaussian with variances q₁, q₂ and
+correlation c:
+
+    V(q)  = E[φ(u)²]            D(q)  = E[φ′(u)²]
+    C(q₁, q₂, c) = E[φ(u₁)φ(u₂)]   C′(q₁, q₂, c) = E[φ′(u₁)φ′(u₂)]
+
+Closed forms: ReLU (arc-cosine kernel, Cho & Saul 2009), erf (Williams 1997),
+linear. Everything else by quadrature (:mod:`._gauss`). All functions take and
+return float64 tensors and broadcast over their arguments.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ._activations import Activation
+from ._gauss import expect, expect2
+
+_DT = torch.float64
+
+
+def _t(x) -> Tensor:
+    return torch.as_tensor(x, dtype=_DT)
+
+
+def V(act: Activation, q) -> Tensor:
+    """E[φ(√q z)²], the length map before scaling (Poole et al. 2016, eq. 3)."""
+    q = _t(q)
+    if act.closed == "relu":
+        return q / 2
+    if act.closed == "linear":
+        return q.clone()
+    if act.closed == "erf":
+        return 2 / math.pi * torch.asin(2 * q / (1 + 2 * q))
+    return expect(lambda u: act(u) ** 2, q)
+
+
+def D(act: Activation, q) -> Tensor:
+    """E[φ′(√q z)²]; χ₁ = σ_w² D(q*) (Schoenholz et al. 2017, eq. 5)."""
+    q = _t(q)
+    if act.closed == "relu":
+        return torch.full_like(q, 0.5)
+    if act.closed == "linear":
+        return torch.ones_like(q)
+    if act.closed == "erf":
+        return 4 / math.pi / torch.sqrt(1 + 4 * q)
+    return expect(lambda u: act.d(u) ** 2, q)
+
+
+def M4(act: Activation, q) -> Tensor:
+    """E[φ(√q z)⁴], for the conditional variance of a layer's mean square at finite width."""
+    q = _t(q)
+    if act.closed == "relu":
+        return 1.5 * q**2
+    if act.closed == "linear":
+        return 3 * q**2
+    return expect(lambda u: act(u) ** 4, q)
+
+
+def D2(act: Activation, q) -> Tensor:
+    """E[φ′(√q z)⁴], the second moment of the diagonal Jacobian factor."""
+    q = _t(q)
+    if act.closed in ("relu", "linear"):
+        return D(act, q)  # φ′ ∈ {0, 1}
+    return expect(lambda u: act.d(u) ** 4, q)
+
+
+def dV(act: Activation, q) -> Tensor:
+    """dV/dq = E[φ(u)² (z² − 1)] / (2q) (Gaussian integration by parts; no φ″ needed).
+
+    σ_w² dV/dq(q*) = χ₁ + σ_w² E[φ φ″] is the slope of the length map whose log
+    gives ξ_q (Schoenholz et al. 2017, eq. 8). At q = 0 it is φ′(0)² (φ(0) = 0).
+    """
+    q = _t(q)
+    if act.closed in ("relu", "linear"):
+        return V(act, torch.ones_like(q))
+    if act.closed == "erf":
+        return 4 / math.pi / ((1 + 2 * q) * torch.sqrt(1 + 4 * q))
+    small = q < 1e-12
+    safe = torch.where(small, torch.ones_like(q), q)
+    out = expect(lambda u, z: act(u) ** 2 * (z**2 - 1), safe, with_z=True) / (2 * safe)
+    if small.any():
+        at0 = act.d(torch.zeros((), dtype=_DT)) ** 2
+        out = torch.where(small, at0.expand_as(out), out)
+    return out
+
+
+def C(act: Activation, q1, q2, c) -> Tensor:
+    """E[φ(u₁)φ(u₂)], the correlation map's numerator (Poole et al. 2016, eq. 5)."""
+    q1, q2, c = _t(q1), _t(q2), _t(c).clamp(-1, 1)
+    if act.closed == "relu":
+        theta = torch.acos(c)
+        return torch.sqrt(q1 * q2) / (2 * math.pi) * (torch.sin(theta) + (math.pi - theta) * c)
+    if act.closed == "linear":
+        return c * torch.sqrt(q1 * q2)
+    if act.closed == "erf":
+        arg = 2 * c * torch.sqrt(q1 * q2) / torch.sqrt((1 + 2 * q1) * (1 + 2 * q2))
+        return 2 / math.pi * torch.asin(arg)
+    return expect2(act.fn, act.fn, q1, q2, c)
+
+
+def Cd(act: Activation, q1, q2, c) -> Tensor:
+    """E[φ′(u₁)φ′(u₂)]: σ_w² times it is the slope χ_c of the correlation map."""
+    q1, q2, c = _t(q1), _t(q2), _t(c).clamp(-1, 1)
+    if act.closed == "relu":
+        return (math.pi - torch.acos(c)) / (2 * math.pi) + 0 * (q1 + q2)
+    if act.closed == "linear":
+        return torch.ones_like(c + q1 + q2)
+    if act.closed == "erf":
+        det = (1 + 2 * q1) * (1 + 2 * q2) - 4 * c**2 * q1 * q2
+        return 4 / math.pi / torch.sqrt(det)
+    return expect2(act.d, act.d, q1, q2, c)

@@ -1,0 +1,222 @@
+"""Mean-field signal propagation: length and correlation maps, fixed points, χ₁, depth scales.
+
+Random network h^l = W^l φ(h^{l−1}) + b^l with W_ij ~ N(0, σ_w²/n), b_i ~ N(0, σ_b²).
+At infinite width (Poole et al. 2016; Schoenholz et al. 2017):
+
+    length map       q^l = σ_w² E[φ(√q^{l−1} z)²] + σ_b²                → fixed point q*
+    correlation map  c^l = (σ_w² E[φ(u₁)φ(u₂)] + σ_b²) / q*              → fixed point c*
+    χ₁ = σ_w² E[φ′(√q* z)²]   (ordered χ₁ < 1, critical χ₁ = 1, chaotic χ₁ > 1)
+    ξ_q = −1 / ln(χ₁ + σ_w² E[φ φ″])     ξ_c = −1 / ln(σ_w² E[φ′(u₁)φ′(u₂)] at c*)
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.optimize import brentq
+
+from ..errors import InvalidInputError
+from ._activations import resolve
+from .kernels import C, Cd, D, V, dV
+
+#: |ln χ₁| at most this is called critical: both depth scales exceed 100 layers.
+CRITICAL_TOL = 0.01
+_Q_GRID = np.concatenate([[0.0], np.logspace(-12, 10, 441)])
+_Q_INF = 1e8  # where kernels are evaluated when q* diverges (ReLU with σ_w² > 2)
+
+
+def check_variances(sigma_w2: float, sigma_b2: float) -> tuple[float, float]:
+    """Validate (σ_w², σ_b²): finite and non-negative, as floats."""
+    for name, value in (("sigma_w2", sigma_w2), ("sigma_b2", sigma_b2)):
+        if not isinstance(value, (int, float, np.floating, np.integer)) or isinstance(value, bool):
+            raise InvalidInputError(f"{name} must be a number, got {value!r}")
+        if not math.isfinite(value) or value < 0:
+            raise InvalidInputError(
+                f"{name} must be a finite variance >= 0, got {value}; sigma_w2 is fan_in times the"
+                " weight variance (e.g. 2.0 for He init), sigma_b2 the bias variance"
+            )
+    return float(sigma_w2), float(sigma_b2)
+
+
+def length_map(activation, q, sigma_w2: float, sigma_b2: float) -> np.ndarray:
+    """q ↦ σ_w² E[φ(√q z)²] + σ_b² (Poole et al. 2016, eq. 3), vectorised over q."""
+    sigma_w2, sigma_b2 = check_variances(sigma_w2, sigma_b2)
+    return (sigma_w2 * V(resolve(activation), np.asarray(q, float)) + sigma_b2).numpy()
+
+
+def q_star(activation, sigma_w2: float, sigma_b2: float, q0: float = 1.0) -> float:
+    """The fixed point of the length map reached from q0 (``inf`` when the length diverges).
+
+    Found by bracketing on a log grid of q and Brent's method, not by iterating,
+    so it is exact also at criticality where the iteration converges like 1/l.
+    """
+    act = resolve(activation)
+    sigma_w2, sigma_b2 = check_variances(sigma_w2, sigma_b2)
+    if not (math.isfinite(q0) and q0 >= 0):
+        raise InvalidInputError(f"q0 must be a finite variance >= 0, got {q0}")
+    return _q_star(act, sigma_w2, sigma_b2, float(q0))
+
+
+@functools.lru_cache(maxsize=512)
+def _q_star(act, sigma_w2: float, sigma_b2: float, q0: float) -> float:
+
+    def gap(q):  # F(q) = map(q) - q, with rounding noise treated as 0
+        q = np.asarray(q, float)
+        f = sigma_w2 * V(act, q).numpy() + sigma_b2 - q
+        return np.where(np.abs(f) <= 1e-13 * np.maximum(q, 1e-300), 0.0, f)
+
+    f0 = float(gap(q0))
+    if f0 == 0.0:
+        return float(q0)
+    grid = _Q_GRID
+    fg = gap(grid)
+    if f0 > 0:  # q grows towards the first root above q0
+        above = np.nonzero((grid > q0) & (fg <= 0))[0]
+        if above.size == 0:
+            return math.inf
+        hi = grid[above[0]]
+        lo = max(q0, grid[above[0] - 1])
+    else:  # q shrinks towards the last root below q0
+        below = np.nonzero((grid < q0) & (fg >= 0))[0]
+        lo = grid[below[-1]]
+        if fg[below[-1]] == 0.0:
+            return float(lo)
+        hi = min(q0, grid[below[-1] + 1])
+    return float(brentq(lambda x: float(gap(x)), lo, hi, xtol=1e-300, rtol=1e-13, maxiter=200))
+
+
+def _eval_point(act, sigma_w2, sigma_b2, qs):
+    """(q where kernels are evaluated, the normaliser of the correlation map)."""
+    q = _Q_INF if math.isinf(qs) else qs
+    return q, sigma_w2 * float(V(act, q)) + sigma_b2
+
+
+def chi_1(activation, sigma_w2: float, sigma_b2: float, q: float | None = None) -> float:
+    """χ₁ = σ_w² E[φ′(√q* z)²]: per-layer growth of gradients and of small perturbations.
+
+    Schoenholz et al. 2017, eq. 5. With ``q`` given, evaluated there instead of at q*.
+    """
+    act = resolve(activation)
+    sigma_w2, sigma_b2 = check_variances(sigma_w2, sigma_b2)
+    if q is None:
+        q = q_star(act, sigma_w2, sigma_b2)
+    return sigma_w2 * float(D(act, _Q_INF if math.isinf(q) else q))
+
+
+def correlation_map(activation, c, sigma_w2: float, sigma_b2: float) -> np.ndarray:
+    """c ↦ (σ_w² E[φ(u₁)φ(u₂)] + σ_b²) / q* at q₁ = q₂ = q* (Poole et al. 2016, eq. 5)."""
+    act = resolve(activation)
+    sigma_w2, sigma_b2 = check_variances(sigma_w2, sigma_b2)
+    q, norm = _eval_point(act, sigma_w2, sigma_b2, q_star(act, sigma_w2, sigma_b2))
+    c = np.asarray(c, float)
+    if norm == 0.0:  # q* = 0: the signal vanished, angles are kept (linear regime)
+        return c.copy()
+    return ((sigma_w2 * C(act, q, q, c) + sigma_b2) / norm).numpy()
+
+
+def chi_c(activation, c, sigma_w2: float, sigma_b2: float) -> np.ndarray:
+    """Slope of the correlation map, σ_w² E[φ′(u₁)φ′(u₂)]; χ_c(1) = χ₁ (Price's theorem)."""
+    act = resolve(activation)
+    sigma_w2, sigma_b2 = check_variances(sigma_w2, sigma_b2)
+    q, norm = _eval_point(act, sigma_w2, sigma_b2, q_star(act, sigma_w2, sigma_b2))
+    c = np.asarray(c, float)
+    if norm == 0.0:
+        return np.full_like(c, sigma_w2 * float(D(act, 0.0)))
+    return (sigma_w2 * Cd(act, q, q, c) * q / norm).numpy()
+
+
+def c_star(activation, sigma_w2: float, sigma_b2: float) -> float:
+    """Stable fixed point of the correlation map: 1 when χ₁ <= 1, else the root below 1."""
+    act = resolve(activation)
+    if float(chi_c(act, 1.0, sigma_w2, sigma_b2)) <= 1.0 + 1e-12:
+        return 1.0
+    top = 1.0 - 1e-9
+
+    def gap(c):
+        return float(correlation_map(act, c, sigma_w2, sigma_b2)) - c
+
+    if gap(top) >= 0:  # slope above 1 but the map stays above the diagonal: no other root
+        return 1.0
+    return float(brentq(gap, -1.0, top, xtol=1e-12))
+
+
+def _depth(slope: float) -> float:
+    return -1.0 / math.log(slope) if 0 < slope < 1 else (0.0 if slope <= 0 else math.inf)
+
+
+def xi_q(activation, sigma_w2: float, sigma_b2: float) -> float:
+    """ξ_q = −1 / ln(σ_w² dV/dq at q*): layers over which q^l forgets q⁰ (Schoenholz eq. 8)."""
+    act = resolve(activation)
+    sigma_w2, sigma_b2 = check_variances(sigma_w2, sigma_b2)
+    qs = q_star(act, sigma_w2, sigma_b2)
+    return math.inf if math.isinf(qs) else _depth(sigma_w2 * float(dV(act, qs)))
+
+
+def xi_c(activation, sigma_w2: float, sigma_b2: float) -> float:
+    """ξ_c = −1 / ln χ_c(c*): layers over which two inputs' correlation is remembered (eq. 9)."""
+    act = resolve(activation)
+    return _depth(float(chi_c(act, c_star(act, sigma_w2, sigma_b2), sigma_w2, sigma_b2)))
+
+
+def critical_sigma_w2(activation, sigma_b2: float = 0.0) -> float:
+    """σ_w² on the critical line χ₁(σ_w², σ_b²) = 1 (tanh: 1 at σ_b² = 0; ReLU: 2)."""
+    act = resolve(activation)
+    _, sigma_b2 = check_variances(1.0, sigma_b2)
+
+    def log_chi(w):
+        return math.log(max(chi_1(act, w, sigma_b2), 1e-300))
+
+    lo, hi = 1e-4, 1.0
+    while log_chi(hi) < 0:
+        lo, hi = hi, hi * 2
+        if hi > 1e6:
+            raise InvalidInputError(
+                f"activation {act.name!r} has no critical point for sigma_b2={sigma_b2}:"
+                " chi_1 < 1 for every sigma_w2 up to 1e6 (is its derivative zero?)"
+            )
+    if log_chi(lo) > 0:
+        return math.nan  # chaotic for every σ_w² (possible only for odd choices of φ)
+    return float(brentq(log_chi, lo, hi, xtol=1e-13, rtol=1e-12))
+
+
+@dataclass(frozen=True)
+class MeanField:
+    """The mean-field summary of one (activation, σ_w², σ_b²)."""
+
+    activation: str
+    sigma_w2: float
+    sigma_b2: float
+    q_star: float
+    c_star: float
+    chi_1: float
+    xi_q: float
+    xi_c: float
+
+    @property
+    def phase(self) -> str:
+        """ "ordered" (χ₁ < 1), "chaotic" (χ₁ > 1) or "critical" (|ln χ₁| <= CRITICAL_TOL)."""
+        log_chi = math.log(self.chi_1) if self.chi_1 > 0 else -math.inf
+        if abs(log_chi) <= CRITICAL_TOL:
+            return "critical"
+        return "ordered" if log_chi < 0 else "chaotic"
+
+
+def mean_field(activation, sigma_w2: float, sigma_b2: float) -> MeanField:
+    """q*, c*, χ₁, ξ_q, ξ_c and the phase for one activation and (σ_w², σ_b²)."""
+    act = resolve(activation)
+    sigma_w2, sigma_b2 = check_variances(sigma_w2, sigma_b2)
+    with torch.no_grad():
+        return MeanField(
+            act.name,
+            sigma_w2,
+            sigma_b2,
+            q_star(act, sigma_w2, sigma_b2),
+            c_star(act, sigma_w2, sigma_b2),
+            chi_1(act, sigma_w2, sigma_b2),
+            xi_q(act, sigma_w2, sigma_b2),
+            xi_c(act, sigma_w2, sigma_b2),
+        )
