@@ -36,3 +36,9 @@ def test_unknown_name_suggests_close_match_and_lists_all():
     assert "Did you mean 'kaiming_normal'" in message
     assert "xavier_normal" in message
     assert isinstance(info.value, LookupError)
+
+
+def test_none_is_a_registrable_value():
+    reg = Registry("widget")
+    assert reg.register("nothing", None) is None
+    assert "nothing" in reg and reg.get("nothing") is None

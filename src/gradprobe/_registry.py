@@ -14,6 +14,7 @@ from typing import Generic, TypeVar, overload
 from .errors import GradprobeError, UnknownNameError
 
 T = TypeVar("T")
+_MISSING = object()
 
 
 class Registry(Generic[T]):
@@ -28,7 +29,7 @@ class Registry(Generic[T]):
     @overload
     def register(self, name: str, obj: T) -> T: ...
 
-    def register(self, name: str, obj=None):
+    def register(self, name: str, obj=_MISSING):
         """Register ``obj`` under ``name``; without ``obj`` return a decorator."""
         if not isinstance(name, str) or not name:
             raise GradprobeError(f"a {self.kind} name must be a non-empty string, got {name!r}")
@@ -41,7 +42,7 @@ class Registry(Generic[T]):
             self._items[name] = item
             return item
 
-        return add if obj is None else add(obj)
+        return add if obj is _MISSING else add(obj)
 
     def get(self, name: str) -> T:
         """The component called ``name``; an unknown name lists close matches and all names."""

@@ -82,7 +82,16 @@ def _candidates(model: nn.Module) -> list[nn.Module]:
 
 
 def execution_order(model: nn.Module, example_input=None) -> list[nn.Module]:
-    """Candidate modules in the order they first run on ``example_input`` (else registration)."""
+    """Candidate modules in the order they first run on ``example_input`` (else registration);
+    modules that did not run come last, in registration order."""
+    ran = ran_modules(model, example_input)
+    ran_ids = {id(m) for m in ran}
+    return ran + [m for m in _candidates(model) if id(m) not in ran_ids]
+
+
+def ran_modules(model: nn.Module, example_input=None) -> list[nn.Module]:
+    """Candidate modules in the order they first ran on ``example_input``; without an
+    example, all candidates in registration order."""
     candidates = _candidates(model)
     if example_input is None:
         return candidates
@@ -108,17 +117,14 @@ def execution_order(model: nn.Module, example_input=None) -> list[nn.Module]:
     finally:
         for handle in handles:
             handle.remove()
-    ran = list(seen.values())
-    ran_ids = set(seen)
-    # modules that did not run keep their registration position at the end
-    return ran + [m for m in candidates if id(m) not in ran_ids]
+    return list(seen.values())
 
 
 def following_activations(
     model: nn.Module, example_input=None
 ) -> dict[nn.Module, nn.Module | Callable | None]:
     """Map each module with weights to the activation that follows it (None: linear)."""
-    order = execution_order(model, example_input)
+    order = ran_modules(model, example_input)
     result: dict[nn.Module, nn.Module | Callable | None] = {}
     for i, module in enumerate(order):
         if not has_direct_parameters(module) or module in result:

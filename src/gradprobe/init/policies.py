@@ -48,12 +48,14 @@ _NORMS = (
 _GATES = {"LSTM": ("sigmoid", "sigmoid", "tanh", "sigmoid"), "GRU": ("sigmoid", "sigmoid", "tanh")}
 
 
-def apply(model: nn.Module, scheme: str = "kaiming_normal", **options) -> nn.Module:
+def apply(
+    model: nn.Module, scheme: str = "kaiming_normal", nonlinearity: Any = "auto", **options
+) -> nn.Module:
     """Initialise ``model`` in place with ``scheme`` and return it (see :func:`initialize`).
 
     >>> model = apply(nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2)), "kaiming_normal")
     """
-    return initialize(model, scheme, **options).model
+    return initialize(model, scheme, nonlinearity, **options).model
 
 
 def initialize(
