@@ -1,0 +1,165 @@
+"""``check(model, inputs)``: one watched forward + backward, the model left as it was."""
+
+from __future__ import annotations
+
+import io
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import GradprobeError, InvalidInputError
+from ..run import Run
+from .modules import primary_tensor
+from .watch import watch
+
+
+class CheckResult:
+    """What ``gp.check`` saw: ``.run`` (one logged step), a per-layer table when printed.
+
+    ``.findings`` / ``.healthy`` come from :mod:`gradprobe.diagnose` (computed on first use).
+    """
+
+    def __init__(self, run: Run, loss: float) -> None:
+        self.run = run
+        self.loss = loss
+        self._findings: list | None = None
+
+    @property
+    def findings(self) -> list:
+        if self._findings is None:
+            try:
+                from ..diagnose import diagnose
+            except ImportError:
+                raise GradprobeError(
+                    "findings need gradprobe.diagnose, which is not available in this "
+                    "installation; the recorded numbers are in result.run"
+                ) from None
+            self._findings = list(diagnose(self.run))
+        return self._findings
+
+    @property
+    def healthy(self) -> bool:
+        return not any(f.severity in ("error", "warning") for f in self.findings)
+
+    def table(self):
+        """A rich Table: one row per layer in execution order."""
+        from rich.table import Table
+
+        df = self.run.to_pandas()
+        v = {(r.layer, r.quantity, r.stat): r.value for r in df.itertuples()}
+        pnorm: dict[str, float] = {}
+        for la in self.run.layers("param"):
+            module = la.name.rpartition(".")[0] or "(model)"
+            g = v.get((la.name, "param_grad", "norm"))
+            if g is not None and la.name.endswith("weight"):
+                pnorm[module] = g
+        t = Table(title=f"gradprobe check: loss {self.loss:.4g}", title_justify="left")
+        for col in ("layer", "type", "act std", "act max|x|", "sat/dead", "∂L/∂out", "‖∂L/∂W‖"):
+            t.add_column(col, justify="left" if col in ("layer", "type") else "right")
+        for la in self.run.layers(None):
+            if la.position is None or la.role == "param":
+                continue
+            n = la.name
+            health = v.get((n, "activation", "saturated"), v.get((n, "activation", "dead")))
+            label = ""
+            if health is not None:
+                label = f"{health:.1%} " + ("sat" if la.activation != "relu" else "dead")
+            t.add_row(
+                n,
+                la.module_type or "",
+                _fmt(v.get((n, "activation", "std"))),
+                _fmt(v.get((n, "activation", "max_abs"))),
+                label,
+                _fmt(v.get((n, "grad_output", "norm"))),
+                _fmt(pnorm.get(n)),
+            )
+        return t
+
+    def __rich__(self):
+        return self.table()
+
+    def __str__(self) -> str:
+        from rich.console import Console
+
+        buf = io.StringIO()
+        Console(file=buf, width=120, highlight=False, color_system=None).print(self.table())
+        return buf.getvalue()
+
+    def __repr__(self) -> str:
+        return f"CheckResult(loss={self.loss:.4g}, run={self.run!r})"
+
+
+def _fmt(x: float | None) -> str:
+    return "" if x is None else f"{x:.3g}"
+
+
+def _loss(output: torch.Tensor, target, loss_fn) -> torch.Tensor:
+    if loss_fn is not None:
+        loss = loss_fn(output) if target is None else loss_fn(output, target)
+    elif target is None:  # L = ½ Σ y², so ∂L/∂y = y
+        loss = 0.5 * output.float().pow(2).sum()
+    elif isinstance(target, torch.Tensor) and not target.is_floating_point():
+        loss = F.cross_entropy(output.float(), target)
+    elif isinstance(target, torch.Tensor):
+        loss = F.mse_loss(output.float(), target.float())
+    else:
+        raise InvalidInputError(
+            f"target must be a tensor (class indices or values), got {type(target).__name__}"
+        )
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise InvalidInputError("loss_fn must return a scalar tensor; reduce it with .mean()")
+    return loss
+
+
+def check(
+    model: nn.Module, inputs, target=None, loss_fn=None, *, histograms: bool = True, path=None
+) -> CheckResult:
+    """One watched forward + backward at initialisation, and nothing else changed.
+
+    ``inputs``: a tensor, a tuple of positional tensors, or a dict of keyword tensors.
+    Default loss: ``½ Σ y²`` of the output; cross-entropy when ``target`` holds class
+    indices; MSE when it holds floats. Gradients and buffers (BatchNorm running stats) are
+    restored afterwards, so checking does not change the model.
+    """
+    if isinstance(inputs, torch.Tensor):
+        args, kwargs = (inputs,), {}
+    elif isinstance(inputs, (tuple, list)) and inputs:
+        args, kwargs = tuple(inputs), {}
+    elif isinstance(inputs, dict):
+        args, kwargs = (), dict(inputs)
+    else:
+        raise InvalidInputError(
+            f"inputs must be a tensor, a tuple of tensors or a dict, got {type(inputs).__name__}; "
+            "pass a batch of data, e.g. torch.randn(64, 784)"
+        )
+    grads = {p: p.grad for p in model.parameters()} if isinstance(model, nn.Module) else {}
+    buffers = {}
+    probe = watch(model, every=1, histograms=histograms, path=path, updates=False)
+    try:
+        buffers = {b: b.detach().clone() for b in model.buffers()}
+        for p in grads:
+            p.grad = None
+        with probe:
+            try:
+                out = model(*args, **kwargs)
+            except GradprobeError:
+                raise
+            except Exception as err:
+                raise InvalidInputError(
+                    f"the model's forward failed on the inputs given to check: {err}; "
+                    "pass a batch shaped as the model expects"
+                ) from err
+            y = primary_tensor(out)
+            if y is None:
+                raise InvalidInputError("the model returned no floating-point tensor to check")
+            loss = _loss(y, target, loss_fn)
+            loss.backward()
+            probe.step()
+    finally:
+        with torch.no_grad():
+            for b, saved in buffers.items():
+                b.copy_(saved)
+        for p, g in grads.items():
+            p.grad = g
+    return CheckResult(probe.run, float(loss.detach()))

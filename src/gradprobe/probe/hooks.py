@@ -1,0 +1,78 @@
+"""Hook ownership: every handle gradprobe registers is owned, and removed exactly once.
+
+``HookSet`` is a context manager that removes all its hooks in ``finally`` (the fastai
+``Hooks`` habit); removing twice is harmless. Tensor hooks on activations and gradients die
+with the autograd graph; they check ``HookSet.active`` so a graph kept alive after the probe
+closed records nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+
+class Hook:
+    """One registered hook: ``remove()`` is idempotent."""
+
+    __slots__ = ("_handle", "name")
+
+    def __init__(self, handle: Any, name: str) -> None:
+        self._handle = handle
+        self.name = name
+
+    @property
+    def removed(self) -> bool:
+        return self._handle is None
+
+    def remove(self) -> None:
+        if self._handle is not None:
+            handle, self._handle = self._handle, None
+            handle.remove()
+
+
+class HookSet:
+    """All hooks of one probe; ``remove()`` (or leaving the ``with`` block) removes them all."""
+
+    def __init__(self) -> None:
+        self.hooks: list[Hook] = []
+        self.active = True
+
+    def forward(self, module: torch.nn.Module, fn: Callable, name: str) -> None:
+        self._add(module.register_forward_hook(fn), f"forward:{name}")
+
+    def forward_pre(self, module: torch.nn.Module, fn: Callable, name: str) -> None:
+        self._add(module.register_forward_pre_hook(fn), f"forward_pre:{name}")
+
+    def param(self, param: torch.nn.Parameter, fn: Callable, name: str) -> None:
+        self._add(param.register_post_accumulate_grad_hook(fn), f"grad:{name}")
+
+    def optimizer_step(self, optimizer: torch.optim.Optimizer, fn: Callable) -> None:
+        self._add(optimizer.register_step_post_hook(fn), "optimizer_step")
+
+    def _add(self, handle: Any, name: str) -> None:
+        self.hooks.append(Hook(handle, name))
+
+    def remove(self) -> None:
+        """Remove every hook, even if one removal fails; idempotent."""
+        self.active = False
+        errors = []
+        for hook in self.hooks:
+            try:
+                hook.remove()
+            except Exception as err:  # keep removing the others
+                errors.append(err)
+        self.hooks = []
+        if errors:
+            raise errors[0]
+
+    def __len__(self) -> int:
+        return sum(not h.removed for h in self.hooks)
+
+    def __enter__(self) -> HookSet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()

@@ -1,0 +1,86 @@
+"""Which modules are watched, what kind of activation each one is, and what its output is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence
+
+# Output ranges of saturating activations: saturation is measured against these bounds.
+_SATURATING: dict[type, tuple[float, float]] = {
+    nn.Tanh: (-1.0, 1.0),
+    nn.Sigmoid: (0.0, 1.0),
+    nn.Softsign: (-1.0, 1.0),
+    nn.Hardsigmoid: (0.0, 1.0),
+}
+# ReLU family: a unit can die (<= 0 for every example).
+_RELU = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.CELU, nn.SELU,
+    nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish,
+)  # fmt: skip
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+@dataclass(frozen=True)
+class Activation:
+    """``kind`` is "saturating" (with bounds ``lo``, ``hi``) or "relu"."""
+
+    kind: str
+    lo: float = 0.0
+    hi: float = 0.0
+
+    def label(self) -> str:
+        return f"saturating:{self.lo:g},{self.hi:g}" if self.kind == "saturating" else self.kind
+
+
+def activation_of(module: nn.Module) -> Activation | None:
+    if isinstance(module, _RELU):  # before Hardtanh: ReLU6 subclasses it
+        return Activation("relu")
+    if isinstance(module, nn.Hardtanh):
+        return Activation("saturating", float(module.min_val), float(module.max_val))
+    for cls, (lo, hi) in _SATURATING.items():
+        if isinstance(module, cls):
+            return Activation("saturating", lo, hi)
+    return None
+
+
+def watched_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Every module but pure containers (Sequential, ModuleList, ModuleDict), whose output
+    is one of their children's. The root keeps the name ``"(model)"``."""
+    out = []
+    for name, module in model.named_modules():
+        if isinstance(module, _CONTAINERS):
+            continue
+        out.append((name or "(model)", module))
+    return out
+
+
+def primary_tensor(output: object) -> torch.Tensor | None:
+    """The output that is recorded: the first floating-point tensor, depth first, in a
+    tensor, tuple/list, dict or PackedSequence (its ``.data``); None if there is none."""
+    if isinstance(output, torch.Tensor):
+        return output if output.is_floating_point() or output.is_complex() else None
+    if isinstance(output, PackedSequence):
+        return output.data
+    if isinstance(output, (tuple, list)):
+        items = output
+    elif isinstance(output, dict):
+        items = output.values()
+    else:
+        return None
+    for item in items:
+        t = primary_tensor(item)
+        if t is not None:
+            return t
+    return None
+
+
+def rnn_time_dim(module: nn.Module, x: object) -> int | None:
+    """The time dimension of an RNN/LSTM/GRU input or output tensor; None for packed input."""
+    if not isinstance(x, torch.Tensor):
+        return None
+    if x.dim() == 2:  # unbatched (L, H)
+        return 0
+    return 1 if getattr(module, "batch_first", False) else 0

@@ -1,0 +1,365 @@
+"""``watch(model)``: record what flows through every layer while a model trains.
+
+Hooks reduce each tensor on its device (``reducers``); ``probe.step()`` copies the step's
+numbers to the host once and stores them in the run (one transaction). What is recorded and
+how each stat is defined: docs/PROBE.md.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ..errors import InvalidInputError
+from ..run import Run
+from . import reducers as R
+from ._step import Finisher, FirstNonFinite
+from .hooks import HookSet
+from .modules import activation_of, primary_tensor, rnn_time_dim, watched_modules
+from .schedules import Schedule, as_schedule
+
+INPUT = "(input)"
+
+
+class Slot:
+    """One watched module (or the model input)."""
+
+    __slots__ = ("act", "id", "is_rnn", "module", "name")
+
+    def __init__(self, sid: int, name: str, module: nn.Module | None) -> None:
+        self.id, self.name, self.module = sid, name, module
+        self.act = activation_of(module) if module is not None else None
+        self.is_rnn = isinstance(module, nn.RNNBase)
+
+
+class BwdRec:
+    """A gradient hook: ``kind`` "out" (∂L/∂output of ``slot``) or "param"."""
+
+    __slots__ = ("consumers", "kind", "name", "slot")
+
+    def __init__(self, kind: str, slot: Slot, name: str) -> None:
+        self.kind, self.slot, self.name = kind, slot, name
+        self.consumers: list[str] = []
+
+    def key(self) -> tuple:
+        return (self.kind, self.name, self.slot.name, tuple(self.consumers))
+
+
+class Probe:
+    """Hooks on a model, plus the :class:`~gradprobe.Run` they fill. Use as a context manager."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        schedule: Schedule,
+        histograms: bool,
+        run: Run,
+        *,
+        bins: int = 64,
+        hist_range: float | None = None,
+        updates: bool = True,
+        first_nonfinite: bool = True,
+        optimizer: torch.optim.Optimizer | None = None,
+    ) -> None:
+        self.model, self.run, self.histograms, self.bins = model, run, histograms, bins
+        self.hist_range = hist_range
+        self._schedule, self._updates, self._track = schedule, updates, first_nonfinite
+        self.hooks = HookSet()
+        self._closed = False
+        self._step = 0
+        self.slots = [Slot(0, INPUT, None)]
+        self.slots += [Slot(i + 1, n, m) for i, (n, m) in enumerate(watched_modules(model))]
+        self.params = [(n, p) for n, p in model.named_parameters()]
+        owner = {}
+        for s in self.slots[1:]:
+            for pn, p in s.module.named_parameters(recurse=False):
+                owner.setdefault(id(p), (s, pn))
+        self._param_slot = {n: owner[id(p)][0] for n, p in self.params if id(p) in owner}
+        self._register_layers()
+        self.first = FirstNonFinite(run, track=first_nonfinite)
+        self._finisher = Finisher(self)
+        self._snap: list[torch.Tensor] | None = None
+        try:
+            self._install(optimizer)
+        except BaseException:
+            self.hooks.remove()
+            raise
+        self._begin_step()
+
+    # -- setup ---------------------------------------------------------------------------
+    def _register_layers(self) -> None:
+        self.run.add_layer(INPUT, "input")
+        for s in self.slots[1:]:
+            act = s.act.label() if s.act else None
+            self.run.add_layer(s.name, "module", type(s.module).__name__, act)
+        for n, p in self.params:
+            self.run.add_layer(n, "param", "Parameter", None, tuple(p.shape))
+
+    def _install(self, optimizer: torch.optim.Optimizer | None) -> None:
+        root = self.slots[0]
+        self.hooks.forward_pre(self.model, self._input_hook(root), "(model) input")
+        for s in self.slots[1:]:
+            self.hooks.forward_pre(s.module, self._pre_hook(s), s.name)
+            self.hooks.forward(s.module, self._fwd_hook(s), s.name)
+        for n, p in self.params:
+            if p.requires_grad and n in self._param_slot:
+                rec = BwdRec("param", self._param_slot[n], n)
+                self.hooks.param(p, self._param_hook(rec), n)
+        if optimizer is not None:
+            self.hooks.optimizer_step(optimizer, lambda *_: self.step())
+
+    # -- per-step state --------------------------------------------------------------------
+    def _begin_step(self) -> None:
+        self.logged = bool(self._schedule(self._step))
+        self.packer = R.Packer()
+        self.fwd: list[tuple] = []  # logged: (slot, n, moments slice, sat, unitmax, hist)
+        self.bwd: list[tuple] = []  # logged: (rec, n, moments slice, time norms, hist)
+        self.fwd_ext: list[torch.Tensor] = []  # not logged: (min, max) per call
+        self.fwd_seq: list[str] = []
+        self.bwd_ext: list[torch.Tensor] = []
+        self.bwd_seq: list[tuple] = []
+        self.hist_r: dict[tuple, torch.Tensor] = {}
+        self.rnn_in: list[tuple] = []  # (slot, time-norm slice) of ∂L/∂x_t
+        self._outs: dict[int, tuple] = {}  # id(output) -> (weakref, BwdRec), for consumers
+        if self._updates and self.logged:
+            with torch.no_grad():
+                self._snap = [p.detach().clone() for _, p in self.params]
+
+    @property
+    def step_index(self) -> int:
+        """The index of the step being recorded now (0 before the first ``step()``)."""
+        return self._step
+
+    def _want_fwd(self) -> bool:
+        return self.logged or self.first.tracking_forward
+
+    def _want_bwd(self) -> bool:
+        return self.logged or self.first.tracking_backward
+
+    # -- hooks -----------------------------------------------------------------------------
+    def _hist(self, key: tuple, t: torch.Tensor) -> slice | None:
+        if not self.histograms:
+            return None
+        r = self.hist_r.get(key)
+        if r is None and self.hist_range is not None:
+            r = torch.tensor(float(self.hist_range), device=t.device)
+        r, *rest = R.histogram(t, self.bins, r)
+        self.hist_r.setdefault(key, r)
+        return self.packer.add(r, *rest)
+
+    def _record_fwd(self, slot: Slot, t: torch.Tensor) -> None:
+        if self.logged:
+            p = self.packer
+            m = p.add(*R.moments(t))
+            sat = unitmax = None
+            if slot.act is not None and slot.act.kind == "saturating":
+                sat = p.add(R.saturated_count(t, slot.act.lo, slot.act.hi))
+            elif slot.act is not None and t.dim() > 0 and t.shape[0] > 0:
+                unitmax = R.unit_max(t)
+            self.fwd.append((slot, t.numel(), m, sat, unitmax, self._hist((slot.id, "a"), t)))
+        else:
+            self.fwd_ext.extend(R.extremes(t))
+            self.fwd_seq.append(slot.name)
+
+    def _input_hook(self, slot: Slot) -> Callable:
+        def hook(module, args, kwargs=None):
+            if not self.hooks.active or not self._want_fwd():
+                return
+            t = primary_tensor(args)
+            if t is not None and t.numel():
+                self._record_fwd(slot, t)
+
+        return hook
+
+    def _pre_hook(self, slot: Slot) -> Callable:
+        def hook(module, args):
+            if not self.hooks.active or not self._want_bwd():
+                return None
+            new_args = None
+            for i, a in enumerate(args):
+                if not isinstance(a, torch.Tensor):
+                    continue
+                entry = self._outs.get(id(a))
+                if entry is not None and entry[0]() is a:
+                    entry[1].consumers.append(slot.name)
+                if i == 0 and slot.is_rnn and self.logged and a.is_floating_point():
+                    # ∂L/∂x_t through the whole recurrence: hook the input sequence. Data
+                    # that needs no gradient is replaced by a leaf view that does.
+                    if not a.requires_grad and torch.is_grad_enabled():
+                        a = a.detach().requires_grad_(True)
+                        new_args = (a, *args[1:])
+                    if a.requires_grad:
+                        a.register_hook(self._rnn_input_hook(slot, rnn_time_dim(module, a)))
+            return new_args
+
+        return hook
+
+    def _fwd_hook(self, slot: Slot) -> Callable:
+        def hook(module, args, output):
+            if not self.hooks.active or not self._want_fwd():
+                return
+            t = primary_tensor(output)
+            if t is None or t.numel() == 0:
+                return
+            self._record_fwd(slot, t)
+            if t.requires_grad and self._want_bwd():
+                rec = BwdRec("out", slot, slot.name)
+                self._outs[id(t)] = (weakref.ref(t), rec)
+                tdim = rnn_time_dim(module, output[0]) if slot.is_rnn else None
+                t.register_hook(self._grad_hook(rec, tdim, self._step))
+
+        return hook
+
+    def _grad_hook(self, rec: BwdRec, time_dim: int | None, step: int) -> Callable:
+        def hook(grad):
+            if not self.hooks.active or step != self._step:
+                return
+            self._record_bwd(rec, grad, time_dim)
+
+        return hook
+
+    def _param_hook(self, rec: BwdRec) -> Callable:
+        def hook(param):
+            if self.hooks.active and self._want_bwd() and param.grad is not None:
+                self._record_bwd(rec, param.grad, None)
+
+        return hook
+
+    def _rnn_input_hook(self, slot: Slot, time_dim: int | None) -> Callable:
+        step = self._step
+
+        def hook(grad):
+            if self.hooks.active and step == self._step and time_dim is not None:
+                self.rnn_in.append((slot, self.packer.add(R.time_norms(grad, time_dim))))
+
+        return hook
+
+    def _record_bwd(self, rec: BwdRec, g: torch.Tensor, time_dim: int | None) -> None:
+        if self.logged:
+            p = self.packer
+            m = p.add(*R.moments(g))
+            tn = p.add(R.time_norms(g, time_dim)) if time_dim is not None else None
+            h = self._hist((rec.slot.id, "g"), g) if rec.kind == "out" else None
+            self.bwd.append((rec, g.numel(), m, tn, h))
+        elif self.first.tracking_backward:
+            self.bwd_ext.extend(R.extremes(g))
+            self.bwd_seq.append(rec.key())
+
+    # -- steps -----------------------------------------------------------------------------
+    def step(self) -> None:
+        """Mark the end of a training step (after ``optimizer.step()``)."""
+        self._check_open()
+        if self.logged:
+            self._finisher.finish_logged(self._step, write=True)
+        else:
+            self.first.push_flags(self)
+        self._step += 1
+        self._begin_step()
+
+    def close(self) -> None:
+        """Remove every hook (idempotent) and record any pending first-non-finite event."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.hooks.remove()
+        finally:
+            self._snap = None
+            try:  # a step cut short (an exception) still names its first non-finite
+                if self.logged and (self.fwd or self.bwd):
+                    self._finisher.finish_logged(self._step, write=False)
+                elif not self.logged:
+                    self.first.push_flags(self)
+                self.first.flush(self._step)
+            finally:
+                self.run.set_meta("closed_at_step", self._step)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InvalidInputError(
+                "this probe is closed; call probe.step() inside the `with gp.watch(...)` block"
+            )
+
+    def __enter__(self) -> Probe:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _check_model(model: object, what: str) -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise InvalidInputError(
+            f"{what} needs a torch.nn.Module, got {type(model).__name__}; "
+            "pass the model itself (not its output or its state_dict)"
+        )
+    if next(model.parameters(), None) is None:
+        raise InvalidInputError(
+            f"{type(model).__name__} has no parameters: there are no gradients to watch; "
+            "pass the trainable model"
+        )
+    if next(model.children(), None) is None:
+        raise InvalidInputError(
+            f"{type(model).__name__} has no submodules, so there are no layers to compare; "
+            "build it from nn.Modules (nn.Linear, nn.Conv2d, activations as modules ...)"
+        )
+    return model
+
+
+def watch(
+    model: nn.Module,
+    every: int | Schedule = 1,
+    histograms: bool = False,
+    path=None,
+    *,
+    bins: int = 64,
+    hist_range: float | None = None,
+    updates: bool = True,
+    first_nonfinite: bool = True,
+    optimizer: torch.optim.Optimizer | None = None,
+    overwrite: bool = False,
+) -> Probe:
+    """Watch ``model`` while it trains; ``probe.step()`` ends a step, ``probe.run`` holds it all.
+
+    ``every``: log every n-th step, or a schedule ``step -> bool`` (``log_spaced()``).
+    ``histograms``: also histograms of activations and ∂L/∂output (``bins`` bins on
+    ``[-r, r]``, ``r`` = max finite ``|x|`` per layer and step, or ``hist_range``).
+    ``path``: a run file (or a folder, for ``run.sqlite`` in it); None keeps it in memory.
+    ``updates``: record ``‖Δw‖/‖w‖`` per parameter (one copy of the parameters per logged
+    step). ``first_nonfinite``: name where NaN/Inf first appeared, on every step.
+    ``optimizer``: call ``probe.step()`` after each ``optimizer.step()`` for you.
+
+    >>> with gp.watch(model) as probe:                          # doctest: +SKIP
+    ...     for x, y in loader:
+    ...         loss_fn(model(x), y).backward(); opt.step(); opt.zero_grad(); probe.step()
+    """
+    _check_model(model, "watch")
+    schedule = as_schedule(every)
+    if not isinstance(histograms, bool):
+        raise InvalidInputError(f"histograms must be True or False, got {histograms!r}")
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2 or bins % 2:
+        raise InvalidInputError(f"bins must be an even integer >= 2, got {bins!r}; try 64")
+    if hist_range is not None and not (float(hist_range) > 0):
+        raise InvalidInputError(f"hist_range must be a positive number, got {hist_range!r}")
+    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+        raise InvalidInputError(
+            f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+        )
+    if path is not None and not isinstance(path, (str, bytes)) and not hasattr(path, "__fspath__"):
+        raise InvalidInputError(f"path must be a file path or None, got {type(path).__name__}")
+    meta = {
+        "model": type(model).__name__,
+        "every": getattr(schedule, "n", None) or repr(schedule),
+        "histograms": histograms,
+        "bins": bins,
+        "hist_range": hist_range,
+        "torch": torch.__version__,
+    }
+    run = Run.create(path, meta=meta, overwrite=overwrite)
+    return Probe(
+        model, schedule, histograms, run, bins=bins, hist_range=hist_range, updates=updates,
+        first_nonfinite=first_nonfinite, optimizer=optimizer,
+    )  # fmt: skip
