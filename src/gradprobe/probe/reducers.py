@@ -111,9 +111,6 @@ def time_norms(g: torch.Tensor, time_dim: int) -> torch.Tensor:
     return torch.linalg.vector_norm(g.detach(), dim=dims, dtype=torch.float32)
 
 
-_GRIDS: dict[tuple, torch.Tensor] = {}
-
-
 def histogram(x: torch.Tensor, bins: int, r: torch.Tensor | None = None):
     """Counts on the symmetric range ``[-r, r]`` (default: just above max finite ``|x|``).
 
@@ -126,11 +123,11 @@ def histogram(x: torch.Tensor, bins: int, r: torch.Tensor | None = None):
     if r is None:
         m = clean.abs().amax()
         r = torch.nextafter(torch.where(m > 0, m, torch.ones_like(m)), m.new_tensor(math.inf))
-    key = (bins, xf.device)
-    if key not in _GRIDS:  # exact 0 in the middle: (arange - bins/2) / (bins/2)
-        _GRIDS[key] = (torch.arange(bins + 1, device=xf.device) - bins / 2) / (bins / 2)
-    edges = r * _GRIDS[key]
-    idx = torch.bucketize(clean, edges)  # i: edges[i-1] < x <= edges[i]
+    # bin i in 1..bins holds (e_{i-1}, e_i], e_i = r (2i/bins - 1): i = ceil(x bins / 2r) + bins/2;
+    # 0 and bins+1 hold values below and above the range.
+    half = bins // 2
+    z = torch.ceil(clean * (half / r)).clamp_(-half, half + 1)
+    idx = z.add_(half).long()
     if xf.device.type == "cpu":
         counts = torch.bincount(idx, minlength=bins + 2)
     else:  # bincount would synchronise to size its output

@@ -1,0 +1,154 @@
+"""A probe never changes training, and always removes its hooks."""
+
+import pytest
+import torch
+from torch import nn
+
+import gradprobe as gp
+
+
+class CNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(inplace=True),
+            nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        )  # fmt: skip
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.head(self.body(x).mean(dim=(2, 3)))
+
+
+class LSTMNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(5, 16, num_layers=2, batch_first=True)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        out, _ = self.lstm(x)
+        return self.head(out[:, -1])
+
+
+class Encoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.1, batch_first=True)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.head(self.layer(x).mean(1))
+
+
+CASES = {
+    "mlp": (
+        lambda: nn.Sequential(nn.Linear(10, 32), nn.Tanh(), nn.Linear(32, 32), nn.ReLU(),
+                              nn.Linear(32, 4)),
+        lambda g: torch.randn(16, 10, generator=g),
+    ),
+    "cnn_bn": (CNN, lambda g: torch.randn(8, 3, 6, 6, generator=g)),
+    "lstm": (LSTMNet, lambda g: torch.randn(8, 7, 5, generator=g)),
+    "transformer": (Encoder, lambda g: torch.randn(8, 6, 16, generator=g)),
+}  # fmt: skip
+
+
+def _train(name, probe_kwargs, tmp_path=None, steps=20):
+    make_model, make_x = CASES[name]
+    torch.manual_seed(0)
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    g = torch.Generator().manual_seed(1)
+    losses = []
+
+    def loop(probe=None):
+        for _ in range(steps):
+            x, y = make_x(g), torch.randint(0, 4, (make_x(g).shape[0],), generator=g)
+            loss = nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            losses.append(loss.detach().clone())
+            if probe is not None:
+                probe.step()
+
+    if probe_kwargs is None:
+        loop()
+        return losses, model, None
+    with gp.watch(model, **probe_kwargs) as probe:
+        loop(probe)
+    return losses, model, probe.run
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_probe_never_changes_training(name, tmp_path):
+    base_losses, base_model, _ = _train(name, None)
+    options = dict(every=1, histograms=True, updates=True, first_nonfinite=True)
+    losses, model, run = _train(name, {**options, "path": tmp_path / "run.sqlite"})
+    assert all(torch.equal(a, b) for a, b in zip(base_losses, losses, strict=True))
+    for (n, p), (_, q) in zip(
+        base_model.state_dict().items(), model.state_dict().items(), strict=True
+    ):
+        assert torch.equal(p, q), n
+    assert run.steps == list(range(20))
+
+
+def test_probe_never_changes_training_when_steps_are_skipped():
+    base_losses, base_model, _ = _train("lstm", None)
+    losses, model, _ = _train("lstm", dict(every=gp.probe.log_spaced(3), histograms=True))
+    assert all(torch.equal(a, b) for a, b in zip(base_losses, losses, strict=True))
+    for p, q in zip(base_model.parameters(), model.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def _hook_count(model):
+    n = 0
+    for m in model.modules():
+        n += len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+    for p in model.parameters():
+        n += len(getattr(p, "_post_accumulate_grad_hooks", None) or {})
+    return n
+
+
+def test_hooks_are_removed_on_exit_and_when_the_loop_raises():
+    model = CASES["cnn_bn"][0]()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    assert _hook_count(model) == 0
+    with gp.watch(model, optimizer=opt) as probe:
+        assert _hook_count(model) > 0
+        assert len(probe.hooks) == _hook_count(model) + 1  # + the optimizer hook
+    assert _hook_count(model) == 0 and len(opt._optimizer_step_post_hooks) == 0
+
+    with pytest.raises(RuntimeError, match="boom"), gp.watch(model, optimizer=opt) as probe:
+        model(torch.randn(2, 3, 6, 6)).sum().backward()
+        raise RuntimeError("boom")
+    assert _hook_count(model) == 0 and len(opt._optimizer_step_post_hooks) == 0
+    probe.close()  # idempotent
+    with pytest.raises(gp.GradprobeError, match="closed"):
+        probe.step()
+
+
+def test_hooks_are_removed_when_setup_fails(tmp_path):
+    model = CASES["mlp"][0]()
+    with pytest.raises(gp.GradprobeError):
+        gp.watch(model, path=tmp_path / "missing" / "run.sqlite")
+    assert _hook_count(model) == 0
+
+
+def test_optimizer_hook_marks_steps():
+    model = CASES["mlp"][0]()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gp.watch(model, optimizer=opt) as probe:
+        for _ in range(3):
+            model(torch.randn(4, 10)).sum().backward()
+            opt.step()
+            opt.zero_grad()
+    assert probe.run.steps == [0, 1, 2]
+
+
+def test_a_graph_kept_after_close_records_nothing():
+    model = CASES["mlp"][0]()
+    with gp.watch(model) as probe:
+        loss = model(torch.randn(4, 10)).sum()
+    loss.backward()  # hooks on the graph's tensors fire after close: ignored
+    assert probe.run.steps == []

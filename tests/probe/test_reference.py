@@ -1,0 +1,177 @@
+"""Every recorded number against an independent reference computed with plain autograd."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import gradprobe as gp
+
+
+def _mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Linear(12, 40), nn.Tanh(), nn.Linear(40, 40), nn.ReLU(), nn.Linear(40, 7)
+    )  # fmt: skip
+
+
+def _values(run, step=0):
+    df = run.to_pandas()
+    df = df[df.step == step]
+    return {(r.layer, r.quantity, r.stat): r.value for r in df.itertuples()}
+
+
+def _reference(model, x, y):
+    """Run the Sequential by hand, retain_grad on every output: the independent reference."""
+    outs, h = [], x
+    for layer in model:
+        h = layer(h)
+        h.retain_grad()
+        outs.append(h)
+    loss = nn.functional.cross_entropy(h, y)
+    loss.backward()
+    return outs, loss
+
+
+def test_activation_grad_and_param_stats_match_autograd():
+    model = _mlp()
+    x, y = torch.randn(32, 12) * 3, torch.randint(0, 7, (32,))
+    with gp.watch(model) as probe:
+        nn.functional.cross_entropy(model(x), y).backward()
+        probe.step()
+    v = _values(probe.run)
+    ref = _mlp()
+    outs, _ = _reference(ref, x, y)
+    for i, o in enumerate(outs):
+        a, g = o.detach(), o.grad
+        name = str(i)
+        assert v[(name, "activation", "mean")] == pytest.approx(a.mean().item(), abs=1e-6)
+        assert v[(name, "activation", "std")] == pytest.approx(a.std().item(), rel=1e-5)
+        assert v[(name, "activation", "rms")] == pytest.approx(a.pow(2).mean().sqrt().item(), 1e-5)
+        assert v[(name, "activation", "max_abs")] == pytest.approx(a.abs().max().item(), 1e-6)
+        assert v[(name, "activation", "nonfinite")] == 0
+        assert v[(name, "grad_output", "norm")] == pytest.approx(g.norm().item(), rel=1e-5)
+        assert v[(name, "grad_output", "std")] == pytest.approx(g.std().item(), rel=1e-5)
+        assert v[(name, "grad_output", "max_abs")] == pytest.approx(g.abs().max().item(), 1e-6)
+    for (pname, p), (_, pref) in zip(model.named_parameters(), ref.named_parameters(), strict=True):
+        assert v[(pname, "param_grad", "norm")] == pytest.approx(pref.grad.norm().item(), 1e-5)
+        assert v[(pname, "param_grad", "std")] == pytest.approx(pref.grad.std().item(), 1e-5)
+        assert v[(pname, "param_grad", "max_abs")] == pytest.approx(
+            pref.grad.abs().max().item(), 1e-6
+        )
+        assert v[(pname, "weight", "norm")] == pytest.approx(p.detach().norm().item(), 1e-6)
+    assert v[("(input)", "activation", "std")] == pytest.approx(x.std().item(), rel=1e-5)
+
+
+def test_dead_units_by_brute_force():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(6, 50), nn.ReLU(), nn.Linear(50, 1))
+    with torch.no_grad():
+        model[0].bias[:20] = -100.0  # 20 units dead for sure, others by chance
+    x = torch.randn(8, 6)
+    with gp.watch(model) as probe:
+        model(x).sum().backward()
+        probe.step()
+    h = model[1](model[0](x)).detach()
+    dead = 0
+    for unit in range(h.shape[1]):
+        if all(h[b, unit].item() <= 0 for b in range(h.shape[0])):
+            dead += 1
+    assert dead >= 20
+    frac_zeros = (h == 0).float().mean().item()
+    got = _values(probe.run)[("1", "activation", "dead")]
+    assert got == pytest.approx(dead / 50)
+    assert got != pytest.approx(frac_zeros)  # units, not zeros
+
+
+def test_dead_units_per_unit_over_batch_for_conv_maps():
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(3, 1, 1))
+    x = torch.randn(4, 2, 5, 5)
+    with gp.watch(model) as probe:
+        model(x).sum().backward()
+        probe.step()
+    h = model[1](model[0](x)).detach()
+    dead = sum(
+        all(h[b, c, i, j] <= 0 for b in range(4))
+        for c in range(3)
+        for i in range(5)
+        for j in range(5)
+    )
+    assert _values(probe.run)[("1", "activation", "dead")] == pytest.approx(dead / 75)
+
+
+@pytest.mark.parametrize(
+    ("act", "lo", "hi"),
+    [(nn.Tanh(), -1, 1), (nn.Sigmoid(), 0, 1), (nn.Hardtanh(-2, 2), -2, 2)],
+)
+def test_saturation_against_the_functions_own_bounds(act, lo, hi):
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(5, 64), act, nn.Linear(64, 1))
+    x = torch.randn(50, 5) * 4
+    with gp.watch(model) as probe:
+        model(x).sum().backward()
+        probe.step()
+    h = act(model[0](x)).detach().flatten().tolist()
+    tol = 0.01 * (hi - lo)
+    sat = sum((v - lo) <= tol or (hi - v) <= tol for v in h) / len(h)
+    assert 0.05 < sat < 0.95  # the test data exercises both sides of the threshold
+    assert _values(probe.run)[("1", "activation", "saturated")] == pytest.approx(sat)
+
+
+def test_update_ratio_is_norm_of_step_over_norm_of_weights():
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+    x, y = torch.randn(16, 12), torch.randint(0, 7, (16,))
+    before = {}
+    with gp.watch(model, every=2) as probe:
+        for _ in range(3):
+            before = {n: p.detach().clone() for n, p in model.named_parameters()}
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+            opt.zero_grad()
+            probe.step()
+    v = _values(probe.run, step=2)
+    for n, p in model.named_parameters():
+        want = (p.detach() - before[n]).norm() / before[n].norm()
+        assert v[(n, "update", "ratio")] == pytest.approx(want.item(), rel=1e-4)
+    assert probe.run.steps == [0, 2]
+
+
+def test_histogram_counts_by_brute_force_with_special_bins():
+    model = nn.Sequential(nn.Linear(4, 4), nn.Identity())
+    x = torch.tensor(
+        [[0.0, 1.0, -2.0, float("nan")], [float("inf"), -float("inf"), 0.5, 0.0]]
+    ).repeat(3, 1)
+    with torch.no_grad():
+        model[0].weight.copy_(torch.eye(4))
+        model[0].bias.zero_()
+    with gp.watch(model, histograms=True, bins=8) as probe:
+        model(x)
+        probe.step()
+    h = probe.run.histogram("(input)", "activation", 0)
+    vals = x.flatten().tolist()
+    finite = [v for v in vals if np.isfinite(v)]
+    assert h.nan == sum(np.isnan(v) for v in vals)
+    assert h.posinf == 3 and h.neginf == 3
+    assert h.zero == sum(v == 0 for v in finite)
+    assert h.hi == pytest.approx(2.0) and h.lo == pytest.approx(-2.0)
+    edges = h.edges
+    for i in range(8):  # bins are (e_i, e_i+1], exact zeros excluded
+        want = sum(edges[i] < v <= edges[i + 1] and v != 0 for v in finite)
+        assert h.counts[i] == want, i
+    assert h.counts.sum() + h.zero + h.nan + h.posinf + h.neginf + h.below + h.above == 24
+
+
+def test_fixed_range_histogram_counts_out_of_range_values():
+    model = nn.Sequential(nn.Linear(3, 200), nn.Identity())
+    torch.manual_seed(4)
+    with gp.watch(model, histograms=True, bins=4, hist_range=0.1) as probe:
+        model(torch.randn(5, 3) * 3).sum().backward()
+        probe.step()
+    h = probe.run.histogram("1", "activation", 0)
+    assert (h.lo, h.hi) == pytest.approx((-0.1, 0.1))
+    assert h.below > 0 and h.above > 0
+    assert h.counts.sum() + h.below + h.above + h.zero == 1000
+    g = probe.run.histogram("1", "grad_output", 0)
+    assert g.counts.sum() + g.below + g.above + g.zero == 1000
