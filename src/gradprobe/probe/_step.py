@@ -190,8 +190,7 @@ class Finisher:
     # -- host side ------------------------------------------------------------------------
     def _positions(self) -> dict[str, int]:
         new = {}
-        order = list(dict.fromkeys(slot.name for slot, *_ in self.probe.fwd))
-        for i, name in enumerate(order):
+        for i, name in enumerate(self.probe.called):
             if name not in self.positions_known:
                 new[name] = i
                 self.positions_known.add(name)

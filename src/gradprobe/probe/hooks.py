@@ -4,6 +4,9 @@
 ``Hooks`` habit); removing twice is harmless. Tensor hooks on activations and gradients die
 with the autograd graph; they check ``HookSet.active`` so a graph kept alive after the probe
 closed records nothing.
+
+Every hook function is wrapped in ``torch.compiler.disable``: under ``torch.compile`` it runs
+eagerly (a graph break at each watched module) instead of being traced and recompiled.
 """
 
 from __future__ import annotations
@@ -12,6 +15,11 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+
+
+def eager(fn: Callable) -> Callable:
+    """``fn`` kept out of torch.compile's tracing (about 1 µs per call in eager mode)."""
+    return torch.compiler.disable(fn)
 
 
 class Hook:
@@ -41,13 +49,13 @@ class HookSet:
         self.active = True
 
     def forward(self, module: torch.nn.Module, fn: Callable, name: str) -> None:
-        self._add(module.register_forward_hook(fn), f"forward:{name}")
+        self._add(module.register_forward_hook(eager(fn)), f"forward:{name}")
 
     def forward_pre(self, module: torch.nn.Module, fn: Callable, name: str) -> None:
-        self._add(module.register_forward_pre_hook(fn), f"forward_pre:{name}")
+        self._add(module.register_forward_pre_hook(eager(fn)), f"forward_pre:{name}")
 
     def param(self, param: torch.nn.Parameter, fn: Callable, name: str) -> None:
-        self._add(param.register_post_accumulate_grad_hook(fn), f"grad:{name}")
+        self._add(param.register_post_accumulate_grad_hook(eager(fn)), f"grad:{name}")
 
     def optimizer_step(self, optimizer: torch.optim.Optimizer, fn: Callable) -> None:
         self._add(optimizer.register_step_post_hook(fn), "optimizer_step")

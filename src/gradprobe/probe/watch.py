@@ -17,7 +17,7 @@ from ..errors import InvalidInputError
 from ..run import Run
 from . import reducers as R
 from ._step import Finisher, FirstNonFinite
-from .hooks import HookSet
+from .hooks import HookSet, eager
 from .modules import activation_of, primary_tensor, rnn_time_dim, watched_modules
 from .schedules import Schedule, as_schedule
 
@@ -122,6 +122,7 @@ class Probe:
         self.bwd_ext: list[torch.Tensor] = []
         self.bwd_seq: list[tuple] = []
         self.hist_r: dict[tuple, torch.Tensor] = {}
+        self.called: dict[str, None] = {}  # execution order (forward hooks' order)
         self.rnn_in: list[tuple] = []  # (slot, time-norm slice) of ∂L/∂x_t
         self._outs: dict[int, tuple] = {}  # id(output) -> (weakref, BwdRec), for consumers
         if self._updates and self.logged:
@@ -169,6 +170,8 @@ class Probe:
             if not self.hooks.active or not self._want_fwd():
                 return
             t = primary_tensor(args)
+            if self.logged:
+                self.called.setdefault(slot.name)
             if t is not None and t.numel():
                 self._record_fwd(slot, t)
 
@@ -192,7 +195,7 @@ class Probe:
                         a = a.detach().requires_grad_(True)
                         new_args = (a, *args[1:])
                     if a.requires_grad:
-                        a.register_hook(self._rnn_input_hook(slot, rnn_time_dim(module, a)))
+                        a.register_hook(eager(self._rnn_input_hook(slot, rnn_time_dim(module, a))))
             return new_args
 
         return hook
@@ -201,6 +204,8 @@ class Probe:
         def hook(module, args, output):
             if not self.hooks.active or not self._want_fwd():
                 return
+            if self.logged:
+                self.called.setdefault(slot.name)
             t = primary_tensor(output)
             if t is None or t.numel() == 0:
                 return
@@ -209,7 +214,7 @@ class Probe:
                 rec = BwdRec("out", slot, slot.name)
                 self._outs[id(t)] = (weakref.ref(t), rec)
                 tdim = rnn_time_dim(module, output[0]) if slot.is_rnn else None
-                t.register_hook(self._grad_hook(rec, tdim, self._step))
+                t.register_hook(eager(self._grad_hook(rec, tdim, self._step)))
 
         return hook
 
@@ -337,6 +342,8 @@ def watch(
     ...         loss_fn(model(x), y).backward(); opt.step(); opt.zero_grad(); probe.step()
     """
     _check_model(model, "watch")
+    # torch.compile's wrapper: hook the original modules (their names, and they still run)
+    model = getattr(model, "_orig_mod", model)
     schedule = as_schedule(every)
     if not isinstance(histograms, bool):
         raise InvalidInputError(f"histograms must be True or False, got {histograms!r}")

@@ -1,0 +1,130 @@
+"""The first module that produced NaN/Inf is named exactly: forward, backward, or the input."""
+
+import pytest
+import torch
+from torch import nn
+
+import gradprobe as gp
+
+
+class NaNAt(nn.Module):
+    """Identity, except that on ``bad_steps`` its output holds a NaN."""
+
+    def __init__(self):
+        super().__init__()
+        self.poison = False
+
+    def forward(self, x):
+        if self.poison:
+            x = x.clone()
+            x[0, 0] = float("nan")
+        return x
+
+
+class InfBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        g = g.clone()
+        g[0, 0] = float("inf")
+        return g
+
+
+class InfGrad(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.poison = False
+
+    def forward(self, x):
+        return InfBackward.apply(x) if self.poison else x
+
+
+def _model(k=3, cls=NaNAt):
+    torch.manual_seed(0)
+    layers = [nn.Linear(6, 6), nn.Tanh(), nn.Linear(6, 6), nn.Tanh(), nn.Linear(6, 6)]
+    layers.insert(k, cls())
+    return nn.Sequential(*layers, nn.Linear(6, 2))
+
+
+def _train(model, probe, bad_step, steps, x=None, target_layer=None):
+    for s in range(steps):
+        target_layer.poison = s == bad_step
+        inp = torch.randn(4, 6) if x is None else x(s)
+        model(inp).pow(2).sum().backward()
+        model.zero_grad()
+        probe.step()
+
+
+@pytest.mark.parametrize("every", [1, 5, 100])
+@pytest.mark.parametrize("k", [0, 3])
+def test_forward_nan_names_the_module(k, every):
+    model = _model(k)
+    with gp.watch(model, every=every) as probe:
+        _train(model, probe, bad_step=3, steps=7, target_layer=model[k])
+    ev = probe.run.first_nonfinite("forward")
+    assert (ev.step, ev.layer) == (3, str(k))
+    assert ev.phase == "forward"
+    # the NaN flowed backwards too: its first appearance in backward is at the NaN module
+    bw = probe.run.first_nonfinite("backward")
+    assert bw is not None and bw.step == 3
+
+
+@pytest.mark.parametrize("every", [1, 4])
+@pytest.mark.parametrize("k", [2, 5])
+def test_backward_inf_names_the_module_whose_backward_made_it(k, every):
+    model = _model(k, InfGrad)
+    with gp.watch(model, every=every) as probe:
+        _train(model, probe, bad_step=2, steps=4, target_layer=model[k])
+    ev = probe.run.first_nonfinite("backward")
+    assert (ev.step, ev.layer, ev.phase) == (2, str(k), "backward")
+    assert f"backward of {k}" in ev.detail
+    assert probe.run.first_nonfinite("forward") is None
+
+
+@pytest.mark.parametrize("every", [1, 10])
+def test_nan_in_the_data_is_reported_as_the_input(every):
+    model = _model(3)
+
+    def data(s):
+        x = torch.randn(4, 6)
+        if s == 1:
+            x[2, 3] = float("nan")
+        return x
+
+    with gp.watch(model, every=every) as probe:
+        _train(model, probe, bad_step=-1, steps=3, x=data, target_layer=model[3])
+    ev = probe.run.first_nonfinite("forward")
+    assert (ev.step, ev.layer) == (1, "(input)")
+    assert "input" in ev.detail
+
+
+def test_event_is_kept_when_the_loop_raises_mid_step(tmp_path):
+    model = _model(3)
+    with pytest.raises(FloatingPointError), gp.watch(model, every=50, path=tmp_path) as probe:
+        for s in range(5):
+            model[3].poison = s == 2
+            loss = model(torch.randn(4, 6)).pow(2).sum()
+            if not torch.isfinite(loss):
+                raise FloatingPointError("loss is NaN")
+            loss.backward()
+            probe.step()
+    run = gp.Run.load(tmp_path)
+    ev = run.first_nonfinite("forward")
+    assert (ev.step, ev.layer) == (2, "3")
+    assert run.steps == [0]
+
+
+def test_stats_keep_nan_as_data():
+    model = _model(3)
+    model[3].poison = True
+    with gp.watch(model) as probe:
+        model(torch.randn(4, 6)).sum().backward()
+        probe.step()
+    df = probe.run.to_pandas()
+    nf = df[(df.quantity == "activation") & (df.stat == "nonfinite")].set_index("layer").value
+    assert nf["3"] == pytest.approx(1 / 24)
+    assert nf["2"] == 0
+    assert df[(df.layer == "3") & (df.stat == "mean")].value.isna().all()  # NaN stored as NULL
