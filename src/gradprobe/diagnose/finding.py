@@ -1,0 +1,71 @@
+"""``Finding``: one problem, where it is, the numbers behind it and what to do."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Kind = Literal[
+    "vanishing",
+    "exploding",
+    "non_finite",
+    "saturated",
+    "dead_units",
+    "large_updates",
+    "small_updates",
+    "fluctuation",
+]
+Severity = Literal["info", "warning", "error"]
+SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
+
+
+@dataclass(frozen=True)
+class Remedy:
+    """What to do: words, and where one exists the scheme or the line of code that applies it."""
+
+    text: str
+    scheme: str | None = None
+    code: str | None = None
+
+    def __str__(self) -> str:
+        return self.text + (f"  →  {self.code}" if self.code else "")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One diagnosed problem.
+
+    ``layer`` is the module's qualified name (``"(input)"`` for the data, None for the
+    whole model); ``evidence`` holds the numbers that triggered it and the threshold;
+    ``time_step`` is set for problems through time in recurrent layers.
+    """
+
+    kind: Kind
+    layer: str | None
+    severity: Severity
+    step: int | None
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    remedy: Remedy = field(default_factory=lambda: Remedy(""))
+    message: str = ""
+    time_step: int | None = None
+
+    def __str__(self) -> str:
+        where = f" at {self.layer}" if self.layer else ""
+        return f"[{self.severity}] {self.kind}{where}: {self.message}  Remedy: {self.remedy}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "layer": self.layer,
+            "severity": self.severity,
+            "step": self.step,
+            "time_step": self.time_step,
+            "message": self.message,
+            "evidence": dict(self.evidence),
+            "remedy": {
+                "text": self.remedy.text,
+                "scheme": self.remedy.scheme,
+                "code": self.remedy.code,
+            },
+        }

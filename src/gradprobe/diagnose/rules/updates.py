@@ -1,0 +1,52 @@
+"""``large_updates`` / ``small_updates``: the update ratio ‖Δw‖/‖w‖ per parameter per step."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..context import Context
+from ..finding import Finding, Remedy
+from . import RULES
+
+
+@RULES.register("updates")
+def updates(ctx: Context) -> list[Finding]:
+    params = [la.name for la in ctx.run.layers("param") if la.name.endswith("weight")]
+    if not params:
+        return []
+    ratios = ctx.matrix("update", "ratio", params)
+    findings = []
+    for name, row in zip(params, ratios, strict=True):
+        finite = row[np.isfinite(row)]
+        if not finite.size:
+            continue
+        median = float(np.median(finite))
+        for kind, bad, limit, text in (
+            (
+                "large_updates",
+                median > ctx.t.large_update_ratio,
+                ctx.t.large_update_ratio,
+                "the learning rate is too high for this layer: lower it, clip gradients, or "
+                "use warm-up",
+            ),
+            (
+                "small_updates",
+                median < ctx.t.small_update_ratio,
+                ctx.t.small_update_ratio,
+                "the weights barely move: its gradient vanishes (see other findings) or the "
+                "learning rate is too low",
+            ),
+        ):
+            if bad:
+                findings.append(
+                    Finding(
+                        kind=kind,
+                        layer=name,
+                        severity="warning",
+                        step=ctx.steps[int(np.nonzero(np.isfinite(row))[0][0])],
+                        evidence={"median_update_ratio": median, "threshold": limit},
+                        remedy=Remedy(text),
+                        message=f"median ‖Δw‖/‖w‖ = {median:.3g} per step (threshold {limit:g})",
+                    )
+                )
+    return findings
