@@ -18,7 +18,7 @@ Inf); its statistics are taken in float64 so that they do not underflow themselv
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -140,16 +140,25 @@ def matrix_chain(
 
 
 def std_over_seeds(
-    settings: Sequence[str] | None = None, depth: int = 50, width: int = 100, seeds: int = 10
+    settings: Sequence[str] | None = None,
+    depth: int = 50,
+    width: int = 100,
+    seeds: int = 10,
+    on_seed: Callable[[int], object] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Per-layer std for seeds ``0..seeds-1``, shape ``(seeds, depth + 1)``: finite-width spread.
 
     At width ``n`` each layer multiplies the squared norm by a chi-squared(n)/n-like factor,
     so log(std) does a random walk: even the "right" scale drifts away from 1 at finite
-    width, by a different amount for every seed.
+    width, by a different amount for every seed. ``on_seed(seed)`` is called after each
+    seed (for a progress bar).
     """
     names = list(SETTINGS) if settings is None else list(settings)
     if not isinstance(seeds, int) or seeds < 1:
         raise InvalidInputError(f"seeds must be a positive integer, got {seeds!r}")
-    runs = [matrix_chain(names, depth, width, seed) for seed in range(seeds)]
+    runs = []
+    for seed in range(seeds):
+        runs.append(matrix_chain(names, depth, width, seed))
+        if on_seed is not None:
+            on_seed(seed)
     return {n: torch.stack([r[n].std for r in runs]) for n in names}

@@ -19,7 +19,7 @@ from rich.rule import Rule
 from rich.table import Table
 
 from ..errors import InvalidInputError
-from .terminal import console
+from .terminal import console, progress
 
 
 @dataclass(frozen=True)
@@ -95,8 +95,16 @@ def _matrix_chain(out: Path, seed: int, depth: int = 50, width: int = 100, seeds
     from ..experiments.matrix_chain import matrix_chain, std_over_seeds
     from .plots import matrix_chain_figure, save
 
-    chains = matrix_chain(depth=depth, width=width, seed=seed)
-    spread = std_over_seeds(["xavier", "he_relu"], depth, width, seeds)
+    with progress(transient=True) as bar:  # a few seconds on a busy 2-core machine
+        task = bar.add_task("matrix chains", total=seeds + 2)
+        chains = matrix_chain(depth=depth, width=width, seed=seed)
+        bar.advance(task)
+        spread = std_over_seeds(
+            ["xavier", "he_relu"], depth, width, seeds, on_seed=lambda _: bar.advance(task)
+        )
+        figure = matrix_chain_figure(chains, spread)
+        png = save(figure, out / "matrix_chain.png")
+        bar.advance(task)
     con = console()
     con.print(
         f"x = randn({width}, {width}), then x = x @ W {depth} times, W = N(0,1) × a scale "
@@ -132,7 +140,6 @@ def _matrix_chain(out: Path, seed: int, depth: int = 50, width: int = 100, seeds
             f"(std {_fmt(xr.std[-1].item())} at layer {depth}); He's factor 2 in √(2/n) "
             "puts it back."
         )
-    png = save(matrix_chain_figure(chains, spread), out / "matrix_chain.png")
     table_csv = _write_csv(chains, out / "matrix_chain.csv")
     con.print(f"Figure: {png}   every layer's numbers: {table_csv}")
     return {"chains": chains, "spread": spread, "files": [png, table_csv]}

@@ -9,12 +9,14 @@ Each shape has its own grey level in [0.55, 1] over a background in [0, 0.45]; t
 second shape is painted over the first and covers at most half of the smaller shape's
 area; colours are inverted with probability 0.5; pixels are mapped to [-1, 1].
 
-Vectorised in torch: about 40,000 images/s on one core of the development machine
-(2-core CPU, ``generate(20_000)``; see ``tests/experiments/data/test_shapeset.py``).
+Vectorised in torch, on one thread (see ``_one_thread``). Measured on the 2-core
+development machine with ``generate(20_000)``: about 16,000 images per CPU-second, and
+8,000-16,000 images/s wall clock whether the machine was busy (load 4) or idle.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -67,10 +69,23 @@ def generate(n: int, seed: int = 0, *, return_shapes: bool = False):
     n, seed = check_count("n", n), check_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     y = balanced_labels(n, len(CLASSES), gen)
-    parts = [_render(y[i : i + _CHUNK], gen) for i in range(0, n, _CHUNK)]
+    with _one_thread():
+        parts = [_render(y[i : i + _CHUNK], gen) for i in range(0, n, _CHUNK)]
     x = torch.cat([p[0] for p in parts])
     shapes = Shapes(*(torch.cat([getattr(p[1], f) for p in parts]) for f in Shapes.__annotations__))
     return (x, y, shapes) if return_shapes else (x, y)
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """Many small ops: on a busy 2-core machine, two OpenMP threads wait on each other at
+    every op and run 4x slower than one. The numbers do not depend on the thread count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def load(n: int | None = None, n_test: int | None = None, seed: int = 0) -> Split:
