@@ -82,10 +82,11 @@ class ChainResult:
     @property
     def event(self) -> str | None:
         """The first of 0, Inf, NaN that the chain hit, as ``"Inf at layer 38"``; else None."""
-        hits = [(layer, what) for what, layer in self._events() if layer is not None]
+        hits = [(layer, what) for what, layer in self.events() if layer is not None]
         return None if not hits else "{1} at layer {0}".format(*min(hits))
 
-    def _events(self) -> list[tuple[str, int | None]]:
+    def events(self) -> list[tuple[str, int | None]]:
+        """``[("0", first_zero), ("Inf", first_inf), ("NaN", first_nan)]``."""
         return [("0", self.first_zero), ("Inf", self.first_inf), ("NaN", self.first_nan)]
 
 

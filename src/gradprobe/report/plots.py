@@ -83,7 +83,7 @@ def _chain_line(ax, r: ChainResult, color: str) -> None:
     edge = blended_transform_factory(ax.transData, ax.transAxes)
     ok = [(layer, s) for layer, s in enumerate(r.std.tolist()) if math.isfinite(s) and s > 0]
     ax.plot([p[0] for p in ok], [p[1] for p in ok], color=color, lw=1.8, label=r.setting.label)
-    for what, layer in r._events():
+    for what, layer in r.events():
         if layer is None:
             continue
         marker, words = _EVENT_STYLE[what]
