@@ -43,15 +43,18 @@ class Activation:
 
 
 def _autograd_derivative(fn: Fn, x: Tensor) -> Tensor:
-    """φ′ elementwise: for an elementwise φ the gradient of Σφ(x) is φ′(x)."""
-    x = x.detach()
-    try:
-        return torch.func.grad(lambda t: fn(t).sum())(x)
-    except Exception:  # callables that torch.func cannot trace: plain autograd
-        with torch.enable_grad():
-            leaf = x.clone().requires_grad_(True)
-            (out,) = torch.autograd.grad(fn(leaf).sum(), leaf)
-        return out
+    """φ′ elementwise: for an elementwise φ the gradient of Σφ(x) is φ′(x).
+
+    Plain reverse-mode autograd; ``torch.func.grad`` gives the same numbers but
+    costs seconds of set-up on its first call.
+    """
+    with torch.enable_grad():
+        leaf = x.detach().clone().requires_grad_(True)
+        out = fn(leaf)
+        if not out.requires_grad:  # φ is piecewise constant or detached: φ′ = 0
+            return torch.zeros_like(leaf)
+        (grad,) = torch.autograd.grad(out.sum(), leaf)
+    return grad
 
 
 def _sigmoid_d(x: Tensor) -> Tensor:
@@ -106,6 +109,11 @@ _MODULES: dict[type, str] = {
 }
 
 
+# plain functions that are table entries (so torch.tanh gets tanh's closed-form derivative)
+_FUNCTIONS: dict[object, str] = {fn: name for name, (fn, *_) in _TABLE.items() if name != "linear"}
+_FUNCTIONS.update({F.relu: "relu", F.tanh: "tanh", F.sigmoid: "sigmoid", torch.special.erf: "erf"})
+
+
 def activation_names() -> list[str]:
     """Names accepted by :func:`resolve` (``torch.nn.functional`` names work too)."""
     return sorted([*_TABLE, *_ALIASES])
@@ -152,8 +160,13 @@ def _checked(act: Activation) -> Activation:
     perm = torch.tensor([3, 0, 6, 1, 5, 2, 4])
     try:
         with torch.no_grad():
-            y, y_perm = act.fn(x), act.fn(x[perm])
-        ok = isinstance(y, Tensor) and y.shape == x.shape and torch.allclose(y[perm], y_perm)
+            y, y_perm, y_part = act.fn(x), act.fn(x[perm]), act.fn(x[:3])
+        ok = (
+            isinstance(y, Tensor)
+            and y.shape == x.shape
+            and torch.allclose(y[perm], y_perm)
+            and torch.allclose(y[:3], y_part)  # softmax-like maps fail this one
+        )
     except Exception as err:
         raise InvalidInputError(
             f"activation {act.name!r} failed on a float64 tensor ({err}); pass a callable that"
@@ -176,6 +189,11 @@ def resolve(activation: str | nn.Module | Fn | Activation) -> Activation:
     if isinstance(activation, nn.Module):
         return _from_module(activation)
     if callable(activation):
+        try:
+            if activation in _FUNCTIONS:
+                return _from_name(_FUNCTIONS[activation])
+        except TypeError:  # unhashable callable
+            pass
         name = getattr(activation, "__name__", type(activation).__name__)
         return _checked(Activation(name, activation))
     raise InvalidInputError(

@@ -61,19 +61,25 @@ def q_star(activation, sigma_w2: float, sigma_b2: float, q0: float = 1.0) -> flo
     return _q_star(act, sigma_w2, sigma_b2, float(q0))
 
 
+@functools.lru_cache(maxsize=64)
+def _v_on_grid(act) -> np.ndarray:
+    """V on the bracketing grid; independent of (σ_w², σ_b²), so computed once per φ."""
+    return V(act, _Q_GRID).numpy()
+
+
 @functools.lru_cache(maxsize=512)
 def _q_star(act, sigma_w2: float, sigma_b2: float, q0: float) -> float:
 
-    def gap(q):  # F(q) = map(q) - q, with rounding noise treated as 0
+    def gap(q, v=None):  # F(q) = map(q) - q, with rounding noise treated as 0
         q = np.asarray(q, float)
-        f = sigma_w2 * V(act, q).numpy() + sigma_b2 - q
-        return np.where(np.abs(f) <= 1e-13 * np.maximum(q, 1e-300), 0.0, f)
+        f = sigma_w2 * (V(act, q).numpy() if v is None else v) + sigma_b2 - q
+        return np.where(np.abs(f) <= 1e-13 * q + 1e-150, 0.0, f)
 
     f0 = float(gap(q0))
     if f0 == 0.0:
         return float(q0)
     grid = _Q_GRID
-    fg = gap(grid)
+    fg = gap(grid, _v_on_grid(act))
     if f0 > 0:  # q grows towards the first root above q0
         above = np.nonzero((grid > q0) & (fg <= 0))[0]
         if above.size == 0:
