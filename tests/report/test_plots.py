@@ -26,9 +26,17 @@ def test_spread_panel_and_svg_png(tmp_path, chains):
     spread = std_over_seeds(["xavier"], depth=50, width=100, seeds=3)
     fig = matrix_chain_figure(chains, spread)
     assert len(fig.axes) == 2 and len(fig.axes[1].lines) >= 3
-    svg = save(fig, tmp_path / "sub" / "chain.svg", close=False)
+    svg = save(fig, tmp_path / "sub" / "chain.svg")
     png = save(fig, tmp_path / "chain.png")
     assert svg.read_text().lstrip().startswith("<?xml") and png.stat().st_size > 10_000
+
+
+def test_no_pyplot_state_is_touched(chains):
+    import matplotlib
+
+    backend = matplotlib.get_backend()
+    matrix_chain_figure(chains)
+    assert matplotlib.get_backend() == backend
 
 
 def test_bad_input(tmp_path, chains):

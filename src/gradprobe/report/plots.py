@@ -1,6 +1,8 @@
 """Figures with matplotlib (imported lazily, Agg backend). Each function returns a Figure.
 
-Plotting reads computed numbers only; it never runs an experiment itself.
+Plotting reads computed numbers only; it never runs an experiment itself. Figures are made
+without pyplot, on their own Agg canvas: no global backend switch (a notebook keeps its
+own), and no figure to close.
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ if TYPE_CHECKING:  # pragma: no cover
 _EVENT_STYLE = {"0": ("v", "exactly 0"), "Inf": ("^", "Inf"), "NaN": ("X", "NaN")}
 
 
-def _pyplot():
-    import matplotlib
+def _figure(**kwargs) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)  # no display needed; a no-op if already Agg
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(dpi=100, layout="constrained", **kwargs)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 def matrix_chain_figure(
@@ -44,15 +46,13 @@ def matrix_chain_figure(
     """
     if not results:
         raise InvalidInputError("matrix_chain_figure needs at least one chain result")
-    plt = _pyplot()
-
     colors = {name: f"C{i}" for i, name in enumerate(results)}
     if spread:
-        fig, (ax, zoom) = plt.subplots(
-            1, 2, figsize=(9, 4.4), dpi=100, layout="constrained", width_ratios=[1.6, 1]
-        )
+        fig = _figure(figsize=(9, 4.4))
+        ax, zoom = fig.subplots(1, 2, width_ratios=[1.6, 1])
     else:
-        fig, ax = plt.subplots(figsize=(6.5, 4.4), dpi=100, layout="constrained")
+        fig = _figure(figsize=(6.5, 4.4))
+        ax = fig.subplots()
     depth = max(r.depth for r in results.values())
     for name, r in results.items():
         _chain_line(ax, r, colors[name])
@@ -102,13 +102,11 @@ def _chain_line(ax, r: ChainResult, color: str) -> None:
         )
 
 
-def save(fig: Figure, path: str | Path, dpi: int = 100, close: bool = True) -> Path:
-    """Save ``fig`` as PNG or SVG (from the suffix) and create the folder; close it by default."""
+def save(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
+    """Save ``fig`` as PNG or SVG (from the suffix), creating the folder."""
     path = Path(path)
     if path.suffix.lower() not in {".png", ".svg"}:
         raise InvalidInputError(f"save figures as .png or .svg, got {path.name!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
-    if close:
-        _pyplot().close(fig)
     return path
