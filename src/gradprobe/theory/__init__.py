@@ -14,6 +14,7 @@ Hanin & Rolnick 2018 (finite-width spread). See docs/THEORY.md.
 from __future__ import annotations
 
 from ._activations import Activation, activation_names, resolve
+from .finite_width import Spread, norm_spread
 from .meanfield import (
     CRITICAL_TOL,
     MeanField,
@@ -28,11 +29,16 @@ from .meanfield import (
     xi_c,
     xi_q,
 )
+from .trajectory import LayerPrediction, ModelPrediction, Propagation, predict, propagate
 
 __all__ = [
     "CRITICAL_TOL",
     "Activation",
+    "LayerPrediction",
     "MeanField",
+    "ModelPrediction",
+    "Propagation",
+    "Spread",
     "activation_names",
     "c_star",
     "chi_1",
@@ -41,6 +47,9 @@ __all__ = [
     "critical_sigma_w2",
     "length_map",
     "mean_field",
+    "norm_spread",
+    "predict",
+    "propagate",
     "q_star",
     "resolve",
     "xi_c",

@@ -21,7 +21,7 @@ from ..errors import InvalidInputError
 from ._activations import resolve
 from .kernels import M4, V
 from .meanfield import check_variances
-from .propagate import _check_q0
+from .trajectory import _check_q0
 
 
 @dataclass(frozen=True)
