@@ -25,7 +25,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "check": ("gradprobe.probe", "check"),
     "watch": ("gradprobe.probe", "watch"),
     "guard": ("gradprobe.probe", "guard"),
-    "diagnose": ("gradprobe.diagnose", "diagnose"),
+    "diagnose": ("gradprobe.diagnose", None),  # a callable module: gp.diagnose(run)
     "Finding": ("gradprobe.diagnose", "Finding"),
     "Run": ("gradprobe.run", "Run"),
 }

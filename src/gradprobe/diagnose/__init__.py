@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+import sys
+import types
+
 from ..errors import InvalidInputError
 from ..run import Run
 from .context import Context
@@ -41,3 +44,14 @@ __all__ = [
     "score",
     "try_remedies",
 ]
+
+
+class _CallableModule(types.ModuleType):
+    """``gp.diagnose(run)`` and ``gp.diagnose.try_remedies(...)`` both work: importing the
+    subpackage binds ``gradprobe.diagnose`` to this module, so the module is callable."""
+
+    def __call__(self, *args, **kwargs) -> list[Finding]:
+        return diagnose(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -10,8 +10,8 @@ for the depths and widths we test (e.g. 30 layers of width 256: √(5·30/256) �
 log, ×2.2). A ratio beyond 100× either way is therefore not fluctuation; beyond 10⁵× the
 lowest layers effectively do not learn (or overflow).
 
-Activations. Saturation: a tanh/sigmoid unit is saturated where the function's slope is
-below 1/100 of its maximum (probe definition, docs/PROBE.md); Glorot & Bengio saw the top
+Activations. Saturation: a tanh/sigmoid output within 1% of the function's range from one
+of its bounds (|tanh| ≥ 0.98; probe definition, docs/PROBE.md); Glorot & Bengio saw the top
 sigmoid layer at ~100% early in training. Dead ReLUs: a unit is dead when ≤ 0 for every
 example of the batch. With zero biases and symmetric weights a unit is dead over a batch
 with probability at most 1/2 even when the examples have become perfectly correlated,

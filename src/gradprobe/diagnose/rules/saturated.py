@@ -44,8 +44,8 @@ def saturated(ctx: Context) -> list[Finding]:
                 },
                 remedy=remedy,
                 message=(
-                    f"{frac:.0%} of {ctx.module_type(name)} outputs are saturated (slope < 1% "
-                    f"of its maximum; threshold {ctx.t.saturated_fraction:.0%})"
+                    f"{frac:.0%} of {ctx.module_type(name)} outputs are saturated (within 1% "
+                    f"of its range from a bound; threshold {ctx.t.saturated_fraction:.0%})"
                 ),
             )
         )
