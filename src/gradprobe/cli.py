@@ -46,13 +46,46 @@ def inits(
     console().print(schemes_table(pattern))
 
 
+@app.command()
+def check(
+    factory: Annotated[str, typer.Argument(help="MODULE:FACTORY, a class or function")],
+    input_shape: Annotated[
+        str | None, typer.Option(help="random normal inputs of this shape, e.g. 32,784")
+    ] = None,
+    input: Annotated[
+        Path | None, typer.Option(help="a tensor (or tuple/dict) saved with torch.save")
+    ] = None,
+    target: Annotated[
+        Path | None, typer.Option(help="a target tensor saved with torch.save")
+    ] = None,
+    loss: Annotated[str, typer.Option(help="auto | mse | ce")] = "auto",
+    kwargs: Annotated[str | None, typer.Option(help="JSON keyword arguments for FACTORY")] = None,
+    try_inits: Annotated[bool, typer.Option(help="re-check with each init scheme, rank")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="print findings as JSON")] = False,
+    seed: Annotated[int, typer.Option(help="seed for the model and random inputs")] = 0,
+) -> None:
+    """Probe a model at initialisation: per-layer table, findings, remedies.
+
+    Exit status 0 when healthy, 1 when a warning or error was found, 2 on bad usage.
+    """
+    from .report.check import run_check
+
+    raise typer.Exit(
+        run_check(factory, input_shape, input, target, loss, kwargs, try_inits, json_out, seed)
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script; GradprobeError -> one line, exit 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        status = app(args=argv, standalone_mode=False)  # returns typer.Exit's code
+        if isinstance(status, int) and status:
+            raise SystemExit(status)
     except GradprobeError as err:
         print(f"gradprobe: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    except typer.Exit as done:
+        raise SystemExit(done.exit_code) from None
     except typer.Abort:
         raise SystemExit(130) from None
     except Exception as err:  # click usage errors

@@ -81,6 +81,15 @@ class Context:
         names = [n for n, k in zip(self.weight_layers, keep, strict=True) if k]
         return Profile(names, grads[keep])
 
+    def activation_profile(self, step_index: int) -> Profile | None:
+        """Forward rms of each weight layer's output across depth (all finite and > 0)."""
+        acts = self.activation_matrix[:, step_index]
+        keep = np.isfinite(acts) & (acts > 0)
+        if keep.sum() < self.t.min_layers:
+            return None
+        names = [n for n, k in zip(self.weight_layers, keep, strict=True) if k]
+        return Profile(names, acts[keep])
+
     @functools.cached_property
     def grad_matrix(self) -> np.ndarray:
         return self.matrix("grad_output", "rms", self.weight_layers)

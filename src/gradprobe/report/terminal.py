@@ -24,3 +24,32 @@ def progress(**kwargs) -> Progress:
         transient=kwargs.pop("transient", False),
         **kwargs,
     )
+
+
+_SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def findings_table(findings):
+    """Findings in colour: severity, kind, where, what was measured, the remedy."""
+    from rich.table import Table
+    from rich.text import Text
+
+    if not findings:
+        return Text("No findings: gradients and activations look healthy.", style="green")
+    table = Table(title="findings", title_justify="left", show_lines=True)
+    for column in ("severity", "kind", "where", "what", "remedy"):
+        table.add_column(column)
+    for f in findings:
+        where = f.layer or "model"
+        if f.time_step is not None:
+            where += f" (t={f.time_step})"
+        if f.step is not None:
+            where += f", step {f.step}"
+        table.add_row(
+            Text(f.severity, style=_SEVERITY_STYLE[f.severity]),
+            f.kind,
+            Text(where),
+            Text(f.message),
+            Text(str(f.remedy)),
+        )
+    return table

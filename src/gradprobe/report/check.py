@@ -1,0 +1,56 @@
+"""``gradprobe check``: load the model and inputs, check, print the table and findings."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+import torch.nn.functional as F
+
+from .._factory import load_model, load_tensor_file, parse_kwargs, parse_shape
+from ..errors import InvalidInputError
+from .terminal import console, findings_table
+
+_LOSSES = {"auto": None, "mse": F.mse_loss, "ce": F.cross_entropy}
+
+
+def run_check(
+    factory, input_shape, input_path, target_path, loss, kwargs, try_inits, as_json, seed
+):
+    """Returns the exit status: 0 healthy, 1 findings of severity warning/error."""
+    from .. import diagnose as dg
+    from ..probe import check
+
+    if loss not in _LOSSES:
+        raise InvalidInputError(f"--loss must be one of {sorted(_LOSSES)}, got {loss!r}")
+    if (input_shape is None) == (input_path is None):
+        raise InvalidInputError("give exactly one of --input-shape and --input")
+    torch.manual_seed(seed)
+    model = load_model(factory, parse_kwargs(kwargs))
+    if input_path is not None:
+        inputs = load_tensor_file(input_path)
+    else:
+        inputs = torch.randn(
+            parse_shape(input_shape), generator=torch.Generator().manual_seed(seed)
+        )
+    target = None if target_path is None else load_tensor_file(target_path, "--target")
+    if _LOSSES[loss] is not None and target is None:
+        raise InvalidInputError(f"--loss {loss} needs a --target tensor")
+    result = check(model, inputs, target, _LOSSES[loss])
+    findings = result.findings
+    ranking = dg.try_remedies(model, inputs, target, _LOSSES[loss]) if try_inits else None
+    if as_json:
+        payload = {"healthy": result.healthy, "findings": [f.to_dict() for f in findings]}
+        if ranking is not None:
+            payload["ranking"] = [
+                {"scheme": c.scheme, "score": c.score, "code": c.code} for c in ranking.candidates
+            ]
+        print(json.dumps(payload, indent=2, default=float))
+    else:
+        out = console()
+        out.print(result.table())
+        out.print(findings_table(findings))
+        if ranking is not None:
+            out.print(ranking)
+            out.print(f"[bold]apply the best:[/bold] {ranking.best.code}", markup=True)
+    return 0 if result.healthy else 1
