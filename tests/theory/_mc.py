@@ -9,13 +9,18 @@ from __future__ import annotations
 import torch
 
 
+def _fixed_norm(x, q0):
+    """Inputs with ‖x‖²/n = q0 exactly: the theory's input is a given vector."""
+    return x * (q0 / x.pow(2).mean(-1, keepdim=True)).sqrt()
+
+
 def mlp_forward(phi, sigma_w2, sigma_b2, width, depth, nets, batch, q0=1.0, seed=0, grad=False):
     """Per-network mean of h² at each layer, shape (nets, depth); with ``grad`` also of δ².
 
     δ^l = ∂loss/∂h^l for loss = Σ r·φ(h^L) with a fixed Gaussian readout r.
     """
     g = torch.Generator().manual_seed(seed)
-    x = (torch.randn(nets, batch, width, generator=g) * q0**0.5).requires_grad_(grad)
+    x = _fixed_norm(torch.randn(nets, batch, width, generator=g), q0).requires_grad_(grad)
     hs = []
     with torch.set_grad_enabled(grad):
         for _ in range(depth):
@@ -52,7 +57,7 @@ def exact_single_input(phi, sigma_w2, sigma_b2, widths, nets, q0=1.0, seed=0, gr
     Returns per-network ‖h^l‖²/n_l, shape (nets, depth), and ‖δ^l‖²/n_l with ``grad``.
     """
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(nets, int(widths[0]), generator=g) * q0**0.5
+    x = _fixed_norm(torch.randn(nets, int(widths[0]), generator=g), q0)
     xs, acts, hs = [], [], []
     for n in widths:
         n = int(n)
