@@ -184,3 +184,12 @@ def test_every_rule_runs_through_the_registry_on_a_healthy_and_a_broken_run(name
 def test_diagnose_rejects_what_is_not_a_run():
     with pytest.raises(gp.GradprobeError, match="Run"):
         gp.diagnose({"not": "a run"})
+
+
+def test_check_try_remedies_attaches_the_ranking(data):
+    torch.manual_seed(0)
+    model = gp.init.apply(mlp(6, 32, nn.Sigmoid), "standard")
+    result = gp.check(model, *data, try_remedies=True)
+    assert result.ranking is not None
+    assert result.ranking.best.score <= result.ranking.candidates[-1].score
+    assert "as given" in {c.scheme for c in result.ranking.candidates}

@@ -24,6 +24,7 @@ class CheckResult:
         self.run = run
         self.loss = loss
         self._findings: list | None = None
+        self.ranking = None  # set by check(..., try_remedies=True)
 
     @property
     def findings(self) -> list:
@@ -113,7 +114,14 @@ def _loss(output: torch.Tensor, target, loss_fn) -> torch.Tensor:
 
 
 def check(
-    model: nn.Module, inputs, target=None, loss_fn=None, *, histograms: bool = True, path=None
+    model: nn.Module,
+    inputs,
+    target=None,
+    loss_fn=None,
+    *,
+    histograms: bool = True,
+    path=None,
+    try_remedies: bool = False,
 ) -> CheckResult:
     """One watched forward + backward at initialisation, and nothing else changed.
 
@@ -121,6 +129,9 @@ def check(
     Default loss: ``½ Σ y²`` of the output; cross-entropy when ``target`` holds class
     indices; MSE when it holds floats. Gradients and buffers (BatchNorm running stats) are
     restored afterwards, so checking does not change the model.
+
+    ``try_remedies=True`` also re-checks copies of the model re-initialised with each
+    candidate scheme and ranks them (``result.ranking``; see gradprobe.diagnose.ranking).
     """
     if isinstance(inputs, torch.Tensor):
         args, kwargs = (inputs,), {}
@@ -162,4 +173,9 @@ def check(
                 b.copy_(saved)
         for p, g in grads.items():
             p.grad = g
-    return CheckResult(probe.run, float(loss.detach()))
+    result = CheckResult(probe.run, float(loss.detach()))
+    if try_remedies:
+        from ..diagnose import try_remedies as rank
+
+        result.ranking = rank(model, inputs, target, loss_fn)
+    return result
