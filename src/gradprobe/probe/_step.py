@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-import numpy as np
 import torch
 
 from ..run import Event
@@ -133,12 +132,12 @@ class Finisher:
         for phase, sl in codes:  # earlier, unlogged steps come first
             first.resolve_code(phase, int(host[sl][0]))
         for slot, n, m, *_ in pr.fwd:
-            bad = n - host[m][4]
+            bad = host[m][4]
             if bad > 0:
                 first.host_record("forward", step, slot.name, bad / n)
                 break
         for rec, n, m, *_ in pr.bwd:
-            bad = n - host[m][4]
+            bad = host[m][4]
             if bad > 0:
                 first.host_record("backward", step, rec.key(), bad / n)
                 break
@@ -214,7 +213,11 @@ class Finisher:
                 rows.append((name, q, "dead", host[sl][0] / units))
             if len(entries) > 1:
                 series.append(
-                    (name, "activation_rms_per_call", [_rms(n, host[m]) for _, n, m, *_ in entries])
+                    (
+                        name,
+                        "activation_rms_per_call",
+                        [R.combine([(n, host[m])]).rms for _, n, m, *_ in entries],
+                    )
                 )
             self._hist_rows(name, "activation", [e[5] for e in entries], host, hists)
 
@@ -233,7 +236,7 @@ class Finisher:
             rows += _moment_rows(name, "grad_output", mo, len(entries))
             rows.append((name, "grad_output", "norm", mo.norm))
             if len(entries) > 1:
-                norms = [_rms(n, host[m]) * n**0.5 for _, n, m, *_ in entries]
+                norms = [R.combine([(n, host[m])]).norm for _, n, m, *_ in entries]
                 series.append((name, "grad_output_norm_per_call", norms))
             for i, (_, _, _, tn, _) in enumerate(entries):
                 if tn is not None:
@@ -271,10 +274,6 @@ class Finisher:
 
 def _norm(t: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(t, dtype=torch.float32)
-
-
-def _rms(n: int, v: np.ndarray) -> float:
-    return float(np.sqrt(max(v[1], 0.0) + v[0] ** 2))
 
 
 def _moment_rows(name: str, q: str, mo: R.Moments, calls: int) -> list[tuple]:

@@ -1,15 +1,21 @@
 """On-device reductions, and their exact combination on the host.
 
-Hooks call the reducers below; each returns 0-dim or 1-dim tensors that stay on the
+Hooks call the reducers below; they return 0-dim or 1-dim tensors that stay on the
 model's device and are handed to a :class:`Packer`. Once per logged step the packer
-concatenates everything into one float64 tensor and copies it to the host: one
-transfer per logged step, never one per tensor.
+concatenates everything (one kernel per dtype) and copies it to the host as one float64
+array: one transfer per logged step, never one per tensor.
 
-A tensor ``x`` with ``n`` elements is summarised by ``moments(x)``: its mean ``m``,
-population variance ``v`` (``torch.var_mean``, numerically stable), min, max, and the count
-of finite values. Several calls combine exactly (Chan et al.):
-``N = Σ n_i``, ``m = Σ n_i m_i / N``, ``M2 = Σ n_i v_i + Σ n_i (m_i - m)²``,
-``std = sqrt(M2 / (N - 1))``, ``rms = sqrt(M2 / N + m²)``, ``norm = sqrt(N) rms``.
+A tensor ``x`` with ``n`` elements is summarised by ``moments(x)``: ``Σx``, ``Σx²`` (a BLAS
+dot product), min and max (one ``aminmax``: both are finite iff ``x`` holds no NaN/Inf) and
+the count of non-finite values. Calls combine by adding: ``N = Σn``, ``S = Σ Σx``,
+``Q = Σ Σx²``; ``mean = S/N``, ``rms = sqrt(Q/N)``, ``norm = sqrt(Q)``,
+``std = sqrt((Q - S²/N) / (N - 1))`` (float32 sums: relative error about
+``1e-7 (1 + mean²/std²)``, fine unless the mean dwarfs the spread).
+
+On the CPU a 0-dim result is already in host memory, so reading it is not a
+synchronisation: there the rare work (counting NaN/Inf, values outside a fixed histogram
+range) is done only when min/max say it is needed. On other devices it is always done on
+the device, without a sync.
 """
 
 from __future__ import annotations
@@ -22,67 +28,70 @@ import torch
 
 from ..run import Histogram
 
+Number = int | float
+
 
 class Packer:
-    """Collects device tensors during a step; ``to_host()`` copies them all at once."""
+    """Collects device tensors (and plain numbers) during a step; ``to_host()`` copies once."""
 
     def __init__(self) -> None:
-        self._parts: list[torch.Tensor] = []
+        self._tensors: list[tuple[int, torch.Tensor]] = []
+        self._numbers: list[tuple[int, Number]] = []
         self._size = 0
 
-    def add(self, *tensors: torch.Tensor) -> slice:
-        """Queue tensors (any dtype, 0-dim or 1-dim); returns where they land on the host."""
+    def add(self, *items: torch.Tensor | Number) -> slice:
+        """Queue 0-dim/1-dim tensors or numbers; returns where they land in ``to_host()``."""
         start = self._size
-        for t in tensors:
-            t = t.reshape(-1)
-            self._parts.append(t)
-            self._size += t.numel()
+        for t in items:
+            if isinstance(t, torch.Tensor):
+                t = t.reshape(-1)
+                self._tensors.append((self._size, t))
+                self._size += t.numel()
+            else:
+                self._numbers.append((self._size, t))
+                self._size += 1
         return slice(start, self._size)
 
     def to_host(self) -> np.ndarray:
-        if not self._parts:
-            return np.zeros(0)
-        by_dtype: dict[tuple, list[torch.Tensor]] = {}
-        order: list[tuple] = []
-        for t in self._parts:
-            key = (t.dtype, t.device)
-            if key not in by_dtype:
-                by_dtype[key] = []
-                order.append(key)
-            by_dtype[key].append(t)
-        # Same-dtype groups are concatenated first so the number of kernels does not grow
-        # with the number of tensors; then one float64 tensor crosses to the host.
-        groups = [torch.cat(by_dtype[k]).to(torch.float64) for k in order]
-        device = groups[0].device
-        flat = torch.cat([g.to(device) for g in groups]).cpu().numpy()
-        # Undo the grouping: map each part back to its original offset.
         out = np.empty(self._size)
-        src = {k: 0 for k in order}
-        base = {}
-        acc = 0
-        for k in order:
-            base[k] = acc
-            acc += sum(t.numel() for t in by_dtype[k])
-        pos = 0
-        for t in self._parts:
-            k = (t.dtype, t.device)
-            n = t.numel()
-            out[pos : pos + n] = flat[base[k] + src[k] : base[k] + src[k] + n]
-            src[k] += n
-            pos += n
+        for pos, v in self._numbers:
+            out[pos] = v
+        if not self._tensors:
+            return out
+        groups: dict[tuple, list[tuple[int, torch.Tensor]]] = {}
+        for pos, t in self._tensors:
+            groups.setdefault((t.dtype, t.device), []).append((pos, t))
+        flats = [torch.cat([t for _, t in g]).to(torch.float64) for g in groups.values()]
+        device = flats[0].device
+        flat = torch.cat([f.to(device) for f in flats]).cpu().numpy()
+        index = np.concatenate(
+            [np.arange(pos, pos + t.numel()) for g in groups.values() for pos, t in g]
+        )
+        out[index] = flat
         return out
 
-    def clear(self) -> None:
-        self._parts = []
-        self._size = 0
+
+def _flat32(x: torch.Tensor) -> torch.Tensor:
+    v = x.detach()
+    if v.dtype != torch.float32:
+        v = v.float()
+    return v.reshape(-1)
 
 
-def moments(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """``(mean, population var, min, max, n_finite)`` of ``x`` in float32, on its device."""
-    xf = x.detach().float()
-    var, mean = torch.var_mean(xf, correction=0)
-    lo, hi = torch.aminmax(xf)
-    return mean, var, lo, hi, torch.isfinite(xf).sum()
+def _host_finite(lo: torch.Tensor, hi: torch.Tensor) -> bool | None:
+    """On CPU: are min and max finite? (None elsewhere: decide on the device.)"""
+    if lo.device.type != "cpu":
+        return None
+    return math.isfinite(lo.item()) and math.isfinite(hi.item())
+
+
+def moments(x: torch.Tensor) -> tuple:
+    """``(Σx, Σx², min, max, n_nonfinite)`` of ``x`` in float32 (the count may be an int)."""
+    v = _flat32(x)
+    lo, hi = torch.aminmax(v)
+    finite = _host_finite(lo, hi)
+    bad = 0 if finite else v.numel() - torch.isfinite(v).sum()
+    return v.sum(), torch.dot(v, v), lo, hi, bad
 
 
 def extremes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,11 +101,13 @@ def extremes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def saturated_count(x: torch.Tensor, lo: float, hi: float, tol: float = 0.01) -> torch.Tensor:
-    """How many values lie within ``tol (hi - lo)`` of a bound: ``|x - c| >= h - tol·2h``."""
+    """How many values lie within ``tol (hi - lo)`` of a bound: ``|x - c| >= h (1 - 2 tol)``
+    with ``c``, ``h`` the centre and half-width of ``[lo, hi]`` (a float32 sum of 0/1,
+    exact below 2²⁴ values)."""
     c, h = (lo + hi) / 2, (hi - lo) / 2
-    xf = x.detach()
-    dev = (xf - c).abs() if c != 0 else xf.abs()
-    return (dev >= h - tol * 2 * h).sum()
+    v = _flat32(x)
+    dev = v.abs() if c == 0 else (v - c).abs_()
+    return dev.ge_(h * (1 - 2 * tol)).sum()
 
 
 def unit_max(x: torch.Tensor) -> torch.Tensor:
@@ -111,36 +122,44 @@ def time_norms(g: torch.Tensor, time_dim: int) -> torch.Tensor:
     return torch.linalg.vector_norm(g.detach(), dim=dims, dtype=torch.float32)
 
 
-def histogram(x: torch.Tensor, bins: int, r: torch.Tensor | None = None):
-    """Counts on the symmetric range ``[-r, r]`` (default: just above max finite ``|x|``).
+WIDEN = 1 + 2**-10  # automatic range: r = max finite |x| · WIDEN, so max |x| is inside
 
-    Returns device tensors ``(r, counts[bins + 2], n_clean_zero, n_nan, n_posinf,
-    n_neginf)``; ``counts[0]``/``counts[-1]`` are values below/above the range. NaN and
-    ±Inf are mapped to 0 for binning and removed again on the host by :func:`finish_histogram`.
+
+def histogram(x: torch.Tensor, bins: int, r=None, ext=None) -> tuple:
+    """Counts of ``x`` in ``bins`` equal bins on ``[-r, r]``, ready for the packer.
+
+    ``r``: a fixed half-range (float, or a device tensor from an earlier call); default
+    ``max finite |x| · (1 + 2⁻¹⁰)``. ``ext``: ``(min, max)`` of ``x`` if already known.
+    Bin ``i`` (1..bins) holds ``(e_{i-1}, e_i]``, ``e_i = r (2i/bins - 1)``, so
+    ``i = ceil(x bins / 2r) + bins/2``; 0 and bins+1 count values below and above the range.
+    NaN and ±Inf are binned as 0 and taken out again by :func:`finish_histogram`.
+    Returns ``(r, counts[bins + 2], zeros incl. non-finite, n_nan, n_posinf, n_neginf)``.
     """
-    xf = x.detach().float().reshape(-1)
-    clean = torch.nan_to_num(xf, nan=0.0, posinf=0.0, neginf=0.0)
-    if r is None:
+    v = _flat32(x)
+    lo, hi = ext if ext is not None else torch.aminmax(v)
+    finite = _host_finite(lo, hi)
+    if finite:
+        clean, nan, posinf, neginf = v, 0, 0, 0
+    else:
+        clean = torch.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0)
+        nan, posinf, neginf = v.isnan().sum(), v.isposinf().sum(), v.isneginf().sum()
+    if r is None and finite is not None:  # CPU: the range is known on the host
+        if not finite:
+            lo, hi = torch.aminmax(clean)
+        m = max(-lo.item(), hi.item())
+        r = (m if m > 0 else 1.0) * WIDEN
+    elif r is None:
         m = clean.abs().amax()
-        r = torch.nextafter(torch.where(m > 0, m, torch.ones_like(m)), m.new_tensor(math.inf))
-    # bin i in 1..bins holds (e_{i-1}, e_i], e_i = r (2i/bins - 1): i = ceil(x bins / 2r) + bins/2;
-    # 0 and bins+1 hold values below and above the range.
+        r = torch.where(m > 0, m, torch.ones_like(m)) * WIDEN
     half = bins // 2
-    z = torch.ceil(clean * (half / r)).clamp_(-half, half + 1)
-    idx = z.add_(half).long()
-    if xf.device.type == "cpu":
-        counts = torch.bincount(idx, minlength=bins + 2)
+    z = torch.ceil(clean * (half / r)).clamp_(-half, half + 1).add_(half)
+    if v.device.type == "cpu":
+        counts = torch.bincount(z.to(torch.int32), minlength=bins + 2)
     else:  # bincount would synchronise to size its output
-        counts = torch.zeros(bins + 2, dtype=torch.long, device=xf.device)
-        counts.index_put_((idx,), torch.ones((), dtype=torch.long, device=xf.device), True)
-    return (
-        r.float(),
-        counts,
-        (clean == 0).sum(),
-        xf.isnan().sum(),
-        xf.isposinf().sum(),
-        xf.isneginf().sum(),
-    )
+        counts = torch.zeros(bins + 2, dtype=torch.long, device=v.device)
+        counts.index_put_((z.long(),), torch.ones((), dtype=torch.long, device=v.device), True)
+    zeros = v.numel() - torch.count_nonzero(clean)
+    return r, counts, zeros, nan, posinf, neginf
 
 
 def finish_histogram(values: np.ndarray, bins: int) -> Histogram:
@@ -149,7 +168,7 @@ def finish_histogram(values: np.ndarray, bins: int) -> Histogram:
     counts = values[1 : bins + 3].astype(np.int64)
     clean_zero, nan, posinf, neginf = (int(v) for v in values[bins + 3 : bins + 7])
     regular = counts[1:-1].copy()
-    regular[bins // 2 - 1] -= clean_zero  # exact zeros (and NaN/Inf mapped to 0) left bin
+    regular[bins // 2 - 1] -= clean_zero  # exact zeros (and NaN/Inf binned as 0) leave bin
     return Histogram(
         lo=-r,
         hi=r,
@@ -163,39 +182,40 @@ def finish_histogram(values: np.ndarray, bins: int) -> Histogram:
     )
 
 
-HIST_LEN = 7  # scalars besides the bins in a packed histogram: r, below, above, 4 counts
-
-
 @dataclass
 class Moments:
-    """Host-side summary of one or more calls' :func:`moments`."""
+    """Host-side summary of one or more calls' :func:`moments` (float64)."""
 
     n: int
-    mean: float
-    m2: float
+    s: float  # Σx
+    q: float  # Σx²
     max_abs: float
     nonfinite: int
 
     @property
+    def mean(self) -> float:
+        return self.s / self.n
+
+    @property
     def std(self) -> float:
-        return math.sqrt(max(self.m2, 0.0) / (self.n - 1)) if self.n > 1 else math.nan
+        if self.n < 2:
+            return math.nan
+        return math.sqrt(max(self.q - self.s * self.s / self.n, 0.0) / (self.n - 1))
 
     @property
     def rms(self) -> float:
-        return math.sqrt(max(self.m2, 0.0) / self.n + self.mean**2) if self.n else math.nan
+        return math.sqrt(self.q / self.n)
 
     @property
     def norm(self) -> float:
-        return math.sqrt(self.n) * self.rms
+        return math.sqrt(self.q)
 
 
 def combine(parts: list[tuple[int, np.ndarray]]) -> Moments:
-    """Combine ``(n, [mean, var, min, max, n_finite])`` of several calls exactly."""
-    ns = np.array([n for n, _ in parts], dtype=np.float64)
-    v = np.array([p for _, p in parts], dtype=np.float64).reshape(len(parts), 5)
-    total = ns.sum()
+    """Add up ``(n, [Σx, Σx², min, max, n_nonfinite])`` of several calls."""
+    n = sum(p[0] for p in parts)
+    v = np.array([p[1] for p in parts], dtype=np.float64).reshape(len(parts), 5)
     with np.errstate(invalid="ignore", over="ignore"):
-        mean = float((ns * v[:, 0]).sum() / total)
-        m2 = float((ns * v[:, 1]).sum() + (ns * (v[:, 0] - mean) ** 2).sum())
         max_abs = float(np.max(np.maximum(np.abs(v[:, 2]), np.abs(v[:, 3]))))
-    return Moments(int(total), mean, m2, max_abs, int(total - v[:, 4].sum()))
+        s, q = float(v[:, 0].sum()), float(v[:, 1].sum())
+    return Moments(n, s, q, max_abs, int(v[:, 4].sum()))

@@ -65,7 +65,7 @@ class Probe:
         optimizer: torch.optim.Optimizer | None = None,
     ) -> None:
         self.model, self.run, self.histograms, self.bins = model, run, histograms, bins
-        self.hist_range = hist_range
+        self.hist_range = None if hist_range is None else float(hist_range)
         self._schedule, self._updates, self._track = schedule, updates, first_nonfinite
         self.hooks = HookSet()
         self._closed = False
@@ -121,7 +121,7 @@ class Probe:
         self.fwd_seq: list[str] = []
         self.bwd_ext: list[torch.Tensor] = []
         self.bwd_seq: list[tuple] = []
-        self.hist_r: dict[tuple, torch.Tensor] = {}
+        self.hist_r: dict[tuple, object] = {}  # half-range per (module, kind)
         self.called: dict[str, None] = {}  # execution order (forward hooks' order)
         self.rnn_in: list[tuple] = []  # (slot, time-norm slice) of ∂L/∂x_t
         self._outs: dict[int, tuple] = {}  # id(output) -> (weakref, BwdRec), for consumers
@@ -141,26 +141,26 @@ class Probe:
         return self.logged or self.first.tracking_backward
 
     # -- hooks -----------------------------------------------------------------------------
-    def _hist(self, key: tuple, t: torch.Tensor) -> slice | None:
+    def _hist(self, key: tuple, t: torch.Tensor, mom: tuple) -> slice | None:
+        """Histogram of ``t``; a module's later calls in a step reuse its first call's range."""
         if not self.histograms:
             return None
-        r = self.hist_r.get(key)
-        if r is None and self.hist_range is not None:
-            r = torch.tensor(float(self.hist_range), device=t.device)
-        r, *rest = R.histogram(t, self.bins, r)
+        r = self.hist_r.get(key, self.hist_range)
+        r, *rest = R.histogram(t, self.bins, r, ext=mom[2:4])
         self.hist_r.setdefault(key, r)
         return self.packer.add(r, *rest)
 
     def _record_fwd(self, slot: Slot, t: torch.Tensor) -> None:
         if self.logged:
             p = self.packer
-            m = p.add(*R.moments(t))
+            mom = R.moments(t)
+            m = p.add(*mom)
             sat = unitmax = None
             if slot.act is not None and slot.act.kind == "saturating":
                 sat = p.add(R.saturated_count(t, slot.act.lo, slot.act.hi))
             elif slot.act is not None and t.dim() > 0 and t.shape[0] > 0:
                 unitmax = R.unit_max(t)
-            self.fwd.append((slot, t.numel(), m, sat, unitmax, self._hist((slot.id, "a"), t)))
+            self.fwd.append((slot, t.numel(), m, sat, unitmax, self._hist((slot.id, "a"), t, mom)))
         else:
             self.fwd_ext.extend(R.extremes(t))
             self.fwd_seq.append(slot.name)
@@ -245,9 +245,10 @@ class Probe:
     def _record_bwd(self, rec: BwdRec, g: torch.Tensor, time_dim: int | None) -> None:
         if self.logged:
             p = self.packer
-            m = p.add(*R.moments(g))
+            mom = R.moments(g)
+            m = p.add(*mom)
             tn = p.add(R.time_norms(g, time_dim)) if time_dim is not None else None
-            h = self._hist((rec.slot.id, "g"), g) if rec.kind == "out" else None
+            h = self._hist((rec.slot.id, "g"), g, mom) if rec.kind == "out" else None
             self.bwd.append((rec, g.numel(), m, tn, h))
         elif self.first.tracking_backward:
             self.bwd_ext.extend(R.extremes(g))
