@@ -2,7 +2,8 @@
 
 1. Pre-initialise every weight with an orthonormal matrix (``orthogonal``, gain 1).
 2. For each layer with a weight (Linear, Conv, ...) in the order the layers run on the
-   batch: forward the batch, measure the variance v of that layer's output and scale
+   batch (layers whose weights are used functionally, like MultiheadAttention's
+   ``out_proj``, do not run as modules and keep the orthonormal init): forward the batch, measure the variance v of that layer's output and scale
    its weight by 1/√v, until |v − 1| < ``tol`` or ``max_iter`` passes.
 
 A pass stops right after the layer of interest has produced its output, so LSUV costs
@@ -17,7 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import InvalidInputError
-from .activations import execution_order, has_direct_parameters
+from .activations import has_direct_parameters, ran_modules
 from .policies import initialize
 from .report import InitReport
 from .schemes import Scheme, register
@@ -90,7 +91,7 @@ def lsuv(
     try:
         with torch.no_grad():
             try:
-                order = execution_order(model, data)
+                order = ran_modules(model, data)
             except InvalidInputError as err:
                 raise InvalidInputError(
                     f"LSUV could not run the data batch through the model: {err.__cause__}; "
@@ -108,7 +109,12 @@ def lsuv(
                 variances[names[layer]] = var
     finally:
         model.train(was_training)
+    skipped = [
+        n for n, m in model.named_modules() if isinstance(m, _LAYERS) and n not in iterations
+    ]
     report.details = {"iterations": iterations, "variances": variances, "tol": tol}
+    if skipped:  # e.g. MultiheadAttention's out_proj, whose weight is used functionally
+        report.details["not_run_as_modules"] = skipped
     return report
 
 
