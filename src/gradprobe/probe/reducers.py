@@ -35,7 +35,8 @@ class Packer:
     """Collects device tensors (and plain numbers) during a step; ``to_host()`` copies once."""
 
     def __init__(self) -> None:
-        self._tensors: list[tuple[int, torch.Tensor]] = []
+        self._scalars: dict[tuple, tuple[list, list]] = {}  # (dtype, device) -> (pos, 0-dim)
+        self._vectors: dict[tuple, tuple[list, list]] = {}  # (dtype, device) -> (pos, 1-dim)
         self._numbers: list[tuple[int, Number]] = []
         self._size = 0
 
@@ -44,31 +45,33 @@ class Packer:
         start = self._size
         for t in items:
             if isinstance(t, torch.Tensor):
-                t = t.reshape(-1)
-                self._tensors.append((self._size, t))
-                self._size += t.numel()
+                n = t.numel()
+                group = self._scalars if t.dim() == 0 else self._vectors
+                pos, ts = group.setdefault((t.dtype, t.device), ([], []))
+                pos.append(self._size)
+                ts.append(t)
+                self._size += n
             else:
                 self._numbers.append((self._size, t))
                 self._size += 1
         return slice(start, self._size)
 
-    def to_host(self) -> np.ndarray:
+    def to_host(self) -> list[float]:
+        """Everything queued, as one list of floats (one device-to-host copy)."""
         out = np.empty(self._size)
         for pos, v in self._numbers:
             out[pos] = v
-        if not self._tensors:
-            return out
-        groups: dict[tuple, list[tuple[int, torch.Tensor]]] = {}
-        for pos, t in self._tensors:
-            groups.setdefault((t.dtype, t.device), []).append((pos, t))
-        flats = [torch.cat([t for _, t in g]).to(torch.float64) for g in groups.values()]
-        device = flats[0].device
-        flat = torch.cat([f.to(device) for f in flats]).cpu().numpy()
-        index = np.concatenate(
-            [np.arange(pos, pos + t.numel()) for g in groups.values() for pos, t in g]
-        )
-        out[index] = flat
-        return out
+        flats, index = [], []
+        for pos, ts in self._scalars.values():  # one stack per dtype, not one op per tensor
+            flats.append(torch.stack(ts).to(torch.float64))
+            index += pos
+        for pos, ts in self._vectors.values():
+            flats.append(torch.cat(ts).to(torch.float64))
+            index += [p + i for p, t in zip(pos, ts, strict=True) for i in range(t.numel())]
+        if flats:
+            device = flats[0].device
+            out[index] = torch.cat([f.to(device) for f in flats]).cpu().numpy()
+        return out.tolist()
 
 
 def _flat32(x: torch.Tensor) -> torch.Tensor:
@@ -165,7 +168,7 @@ def histogram(x: torch.Tensor, bins: int, r=None, ext=None) -> tuple:
 def finish_histogram(values: np.ndarray, bins: int) -> Histogram:
     """Host side of :func:`histogram`: ``values`` is its packed output."""
     r = float(values[0])
-    counts = values[1 : bins + 3].astype(np.int64)
+    counts = np.array(values[1 : bins + 3], dtype=np.int64)
     clean_zero, nan, posinf, neginf = (int(v) for v in values[bins + 3 : bins + 7])
     regular = counts[1:-1].copy()
     regular[bins // 2 - 1] -= clean_zero  # exact zeros (and NaN/Inf binned as 0) leave bin
@@ -204,18 +207,18 @@ class Moments:
 
     @property
     def rms(self) -> float:
-        return math.sqrt(self.q / self.n)
+        return math.sqrt(self.q / self.n) if self.q >= 0 else math.nan
 
     @property
     def norm(self) -> float:
-        return math.sqrt(self.q)
+        return math.sqrt(self.q) if self.q >= 0 else math.nan
 
 
-def combine(parts: list[tuple[int, np.ndarray]]) -> Moments:
-    """Add up ``(n, [Σx, Σx², min, max, n_nonfinite])`` of several calls."""
-    n = sum(p[0] for p in parts)
-    v = np.array([p[1] for p in parts], dtype=np.float64).reshape(len(parts), 5)
-    with np.errstate(invalid="ignore", over="ignore"):
-        max_abs = float(np.max(np.maximum(np.abs(v[:, 2]), np.abs(v[:, 3]))))
-        s, q = float(v[:, 0].sum()), float(v[:, 1].sum())
-    return Moments(n, s, q, max_abs, int(v[:, 4].sum()))
+def combine(parts: list[tuple[int, list[float]]]) -> Moments:
+    """Add up ``(n, [Σx, Σx², min, max, n_nonfinite])`` of several calls (NaN propagates)."""
+    n, s, q, mx, bad = 0, 0.0, 0.0, 0.0, 0
+    for ni, (a, b, lo, hi, nb) in parts:
+        n, s, q, bad = n + ni, s + a, q + b, bad + int(nb)
+        m = math.nan if math.isnan(lo) or math.isnan(hi) else max(-lo, hi)
+        mx = m if (m > mx or math.isnan(m)) and not math.isnan(mx) else mx
+    return Moments(n, s, q, mx, bad)

@@ -7,6 +7,7 @@ how each stat is defined: docs/PROBE.md.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable
 
@@ -82,6 +83,8 @@ class Probe:
         self.first = FirstNonFinite(run, track=first_nonfinite)
         self._finisher = Finisher(self)
         self._snap: list[torch.Tensor] | None = None
+        self._snap_valid = False
+        self._on_grad_eager = eager(self._on_grad)
         try:
             self._install(optimizer)
         except BaseException:
@@ -125,9 +128,13 @@ class Probe:
         self.called: dict[str, None] = {}  # execution order (forward hooks' order)
         self.rnn_in: list[tuple] = []  # (slot, time-norm slice) of ∂L/∂x_t
         self._outs: dict[int, tuple] = {}  # id(output) -> (weakref, BwdRec), for consumers
-        if self._updates and self.logged:
+        self._snap_valid = bool(self._updates and self.logged)
+        if self._snap_valid:
             with torch.no_grad():
-                self._snap = [p.detach().clone() for _, p in self.params]
+                if self._snap is None:
+                    self._snap = [p.detach().clone() for _, p in self.params]
+                else:  # reuse the buffers: no allocation per step
+                    torch._foreach_copy_(self._snap, [p.detach() for _, p in self.params])
 
     @property
     def step_index(self) -> int:
@@ -214,17 +221,13 @@ class Probe:
                 rec = BwdRec("out", slot, slot.name)
                 self._outs[id(t)] = (weakref.ref(t), rec)
                 tdim = rnn_time_dim(module, output[0]) if slot.is_rnn else None
-                t.register_hook(eager(self._grad_hook(rec, tdim, self._step)))
+                t.register_hook(functools.partial(self._on_grad_eager, rec, tdim, self._step))
 
         return hook
 
-    def _grad_hook(self, rec: BwdRec, time_dim: int | None, step: int) -> Callable:
-        def hook(grad):
-            if not self.hooks.active or step != self._step:
-                return
+    def _on_grad(self, rec: BwdRec, time_dim: int | None, step: int, grad: torch.Tensor):
+        if self.hooks.active and step == self._step:
             self._record_bwd(rec, grad, time_dim)
-
-        return hook
 
     def _param_hook(self, rec: BwdRec) -> Callable:
         def hook(param):
