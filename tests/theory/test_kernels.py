@@ -32,7 +32,7 @@ def test_one_dimensional_kernels_match_quadrature(name, kernel):
     np.testing.assert_allclose(f(closed, q), f(generic, q), rtol=1e-6, atol=1e-9)
 
 
-@pytest.mark.parametrize("name", sorted(GENERIC))
+@pytest.mark.parametrize("name", ["relu", "erf"])
 @pytest.mark.parametrize("kernel", ["C", "Cd"])
 def test_two_dimensional_kernels_match_quadrature(name, kernel):
     closed, generic = resolve(name), GENERIC[name]
