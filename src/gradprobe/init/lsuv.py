@@ -3,8 +3,9 @@
 1. Pre-initialise every weight with an orthonormal matrix (``orthogonal``, gain 1).
 2. For each layer with a weight (Linear, Conv, ...) in the order the layers run on the
    batch (layers whose weights are used functionally, like MultiheadAttention's
-   ``out_proj``, do not run as modules and keep the orthonormal init): forward the batch, measure the variance v of that layer's output and scale
-   its weight by 1/√v, until |v − 1| < ``tol`` or ``max_iter`` passes.
+   ``out_proj``, do not run as modules and keep the orthonormal init): forward the
+   batch, measure the variance v of that layer's output and scale its weight by 1/√v,
+   until |v − 1| < ``tol`` or ``max_iter`` passes.
 
 A pass stops right after the layer of interest has produced its output, so LSUV costs
 about ``sum over layers of (its depth × iterations)`` layer evaluations.
