@@ -134,7 +134,8 @@ class Probe:
                 if self._snap is None:
                     self._snap = [p.detach().clone() for _, p in self.params]
                 else:  # reuse the buffers: no allocation per step
-                    torch._foreach_copy_(self._snap, [p.detach() for _, p in self.params])
+                    for buf, (_, p) in zip(self._snap, self.params, strict=True):
+                        buf.copy_(p.detach())
 
     @property
     def step_index(self) -> int:
