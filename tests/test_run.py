@@ -214,3 +214,13 @@ def test_bad_input_is_a_gradprobe_error_with_advice(model, kwargs, match):
     model = _model() if model is None else model
     with pytest.raises(GradprobeError, match=match):
         gp.watch(model, **kwargs)
+
+
+def test_rows_without_pandas_match_to_pandas():
+    model = _model()
+    with gp.watch(model, every=2) as probe:
+        _train(probe, model, steps=3)
+    rows = probe.run.rows()
+    df = probe.run.to_pandas()
+    assert len(rows) == len(df) and rows[0] == tuple(df.iloc[0])
+    assert {r[0] for r in probe.run.rows(step=2)} == {2}

@@ -316,16 +316,22 @@ class Run:
     def quantities(self) -> list[tuple[str, str]]:
         return self._q("SELECT quantity, stat FROM quantities ORDER BY id")
 
-    def to_pandas(self):
-        """The long table: one row per (step, layer, quantity, stat, value); NaN stored as NULL."""
-        import pandas as pd
-
+    def rows(self, step: int | None = None) -> list[tuple[int, str, str, str, float]]:
+        """The long table as tuples ``(step, layer, quantity, stat, value)`` (no pandas needed);
+        NaN, stored as NULL, comes back as NaN. ``step`` selects one logged step."""
         rows = self._q(
             "SELECT s.step, l.name, q.quantity, q.stat, s.value FROM scalars s "
             "JOIN layers l ON l.id = s.layer_id JOIN quantities q ON q.id = s.quantity_id "
-            "ORDER BY s.step, s.rowid"
+            "WHERE ?1 IS NULL OR s.step = ?1 ORDER BY s.step, s.rowid",
+            (step,),
         )
-        df = pd.DataFrame(rows, columns=["step", "layer", "quantity", "stat", "value"])
+        return [(st, la, q, stat, math.nan if v is None else v) for st, la, q, stat, v in rows]
+
+    def to_pandas(self):
+        """The long table: one row per (step, layer, quantity, stat, value)."""
+        import pandas as pd
+
+        df = pd.DataFrame(self.rows(), columns=["step", "layer", "quantity", "stat", "value"])
         df["value"] = df["value"].astype(float)
         return df
 
