@@ -85,7 +85,12 @@ class CheckResult:
 
         buf = io.StringIO()
         Console(file=buf, width=120, highlight=False, color_system=None).print(self.table())
-        return buf.getvalue()
+        try:
+            findings = self.findings
+        except GradprobeError:  # no diagnosis available: the table alone
+            return buf.getvalue()
+        lines = [str(f) for f in findings] or ["no findings"]
+        return buf.getvalue() + "\n".join(lines) + "\n"
 
     def __repr__(self) -> str:
         return f"CheckResult(loss={self.loss:.4g}, run={self.run!r})"
