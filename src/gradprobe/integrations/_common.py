@@ -1,0 +1,95 @@
+"""What every adapter shares: the optional-package check, and a Run read as logging records.
+
+A stored run becomes, per logged step, scalars named ``{quantity}/{stat}/{layer}`` (NaN kept
+as NaN, never dropped) and, when the run has histograms, one histogram per layer and
+quantity plus its exact counts of zeros, NaN, +Inf and -Inf and of values outside its range
+as scalars named ``{quantity}/hist_{what}/{layer}``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import ModuleType
+
+from ..errors import GradprobeError
+from ..run import Histogram, Run
+
+HIST_QUANTITIES = ("activation", "grad_output")
+HIST_COUNTS = ("zero", "nan", "posinf", "neginf", "below", "above")
+
+
+class MissingExtraError(GradprobeError, ImportError):
+    """An adapter was used without the optional package it needs."""
+
+
+def require(module: str, extra: str, package: str | None = None) -> ModuleType:
+    """Import ``module`` or raise a GradprobeError that names the pip command."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise MissingExtraError(
+            f"this needs the '{package or module}' package ({err}); install it with "
+            f"`pip install 'gradprobe[{extra}]'`"
+        ) from None
+
+
+@dataclass
+class StepRecords:
+    """Everything a run recorded at one logged step, named for a logger."""
+
+    step: int
+    scalars: dict[str, float] = field(default_factory=dict)
+    histograms: dict[str, Histogram] = field(default_factory=dict)
+
+
+def load_run(run: Run | str) -> Run:
+    from ..errors import InvalidInputError
+
+    if isinstance(run, Run):
+        return run
+    if isinstance(run, str) or hasattr(run, "__fspath__"):
+        return Run.load(run)
+    raise InvalidInputError(
+        f"expected a gradprobe Run or the path of a stored run, got {type(run).__name__}"
+    )
+
+
+def records(run: Run, histograms: bool = True, prefix: str = "") -> Iterator[StepRecords]:
+    """The run, one :class:`StepRecords` per logged step, in step order."""
+    by_step: dict[int, StepRecords] = {s: StepRecords(s) for s in run.steps}
+    # one read of the long table (what ``run.to_pandas()`` returns, without needing pandas)
+    rows = run._q(
+        "SELECT s.step, l.name, q.quantity, q.stat, s.value FROM scalars s "
+        "JOIN layers l ON l.id = s.layer_id JOIN quantities q ON q.id = s.quantity_id "
+        "ORDER BY s.step, s.rowid"
+    )
+    for step, name, quantity, stat, value in rows:
+        rec = by_step.setdefault(step, StepRecords(step))
+        rec.scalars[f"{prefix}{quantity}/{stat}/{name}"] = math.nan if value is None else value
+    if histograms and run.meta.get("histograms"):
+        layers = [la.name for la in run.layers(role=None) if la.role != "param"]
+        for step, rec in by_step.items():
+            for name in layers:
+                for quantity in HIST_QUANTITIES:
+                    h = run.histogram(name, quantity, step)
+                    if h is None:
+                        continue
+                    rec.histograms[f"{prefix}{quantity}/hist/{name}"] = h
+                    for what in HIST_COUNTS:
+                        tag = f"{prefix}{quantity}/hist_{what}/{name}"
+                        rec.scalars[tag] = float(getattr(h, what))
+    yield from (by_step[s] for s in sorted(by_step))
+
+
+def finding_lines(findings) -> list[str]:
+    return [str(f) for f in findings]
+
+
+def finding_counts(findings, prefix: str = "gradprobe/") -> dict[str, float]:
+    counts = {f"{prefix}findings_{s}": 0.0 for s in ("error", "warning", "info")}
+    for f in findings:
+        counts[f"{prefix}findings_{f.severity}"] += 1
+    return counts
