@@ -1,0 +1,74 @@
+"""What every figure shares: a Run from an object or a path, data requirements, the canvas.
+
+A figure reads stored data only. It declares what it needs with :func:`require`; when
+the run lacks it, :class:`MissingData` says what is missing and how to record it, and a
+report shows that note in place of the figure.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ...errors import GradprobeError, InvalidInputError
+from ...run import Run
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+#: quantities an affine layer owns (its output is the pre-activation, ∂L/∂output = δ)
+AFFINE_TYPES = ("Linear", "Conv1d", "Conv2d", "Conv3d", "Bilinear", "LazyLinear")
+
+
+class MissingData(GradprobeError):
+    """The run does not hold what a figure needs; the message says how to record it."""
+
+
+def as_run(run: Run | str | Path) -> Run:
+    """A :class:`Run` from a Run or a run path (file, or folder holding ``run.sqlite``)."""
+    if isinstance(run, Run):
+        return run
+    if isinstance(run, (str, Path)):
+        return Run.load(run)
+    raise InvalidInputError(
+        f"figures need a gradprobe Run or the path of a stored run, got {type(run).__name__}"
+    )
+
+
+def require(run: Run, quantity: str, stat: str | None = None, *, how: str, steps: int = 1):
+    """Raise :class:`MissingData` unless ``run`` holds (quantity, stat) on >= ``steps`` steps."""
+    if stat is not None:
+        have = {q for q in run.quantities()}
+        if (quantity, stat) not in have:
+            raise MissingData(f"the run has no {quantity}/{stat}; {how}")
+        _, logged, _ = run.matrix(quantity, stat)
+        if len(logged) < steps:
+            raise MissingData(
+                f"{quantity}/{stat} is logged on {len(logged)} step(s), the figure needs "
+                f"{steps}; {how}"
+            )
+
+
+def pick_step(run: Run, step: int | None) -> int:
+    """``step``, or the last logged step; an unknown step is an error that lists the known."""
+    steps = run.steps
+    if not steps:
+        raise MissingData("the run has no logged step; call probe.step() after backward()")
+    if step is None:
+        return steps[-1]
+    if step not in steps:
+        shown = steps if len(steps) <= 10 else [*steps[:5], "...", *steps[-3:]]
+        raise InvalidInputError(f"step {step} was not logged; logged steps: {shown}")
+    return step
+
+
+def figure(**kwargs) -> Figure:
+    """A Figure on its own Agg canvas (no pyplot state), constrained layout."""
+    from ..plots import _figure
+
+    return _figure(**kwargs)
+
+
+def short(name: str, width: int = 18) -> str:
+    """A layer name short enough for an axis label (the end is what differs)."""
+    return name if len(name) <= width else "…" + name[-(width - 1) :]

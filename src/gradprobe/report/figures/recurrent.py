@@ -1,0 +1,51 @@
+"""Recurrent layers: the size of ∂L/∂h_t (here ∂L/∂x_t, the gradient reaching each time
+step's input) against t, on a log axis: vanishing through time is a falling line to the left."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ...run import Run
+from ._base import MissingData, as_run, figure, pick_step, short
+
+SERIES = "rnn_grad_input_t"
+
+
+def recurrent_layers(run: Run, step: int) -> list[str]:
+    return [la.name for la in run.layers() if run.series(la.name, SERIES, step).size]
+
+
+def recurrent_figure(run: Run | str | Path, step: int | None = None):
+    """One line per recurrent layer: ‖∂L/∂x_t‖ against t at ``step`` (log y). Needs an
+    nn.RNN/LSTM/GRU watched through a backward pass."""
+    run = as_run(run)
+    step = pick_step(run, step)
+    names = recurrent_layers(run, step)
+    if not names:
+        raise MissingData(
+            "no recurrent layer in this run: ∂L/∂h_t is recorded for nn.RNN, nn.LSTM and nn.GRU"
+        )
+    fig = figure(figsize=(6.5, 3.6))
+    ax = fig.subplots()
+    for i, name in enumerate(names):
+        g = run.series(name, SERIES, step)
+        t = np.arange(len(g))
+        ok = np.isfinite(g) & (g > 0)
+        ax.plot(t[ok], g[ok], "o-", ms=3, color=f"C{i}", label=f"{short(name)}")
+        if (~ok).any():
+            ax.plot(
+                t[~ok],
+                np.full((~ok).sum(), 0.02),
+                "v",
+                color=f"C{i}",
+                transform=ax.get_xaxis_transform(),
+                clip_on=False,
+            )
+    ax.set_yscale("log")
+    ax.set_xlabel("time step t")
+    ax.set_ylabel("‖∂L/∂x_t‖ (log)")
+    ax.set_title(f"gradient reaching each time step, step {step}", fontsize=10, loc="left")
+    ax.legend(fontsize=8, frameon=False)
+    return fig
