@@ -119,7 +119,7 @@ def correlation_map(activation, c, sigma_w2: float, sigma_b2: float) -> np.ndarr
     sigma_w2, sigma_b2 = check_variances(sigma_w2, sigma_b2)
     q, norm = _eval_point(act, sigma_w2, sigma_b2, q_star(act, sigma_w2, sigma_b2))
     c = np.asarray(c, float)
-    if norm == 0.0:  # q* = 0: the signal vanished, angles are kept (linear regime)
+    if norm <= 1e-150:  # q* = 0: the signal vanished, angles are kept (linear regime)
         return c.copy()
     return ((sigma_w2 * C(act, q, q, c) + sigma_b2) / norm).numpy()
 
@@ -130,7 +130,7 @@ def chi_c(activation, c, sigma_w2: float, sigma_b2: float) -> np.ndarray:
     sigma_w2, sigma_b2 = check_variances(sigma_w2, sigma_b2)
     q, norm = _eval_point(act, sigma_w2, sigma_b2, q_star(act, sigma_w2, sigma_b2))
     c = np.asarray(c, float)
-    if norm == 0.0:
+    if norm <= 1e-150:  # q* = 0: χ_c = χ₁ = σ_w² φ′(0)²
         return np.full_like(c, sigma_w2 * float(D(act, 0.0)))
     return (sigma_w2 * Cd(act, q, q, c) * q / norm).numpy()
 
@@ -145,9 +145,17 @@ def c_star(activation, sigma_w2: float, sigma_b2: float) -> float:
     def gap(c):
         return float(correlation_map(act, c, sigma_w2, sigma_b2)) - c
 
-    if gap(top) >= 0:  # slope above 1 but the map stays above the diagonal: no other root
+    # scan down from 1: the stable root is the first one where the map crosses the diagonal
+    # from below (c = −1 can be an unstable root too, for odd φ without bias)
+    grid = np.concatenate([[top], np.linspace(1 - 1e-3, -1.0, 41)])
+    gaps = correlation_map(act, grid, sigma_w2, sigma_b2) - grid
+    cross = np.nonzero(gaps >= 0)[0]
+    if gaps[0] >= 0 or cross.size == 0:  # the map stays above the diagonal: c* = 1
         return 1.0
-    return float(brentq(gap, -1.0, top, xtol=1e-12))
+    j = cross[0]
+    if gaps[j] == 0.0:
+        return float(grid[j])
+    return float(brentq(gap, grid[j], grid[j - 1], xtol=1e-12))
 
 
 def _depth(slope: float) -> float:
@@ -165,6 +173,9 @@ def xi_q(activation, sigma_w2: float, sigma_b2: float) -> float:
 def xi_c(activation, sigma_w2: float, sigma_b2: float) -> float:
     """ξ_c = −1 / ln χ_c(c*): layers over which two inputs' correlation is remembered (eq. 9)."""
     act = resolve(activation)
+    sigma_w2, sigma_b2 = check_variances(sigma_w2, sigma_b2)
+    if math.isinf(q_star(act, sigma_w2, sigma_b2)):
+        return math.inf  # the length diverges: no fixed point to relax to
     return _depth(float(chi_c(act, c_star(act, sigma_w2, sigma_b2), sigma_w2, sigma_b2)))
 
 
