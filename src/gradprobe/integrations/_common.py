@@ -9,7 +9,6 @@ as scalars named ``{quantity}/hist_{what}/{layer}``.
 from __future__ import annotations
 
 import importlib
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -60,15 +59,9 @@ def load_run(run: Run | str) -> Run:
 def records(run: Run, histograms: bool = True, prefix: str = "") -> Iterator[StepRecords]:
     """The run, one :class:`StepRecords` per logged step, in step order."""
     by_step: dict[int, StepRecords] = {s: StepRecords(s) for s in run.steps}
-    # one read of the long table (what ``run.to_pandas()`` returns, without needing pandas)
-    rows = run._q(
-        "SELECT s.step, l.name, q.quantity, q.stat, s.value FROM scalars s "
-        "JOIN layers l ON l.id = s.layer_id JOIN quantities q ON q.id = s.quantity_id "
-        "ORDER BY s.step, s.rowid"
-    )
-    for step, name, quantity, stat, value in rows:
+    for step, name, quantity, stat, value in run.rows():
         rec = by_step.setdefault(step, StepRecords(step))
-        rec.scalars[f"{prefix}{quantity}/{stat}/{name}"] = math.nan if value is None else value
+        rec.scalars[f"{prefix}{quantity}/{stat}/{name}"] = value
     if histograms and run.meta.get("histograms"):
         layers = [la.name for la in run.layers(role=None) if la.role != "param"]
         for step, rec in by_step.items():

@@ -1,0 +1,144 @@
+"""``GradprobeCallback``: watch a LightningModule during ``fit``, diagnose at the end.
+
+>>> from gradprobe.integrations.lightning import GradprobeCallback    # doctest: +SKIP
+>>> trainer = L.Trainer(callbacks=[GradprobeCallback()])               # doctest: +SKIP
+
+One probe step per training batch (forward, backward and optimizer step of that batch);
+validation and sanity-check forwards are not recorded. At the end of training the findings
+(and, with ``log_run=True``, every recorded number) go through the trainer's loggers: a
+TensorBoardLogger gets event files, a WandbLogger gets W&B history, any other logger gets
+``log_metrics`` (the count of findings per severity, and the scalars). Findings are also
+printed on rank 0. Under DDP/FSDP every rank watches and rank 0 writes (``distributed``).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ._common import finding_counts, records, require
+
+
+def _lightning():
+    """``lightning.pytorch`` (Lightning 2), else the older ``pytorch_lightning`` package."""
+    try:
+        return importlib.import_module("lightning.pytorch")
+    except ImportError:
+        pass
+    try:
+        return importlib.import_module("pytorch_lightning")
+    except ImportError:
+        return require("lightning.pytorch", "lightning", "lightning")  # raises, naming pip
+
+
+def _build():
+    pl = _lightning()
+
+    class GradprobeCallback(pl.Callback):
+        """Watch the LightningModule while it trains; findings through the trainer's loggers.
+
+        ``every``, ``histograms``, ``path`` and ``**watch_options`` are those of
+        :func:`gradprobe.watch`. ``log_run``: also log every recorded number at the end.
+        After ``fit``: ``callback.run`` (the Run) and ``callback.findings``.
+        """
+
+        def __init__(
+            self, every=1, histograms: bool = False, path=None, *, log_run: bool = True,
+            distributed="auto", **watch_options,
+        ) -> None:  # fmt: skip
+            super().__init__()
+            self.every, self.histograms, self.path = every, histograms, path
+            self.log_run, self.distributed = log_run, distributed
+            self.watch_options = watch_options
+            self.probe = None
+            self.run = None
+            self.findings: list = []
+
+        # -- recording ----------------------------------------------------------------
+        def on_train_start(self, trainer, pl_module) -> None:
+            from ..probe import watch
+
+            options = dict(self.watch_options)
+            if self.distributed != "auto" or _supports_distributed():
+                options["distributed"] = self.distributed
+            self.probe = watch(
+                pl_module, every=self.every, histograms=self.histograms, path=self.path,
+                **options,
+            )  # fmt: skip
+            self.run = self.probe.run
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if self.probe is not None:
+                self.probe.step()
+
+        def on_validation_start(self, trainer, pl_module) -> None:
+            if self.probe is not None:
+                self.probe.hooks.active = False
+
+        def on_validation_end(self, trainer, pl_module) -> None:
+            if self.probe is not None and not self.probe._closed:
+                self.probe.hooks.active = True
+
+        def on_exception(self, trainer, pl_module, exception) -> None:
+            if self.probe is not None:
+                self.probe.close()  # the run stays readable; no diagnosis of a broken fit
+
+        # -- the end: diagnose and log ----------------------------------------------------
+        def on_train_end(self, trainer, pl_module) -> None:
+            if self.probe is None:
+                return
+            from ..diagnose import diagnose
+
+            self.probe.close()
+            self.findings = diagnose(self.run)
+            if not trainer.is_global_zero:
+                return
+            lines = [str(f) for f in self.findings] or ["no findings, gradients look healthy"]
+            print("\n".join(f"gradprobe: {line}" for line in lines))
+            for logger in trainer.loggers:
+                _log(logger, self.run, self.findings, self.log_run)
+
+    return GradprobeCallback
+
+
+def _supports_distributed() -> bool:
+    import inspect
+
+    from ..probe import watch
+
+    return "distributed" in inspect.signature(watch).parameters
+
+
+def _log(logger, run, findings, log_run: bool) -> None:
+    kind = type(logger).__name__
+    if kind == "TensorBoardLogger":
+        from .tensorboard import to_tensorboard, write_findings
+
+        if log_run:
+            to_tensorboard(run, writer=logger.experiment, findings=findings)
+        else:
+            write_findings(logger.experiment, findings, run.steps[-1] if run.steps else 0)
+            logger.experiment.flush()
+        return
+    if kind == "WandbLogger":
+        from .wandb import log_findings, to_wandb
+
+        if log_run:
+            to_wandb(run, wandb_run=logger.experiment, findings=findings)
+        else:
+            log_findings(logger.experiment, findings, 0)
+        return
+    last = 0
+    if log_run:
+        for rec in records(run, histograms=False, prefix="gradprobe/"):
+            logger.log_metrics(rec.scalars, step=rec.step)
+            last = rec.step
+    logger.log_metrics(finding_counts(findings), step=last)
+    logger.save()
+
+
+def __getattr__(name: str):
+    if name == "GradprobeCallback":
+        cls = _build()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

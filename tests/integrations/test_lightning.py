@@ -1,0 +1,107 @@
+"""GradprobeCallback on a tiny LightningModule: a few CPU steps, findings through the logger."""
+
+import csv
+import sys
+
+import pytest
+import torch
+
+from gradprobe.errors import GradprobeError
+
+L = pytest.importorskip("lightning.pytorch", reason="needs the lightning extra")
+
+
+class Tiny(L.LightningModule):
+    def __init__(self, scale: float = 1.0) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1)
+        )
+        with torch.no_grad():
+            self.net[0].weight.mul_(scale)
+
+    def training_step(self, batch, _):
+        x, y = batch
+        return torch.nn.functional.mse_loss(self.net(x), y)
+
+    def validation_step(self, batch, _):
+        x, y = batch
+        self.log("val_loss", torch.nn.functional.mse_loss(self.net(x), y))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def _loader(n=64):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 4, generator=g)
+    ds = torch.utils.data.TensorDataset(x, x.sum(1, keepdim=True))
+    return torch.utils.data.DataLoader(ds, batch_size=16)
+
+
+def _fit(tmp_path, module, **callback_options):
+    from gradprobe.integrations.lightning import GradprobeCallback
+
+    cb = GradprobeCallback(**callback_options)
+    trainer = L.Trainer(
+        max_steps=5, accelerator="cpu", devices=1, logger=L.loggers.CSVLogger(tmp_path),
+        callbacks=[cb], enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, val_check_interval=2, num_sanity_val_steps=1,
+        limit_val_batches=1,
+    )  # fmt: skip
+    trainer.fit(module, _loader(), _loader(16))
+    return cb, trainer
+
+
+def test_watch_during_fit_and_findings_in_the_logger(tmp_path):
+    torch.manual_seed(0)
+    cb, trainer = _fit(tmp_path, Tiny(scale=30.0), histograms=True)  # saturates the tanh
+    run = cb.run
+    assert run.steps == [0, 1, 2, 3, 4]  # one step per training batch
+    _, _, calls = run.matrix("activation", "calls")
+    assert (calls == 1).all()  # validation forwards are not recorded
+    assert any(f.kind == "saturated" for f in cb.findings)
+    with open(trainer.logger.log_dir + "/metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    got = [
+        r for r in rows if r.get("gradprobe/findings_warning") or r.get("gradprobe/findings_error")
+    ]
+    assert got, "finding counts were not logged"
+    norm = [
+        float(r["gradprobe/param_grad/norm/net.0.weight"])
+        for r in rows
+        if r.get("gradprobe/param_grad/norm/net.0.weight")
+    ]
+    _, _, ref = run.matrix("param_grad", "norm", role="param")
+    assert len(norm) == 5 and norm == pytest.approx(list(ref[0]), rel=1e-6)
+    assert len(cb.probe.hooks) == 0  # every hook removed after fit
+
+
+def test_tensorboard_logger_gets_event_files(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from gradprobe.integrations.lightning import GradprobeCallback
+
+    logger = L.loggers.TensorBoardLogger(tmp_path)
+    trainer = L.Trainer(
+        max_steps=3, accelerator="cpu", logger=logger, callbacks=[GradprobeCallback()],
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        limit_val_batches=0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    trainer.fit(Tiny(), _loader())
+    ea = EventAccumulator(logger.log_dir, size_guidance={"scalars": 0, "tensors": 0})
+    ea.Reload()
+    assert "gradprobe/param_grad/norm/net.0.weight" in ea.Tags()["scalars"]
+    assert "gradprobe/findings/text_summary" in ea.Tags()["tensors"]
+
+
+def test_missing_package_names_the_pip_command(monkeypatch):
+    import gradprobe.integrations.lightning as mod
+
+    monkeypatch.delitem(mod.__dict__, "GradprobeCallback", raising=False)
+    for name in ("lightning", "lightning.pytorch", "pytorch_lightning"):
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(GradprobeError, match=r"pip install 'gradprobe\[lightning\]'"):
+        from gradprobe.integrations.lightning import GradprobeCallback  # noqa: F401
