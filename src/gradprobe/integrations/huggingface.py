@@ -1,0 +1,96 @@
+"""``GradprobeTrainerCallback``: watch a Hugging Face ``Trainer``'s model, diagnose at the end.
+
+>>> from gradprobe.integrations.huggingface import GradprobeTrainerCallback   # doctest: +SKIP
+>>> Trainer(model, args, train_dataset=ds, callbacks=[GradprobeTrainerCallback()])  # doctest: +SKIP
+
+One probe step per optimizer step (every micro-batch of a gradient-accumulation step lands
+in the same probe step); evaluation forwards are not recorded (the hooks only listen between
+``on_step_begin`` and ``on_step_end``). At the end the findings go to ``state.log_history``
+(the count per severity, and the findings' text), to the ``transformers`` logger, and, when
+``report_to`` names them, to TensorBoard (``<logging_dir>/gradprobe``) and to the active
+W&B run, with every recorded number (``log_run=True``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._common import finding_counts, require
+
+
+def _build():
+    transformers = require("transformers", "hf")
+
+    class GradprobeTrainerCallback(transformers.TrainerCallback):
+        """``every``, ``histograms``, ``path`` and ``**watch_options`` are those of
+        :func:`gradprobe.watch`. After training: ``callback.run`` and ``callback.findings``."""
+
+        def __init__(
+            self, every=1, histograms: bool = False, path=None, *, log_run: bool = True,
+            **watch_options,
+        ) -> None:  # fmt: skip
+            self.every, self.histograms, self.path = every, histograms, path
+            self.log_run = log_run
+            self.watch_options = watch_options
+            self.probe = None
+            self.run = None
+            self.findings: list = []
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            from ..probe import watch
+
+            self.probe = watch(
+                model, every=self.every, histograms=self.histograms, path=self.path,
+                **self.watch_options,
+            )  # fmt: skip
+            self.probe.hooks.active = False  # listen from on_step_begin only
+            self.run = self.probe.run
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if self.probe is not None and not self.probe._closed:
+                self.probe.hooks.active = True
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.probe is not None and not self.probe._closed:
+                self.probe.step()
+                self.probe.hooks.active = False
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.probe is None:
+                return
+            from ..diagnose import diagnose
+
+            self.probe.close()
+            self.findings = diagnose(self.run)
+            if not state.is_world_process_zero:
+                return
+            log = transformers.utils.logging.get_logger("gradprobe")
+            for f in self.findings:
+                log.warning("gradprobe: %s", f)
+            entry = {**finding_counts(self.findings), "step": state.global_step}
+            entry["gradprobe/findings"] = [str(f) for f in self.findings]
+            state.log_history.append(entry)
+            report_to = args.report_to or []
+            report_to = [report_to] if isinstance(report_to, str) else report_to
+            if "tensorboard" in report_to:
+                from .tensorboard import to_tensorboard
+
+                folder = Path(getattr(args, "logging_dir", None) or args.output_dir)
+                to_tensorboard(self.run, folder / "gradprobe", findings=self.findings)
+            if "wandb" in report_to:
+                import wandb
+
+                from .wandb import to_wandb
+
+                if wandb.run is not None:
+                    to_wandb(self.run, wandb_run=wandb.run, findings=self.findings)
+
+    return GradprobeTrainerCallback
+
+
+def __getattr__(name: str):
+    if name == "GradprobeTrainerCallback":
+        cls = _build()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,69 @@
+"""GradprobeTrainerCallback in a Hugging Face Trainer: a few CPU steps of a tiny model."""
+
+import sys
+
+import pytest
+import torch
+
+from gradprobe.errors import GradprobeError
+
+transformers = pytest.importorskip("transformers", reason="needs the hf extra")
+pytest.importorskip("accelerate", reason="transformers.Trainer needs accelerate")
+
+
+class Tiny(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1)
+        )
+
+    def forward(self, x, labels=None):
+        out = self.net(x)
+        return {"loss": torch.nn.functional.mse_loss(out, labels), "logits": out}
+
+
+class Data(torch.utils.data.Dataset):
+    def __init__(self, n: int = 32) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(n, 4, generator=g)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return {"x": self.x[i], "labels": self.x[i].sum(0, keepdim=True)}
+
+
+def test_trainer_callback_watches_steps_and_logs_findings(tmp_path):
+    from gradprobe.integrations.huggingface import GradprobeTrainerCallback
+
+    torch.manual_seed(0)
+    cb = GradprobeTrainerCallback()
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path), max_steps=4, per_device_train_batch_size=8,
+        gradient_accumulation_steps=2, report_to=[], use_cpu=True, save_strategy="no",
+        eval_strategy="steps", eval_steps=2, logging_steps=1, disable_tqdm=True,
+        dataloader_num_workers=0,
+    )  # fmt: skip
+    trainer = transformers.Trainer(
+        model=Tiny(), args=args, train_dataset=Data(), eval_dataset=Data(8), callbacks=[cb]
+    )
+    trainer.train()
+    run = cb.run
+    assert run.steps == [0, 1, 2, 3]  # one probe step per optimizer step
+    _, _, calls = run.matrix("activation", "calls")
+    assert (calls == 2).all()  # two micro-batches per step, no evaluation forwards
+    assert len(cb.probe.hooks) == 0
+    last = trainer.state.log_history[-1]
+    assert "gradprobe/findings_error" in last and "gradprobe/findings" in last
+    assert last["gradprobe/findings_error"] == sum(f.severity == "error" for f in cb.findings)
+
+
+def test_missing_package_names_the_pip_command(monkeypatch):
+    import gradprobe.integrations.huggingface as mod
+
+    monkeypatch.delitem(mod.__dict__, "GradprobeTrainerCallback", raising=False)
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    with pytest.raises(GradprobeError, match=r"pip install 'gradprobe\[hf\]'"):
+        from gradprobe.integrations.huggingface import GradprobeTrainerCallback  # noqa: F401
