@@ -237,3 +237,27 @@ def test_eval_mode_forward_without_grad_records_forward_only():
         probe.step()
     quantities = set(probe.run.to_pandas().quantity)
     assert "activation" in quantities and "grad_output" not in quantities
+
+
+def test_check_changes_nothing_and_prints_a_table():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3)
+    )  # fmt: skip
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    model[0].weight.grad = torch.ones_like(model[0].weight)
+    x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
+    rng = torch.get_rng_state()
+    result = gp.check(model, x, y)
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    assert torch.equal(model[0].weight.grad, torch.ones_like(model[0].weight))
+    assert model[4].bias.grad is None
+    assert result.run.steps == [0] and result.loss > 0
+    text = str(result.table().title) + "".join(c.header for c in result.table().columns)
+    assert "loss" in text and "∂L/∂out" in text
+    assert result.run.histogram("2", "activation", 0) is not None
+    with pytest.raises(gp.GradprobeError, match="inputs must be"):
+        gp.check(model, "x")
+    with pytest.raises(gp.GradprobeError, match="forward failed"):
+        gp.check(model, torch.randn(8, 5))

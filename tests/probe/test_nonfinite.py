@@ -128,3 +128,12 @@ def test_stats_keep_nan_as_data():
     assert nf["3"] == pytest.approx(1 / 24)
     assert nf["2"] == 0
     assert df[(df.layer == "3") & (df.stat == "mean")].value.isna().all()  # NaN stored as NULL
+
+
+def test_unlogged_steps_keep_no_history_once_settled():
+    model = _model(3)
+    with gp.watch(model, every=5) as probe:
+        _train(model, probe, bad_step=-1, steps=23, target_layer=model[3])
+        kept = {phase: len(seqs) for phase, seqs in probe.first._seqs.items()}
+    assert max(kept.values()) <= 3  # steps 21, 22 (and 23 pending): not the whole run
+    assert probe.run.events() == []

@@ -68,15 +68,18 @@ class FirstNonFinite:
         return [(ph, c) for ph, c in self._codes.items() if ph not in self.found]
 
     def resolve_code(self, phase: str, code: int) -> None:
-        """Turn a code read from the device into an event (if one was found)."""
-        if code >= BIG or phase in self.found:
-            return
-        step, pos = divmod(int(code), STRIDE)
-        entry = self._seqs[phase][step][pos]
-        self._add(phase, step, entry, "")
+        """Turn a code read from the device into an event (if one was found); either way the
+        steps it covered are settled, so their call sequences are dropped."""
+        if code < BIG and phase not in self.found:
+            step, pos = divmod(int(code), STRIDE)
+            self._add(phase, step, self._seqs[phase][step][pos], "")
+        self._codes.pop(phase, None)
+        self._seqs[phase].clear()
+        if not any(self._seqs.values()):
+            self._intern.clear()
 
     def host_record(self, phase: str, step: int, entry, frac: float) -> None:
-        if phase not in self.found:
+        if self.track and phase not in self.found:
             self._add(phase, step, entry, f" ({frac:.3g} of its values)")
 
     def _add(self, phase: str, step: int, entry, amount: str) -> None:

@@ -95,6 +95,24 @@ class CheckResult:
     def __repr__(self) -> str:
         return f"CheckResult(loss={self.loss:.4g}, run={self.run!r})"
 
+    def save_html(self, path) -> object:
+        """Write the self-contained HTML report (findings, layer table, figures); returns the
+        path. See gradprobe.report.html."""
+        from ..report.html import write_html
+
+        return write_html(self.run, path, self.findings, title=f"gradprobe check: {_model(self)}")
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: verdict, findings, layer table and the depth profile."""
+        from ..report.html import render_html
+
+        title = f"gradprobe check: {_model(self)}, loss {self.loss:.4g}"
+        return render_html(self.run, self.findings, title=title, fragment=True, figures=["profile"])
+
+
+def _model(result: CheckResult) -> str:
+    return str(result.run.meta.get("model", "model"))
+
 
 def _fmt(x: float | None) -> str:
     return "" if x is None else f"{x:.3g}"
@@ -132,8 +150,8 @@ def check(
 
     ``inputs``: a tensor, a tuple of positional tensors, or a dict of keyword tensors.
     Default loss: ``½ Σ y²`` of the output; cross-entropy when ``target`` holds class
-    indices; MSE when it holds floats. Gradients and buffers (BatchNorm running stats) are
-    restored afterwards, so checking does not change the model.
+    indices; MSE when it holds floats. Gradients, buffers (BatchNorm running stats) and the
+    random number generators are restored afterwards, so checking changes nothing.
 
     ``try_remedies=True`` also re-checks copies of the model re-initialised with each
     candidate scheme and ranks them (``result.ranking``; see gradprobe.diagnose.ranking).
@@ -156,7 +174,9 @@ def check(
         buffers = {b: b.detach().clone() for b in model.buffers()}
         for p in grads:
             p.grad = None
-        with probe:
+        cuda = sorted({p.device.index or 0 for p in grads if p.device.type == "cuda"})
+        # fork_rng: dropout in the checked forward must not move the caller's random stream
+        with probe, torch.random.fork_rng(devices=cuda):
             try:
                 out = model(*args, **kwargs)
             except GradprobeError:
