@@ -47,6 +47,18 @@ def inits(
 
 
 @app.command()
+def report(
+    run: Annotated[Path, typer.Argument(help="a stored run: run.sqlite or its folder")],
+    html: Annotated[Path | None, typer.Option(help="write the HTML report to this file")] = None,
+    png: Annotated[Path | None, typer.Option(help="write every figure as PNG in DIR")] = None,
+) -> None:
+    """Terminal summary of a stored run; its figures as PNGs and one self-contained HTML file."""
+    from .report.run_report import run_report
+
+    raise typer.Exit(run_report(run, html=html, png=png))
+
+
+@app.command()
 def check(
     factory: Annotated[str, typer.Argument(help="MODULE:FACTORY, a class or function")],
     input_shape: Annotated[
@@ -63,6 +75,9 @@ def check(
     try_inits: Annotated[bool, typer.Option(help="re-check with each init scheme, rank")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="print findings as JSON")] = False,
     seed: Annotated[int, typer.Option(help="seed for the model and random inputs")] = 0,
+    html: Annotated[
+        Path | None, typer.Option(help="also write the self-contained HTML report here")
+    ] = None,
 ) -> None:
     """Probe a model at initialisation: per-layer table, findings, remedies.
 
@@ -71,7 +86,9 @@ def check(
     from .report.check import run_check
 
     raise typer.Exit(
-        run_check(factory, input_shape, input, target, loss, kwargs, try_inits, json_out, seed)
+        run_check(
+            factory, input_shape, input, target, loss, kwargs, try_inits, json_out, seed, html=html
+        )
     )
 
 

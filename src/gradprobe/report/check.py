@@ -15,9 +15,12 @@ _LOSSES = {"auto": None, "mse": F.mse_loss, "ce": F.cross_entropy}
 
 
 def run_check(
-    factory, input_shape, input_path, target_path, loss, kwargs, try_inits, as_json, seed
+    factory, input_shape, input_path, target_path, loss, kwargs, try_inits, as_json, seed, html=None
 ):
-    """Returns the exit status: 0 healthy, 1 findings of severity warning/error."""
+    """Returns the exit status: 0 healthy, 1 findings of severity warning/error.
+
+    ``html``: also write the self-contained HTML report there (with theory's prediction
+    when the model is a plain stack)."""
     from .. import diagnose as dg
     from ..probe import check
 
@@ -53,4 +56,11 @@ def run_check(
         if ranking is not None:
             out.print(ranking)
             out.print(f"[bold]apply the best:[/bold] {ranking.best.code}", markup=True)
+    if html is not None:
+        from .figures import attach_theory
+
+        attach_theory(result.run, model)
+        path = result.save_html(html)
+        if not as_json:
+            console().print(f"report: {path}")
     return 0 if result.healthy else 1

@@ -1,0 +1,159 @@
+"""The HTML report: one self-contained file (figures as base64 PNG, no network).
+
+Rendered with jinja2 and autoescape on, so every recorded string (layer names, meta,
+findings) is escaped: a ModuleDict key ``<script>`` shows as text. The page's only script
+is the template's own (sortable table, and a status line a browser test reads).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import platform
+import sys
+from pathlib import Path
+
+from ..errors import GradprobeError, InvalidInputError
+from ..run import Run
+from .figures import FIGURES, as_run, run_figures
+from .summary import COLUMNS, fmt, layer_rows, verdict
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def _env():
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["fmt"] = fmt
+    return env
+
+
+def png_base64(fig, dpi: int = 90) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def environment() -> dict[str, str]:
+    """Versions of what rendered the report (the run's own meta says what recorded it)."""
+    import numpy
+
+    from .. import __version__
+
+    env = {
+        "gradprobe": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "numpy": numpy.__version__,
+    }
+    for name in ("torch", "matplotlib", "jinja2"):
+        module = sys.modules.get(name)
+        if module is not None:
+            env[name] = getattr(module, "__version__", "?")
+    return env
+
+
+def _evidence(evidence) -> list[tuple[str, str]]:
+    out = []
+    for key, value in dict(evidence).items():
+        if isinstance(value, (list, tuple)):
+            shown = ", ".join(_num(v) for v in value[:6])
+            text = f"[{shown}{', …' if len(value) > 6 else ''}] ({len(value)} values)"
+        else:
+            text = _num(value)
+        out.append((str(key), text))
+    return out
+
+
+def _num(v) -> str:
+    return fmt(v) if isinstance(v, float) else str(v)
+
+
+def _findings(findings) -> list[dict]:
+    rows = []
+    for f in findings:
+        where = f.layer if f.layer is not None else "model"
+        if getattr(f, "time_step", None) is not None:
+            where += f" (t = {f.time_step})"
+        rows.append(
+            {
+                "severity": f.severity,
+                "kind": f.kind,
+                "where": where,
+                "step": f.step,
+                "message": f.message,
+                "evidence": _evidence(f.evidence),
+                "remedy": getattr(f.remedy, "text", str(f.remedy)),
+                "code": getattr(f.remedy, "code", None),
+            }
+        )
+    return rows
+
+
+def render_html(
+    run: Run | str | Path,
+    findings=None,
+    *,
+    title: str | None = None,
+    fragment: bool = False,
+    figures: list[str] | None = None,
+    drawn: tuple[list, list] | None = None,
+) -> str:
+    """The report as a string. ``findings``: default ``gp.diagnose(run)``; ``fragment``: a
+    ``<div>`` for Jupyter instead of a whole page; ``figures``: names from
+    :data:`gradprobe.report.figures.FIGURES` (default all); ``drawn``: figures already drawn,
+    as :func:`~gradprobe.report.figures.run_figures` returns them."""
+    run = as_run(run)
+    if findings is None:
+        from ..diagnose import diagnose
+
+        findings = list(diagnose(run))
+    step, rows = layer_rows(run)
+    drawn, notes = drawn if drawn is not None else run_figures(run, only=figures)
+    meta = run.meta
+    theory = meta.get("theory") or []
+    context = {
+        "title": title or f"gradprobe report: {meta.get('label') or meta.get('model') or 'run'}",
+        "verdict": verdict(findings),
+        "findings": _findings(findings),
+        "step": step,
+        "columns": [
+            (key, name) for key, name, *_ in COLUMNS if any(r[key] is not None for r in rows)
+        ],
+        "rows": rows,
+        "figures": [{"name": s.name, "title": s.title, "png": png_base64(f)} for s, f in drawn],
+        "notes": [{"title": s.title, "needs": s.needs, "why": why} for s, why in notes],
+        "theory": theory,
+        "meta": json.dumps(meta, indent=2, default=str, ensure_ascii=False),
+        "source": str(run.path) if run.path else "in memory",
+        "environment": environment(),
+        "fragment": fragment,
+    }
+    return _env().get_template("report.html.j2").render(**context)
+
+
+def write_html(run: Run | str | Path, path: str | Path, findings=None, **kwargs) -> Path:
+    """Write :func:`render_html` to ``path`` (creating the folder); returns the path."""
+    path = Path(path)
+    if path.suffix.lower() not in {".html", ".htm"}:
+        raise InvalidInputError(f"write the report to a .html file, got {path.name!r}")
+    text = render_html(run, findings, **kwargs)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise GradprobeError(
+            f"cannot write the report to {path}: {err}; pass another path"
+        ) from None
+    return path
+
+
+__all__ = ["FIGURES", "render_html", "write_html"]
