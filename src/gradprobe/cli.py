@@ -92,6 +92,34 @@ def check(
     )
 
 
+@app.command("run")
+def run_experiment(
+    name: Annotated[str | None, typer.Argument(help="experiment name (see --list)")] = None,
+    preset: Annotated[str, typer.Option(help="quick | full")] = "quick",
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="KEY=VALUE config override, repeatable")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="folder for run folders")] = Path("runs"),
+    resume: Annotated[bool, typer.Option(help="continue the latest run; skip done units")] = False,
+    workers: Annotated[int, typer.Option(help="parallel processes for the sweep")] = 1,
+    threads: Annotated[int, typer.Option(help="torch threads per process")] = 1,
+    list_: Annotated[bool, typer.Option("--list", help="list the experiments and exit")] = False,
+) -> None:
+    """Run a registered experiment; writes OUT/NAME/ with run.json, result.json and runs."""
+    from .experiments import EXPERIMENTS
+    from .experiments._runner import run_from_cli
+    from .report.terminal import console
+
+    if list_:
+        for exp_name, exp in EXPERIMENTS.items():
+            console().print(f"{exp_name:<16} {exp.summary}", markup=False, soft_wrap=True)
+        return
+    if name is None:
+        raise GradprobeError("name an experiment (gradprobe run --list shows them)")
+    result = run_from_cli(name, preset, set_ or [], out, resume, workers, threads)
+    console().print(f"{name}: done; numbers in {result.folder / 'result.json'}", markup=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script; GradprobeError -> one line, exit 2."""
     try:
