@@ -51,11 +51,19 @@ def report(
     run: Annotated[Path, typer.Argument(help="a stored run: run.sqlite or its folder")],
     html: Annotated[Path | None, typer.Option(help="write the HTML report to this file")] = None,
     png: Annotated[Path | None, typer.Option(help="write every figure as PNG in DIR")] = None,
+    tensorboard: Annotated[
+        Path | None, typer.Option(help="also write TensorBoard event files in DIR")
+    ] = None,
 ) -> None:
     """Terminal summary of a stored run; its figures as PNGs and one self-contained HTML file."""
     from .report.run_report import run_report
 
-    raise typer.Exit(run_report(run, html=html, png=png))
+    status = run_report(run, html=html, png=png)
+    if tensorboard is not None:
+        from .integrations.tensorboard import to_tensorboard
+
+        print(f"tensorboard: {to_tensorboard(run, tensorboard)}")
+    raise typer.Exit(status)
 
 
 @app.command()
@@ -90,6 +98,29 @@ def check(
             factory, input_shape, input, target, loss, kwargs, try_inits, json_out, seed, html=html
         )
     )
+
+
+@app.command()
+def theory(
+    activation: Annotated[
+        str, typer.Option(help="tanh, relu, gelu, ... or a torch.nn.functional name")
+    ] = "tanh",
+    sigma_w2: Annotated[float, typer.Option(help="fan_in × weight variance")] = 1.0,
+    sigma_b2: Annotated[float, typer.Option(help="bias variance")] = 0.0,
+    depth: Annotated[int, typer.Option(help="number of layers")] = 100,
+    q0: Annotated[float, typer.Option(help="mean square of the input")] = 1.0,
+    plot: Annotated[Path | None, typer.Option(help="write the phase diagram to this PNG")] = None,
+) -> None:
+    """Mean-field predictions: q*, χ₁, depth scales, phase and gradient ratio across depth."""
+    from .report.terminal import console
+    from .theory._table import summary_table
+
+    console().print(summary_table(activation, sigma_w2, sigma_b2, depth, q0))
+    if plot is not None:
+        from .theory.phase import phase_diagram, plot_phase_diagram
+
+        plot_phase_diagram(phase_diagram(activation), plot, point=(sigma_w2, sigma_b2))
+        console().print(f"phase diagram written to {plot}")
 
 
 @app.command("run")

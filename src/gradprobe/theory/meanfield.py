@@ -147,7 +147,7 @@ def c_star(activation, sigma_w2: float, sigma_b2: float) -> float:
 
     # scan down from 1: the stable root is the first one where the map crosses the diagonal
     # from below (c = −1 can be an unstable root too, for odd φ without bias)
-    grid = np.concatenate([[top], np.linspace(1 - 1e-3, -1.0, 41)])
+    grid = np.concatenate([[top], np.linspace(1 - 1e-3, -1.0, 21)])
     gaps = correlation_map(act, grid, sigma_w2, sigma_b2) - grid
     cross = np.nonzero(gaps >= 0)[0]
     if gaps[0] >= 0 or cross.size == 0:  # the map stays above the diagonal: c* = 1

@@ -21,8 +21,8 @@ from ._gauss import standard_nodes
 from .kernels import C, D, V
 from .trajectory import _check_depth, _check_q0
 
-_LQ = np.linspace(math.log(1e-12), math.log(1e6), 1801)  # log q table
-_LQ_HERMITE = np.linspace(math.log(1e-8), math.log(1e4), 161)
+_LQ = np.linspace(math.log(1e-12), math.log(1e6), 4801)  # log q table
+_LQ_HERMITE = np.linspace(math.log(1e-8), math.log(1e4), 1201)
 _K = 48  # Hermite terms
 
 
@@ -74,10 +74,10 @@ def _hermite_table(act) -> np.ndarray:
 def _q_star_grid(lv: np.ndarray, w: np.ndarray, b: np.ndarray, q1: np.ndarray) -> np.ndarray:
     """Vectorised q_star: the root of σ_w² V(q) + σ_b² − q reached from q1 (per point).
 
-    A scan over every 4th table point brackets the root (first one above q0 when the
+    A scan over every 12th table point brackets the root (first one above q0 when the
     map pushes q up, last one below q0 when it pulls q down); bisection refines it.
     """
-    lq, lvc = _LQ[::4], lv[::4]
+    lq, lvc = _LQ[::12], lv[::12]
     qk, vk = np.exp(lq), np.exp(lvc)
     w, b, q0 = w.reshape(-1), b.reshape(-1), q1.reshape(-1)
     f = w[:, None] * vk + b[:, None] - qk  # (points, coarse table)
@@ -179,8 +179,9 @@ def phase_diagram(
     return PhaseDiagram(act.name, sw, sb, depth, qs, q, chi, xi, log_grad)
 
 
-def plot_phase_diagram(diagram: PhaseDiagram, path) -> None:
-    """ξ_c heat map over (σ_w², σ_b²) with the critical line, written to a PNG."""
+def plot_phase_diagram(diagram: PhaseDiagram, path, point=None) -> None:
+    """ξ_c heat map over (σ_w², σ_b²) with the critical line, written to a PNG; ``point``
+    (σ_w², σ_b²) is marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -195,6 +196,8 @@ def plot_phase_diagram(diagram: PhaseDiagram, path) -> None:
     ax.set_ylabel("σ_b²")
     ax.set_title(f"{diagram.activation}: depth scale ξ_c (ordered left, chaotic right)")
     fig.colorbar(im, ax=ax, label="log10 ξ_c (layers)")
+    if point is not None:
+        ax.plot([point[0]], [point[1]], "o", mfc="none", mec="red", mew=2, ms=9, label="given")
     ax.legend(loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
