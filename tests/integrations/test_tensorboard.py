@@ -125,3 +125,16 @@ def test_missing_package_names_the_pip_command(stored_run, tmp_path, monkeypatch
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # import fails
     with pytest.raises(GradprobeError, match=r"pip install 'gradprobe\[tensorboard\]'"):
         to_tensorboard(stored_run, tmp_path / "tb")
+
+
+def test_cli_report_writes_event_files(stored_run, tmp_path, capsys):
+    from gradprobe.cli import main
+
+    try:
+        main(["report", str(stored_run.path), "--tensorboard", str(tmp_path / "tb")])
+    except SystemExit as done:
+        assert done.code in (0, 1, None)  # 1: the run has findings
+    assert "tensorboard:" in capsys.readouterr().out
+    ea = EventAccumulator(str(tmp_path / "tb"), size_guidance=GUIDE)
+    ea.Reload()
+    assert "gradprobe/param_grad/norm/0.weight" in ea.Tags()["scalars"]
