@@ -27,9 +27,17 @@ def test_cli_bad_activation_is_one_line_with_a_suggestion(capsys):
     assert "Did you mean 'tanh'" in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("act", ["tanh", "erf", "gelu"])
-def test_phase_diagram_matches_scalar_functions(act):
-    ws, bs = np.array([0.9, 1.6, 3.2]), np.array([0.0, 0.05, 0.3])
+@pytest.mark.parametrize(
+    ("act", "ws", "bs"),
+    [
+        ("tanh", [0.9, 1.6, 3.2], [0.0, 0.3]),
+        ("erf", [0.9, 3.2], [0.0, 0.05]),
+        ("gelu", [3.2], [0.3]),
+    ],
+)
+def test_phase_diagram_matches_scalar_functions(act, ws, bs):
+    """Both phases; c* = 0 (odd φ, no bias) and c* inside (−1, 1); Mehler and closed forms."""
+    ws, bs = np.array(ws), np.array(bs)
     d = phase_diagram(act, ws, bs, depth=200)
     for i, b in enumerate(bs):
         for j, w in enumerate(ws):

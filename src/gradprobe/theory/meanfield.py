@@ -155,7 +155,7 @@ def c_star(activation, sigma_w2: float, sigma_b2: float) -> float:
     j = cross[0]
     if gaps[j] == 0.0:
         return float(grid[j])
-    return float(brentq(gap, grid[j], grid[j - 1], xtol=1e-12))
+    return float(brentq(gap, grid[j], grid[j - 1], xtol=1e-11))
 
 
 def _depth(slope: float) -> float:
