@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from ._activations import Activation, activation_names, resolve
 from .finite_width import Spread, norm_spread
+from .jacobian import Spectrum, jacobian_spectrum, random_mlp, spectrum_prediction
 from .meanfield import (
     CRITICAL_TOL,
     MeanField,
@@ -29,6 +30,7 @@ from .meanfield import (
     xi_c,
     xi_q,
 )
+from .phase import PhaseDiagram, phase_diagram, plot_phase_diagram
 from .trajectory import LayerPrediction, ModelPrediction, Propagation, predict, propagate
 
 __all__ = [
@@ -37,7 +39,9 @@ __all__ = [
     "LayerPrediction",
     "MeanField",
     "ModelPrediction",
+    "PhaseDiagram",
     "Propagation",
+    "Spectrum",
     "Spread",
     "activation_names",
     "c_star",
@@ -45,13 +49,18 @@ __all__ = [
     "chi_c",
     "correlation_map",
     "critical_sigma_w2",
+    "jacobian_spectrum",
     "length_map",
     "mean_field",
     "norm_spread",
+    "phase_diagram",
+    "plot_phase_diagram",
     "predict",
     "propagate",
     "q_star",
+    "random_mlp",
     "resolve",
+    "spectrum_prediction",
     "xi_c",
     "xi_q",
 ]

@@ -132,6 +132,11 @@ class ModelPrediction:
         return np.array([layer.grad_var for layer in self.layers])
 
     @property
+    def chi(self) -> np.ndarray:
+        """Expected E[δ²] ratio of each layer to the one above (nan for the last)."""
+        return np.array([layer.chi for layer in self.layers])
+
+    @property
     def gradient_ratio(self) -> float:
         """E[δ²] at the first affine layer over the last one."""
         return self.layers[0].grad_var
