@@ -1,0 +1,122 @@
+"""Each classic experiment's quick preset (sometimes smaller, via overrides) runs, and shows
+the fact it exists to show, asserted on its own measured numbers."""
+
+import itertools
+import math
+
+import pytest
+
+import gradprobe as gp
+from gradprobe.run import Run
+
+
+def quick(tmp_path_factory, name, **overrides):
+    out = tmp_path_factory.mktemp(name)
+    return gp.experiments.run(name, out=out, preset="quick", quiet=True, **overrides)
+
+
+def test_matrix_chain(tmp_path_factory):
+    n = quick(tmp_path_factory, "matrix_chain").numbers
+    assert all(40 <= z <= 50 for z in n["small"]["first_zero"])  # 0.1 per layer -> 0 in float32
+    assert all(35 <= i <= 40 for i in n["normal"]["first_inf"])  # 10 per layer -> Inf
+    assert n["xavier"]["first_zero"] == [None] * 3 and n["xavier"]["first_inf"] == [None] * 3
+    assert abs(n["xavier"]["log10_final_std"]["mean"]) < 0.5  # of order 1 after 50 layers
+
+
+def test_init_gradients(tmp_path_factory):
+    r = quick(tmp_path_factory, "init_gradients", width=128, hidden=6)
+    ratio = {k: v["backprop_first_over_last"]["mean"] for k, v in r.numbers.items()}
+    assert ratio["normal"] > 1e3  # explodes towards the input
+    assert ratio["small"] < 1e-3  # vanishes towards the input
+    assert 0.5 < ratio["kaiming"] < 2  # flat
+    # Xavier before ReLU: a factor ~1/√2 per layer over 5 layers (0.18), between the two
+    assert ratio["small"] < ratio["xavier"] < 0.4 < ratio["kaiming"]
+    for init in ("normal", "small", "xavier", "kaiming"):
+        assert len(r.numbers[init]["weight_grad_mean"]) == 7
+    run = Run.load(r.folder / "units" / "init=kaiming,seed=0" / "run.sqlite")
+    assert run.steps == [0]
+
+
+@pytest.fixture(scope="module")
+def glorot(tmp_path_factory):
+    # the full init-time analysis of the quick preset; training shortened to 150 steps
+    return quick(tmp_path_factory, "glorot2010", steps=150, lrs=(0.1,))
+
+
+def test_glorot2010_backprop_gradients_at_init(glorot):
+    init = glorot.numbers["init"]
+    for net in ("tanh", "softsign", "sigmoid"):  # standard init: shrinks towards the input
+        g = init[net]["backprop_std"]
+        assert all(a < b for a, b in itertools.pairwise(g)), (net, g)
+    g = init["tanh_n"]["backprop_std"]
+    assert max(g) / min(g) < 2, g  # normalised tanh: within a factor 2 (their fig. 7)
+    assert init["tanh"]["backprop_first_over_last"]["mean"] < 0.2
+    # softsign's derivative is smaller: normalised it still shrinks, but far less
+    soft = {k: init[k]["backprop_first_over_last"]["mean"] for k in ("softsign", "softsign_n")}
+    assert soft["softsign"] < 0.5 * soft["softsign_n"]
+
+
+def test_glorot2010_jacobian_singular_values(glorot):
+    sv = {k: v["jacobian_mean_sv"]["mean"] for k, v in glorot.numbers["init"].items()}
+    assert sv["tanh"] == pytest.approx(0.5, abs=0.1)  # paper: ≈ 0.5 standard
+    assert sv["tanh_n"] == pytest.approx(0.8, abs=0.1)  # paper: ≈ 0.8 normalised
+    assert sv["softsign"] < sv["softsign_n"]
+
+
+def test_glorot2010_training_table(glorot):
+    table = glorot.numbers["train"]["digits"]
+    for net in ("softsign", "softsign_n", "tanh", "tanh_n", "sigmoid"):
+        err = table[net]["test_error"]["mean"]
+        assert 0 <= err <= 100 and table[net]["paper"] is not None
+        assert len(table[net]["top_activation_mean"]) == len(table[net]["logged_steps"])
+    assert set(table["_ordering"]) == {"tanh_n_better_than_tanh", "sigmoid_worst"}
+
+
+def test_he2015_30_layers(tmp_path_factory):
+    r = quick(tmp_path_factory, "he2015", seeds=1, depths=(30,))
+    he, xavier = r.numbers["30"]["he"], r.numbers["30"]["xavier"]
+    assert he["final_loss"]["mean"] < xavier["final_loss"]["mean"] - 0.3
+    assert xavier["final_loss"]["mean"] > 0.95 * math.log(10)  # stalls at chance
+    assert xavier["started_at"] == [None]
+    # at init: Xavier's gradient shrinks by ~√2 per ReLU layer towards the input, He's is flat
+    assert xavier["init_log2_ratio_per_layer"] == pytest.approx(-0.5, abs=0.1)
+    assert abs(he["init_log2_ratio_per_layer"]) < 0.1
+
+
+def test_remedies(tmp_path_factory):
+    variants = ("baseline", "batchnorm", "residual", "clipping")
+    r = quick(tmp_path_factory, "remedies", steps=150, variants=variants)
+    n = r.numbers
+    assert "vanishing" in n["baseline"]["findings_at_init"]
+    chance = math.log(10)
+    assert n["baseline"]["final_loss"]["mean"] > 0.95 * chance and not n["baseline"]["fixed"]
+    for cure in ("batchnorm", "residual"):
+        assert n[cure]["final_loss"]["mean"] < 0.7 * chance, cure
+        assert "vanishing" not in n[cure]["findings_at_init"]
+    # clipping bounds exploding gradients; it does not cure vanishing ones
+    assert n["clipping"]["final_loss"]["mean"] > 0.95 * chance and not n["clipping"]["fixed"]
+
+
+def test_rnn_vs_lstm_gradient_through_time_at_init(tmp_path_factory):
+    r = quick(tmp_path_factory, "rnn_vs_lstm", steps=20, train_lengths=(20,),
+              train_variants=("lstm_fb1", "rnn_clip"))  # fmt: skip
+    at200 = r.numbers["init"]["200"]
+    assert at200["rnn"]["zero_at_t0"] == [True]  # underflows to exactly 0 in float32
+    assert at200["lstm"]["zero_at_t0"] == [True]  # forget bias 0: σ(0) = 1/2 per step
+    fb3 = at200["lstm_fb3"]["first_over_last"]["mean"]
+    assert fb3 > 0.1  # forget bias 3 keeps it flat (within an order of magnitude)
+    at50 = r.numbers["init"]["50"]
+    assert at50["lstm"]["first_over_last"]["mean"] < at50["lstm_fb1"]["first_over_last"]["mean"]
+    assert at50["lstm_fb1"]["first_over_last"]["mean"] < fb3
+    assert at200["rnn_orthogonal"]["first_over_last"]["mean"] > 0  # slower decay than torch's
+    for v in ("lstm_fb1", "rnn_clip"):
+        assert math.isfinite(r.numbers["train"]["20"][v]["test_mse"]["mean"])
+
+
+def test_trainability(tmp_path_factory):
+    n = quick(tmp_path_factory, "trainability", depths=(30,), sigma_w2=(0.5, 1.5)).numbers
+    acc = dict(zip(n["sigma_w2"], n["test_accuracy"][n["depths"].index(30)], strict=True))
+    six_xi = dict(zip(n["sigma_w2"], n["six_xi_c"], strict=True))
+    assert six_xi[0.5] < 30 < six_xi[1.5]  # theory: depth 30 is too deep when ordered
+    assert acc[0.5] < 20 and acc[1.5] > 80  # chance is 10 %
+    assert n["critical_sigma_w2"] == pytest.approx(1.76, abs=0.02)
