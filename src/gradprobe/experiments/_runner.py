@@ -253,20 +253,23 @@ def run(
             import multiprocessing
 
             ctx = multiprocessing.get_context("spawn")  # fork after torch threads can hang
-            with ProcessPoolExecutor(workers, ctx) as pool:
-                futures = {
-                    pool.submit(_run_one, name, cfg, u, str(folder / "units" / k), threads): k
-                    for u, k in todo
-                }
-                try:
-                    for fut in as_completed(futures):
-                        numbers, seconds = fut.result()
-                        finished(futures[fut], numbers, seconds)
-                        if bar is not None:
-                            bar.advance(task)
-                except BaseException:
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    raise
+            pool = ProcessPoolExecutor(workers, ctx)
+            futures = {
+                pool.submit(_run_one, name, cfg, u, str(folder / "units" / k), threads): k
+                for u, k in todo
+            }
+            try:
+                for fut in as_completed(futures):
+                    numbers, seconds = fut.result()
+                    finished(futures[fut], numbers, seconds)
+                    if bar is not None:
+                        bar.advance(task)
+            except BaseException:
+                # no waiting for running units (Ctrl-C reaches the workers too); what they
+                # finish before they stop is still written, and resume picks it up
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown(wait=True)
     except BaseException as err:
         info["status"] = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
         info["error"] = f"{type(err).__name__}: {err}"
