@@ -190,7 +190,7 @@ class Run:
         return run
 
     def close(self) -> None:
-        """Close the file (idempotent). An in-memory run is lost when closed."""
+        """Close the file (idempotent); an in-memory run stays open (closing would lose it)."""
         if self._con is not None and self.path is not None:
             self._con.close()
             self._con = None

@@ -12,6 +12,7 @@ import torch
 
 from ..run import Event
 from . import reducers as R
+from ._distributed import is_shard, local
 
 BIG = 2**62
 STRIDE = 2**20  # positions per step in a first-non-finite code: step * STRIDE + position
@@ -33,6 +34,7 @@ class FirstNonFinite:
         self._codes: dict[str, torch.Tensor] = {}
         self._seqs: dict[str, dict[int, tuple]] = {"forward": {}, "backward": {}}
         self._intern: dict[tuple, tuple] = {}
+        self.rank: int | None = None  # distributed: this process's rank, named in events
         self._aranges: dict[tuple, torch.Tensor] = {}
 
     @property
@@ -67,22 +69,25 @@ class FirstNonFinite:
     def device_codes(self) -> list[tuple[str, torch.Tensor]]:
         return [(ph, c) for ph, c in self._codes.items() if ph not in self.found]
 
-    def resolve_code(self, phase: str, code: int) -> None:
+    def resolve_code(self, phase: str, code: int, rank: int | None = None) -> None:
         """Turn a code read from the device into an event (if one was found); either way the
         steps it covered are settled, so their call sequences are dropped."""
         if code < BIG and phase not in self.found:
             step, pos = divmod(int(code), STRIDE)
-            self._add(phase, step, self._seqs[phase][step][pos], "")
+            self._add(phase, step, self._seqs[phase][step][pos], "", rank)
         self._codes.pop(phase, None)
         self._seqs[phase].clear()
         if not any(self._seqs.values()):
             self._intern.clear()
 
-    def host_record(self, phase: str, step: int, entry, frac: float) -> None:
+    def host_record(self, phase: str, step: int, entry, frac: float, rank=None) -> None:
         if self.track and phase not in self.found:
-            self._add(phase, step, entry, f" ({frac:.3g} of its values)")
+            self._add(phase, step, entry, f" ({frac:.3g} of its values)", rank)
 
-    def _add(self, phase: str, step: int, entry, amount: str) -> None:
+    def _add(self, phase: str, step: int, entry, amount: str, rank=None) -> None:
+        rank = self.rank if rank is None else rank
+        if rank is not None:  # distributed: where it happened
+            amount += f" on rank {rank}"
         if phase == "forward":
             layer = entry
             where = "the model input" if entry == "(input)" else f"the output of {entry}"
@@ -129,20 +134,20 @@ class Finisher:
         pk = pr.packer
         weights = self._queue_weights(pk) if write else []
         dead = self._queue_dead(pk)
-        codes = [(ph, pk.add(c)) for ph, c in pr.first.device_codes()]
+        codes = [(ph, pk.add(c, op="code")) for ph, c in pr.first.device_codes()]
         host = pk.to_host()
         first = pr.first
         for phase, sl in codes:  # earlier, unlogged steps come first
-            first.resolve_code(phase, int(host[sl][0]))
+            first.resolve_code(phase, int(host[sl][0]), pk.rank_of(sl.start))
         for slot, n, m, *_ in pr.fwd:
             bad = host[m][4]
             if bad > 0:
-                first.host_record("forward", step, slot.name, bad / n)
+                first.host_record("forward", step, slot.name, bad / n, pk.rank_of(m.start + 4))
                 break
         for rec, n, m, *_ in pr.bwd:
             bad = host[m][4]
             if bad > 0:
-                first.host_record("backward", step, rec.key(), bad / n)
+                first.host_record("backward", step, rec.key(), bad / n, pk.rank_of(m.start + 4))
                 break
         if not write:
             return
@@ -169,13 +174,17 @@ class Finisher:
         snaps = pr._snap if pr._snap_valid else [None] * len(pr.params)
         with torch.no_grad():
             for (name, p), snap in zip(pr.params, snaps, strict=True):
-                w = p.detach()
+                # distributed: FSDP2 shards -> global norms; replicated (DDP) -> rank 0's
+                op = "norms_shard" if is_shard(p) else "rank0"
+                w = local(p.detach())
                 if snap is None:
-                    out.append((name, pk.add(_norm(w)), None, None))
+                    out.append((name, pk.add(_norm(w), op=op), None, None))
                 else:
+                    snap = local(snap)
                     prev = _norm(snap)
                     delta = _norm(snap.sub_(w))  # the buffer is refilled at the next snapshot
-                    out.append((name, pk.add(_norm(w)), pk.add(delta), pk.add(prev)))
+                    norms = (pk.add(_norm(w), op=op), pk.add(delta, op=op), pk.add(prev, op=op))
+                    out.append((name, *norms))
         return out
 
     def _queue_dead(self, pk: R.Packer) -> dict[int, tuple[slice, int]]:
@@ -186,7 +195,7 @@ class Finisher:
         out = {}
         for sid, ms in by_slot.items():
             m = torch.stack(ms).amax(0) if len({u.shape for u in ms}) == 1 else torch.cat(ms)
-            out[sid] = (pk.add((m <= 0).sum()), m.numel())
+            out[sid] = (pk.add((m <= 0).sum(), op=("dead", m)), m.numel())
         return out
 
     # -- host side ------------------------------------------------------------------------

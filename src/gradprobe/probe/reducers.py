@@ -34,15 +34,24 @@ Number = int | float
 class Packer:
     """Collects device tensors (and plain numbers) during a step; ``to_host()`` copies once."""
 
-    def __init__(self) -> None:
+    def __init__(self, reduce_fn=None) -> None:
         self._scalars: dict[tuple, tuple[list, list]] = {}  # (dtype, device) -> (pos, 0-dim)
         self._vectors: dict[tuple, tuple[list, list]] = {}  # (dtype, device) -> (pos, 1-dim)
         self._numbers: list[tuple[int, Number]] = []
         self._size = 0
+        # distributed (probe/_distributed.py): how each item combines across ranks, applied to
+        # the packed device buffer just before the copy; None: a single process, no cost
+        self.reduce_fn = reduce_fn
+        self.ops: list[tuple[int, int, object]] = []
+        self.rank_at: dict[int, int] = {}
+        self._tail: list[float] = []
 
-    def add(self, *items: torch.Tensor | Number) -> slice:
-        """Queue 0-dim/1-dim tensors or numbers; returns where they land in ``to_host()``."""
+    def add(self, *items: torch.Tensor | Number, op: object = "sum") -> slice:
+        """Queue 0-dim/1-dim tensors or numbers; returns where they land in ``to_host()``.
+        ``op``: how they combine across ranks when distributed (see probe/_distributed.py)."""
         start = self._size
+        if self.reduce_fn is not None:
+            self.ops.append((start, start + sum(_numel(t) for t in items), op))
         for t in items:
             if isinstance(t, torch.Tensor):
                 n = t.numel()
@@ -58,6 +67,8 @@ class Packer:
 
     def to_host(self) -> list[float]:
         """Everything queued, as one list of floats (one device-to-host copy)."""
+        if self.reduce_fn is not None:
+            return self._reduced_to_host()
         out = np.empty(self._size)
         for pos, v in self._numbers:
             out[pos] = v
@@ -73,6 +84,39 @@ class Packer:
             out[index] = torch.cat([f.to(device) for f in flats]).cpu().numpy()
         return out.tolist()
 
+    def _reduced_to_host(self) -> list[float]:
+        """Distributed: the buffer in position order on the device, combined across ranks by
+        ``reduce_fn``, then copied once; what ``reduce_fn`` appends is kept for ``rank_of``."""
+        flats, index = [], []
+        for pos, ts in self._scalars.values():
+            flats.append(torch.stack(ts).to(torch.float64))
+            index += pos
+        for pos, ts in self._vectors.values():
+            flats.append(torch.cat(ts).to(torch.float64))
+            index += [p + i for p, t in zip(pos, ts, strict=True) for i in range(t.numel())]
+        device = flats[0].device if flats else torch.device("cpu")
+        if self._numbers:
+            flats.append(torch.tensor([float(v) for _, v in self._numbers], dtype=torch.float64))
+            index += [p for p, _ in self._numbers]
+        flat = torch.cat([f.to(device) for f in flats]) if flats else torch.zeros(0).double()
+        ordered = torch.empty(self._size, dtype=torch.float64, device=device)
+        ordered[torch.tensor(index, dtype=torch.long).to(device)] = flat
+        out = self.reduce_fn(ordered, self).cpu().tolist()
+        self._tail = out[self._size :]
+        return out[: self._size]
+
+    def rank_of(self, pos: int) -> int | None:
+        """Distributed: the rank a first-non-finite code or NaN/Inf count at ``pos`` came from."""
+        i = self.rank_at.get(pos)
+        if i is None or i - self._size >= len(self._tail):
+            return None
+        r = self._tail[i - self._size]
+        return int(r) if r >= 0 else None
+
+
+def _numel(t) -> int:
+    return t.numel() if isinstance(t, torch.Tensor) else 1
+
 
 def _flat32(x: torch.Tensor) -> torch.Tensor:
     v = x.detach()
@@ -81,9 +125,15 @@ def _flat32(x: torch.Tensor) -> torch.Tensor:
     return v.reshape(-1)
 
 
+def on_host(device: torch.device) -> bool:
+    """Is a tensor on ``device`` readable without a synchronisation? (The CPU.) Tests patch
+    this to run the device code paths on the CPU."""
+    return device.type == "cpu"
+
+
 def _host_finite(lo: torch.Tensor, hi: torch.Tensor) -> bool | None:
     """On CPU: are min and max finite? (None elsewhere: decide on the device.)"""
-    if lo.device.type != "cpu":
+    if not on_host(lo.device):
         return None
     return math.isfinite(lo.item()) and math.isfinite(hi.item())
 
@@ -128,7 +178,7 @@ def time_norms(g: torch.Tensor, time_dim: int) -> torch.Tensor:
 WIDEN = 1 + 2**-10  # automatic range: r = max finite |x| · WIDEN, so max |x| is inside
 
 
-def histogram(x: torch.Tensor, bins: int, r=None, ext=None) -> tuple:
+def histogram(x: torch.Tensor, bins: int, r=None, ext=None, pow2: bool = False) -> tuple:
     """Counts of ``x`` in ``bins`` equal bins on ``[-r, r]``, ready for the packer.
 
     ``r``: a fixed half-range (float, or a device tensor from an earlier call); default
@@ -137,6 +187,8 @@ def histogram(x: torch.Tensor, bins: int, r=None, ext=None) -> tuple:
     ``i = ceil(x bins / 2r) + bins/2``; 0 and bins+1 count values below and above the range.
     NaN and ±Inf are binned as 0 and taken out again by :func:`finish_histogram`.
     Returns ``(r, counts[bins + 2], zeros incl. non-finite, n_nan, n_posinf, n_neginf)``.
+    ``pow2``: round the automatic range up to a power of two (distributed: the ranks' bins
+    then nest exactly in the widest rank's bins).
     """
     v = _flat32(x)
     lo, hi = ext if ext is not None else torch.aminmax(v)
@@ -146,6 +198,7 @@ def histogram(x: torch.Tensor, bins: int, r=None, ext=None) -> tuple:
     else:
         clean = torch.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0)
         nan, posinf, neginf = v.isnan().sum(), v.isposinf().sum(), v.isneginf().sum()
+    auto = r is None
     if r is None and finite is not None:  # CPU: the range is known on the host
         if not finite:
             lo, hi = torch.aminmax(clean)
@@ -154,9 +207,13 @@ def histogram(x: torch.Tensor, bins: int, r=None, ext=None) -> tuple:
     elif r is None:
         m = clean.abs().amax()
         r = torch.where(m > 0, m, torch.ones_like(m)) * WIDEN
+        if pow2:
+            r = torch.exp2(torch.ceil(torch.log2(r)))
+    if pow2 and isinstance(r, float) and auto:
+        r = 2.0 ** math.ceil(math.log2(r))
     half = bins // 2
     z = torch.ceil(clean * (half / r)).clamp_(-half, half + 1).add_(half)
-    if v.device.type == "cpu":
+    if on_host(v.device):
         counts = torch.bincount(z.to(torch.int32), minlength=bins + 2)
     else:  # bincount would synchronise to size its output
         counts = torch.zeros(bins + 2, dtype=torch.long, device=v.device)

@@ -17,6 +17,8 @@ from torch import nn
 from ..errors import InvalidInputError
 from ..run import Run
 from . import reducers as R
+from ._distributed import Reducer, is_shard, local, rank_path
+from ._distributed import resolve as resolve_distributed
 from ._step import Finisher, FirstNonFinite
 from .hooks import HookSet, eager
 from .modules import activation_of, primary_tensor, rnn_time_dim, watched_modules
@@ -64,8 +66,10 @@ class Probe:
         updates: bool = True,
         first_nonfinite: bool = True,
         optimizer: torch.optim.Optimizer | None = None,
+        distributed: Reducer | None = None,
     ) -> None:
         self.model, self.run, self.histograms, self.bins = model, run, histograms, bins
+        self._dist = distributed  # combines each logged step across ranks (_distributed.py)
         self.hist_range = None if hist_range is None else float(hist_range)
         self._schedule, self._updates, self._track = schedule, updates, first_nonfinite
         self.hooks = HookSet()
@@ -81,6 +85,9 @@ class Probe:
         self._param_slot = {n: owner[id(p)][0] for n, p in self.params if id(p) in owner}
         self._register_layers()
         self.first = FirstNonFinite(run, track=first_nonfinite)
+        if distributed is not None:
+            distributed.bind(self)
+            self.first.rank = distributed.rank
         self._finisher = Finisher(self)
         self._snap: list[torch.Tensor] | None = None
         self._snap_valid = False
@@ -117,7 +124,7 @@ class Probe:
     # -- per-step state --------------------------------------------------------------------
     def _begin_step(self) -> None:
         self.logged = bool(self._schedule(self._step))
-        self.packer = R.Packer()
+        self.packer = R.Packer(self._dist)
         self.fwd: list[tuple] = []  # logged: (slot, n, moments slice, sat, unitmax, hist)
         self.bwd: list[tuple] = []  # logged: (rec, n, moments slice, time norms, hist)
         self.fwd_ext: list[torch.Tensor] = []  # not logged: (min, max) per call
@@ -154,15 +161,15 @@ class Probe:
         if not self.histograms:
             return None
         r = self.hist_r.get(key, self.hist_range)
-        r, *rest = R.histogram(t, self.bins, r, ext=mom[2:4])
+        r, *rest = R.histogram(t, self.bins, r, ext=mom[2:4], pow2=self._dist is not None)
         self.hist_r.setdefault(key, r)
-        return self.packer.add(r, *rest)
+        return self.packer.add(r, *rest, op="hist" if key[1] == "a" else "hist_grad")
 
     def _record_fwd(self, slot: Slot, t: torch.Tensor) -> None:
         if self.logged:
             p = self.packer
             mom = R.moments(t)
-            m = p.add(*mom)
+            m = p.add(*mom, op="moments")
             sat = unitmax = None
             if slot.act is not None and slot.act.kind == "saturating":
                 sat = p.add(R.saturated_count(t, slot.act.lo, slot.act.hi))
@@ -242,16 +249,25 @@ class Probe:
 
         def hook(grad):
             if self.hooks.active and step == self._step and time_dim is not None:
-                self.rnn_in.append((slot, self.packer.add(R.time_norms(grad, time_dim))))
+                tn = self.packer.add(R.time_norms(grad, time_dim), op="norms_grad")
+                self.rnn_in.append((slot, tn))
 
         return hook
 
     def _record_bwd(self, rec: BwdRec, g: torch.Tensor, time_dim: int | None) -> None:
+        op = "moments_grad"
+        if self._dist is not None:
+            op = "moments_shard" if is_shard(g) else op
+            g = local(g)
+            if self.logged:
+                self._dist.after_backward()  # param_grad again, once gradients are synced
         if self.logged:
             p = self.packer
             mom = R.moments(g)
-            m = p.add(*mom)
-            tn = p.add(R.time_norms(g, time_dim)) if time_dim is not None else None
+            m = p.add(*mom, op=op)
+            tn = None
+            if time_dim is not None:
+                tn = p.add(R.time_norms(g, time_dim), op="norms_grad")
             h = self._hist((rec.slot.id, "g"), g, mom) if rec.kind == "out" else None
             self.bwd.append((rec, g.numel(), m, tn, h))
         elif self.first.tracking_backward:
@@ -279,6 +295,7 @@ class Probe:
         finally:
             self._snap = None
             try:  # a step cut short (an exception) still names its first non-finite
+                self.packer.reduce_fn = None  # no collective here: other ranks may be gone
                 if self.logged and (self.fwd or self.bwd):
                     self._finisher.finish_logged(self._step, write=False)
                 elif not self.logged:
@@ -331,6 +348,8 @@ def watch(
     first_nonfinite: bool = True,
     optimizer: torch.optim.Optimizer | None = None,
     overwrite: bool = False,
+    distributed: bool | str = False,
+    all_ranks_write: bool = False,
 ) -> Probe:
     """Watch ``model`` while it trains; ``probe.step()`` ends a step, ``probe.run`` holds it all.
 
@@ -341,6 +360,10 @@ def watch(
     ``updates``: record ``‖Δw‖/‖w‖`` per parameter (one copy of the parameters per logged
     step). ``first_nonfinite``: name where NaN/Inf first appeared, on every step.
     ``optimizer``: call ``probe.step()`` after each ``optimizer.step()`` for you.
+    ``distributed``: True, or ``"auto"`` (on when a process group of more than one rank is
+    initialised): every rank watches, each logged step is combined across ranks (two
+    collectives; see probe/_distributed.py) and only rank 0 writes ``path`` (other ranks keep
+    the combined run in memory), unless ``all_ranks_write`` (``NAME.rankK.sqlite``).
 
     >>> with gp.watch(model) as probe:                          # doctest: +SKIP
     ...     for x, y in loader:
@@ -370,8 +393,15 @@ def watch(
         "hist_range": hist_range,
         "torch": torch.__version__,
     }
+    reducer = resolve_distributed(distributed)
+    if reducer is not None:
+        meta.update(world_size=reducer.world, rank=reducer.rank)
+        if path is not None and all_ranks_write:
+            path = rank_path(path, reducer.rank)
+        elif reducer.rank != 0:
+            path = None
     run = Run.create(path, meta=meta, overwrite=overwrite)
     return Probe(
         model, schedule, histograms, run, bins=bins, hist_range=hist_range, updates=updates,
-        first_nonfinite=first_nonfinite, optimizer=optimizer,
+        first_nonfinite=first_nonfinite, optimizer=optimizer, distributed=reducer,
     )  # fmt: skip
