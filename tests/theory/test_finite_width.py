@@ -65,6 +65,13 @@ def test_matrix_chain_drifts_although_its_mean_is_flat():
     assert float(q[:, -1].log().abs().median()) > 0.3
 
 
+def test_spread_of_a_vanishing_linear_chain_is_scale_free():
+    # regression: a second difference with an absolute step zeroed the curvature for q < 1e-8
+    tiny = norm_spread("linear", 0.01, 0.0, 100, depth=50)  # q^50 = 1e-100
+    flat = norm_spread("linear", 1.0, 0.0, 100, depth=50)
+    np.testing.assert_allclose(tiny.rel_std, flat.rel_std, rtol=1e-6)
+
+
 @pytest.mark.parametrize("widths", [[], [0, 3], [float("nan")], "wide"])
 def test_bad_widths_are_refused(widths):
     with pytest.raises(InvalidInputError, match="widths"):

@@ -59,12 +59,11 @@ def _widths(widths, depth) -> np.ndarray:
 
 def _second_diff(f, q: float) -> tuple[float, float]:
     """f(q) and f″(q) by a central difference (the quadrature is smooth in q)."""
-    h = 1e-3 * max(q, 1e-8)
-    lo = max(q - h, 0.0)
-    vals = f(np.array([lo, q, q + h]))
-    if lo == q - h:
-        return float(vals[1]), float((vals[0] - 2 * vals[1] + vals[2]) / h**2)
-    return float(vals[1]), 0.0
+    if q <= 0.0:
+        return float(f(np.array([0.0]))[0]), 0.0
+    h = 1e-3 * q  # relative: q may be 1e-100 in a vanishing chain
+    vals = f(np.array([q - h, q, q + h]))
+    return float(vals[1]), float((vals[0] - 2 * vals[1] + vals[2]) / h**2)
 
 
 def norm_spread(
