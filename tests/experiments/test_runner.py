@@ -180,3 +180,26 @@ def test_cli_run_and_resume(tmp_path, capsys):
     main([*args, "--resume"])
     assert "result.json" in capsys.readouterr().out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["matrix_chain"]
+
+
+def test_units_computed_elsewhere_are_collected_by_resume(tmp_path, monkeypatch):
+    """The cluster recipe of docs/EXPERIMENTS.md: plan, run_unit anywhere, resume to collect."""
+    p = gp.experiments.plan("matrix_chain", out=tmp_path, seeds=3, **SMALL)
+    assert p.todo == p.units and len(p.units) == 3
+    for unit in p.todo:  # what each Ray task does
+        gp.experiments.run_unit(p, unit)
+    assert (
+        gp.experiments.plan("matrix_chain", out=tmp_path, resume=True, seeds=3, **SMALL).todo == []
+    )
+
+    def never(exp):
+        def run_unit(cfg, unit, folder):
+            raise AssertionError("a finished unit ran again")
+
+        return run_unit
+
+    _patched(monkeypatch, "matrix_chain", never)
+    r = gp.experiments.run("matrix_chain", out=tmp_path, resume=True, quiet=True, seeds=3, **SMALL)
+    assert r.folder == p.folder and len(r.units) == 3
+    info = json.loads((r.folder / "run.json").read_text())
+    assert info["status"] == "done" and len(info["timings"]["units"]) == 3

@@ -13,6 +13,28 @@ synthetic); ``matrix_chain`` is also chapter 1 of ``gradprobe demo``.
 from __future__ import annotations
 
 from . import catalog as _catalog  # noqa: F401  (registers every experiment)
-from ._runner import EXPERIMENTS, Experiment, Result, config, load, names, run
+from ._runner import (
+    EXPERIMENTS,
+    Experiment,
+    Plan,
+    Result,
+    config,
+    load,
+    names,
+    plan,
+    run,
+    run_unit,
+)
 
-__all__ = ["EXPERIMENTS", "Experiment", "Result", "config", "load", "names", "run"]
+__all__ = [
+    "EXPERIMENTS",
+    "Experiment",
+    "Plan",
+    "Result",
+    "config",
+    "load",
+    "names",
+    "plan",
+    "run",
+    "run_unit",
+]

@@ -167,31 +167,37 @@ def _run_one(name: str, cfg: Any, unit: dict, folder: str, threads: int) -> tupl
     return numbers, seconds
 
 
-def run(
+@dataclass(frozen=True)
+class Plan:
+    """A run folder made ready: its config, every unit, and those not finished yet."""
+
+    name: str
+    folder: Path
+    config: Any
+    units: list[dict]
+    todo: list[dict]
+    info: dict = field(repr=False, default_factory=dict)
+
+    def key(self, unit: dict) -> str:
+        return unit_key(unit)
+
+
+def plan(
     name: str,
     out: str | Path = "runs/",
     preset: str = "quick",
     *,
     resume: bool = False,
-    workers: int = 1,
-    threads: int = 1,
-    quiet: bool = False,
     **overrides: Any,
-) -> Result:
-    """Run experiment ``name`` with ``preset`` and ``overrides``; return its :class:`Result`.
+) -> Plan:
+    """Create (or, with ``resume``, reopen) the run folder of ``name`` and list its units.
 
-    ``workers`` > 1 runs the units in that many processes; each unit uses ``threads`` torch
-    threads (1 by default: small models gain little from more, and a fixed count keeps the
-    numbers identical whatever ``workers`` is). ``resume=True`` continues the latest run
-    folder of this experiment (same config), skipping its finished units.
-
-    >>> gp.experiments.run("init_gradients", out="runs/", seeds=2)   # doctest: +SKIP
+    For running the units elsewhere (a cluster): call :func:`run_unit` for each of
+    ``plan.todo`` on any machine that sees the folder, then ``run(..., resume=True)``
+    to collect them (docs/EXPERIMENTS.md shows it with Ray).
     """
     exp = EXPERIMENTS.get(name)
     cfg = resolve(exp.config, exp.presets, preset, overrides, name)
-    for what, value in (("workers", workers), ("threads", threads)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InvalidInputError(f"{what} must be a positive integer, got {value!r}")
     cfg_data = as_dict(cfg)
     out = Path(out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
@@ -212,21 +218,65 @@ def run(
         },
         seed=getattr(cfg, "seed", None),
         versions=versions(),
-        workers=workers,
-        threads=threads,
-        status="running",
+        status="planned",
         units=len(units),
     )
     info.setdefault("timings", {"units": {}})
     info.setdefault("started", time.time())
     info["resumed"] = info.get("resumed", 0) + (1 if resuming else 0)
     _write_json(folder / "run.json", info)
+    todo = [
+        u
+        for u, k in zip(units, keys, strict=True)
+        if not (folder / "units" / k / "unit.json").is_file()
+    ]
+    return Plan(name, folder, cfg, units, todo, info)
 
+
+def run_unit(plan: Plan, unit: dict, threads: int = 1) -> dict:
+    """Compute one unit of ``plan`` into ``plan.folder/units/KEY`` (a cluster worker's job)."""
+    numbers, _seconds = _run_one(
+        plan.name, plan.config, unit, str(plan.folder / "units" / unit_key(unit)), threads
+    )
+    return numbers
+
+
+def run(
+    name: str,
+    out: str | Path = "runs/",
+    preset: str = "quick",
+    *,
+    resume: bool = False,
+    workers: int = 1,
+    threads: int = 1,
+    quiet: bool = False,
+    **overrides: Any,
+) -> Result:
+    """Run experiment ``name`` with ``preset`` and ``overrides``; return its :class:`Result`.
+
+    ``workers`` > 1 runs the units in that many processes; each unit uses ``threads`` torch
+    threads (1 by default: small models gain little from more, and a fixed count keeps the
+    numbers identical whatever ``workers`` is). ``resume=True`` continues the latest run
+    folder of this experiment (same config), skipping its finished units.
+
+    >>> gp.experiments.run("init_gradients", out="runs/", seeds=2)   # doctest: +SKIP
+    """
+    for what, value in (("workers", workers), ("threads", threads)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidInputError(f"{what} must be a positive integer, got {value!r}")
+    exp = EXPERIMENTS.get(name)
+    p = plan(name, out, preset, resume=resume, **overrides)
+    cfg, folder, units, info = p.config, p.folder, p.units, p.info
+    keys = [unit_key(u) for u in units]
+    info.update(workers=workers, threads=threads, status="running")
+    _write_json(folder / "run.json", info)
     done: dict[str, dict] = {}
     for key in keys:
         f = folder / "units" / key / "unit.json"
         if f.is_file():
-            done[key] = _read_json(f)["numbers"]
+            data = _read_json(f)
+            done[key] = data["numbers"]
+            info["timings"]["units"].setdefault(key, round(data.get("seconds", 0.0), 4))
     todo = [(u, k) for u, k in zip(units, keys, strict=True) if k not in done]
     start = time.perf_counter()
 
