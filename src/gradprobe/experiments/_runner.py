@@ -17,10 +17,6 @@ every finished unit and ``resume=True`` runs only the others.
 
 from __future__ import annotations
 
-import json
-import os
-import platform
-import re
 import shutil
 import sys
 import time
@@ -35,6 +31,7 @@ import torch
 from .._registry import Registry
 from ..errors import InvalidInputError, RunStoreError
 from ._config import as_dict, parse_sets, resolve
+from ._folder import pick_folder, read_json, unit_key, versions, write_json
 
 UnitFn = Callable[[Any, dict, Path], dict]
 
@@ -83,68 +80,6 @@ def config(name: str, preset: str = "quick", **overrides: Any) -> Any:
     return resolve(exp.config, exp.presets, preset, overrides, name)
 
 
-def unit_key(unit: Mapping[str, Any]) -> str:
-    """A folder name for a unit: ``init=standard,seed=0`` with unsafe characters replaced."""
-    text = ",".join(f"{k}={v}" for k, v in unit.items())
-    return re.sub(r"[^A-Za-z0-9._=,+-]", "_", text) or "all"
-
-
-def versions() -> dict[str, str]:
-    from .. import __version__
-
-    return {
-        "gradprobe": __version__,
-        "torch": torch.__version__,
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-    }
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_jsonable) + "\n")
-    os.replace(tmp, path)  # atomic: a reader sees the old file or the whole new one
-
-
-def _jsonable(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise RunStoreError(f"cannot read {path}: {err}") from None
-
-
-def _pick_folder(out: Path, name: str, cfg_data: dict, resume: bool) -> tuple[Path, bool]:
-    """(folder, resuming): the latest ``NAME[-k]`` to resume, else the first free one."""
-    existing = sorted(
-        (p for p in out.glob(f"{name}*") if re.fullmatch(rf"{re.escape(name)}(-\d+)?", p.name)),
-        key=lambda p: int(p.name.rsplit("-", 1)[1]) if p.name != name else 1,
-    )
-    if resume and existing and (existing[-1] / "run.json").is_file():
-        folder = existing[-1]
-        old = _read_json(folder / "run.json").get("config", {})
-        diff = sorted(k for k in set(old) | set(cfg_data) if old.get(k) != cfg_data.get(k))
-        if diff:
-            raise InvalidInputError(
-                f"cannot resume {folder}: its config differs in {', '.join(diff)}; "
-                "pass the same preset and --set values, or drop --resume for a new run"
-            )
-        return folder, True
-    k = len(existing) + 1
-    folder = out / (name if k == 1 else f"{name}-{k}")
-    while folder.exists():
-        k += 1
-        folder = out / f"{name}-{k}"
-    return folder, False
-
-
 def _run_one(name: str, cfg: Any, unit: dict, folder: str, threads: int) -> tuple[dict, float]:
     """Compute one unit in ``folder`` and write its unit.json; also the process-pool entry."""
     from . import catalog  # noqa: F401  (registers the experiments in a fresh process)
@@ -163,7 +98,7 @@ def _run_one(name: str, cfg: Any, unit: dict, folder: str, threads: int) -> tupl
     finally:
         torch.set_num_threads(before)
     seconds = time.perf_counter() - start
-    _write_json(path / "unit.json", {"unit": unit, "numbers": numbers, "seconds": seconds})
+    write_json(path / "unit.json", {"unit": unit, "numbers": numbers, "seconds": seconds})
     return numbers, seconds
 
 
@@ -201,13 +136,13 @@ def plan(
     cfg_data = as_dict(cfg)
     out = Path(out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    folder, resuming = _pick_folder(out, name, cfg_data, resume)
+    folder, resuming = pick_folder(out, name, cfg_data, resume)
     (folder / "units").mkdir(parents=True, exist_ok=True)
     units = exp.units(cfg)
     keys = [unit_key(u) for u in units]
     if len(set(keys)) != len(keys):
         raise InvalidInputError(f"experiment {name!r} produced duplicate units; check its grid")
-    info = _read_json(folder / "run.json") if resuming else {}
+    info = read_json(folder / "run.json") if resuming else {}
     info.update(
         experiment=name,
         summary=exp.summary,
@@ -224,7 +159,7 @@ def plan(
     info.setdefault("timings", {"units": {}})
     info.setdefault("started", time.time())
     info["resumed"] = info.get("resumed", 0) + (1 if resuming else 0)
-    _write_json(folder / "run.json", info)
+    write_json(folder / "run.json", info)
     todo = [
         u
         for u, k in zip(units, keys, strict=True)
@@ -269,12 +204,12 @@ def run(
     cfg, folder, units, info = p.config, p.folder, p.units, p.info
     keys = [unit_key(u) for u in units]
     info.update(workers=workers, threads=threads, status="running")
-    _write_json(folder / "run.json", info)
+    write_json(folder / "run.json", info)
     done: dict[str, dict] = {}
     for key in keys:
         f = folder / "units" / key / "unit.json"
         if f.is_file():
-            data = _read_json(f)
+            data = read_json(f)
             done[key] = data["numbers"]
             info["timings"]["units"].setdefault(key, round(data.get("seconds", 0.0), 4))
     todo = [(u, k) for u, k in zip(units, keys, strict=True) if k not in done]
@@ -324,7 +259,7 @@ def run(
         info["status"] = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
         info["error"] = f"{type(err).__name__}: {err}"
         info["timings"]["last_session_s"] = round(time.perf_counter() - start, 3)
-        _write_json(folder / "run.json", info)
+        write_json(folder / "run.json", info)
         if isinstance(err, KeyboardInterrupt) and not quiet:
             print(
                 f"interrupted: {len(done)} of {len(units)} units finished are kept in {folder}; "
@@ -341,25 +276,25 @@ def run(
     info["timings"]["units_total_s"] = round(sum(info["timings"]["units"].values()), 3)
     info.update(status="done", finished=time.time())
     info.pop("error", None)
-    _write_json(folder / "result.json", {"experiment": name, "preset": preset, **numbers})
-    _write_json(folder / "run.json", info)
+    write_json(folder / "result.json", {"experiment": name, "preset": preset, **numbers})
+    write_json(folder / "run.json", info)
     return Result(folder, cfg, numbers, results)
 
 
 def load(folder: str | Path) -> Result:
     """A finished run folder as a :class:`Result` (config as stored, as a dict)."""
     folder = Path(folder)
-    info = _read_json(folder / "run.json")
+    info = read_json(folder / "run.json")
     if not (folder / "result.json").is_file():
         raise RunStoreError(
             f"{folder} has no result.json (status {info.get('status')!r}); "
             f"finish it with gradprobe run {info.get('experiment')} --resume"
         )
-    numbers = _read_json(folder / "result.json")
+    numbers = read_json(folder / "result.json")
     units = []
     for key in (folder / "units").iterdir():
         if (key / "unit.json").is_file():
-            data = _read_json(key / "unit.json")
+            data = read_json(key / "unit.json")
             units.append((data["unit"], data["numbers"]))
     return Result(folder, info["config"], numbers, units)
 
