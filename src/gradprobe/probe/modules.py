@@ -84,3 +84,27 @@ def rnn_time_dim(module: nn.Module, x: object) -> int | None:
     if x.dim() == 2:  # unbatched (L, H)
         return 0
     return 1 if getattr(module, "batch_first", False) else 0
+
+
+class Slot:
+    """One watched module (or the model input)."""
+
+    __slots__ = ("act", "id", "is_rnn", "module", "name")
+
+    def __init__(self, sid: int, name: str, module: nn.Module | None) -> None:
+        self.id, self.name, self.module = sid, name, module
+        self.act = activation_of(module) if module is not None else None
+        self.is_rnn = isinstance(module, nn.RNNBase)
+
+
+class BwdRec:
+    """A gradient hook: ``kind`` "out" (∂L/∂output of ``slot``) or "param"."""
+
+    __slots__ = ("consumers", "kind", "name", "slot")
+
+    def __init__(self, kind: str, slot: Slot, name: str) -> None:
+        self.kind, self.slot, self.name = kind, slot, name
+        self.consumers: list[str] = []
+
+    def key(self) -> tuple:
+        return (self.kind, self.name, self.slot.name, tuple(self.consumers))

@@ -21,34 +21,10 @@ from ._distributed import Reducer, is_shard, local, rank_path
 from ._distributed import resolve as resolve_distributed
 from ._step import Finisher, FirstNonFinite
 from .hooks import HookSet, eager
-from .modules import activation_of, primary_tensor, rnn_time_dim, watched_modules
+from .modules import BwdRec, Slot, primary_tensor, rnn_time_dim, watched_modules
 from .schedules import Schedule, as_schedule
 
 INPUT = "(input)"
-
-
-class Slot:
-    """One watched module (or the model input)."""
-
-    __slots__ = ("act", "id", "is_rnn", "module", "name")
-
-    def __init__(self, sid: int, name: str, module: nn.Module | None) -> None:
-        self.id, self.name, self.module = sid, name, module
-        self.act = activation_of(module) if module is not None else None
-        self.is_rnn = isinstance(module, nn.RNNBase)
-
-
-class BwdRec:
-    """A gradient hook: ``kind`` "out" (∂L/∂output of ``slot``) or "param"."""
-
-    __slots__ = ("consumers", "kind", "name", "slot")
-
-    def __init__(self, kind: str, slot: Slot, name: str) -> None:
-        self.kind, self.slot, self.name = kind, slot, name
-        self.consumers: list[str] = []
-
-    def key(self) -> tuple:
-        return (self.kind, self.name, self.slot.name, tuple(self.consumers))
 
 
 class Probe:
