@@ -137,3 +137,22 @@ def test_unlogged_steps_keep_no_history_once_settled():
         kept = {phase: len(seqs) for phase, seqs in probe.first._seqs.items()}
     assert max(kept.values()) <= 3  # steps 21, 22 (and 23 pending): not the whole run
     assert probe.run.events() == []
+
+
+def test_nan_in_keyword_input_is_reported_as_the_input():
+    class KwModel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 2)
+
+        def forward(self, *, features):
+            return self.lin(features)
+
+    model = KwModel()
+    x = torch.randn(4, 3)
+    x[1, 1] = float("inf")
+    with gp.watch(model) as probe:
+        model(features=x).sum().backward()
+        probe.step()
+    ev = probe.run.first_nonfinite("forward")
+    assert (ev.step, ev.layer) == (0, "(input)")

@@ -51,8 +51,11 @@ class HookSet:
     def forward(self, module: torch.nn.Module, fn: Callable, name: str) -> None:
         self._add(module.register_forward_hook(eager(fn)), f"forward:{name}")
 
-    def forward_pre(self, module: torch.nn.Module, fn: Callable, name: str) -> None:
-        self._add(module.register_forward_pre_hook(eager(fn)), f"forward_pre:{name}")
+    def forward_pre(
+        self, module: torch.nn.Module, fn: Callable, name: str, with_kwargs: bool = False
+    ) -> None:
+        handle = module.register_forward_pre_hook(eager(fn), with_kwargs=with_kwargs)
+        self._add(handle, f"forward_pre:{name}")
 
     def param(self, param: torch.nn.Parameter, fn: Callable, name: str) -> None:
         self._add(param.register_post_accumulate_grad_hook(eager(fn)), f"grad:{name}")

@@ -86,7 +86,7 @@ class Probe:
 
     def _install(self, optimizer: torch.optim.Optimizer | None) -> None:
         root = self.slots[0]
-        self.hooks.forward_pre(self.model, self._input_hook(root), "(model) input")
+        self.hooks.forward_pre(self.model, self._input_hook(root), "(model) input", True)
         for s in self.slots[1:]:
             self.hooks.forward_pre(s.module, self._pre_hook(s), s.name)
             self.hooks.forward(s.module, self._fwd_hook(s), s.name)
@@ -160,7 +160,7 @@ class Probe:
         def hook(module, args, kwargs=None):
             if not self.hooks.active or not self._want_fwd():
                 return
-            t = primary_tensor(args)
+            t = primary_tensor((args, kwargs))
             if self.logged:
                 self.called.setdefault(slot.name)
             if t is not None and t.numel():
