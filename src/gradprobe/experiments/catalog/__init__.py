@@ -1,11 +1,12 @@
-"""The registered experiments, one module each; importing this package registers them."""
+"""The registered experiments, one module each; importing this package registers them
+in this order (the order of ``gradprobe run --list``)."""
 
-from . import (
-    glorot2010,  # noqa: F401
-    he2015,  # noqa: F401
-    init_gradients,  # noqa: F401
-    matrix_chain,  # noqa: F401
-    remedies,  # noqa: F401
-    rnn_vs_lstm,  # noqa: F401
-    trainability,  # noqa: F401
-)
+import importlib
+
+ORDER = (
+    "matrix_chain", "init_gradients", "glorot2010", "he2015", "remedies", "rnn_vs_lstm",
+    "trainability",
+)  # fmt: skip
+
+for _name in ORDER:
+    importlib.import_module(f".{_name}", __name__)
