@@ -66,8 +66,44 @@ def run_demo(
     for number, ch in enumerate(c for c in CHAPTERS if c.name in wanted):
         con.print(Rule(f"[bold]Chapter {number + 1}. {ch.title}"))
         results[ch.name] = ch.run(out, seed)
+    report = _write_report(out, results)
     con.print(f"\nFigures and tables in {out}/ ({time.perf_counter() - start:.1f} s).")
+    if report is not None:
+        con.print(f"Report: {report}")
     return results
+
+
+def _write_report(out: Path, results: dict[str, dict[str, Any]]) -> Path | None:
+    """report.html: the checked model's report (chapter 5) with every chapter's figures; None
+    when chapter 5 did not run."""
+    checked = results.get("check")
+    if checked is None:
+        return None
+    from .html import write_html
+
+    titles = {c.name: c.title for c in CHAPTERS}
+    extra = [
+        (f"{titles[name]} ({Path(f).name})", f)
+        for name, numbers in results.items()
+        for f in numbers.get("files", [])
+        if str(f).endswith(".png")
+    ]
+    result, fixed = checked["result"], checked["fixed"]
+    story = [
+        "gradprobe demo: the story of vanishing and exploding gradients, chapter by chapter; "
+        "the figures below are the chapters'. The findings, layer table and run figures are "
+        "those of chapter 5's broken model (a 12-layer ReLU net drawn from N(0, 1)).",
+        f"After gp.init.apply(model, {checked['scheme']!r}) the re-check is "
+        f"{'healthy' if fixed.healthy else 'still not healthy'}.",
+    ]
+    return write_html(
+        result.run,
+        out / "report.html",
+        result.findings,
+        title="gradprobe demo",
+        extra=extra,
+        story=story,
+    )
 
 
 def _cell(r, layer: int, event_row: bool) -> str:
@@ -158,3 +194,6 @@ def _write_csv(chains, path: Path) -> Path:
             for layer in range(r.depth + 1):
                 writer.writerow([name, layer, r.mean[layer].item(), r.std[layer].item()])
     return path
+
+
+from . import demo_story  # noqa: E402, F401  (chapters 2-5 register after chapter 1)

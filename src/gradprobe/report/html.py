@@ -64,7 +64,10 @@ def environment() -> dict[str, str]:
 def _evidence(evidence) -> list[tuple[str, str]]:
     out = []
     for key, value in dict(evidence).items():
-        if isinstance(value, (list, tuple)):
+        if isinstance(value, dict):
+            items = [f"{k}: {_num(v)}" for k, v in list(value.items())[:6]]
+            text = "{" + ", ".join(items) + (", …" if len(value) > 6 else "") + "}"
+        elif isinstance(value, (list, tuple)):
             shown = ", ".join(_num(v) for v in value[:6])
             text = f"[{shown}{', …' if len(value) > 6 else ''}] ({len(value)} values)"
         else:
@@ -106,11 +109,14 @@ def render_html(
     fragment: bool = False,
     figures: list[str] | None = None,
     drawn: tuple[list, list] | None = None,
+    extra: list[tuple[str, str | Path]] = (),
+    story: list[str] = (),
 ) -> str:
     """The report as a string. ``findings``: default ``gp.diagnose(run)``; ``fragment``: a
     ``<div>`` for Jupyter instead of a whole page; ``figures``: names from
     :data:`gradprobe.report.figures.FIGURES` (default all); ``drawn``: figures already drawn,
-    as :func:`~gradprobe.report.figures.run_figures` returns them."""
+    as :func:`~gradprobe.report.figures.run_figures` returns them; ``extra``: more figures as
+    ``(title, PNG file)``; ``story``: paragraphs shown under the verdict (the demo's)."""
     run = as_run(run)
     if findings is None:
         from ..diagnose import diagnose
@@ -130,6 +136,15 @@ def render_html(
         ],
         "rows": rows,
         "figures": [{"name": s.name, "title": s.title, "png": png_base64(f)} for s, f in drawn],
+        "extra": [
+            {
+                "name": Path(p).stem,
+                "title": t,
+                "png": base64.b64encode(Path(p).read_bytes()).decode(),
+            }
+            for t, p in extra
+        ],
+        "story": list(story),
         "notes": [{"title": s.title, "needs": s.needs, "why": why} for s, why in notes],
         "theory": theory,
         "meta": json.dumps(meta, indent=2, default=str, ensure_ascii=False),

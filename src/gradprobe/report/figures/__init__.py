@@ -19,7 +19,7 @@ from ...run import Run
 from ..plots import save
 from ._base import MissingData, as_run
 from .histograms import histograms_figure
-from .profile import attach_theory, profile_figure
+from .profile import attach_theory, profile_figure, profiles_figure
 from .recurrent import recurrent_figure
 from .theory import phase_diagram_figure, theory_points
 from .training import heatmap_figure, training_lines_figure
@@ -33,6 +33,7 @@ __all__ = [
     "histograms_figure",
     "phase_diagram_figure",
     "profile_figure",
+    "profiles_figure",
     "recurrent_figure",
     "run_figures",
     "save",

@@ -114,3 +114,47 @@ def _band(ax, xs, centre, label) -> None:
         xs[ok], centre[ok] / BAND, centre[ok] * BAND, color="C1", alpha=0.25, lw=0, label=label
     )
     ax.plot(xs[ok], centre[ok], color="C1", lw=1, ls="--")
+
+
+def profiles_figure(
+    runs, labels, quantity: str = "grad_output", stat: str = "std", step: int | None = None
+):
+    """Several runs on one log axis: ``quantity``/``stat`` of each affine layer against
+    depth (layer 1 = nearest the input), one line per run; ``step`` default: each run's first
+    logged step (the network as initialised)."""
+    from ._base import AFFINE_TYPES
+
+    runs = [as_run(r) for r in runs]
+    labels = list(labels)
+    if not runs or len(labels) != len(runs):
+        raise MissingData("profiles_figure needs runs and one label per run")
+    fig = figure(figsize=(7.5, 4.2))
+    ax = fig.subplots()
+    for i, (run, label) in enumerate(zip(runs, labels, strict=True)):
+        s = run.steps[0] if step is None and run.steps else pick_step(run, step)
+        values = _column(run, quantity, stat, s)
+        affine = {la.name for la in run.layers() if la.module_type in AFFINE_TYPES}
+        names = [la.name for la in run.layers() if la.name in values and la.name in affine]
+        if not names:
+            raise MissingData(f"run {label!r} has no {quantity}/{stat} of affine layers")
+        y = np.array([values[n] for n in names])
+        x = np.arange(1, len(y) + 1)
+        ok = np.isfinite(y) & (y > 0)
+        ax.plot(x[ok], y[ok], "o-", ms=3, lw=1.5, color=f"C{i}", label=label)
+        if (~ok).any():
+            ax.plot(
+                x[~ok],
+                np.full((~ok).sum(), 0.02),
+                "v",
+                color=f"C{i}",
+                ms=7,
+                transform=ax.get_xaxis_transform(),
+                clip_on=False,
+            )
+    ax.set_yscale("log")
+    ax.set_xlabel("layer (1 = nearest the input)")
+    what = {"grad_output": "∂L/∂(layer output)", "activation": "activation"}.get(quantity, quantity)
+    ax.set_ylabel(f"{stat} of {what} (log)")
+    ax.set_title(f"{stat} of {what} by depth, as initialised", fontsize=10, loc="left")
+    ax.legend(fontsize=8, frameon=False)
+    return fig

@@ -17,23 +17,28 @@ def recurrent_layers(run: Run, step: int) -> list[str]:
     return [la.name for la in run.layers() if run.series(la.name, SERIES, step).size]
 
 
-def recurrent_figure(run: Run | str | Path, step: int | None = None):
-    """One line per recurrent layer: ‖∂L/∂x_t‖ against t at ``step`` (log y). Needs an
-    nn.RNN/LSTM/GRU watched through a backward pass."""
-    run = as_run(run)
-    step = pick_step(run, step)
-    names = recurrent_layers(run, step)
-    if not names:
+def recurrent_figure(run, step: int | None = None, labels=None):
+    """One line per recurrent layer: ‖∂L/∂x_t‖ against t at ``step`` (log y). ``run``: a
+    run, a path, or a list of them (``labels`` names each) to compare, e.g. RNN vs LSTM.
+    Needs an nn.RNN/LSTM/GRU watched through a backward pass."""
+    runs = [run] if isinstance(run, (Run, str, Path)) else list(run)
+    labels = list(labels) if labels is not None else [""] * len(runs)
+    lines = []
+    for r, label in zip(runs, labels, strict=True):
+        r = as_run(r)
+        s = pick_step(r, step)
+        lines += [(r, s, name, label) for name in recurrent_layers(r, s)]
+    if not lines:
         raise MissingData(
             "no recurrent layer in this run: ∂L/∂h_t is recorded for nn.RNN, nn.LSTM and nn.GRU"
         )
     fig = figure(figsize=(6.5, 3.6))
     ax = fig.subplots()
-    for i, name in enumerate(names):
+    for i, (run, step, name, label) in enumerate(lines):
         g = run.series(name, SERIES, step)
         t = np.arange(len(g))
         ok = np.isfinite(g) & (g > 0)
-        ax.plot(t[ok], g[ok], "o-", ms=3, color=f"C{i}", label=f"{short(name)}")
+        ax.plot(t[ok], g[ok], "o-", ms=3, color=f"C{i}", label=label or short(name))
         if (~ok).any():
             ax.plot(
                 t[~ok],
@@ -46,6 +51,6 @@ def recurrent_figure(run: Run | str | Path, step: int | None = None):
     ax.set_yscale("log")
     ax.set_xlabel("time step t")
     ax.set_ylabel("‖∂L/∂x_t‖ (log)")
-    ax.set_title(f"gradient reaching each time step, step {step}", fontsize=10, loc="left")
+    ax.set_title("gradient reaching each time step", fontsize=10, loc="left")
     ax.legend(fontsize=8, frameon=False)
     return fig
