@@ -143,13 +143,13 @@ def configurations(quick_peers: bool) -> dict:
     return configs
 
 
-def time_steps(config, model, opt, x, y, steps: int, sync) -> float:
+def time_steps(config, model, opt, x, y, steps: int, sync, clock=time.perf_counter) -> float:
     loss_fn = nn.CrossEntropyLoss()
     times = []
     with config(model, opt) as after:
         for i in range(steps + 1):
             sync()
-            t0 = time.perf_counter()
+            t0 = clock()
             loss = loss_fn(model(x), y)
             loss.backward()
             after(i, loss)
@@ -157,7 +157,7 @@ def time_steps(config, model, opt, x, y, steps: int, sync) -> float:
             opt.zero_grad()
             sync()
             if i:  # the first step warms up the configuration
-                times.append(time.perf_counter() - t0)
+                times.append(clock() - t0)
     return statistics.median(times)
 
 
@@ -168,6 +168,12 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="wall: time.perf_counter; cpu: this process's CPU time (robust on a busy machine)",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -194,12 +200,22 @@ def main(argv=None) -> None:
     for r in range(args.rounds):
         order = list(configs)
         rng.shuffle(order)
-        t = {k: time_steps(configs[k], model, opt, x, y, args.steps, sync) for k in order}
+        clock = time.perf_counter if args.clock == "wall" else time.process_time
+        t = {k: time_steps(configs[k], model, opt, x, y, args.steps, sync, clock) for k in order}
         base_times.append(t["plain training"])
         for k in configs:
             ratios[k].append(t[k] / t["plain training"])
-        print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
-    print(f"\nReference workload on {device} ({args.threads} threads), torch {torch.__version__}")
+        print(
+            f"round {r + 1}/{args.rounds}: plain {1e3 * t['plain training']:.1f} ms",
+            file=sys.stderr,
+        )
+        for k in configs:
+            print(f"    {statistics.median(ratios[k]):7.3f}  {k}", file=sys.stderr, flush=True)
+    print(
+        f"\nReference workload on {device} ({args.threads} threads, {args.clock} clock), "
+        f"torch {torch.__version__}, {os.cpu_count()} CPUs, load average "
+        f"{' '.join(f'{v:.1f}' for v in os.getloadavg())} at the end"
+    )
     print(f"plain step (median of rounds): {1e3 * statistics.median(base_times):.1f} ms\n")
     print("| configuration | median ratio | min–max over rounds |")
     print("|---|---:|---:|")
