@@ -45,15 +45,19 @@ def _graded(n_uniform: int, n_geo: int, m: int) -> tuple[Tensor, Tensor]:
     return nodes, (width[:, None] * w / 2).reshape(-1)
 
 
-def panels(a: Tensor, b: Tensor, fine: bool = True) -> tuple[Tensor, Tensor]:
-    """Nodes and weights on [a, b] (batched; b < a allowed), graded towards a."""
-    x, w = _graded(16, 36, 12) if fine else _graded(6, 24, 8)
+def panels(a: Tensor, b: Tensor, fine: bool | int = True) -> tuple[Tensor, Tensor]:
+    """Nodes and weights on [a, b] (batched; b < a allowed), graded towards a.
+
+    ``fine``: True for the 1-D rule; an int n_geo for the coarser 2-D rule with n_geo
+    halvings (a feature of width 1/√q needs about log2(√q) of them).
+    """
+    x, w = _graded(16, 36, 12) if fine is True else _graded(6, int(fine), 8)
     span = (b - a)[..., None]
     return a[..., None] + span * x, span.abs() * w
 
 
 @functools.cache
-def standard_nodes(fine: bool = True) -> tuple[Tensor, Tensor]:
+def standard_nodes(fine: bool | int = True) -> tuple[Tensor, Tensor]:
     """Nodes z and weights w with Σ w f(z) ≈ E[f(z)], z ~ N(0, 1); split at z = 0."""
     zero, lim = torch.zeros((), dtype=_DT), torch.tensor(L, dtype=_DT)
     zl, wl = panels(zero, -lim, fine)
@@ -89,14 +93,17 @@ def expect2(f, g, q1, q2, c) -> Tensor:
     q1, q2, c = torch.broadcast_tensors(*(torch.as_tensor(v, dtype=_DT) for v in (q1, q2, c)))
     shape = q1.shape
     q1, q2, c = q1.reshape(-1), q2.reshape(-1), c.clamp(-1, 1).reshape(-1)
-    z1, w1 = standard_nodes(fine=False)  # (N1,)
+    # halvings of the panels near each split: resolve z-scales down to ~1/(60 √q_max)
+    q_max = float(torch.maximum(q1.max(), q2.max())) if q1.numel() else 1.0
+    n_geo = int(min(max(math.ceil(math.log2(60 * math.sqrt(q_max) + 1)), 6), 30))
+    z1, w1 = standard_nodes(fine=n_geo)  # (N1,)
     s = torch.sqrt((1 - c**2).clamp_min(0))
     lim = torch.tensor(L, dtype=_DT)
     # split point of the inner integral, per (point, z1): c z1 + s z2 = 0
     k = torch.where(s[:, None] > 0, -c[:, None] * z1 / s[:, None].clamp_min(1e-300), lim)
     k = k.clamp(-L, L)
-    zl, wl = panels(k, -lim.expand_as(k), fine=False)
-    zr, wr = panels(k, lim.expand_as(k), fine=False)
+    zl, wl = panels(k, -lim.expand_as(k), fine=n_geo)
+    zr, wr = panels(k, lim.expand_as(k), fine=n_geo)
     z2, w2 = torch.cat([zl, zr], -1), torch.cat([wl, wr], -1)  # (P, N1, N2)
     w2 = w2 * torch.exp(-(z2**2) / 2) / math.sqrt(2 * math.pi)
     u1 = torch.sqrt(q1)[:, None] * z1  # (P, N1)
