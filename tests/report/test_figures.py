@@ -135,3 +135,14 @@ def test_bad_input(tmp_path, mlp_run):
         profile_figure(42)
     with pytest.raises(GradprobeError, match="logged steps"):
         profile_figure(mlp_run, step=99)
+
+
+def test_profiles_of_several_runs_and_recurrent_comparison(mlp_run, mlp_run_normalised, rnn_run):
+    from gradprobe.report.figures import profiles_figure
+
+    fig = profiles_figure([mlp_run, mlp_run_normalised], ["standard", "xavier"])
+    assert len(fig.axes) == 1 and len(fig.axes[0].get_legend().get_texts()) == 2
+    both = recurrent_figure([rnn_run, rnn_run], labels=["a", "b"])
+    assert [t.get_text() for t in both.axes[0].get_legend().get_texts()] == ["a", "b"]
+    with pytest.raises(MissingData):
+        profiles_figure([mlp_run], [])
