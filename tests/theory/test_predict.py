@@ -148,3 +148,30 @@ def test_unsupported_models_are_refused(model, match):
 def test_bad_input_variance_is_refused():
     with pytest.raises(InvalidInputError, match="input_var"):
         predict(nn.Linear(3, 3), input_var=-1.0)
+
+
+def test_predicted_spread_across_networks():
+    """q_rel_std: how far one network's layer variance strays (Hanin & Rolnick 2018).
+    300 real width-64 ReLU stacks at He scale, one fixed input: within 30%."""
+    x = torch.randn(1, 64, generator=torch.Generator().manual_seed(7))
+    x = x / x.pow(2).mean().sqrt()
+    last, rel = [], []
+    for seed in range(300):
+        g = torch.Generator().manual_seed(seed)
+        layers = []
+        for _ in range(6):
+            lin = nn.Linear(64, 64)
+            with torch.no_grad():
+                lin.weight.normal_(0, math.sqrt(2 / 64), generator=g)
+                lin.bias.zero_()
+            layers += [lin, nn.ReLU()]
+        model = nn.Sequential(*layers)
+        q, _ = _measure(model, x)
+        last.append(q[-1])
+        if seed < 3:
+            rel.append(predict(model, 1.0).layers[-1].q_rel_std)
+    measured = float(np.std(last) / np.mean(last))
+    # at exactly σ_w² = 2, σ_b² = 0: (1 + 2/64)(1 + 5/64)^5 − 1
+    exact = math.sqrt((1 + 2 / 64) * (1 + 5 / 64) ** 5 - 1)
+    assert np.mean(rel) == pytest.approx(exact, rel=0.1)  # each model's own scales
+    assert measured == pytest.approx(exact, rel=0.3)

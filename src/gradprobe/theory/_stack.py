@@ -34,6 +34,7 @@ class Affine:
     kind: str
     fan_in: int
     fan_out: float  # units of the layer below each unit feeds, per output position
+    width: int  # units per position: out_features, or out_channels for a conv
     sigma_w2: float
     sigma_b2: float
 
@@ -42,12 +43,13 @@ def _affine(name: str, m: nn.Module) -> Affine:
     w = m.weight.detach().double()
     fan_in = w[0].numel()
     if isinstance(m, nn.Linear):
-        fan_out = float(m.out_features)
+        fan_out, width = float(m.out_features), m.out_features
     else:  # each input position reaches C_out/groups · Πk / Πstride outputs
         fan_out = m.out_channels / m.groups * math.prod(m.kernel_size) / math.prod(m.stride)
+        width = m.out_channels
     bias = 0.0 if m.bias is None else float(m.bias.detach().double().pow(2).mean())
     sigma_w2 = fan_in * float(w.pow(2).mean())
-    return Affine(name, type(m).__name__, fan_in, fan_out, sigma_w2, bias)
+    return Affine(name, type(m).__name__, fan_in, fan_out, width, sigma_w2, bias)
 
 
 def _refuse(name: str, what: str) -> InvalidInputError:

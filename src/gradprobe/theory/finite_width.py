@@ -80,20 +80,29 @@ def norm_spread(
     act = resolve(activation)
     sigma_w2, sigma_b2 = check_variances(sigma_w2, sigma_b2)
     w, q0 = _widths(widths, depth), _check_q0(q0)
-    mean, std = np.empty(len(w)), np.empty(len(w))
+    mean, std = chain_spread([(act, sigma_w2, sigma_b2, n) for n in w], q0)
+    return Spread(w, mean, std)
+
+
+def chain_spread(layers, q0: float) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of ‖h^l‖²/n_l for layers given as (Activation, σ_w², σ_b², n_l)."""
+    mean, std = np.empty(len(layers)), np.empty(len(layers))
     mu, var = q0, 0.0  # moments of s^{l-1}; the input is fixed
     with torch.no_grad():
-        for l, n in enumerate(w):
+        for l, (act, sigma_w2, sigma_b2, n) in enumerate(layers):
             qm, qv = sigma_w2 * mu + sigma_b2, sigma_w2**2 * var
             mean[l] = qm
             std[l] = np.sqrt(qv + 2 * (qm**2 + qv) / n)  # p = q χ²_n / n given q
+            if not np.isfinite(qm):
+                mean[l:], std[l:] = np.inf, np.nan
+                break
 
-            def g(q, n=n):
+            def g(q, n=n, act=act):
                 v = V(act, q).numpy()
                 return v**2 + (M4(act, q).numpy() - v**2) / n
 
-            v0, v2 = _second_diff(lambda q: V(act, q).numpy(), qm)
+            v0, v2 = _second_diff(lambda q, act=act: V(act, q).numpy(), qm)
             g0, g2 = _second_diff(g, qm)
             mu = v0 + 0.5 * v2 * qv
             var = max(g0 + 0.5 * g2 * qv - mu**2, 0.0)
-    return Spread(w, mean, std)
+    return mean, std

@@ -114,6 +114,7 @@ class LayerPrediction:
     chi: float  # E[δ²] here / E[δ²] one layer up (nan for the last layer)
     grad_var: float  # E[δ²] here / E[δ²] at the last layer
     weight_grad_var: float  # E[(∂loss/∂W)²] here / same at the last layer
+    q_rel_std: float  # std/mean of q across random networks of these widths, one input
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,8 @@ def predict(model: nn.Module, input_var: float = 1.0) -> ModelPrediction:
             groups.append((step, []))
         else:
             groups[-1][1].append(step)
+    from .finite_width import chain_spread
+
     rows, m = [], input_var
     with torch.no_grad():
         for layer, acts in groups:
@@ -196,9 +199,14 @@ def predict(model: nn.Module, input_var: float = 1.0) -> ModelPrediction:
         chi[i] = rows[i][4] * above.sigma_w2 / above.fan_in * above.fan_out
     grad = _grad_var(chi)
     wgrad = grad * np.array([r[5] for r in rows]) / rows[-1][5] if rows[-1][5] else grad * math.nan
+    # finite width (Hanin & Rolnick 2018): units per position (conv: channels)
+    spread_mean, spread_std = chain_spread(
+        [(_compose(acts), g.sigma_w2, g.sigma_b2, g.width) for g, acts in groups], input_var
+    )
     layers = []
     for i, (layer, act_name, q, out, _, _) in enumerate(rows):
-        numbers = (q, out, float(chi[i]), float(grad[i]), float(wgrad[i]))
+        rel = float(spread_std[i] / spread_mean[i]) if spread_mean[i] > 0 else math.nan
+        numbers = (q, out, float(chi[i]), float(grad[i]), float(wgrad[i]), rel)
         layers.append(
             LayerPrediction(
                 layer.name,
