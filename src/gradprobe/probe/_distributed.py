@@ -104,7 +104,7 @@ class Reducer:
         if pr is None or not pr.logged or not pr.hooks.active:
             return
         from . import reducers as R
-        from .watch import BwdRec
+        from .modules import BwdRec
 
         with torch.no_grad():
             for name, p in pr.params:
@@ -143,7 +143,7 @@ class Reducer:
             elif kind in ("hist", "hist_grad"):
                 if grad:
                     scale[start] = c
-                hists.append((start, stop - start - 7))  # r, counts[bins + 2], 4 counts
+                hists.append((start, stop - start - 5))  # r, counts[bins + 2], 4 counts
                 sums += range(stop - 4, stop)
             elif kind in ("norms_grad", "norms_shard"):
                 for i in range(start, stop):
