@@ -52,7 +52,7 @@ class Config:
             raise InvalidInputError(f"unknown init(s) {bad}; choose from {list(INITS)}")
 
 
-PRESETS = {"quick": {"width": 64, "steps": 300, "seeds": 2}, "full": {}}
+PRESETS = {"quick": {"width": 64, "steps": 300, "seeds": 1}, "full": {}}
 
 
 def units(cfg: Config) -> list[dict]:
