@@ -168,23 +168,29 @@ class Finisher:
 
     # -- queued on the device before the copy ---------------------------------------------
     def _queue_weights(self, pk: R.Packer) -> list[tuple]:
-        """``‖w‖``, and with a snapshot from the step's start ``‖w - w_prev‖`` and ``‖w_prev‖``."""
+        """``‖w‖``, and with a snapshot from the step's start ``‖w - w_prev‖`` and ``‖w_prev‖``
+        (``‖w_prev‖`` is the previous step's ``‖w‖`` when that step was logged: no extra pass)."""
         pr = self.probe
         out = []
         snaps = pr._snap if pr._snap_valid else [None] * len(pr.params)
+        prevs = pr._snap_norms or [None] * len(pr.params)
+        norms = []
         with torch.no_grad():
-            for (name, p), snap in zip(pr.params, snaps, strict=True):
+            for (name, p), snap, prev in zip(pr.params, snaps, prevs, strict=True):
                 # distributed: FSDP2 shards -> global norms; replicated (DDP) -> rank 0's
                 op = "norms_shard" if is_shard(p) else "rank0"
                 w = local(p.detach())
+                wn = _norm(w)
+                norms.append(wn)
                 if snap is None:
-                    out.append((name, pk.add(_norm(w), op=op), None, None))
+                    out.append((name, pk.add(wn, op=op), None, None))
                 else:
                     snap = local(snap)
-                    prev = _norm(snap)
+                    prev = _norm(snap) if prev is None else prev
                     delta = _norm(snap.sub_(w))  # the buffer is refilled at the next snapshot
-                    norms = (pk.add(_norm(w), op=op), pk.add(delta, op=op), pk.add(prev, op=op))
-                    out.append((name, *norms))
+                    queued = (pk.add(wn, op=op), pk.add(delta, op=op), pk.add(prev, op=op))
+                    out.append((name, *queued))
+        pr._last_norms = (pr.step_index, norms)
         return out
 
     def _queue_dead(self, pk: R.Packer) -> dict[int, tuple[slice, int]]:

@@ -67,6 +67,7 @@ class Probe:
         self._finisher = Finisher(self)
         self._snap: list[torch.Tensor] | None = None
         self._snap_valid = False
+        self._last_norms: tuple[int, list] = (-1, [])
         self._on_grad_eager = eager(self._on_grad)
         try:
             self._install(optimizer)
@@ -112,6 +113,9 @@ class Probe:
         self.rnn_in: list[tuple] = []  # (slot, time-norm slice) of ∂L/∂x_t
         self._outs: dict[int, tuple] = {}  # id(output) -> (weakref, BwdRec), for consumers
         self._snap_valid = bool(self._updates and self.logged)
+        last_step, last_norms = self._last_norms
+        # norms of the weights the snapshot copies, if the previous step just computed them
+        self._snap_norms = last_norms if last_step == self._step - 1 else None
         if self._snap_valid:
             with torch.no_grad():
                 if self._snap is None:
