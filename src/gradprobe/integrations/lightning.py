@@ -57,12 +57,9 @@ def _build():
         def on_train_start(self, trainer, pl_module) -> None:
             from ..probe import watch
 
-            options = dict(self.watch_options)
-            if self.distributed != "auto" or _supports_distributed():
-                options["distributed"] = self.distributed
             self.probe = watch(
                 pl_module, every=self.every, histograms=self.histograms, path=self.path,
-                **options,
+                distributed=self.distributed, **self.watch_options,
             )  # fmt: skip
             self.run = self.probe.run
 
@@ -98,14 +95,6 @@ def _build():
                 _log(logger, self.run, self.findings, self.log_run)
 
     return GradprobeCallback
-
-
-def _supports_distributed() -> bool:
-    import inspect
-
-    from ..probe import watch
-
-    return "distributed" in inspect.signature(watch).parameters
 
 
 def _log(logger, run, findings, log_run: bool) -> None:
