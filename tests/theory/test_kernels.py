@@ -58,3 +58,18 @@ def test_quadrature_resolves_very_large_and_tiny_variances():
     # small q: tanh is linear, V(q) = q − 2q² + O(q³)
     q = 1e-5
     assert float(K.V(resolve("tanh"), q)) == pytest.approx(q - 2 * q**2, rel=1e-9)
+
+
+def test_kinks_away_from_zero_are_split_exactly():
+    """hardtanh has kinks at ±1: V(q) = q(2Φ(a) − 1 − 2a N(a)) + 2(1 − Φ(a)), a = 1/√q, and
+    D(q) = 2Φ(a) − 1 (regression: splitting only at 0 left errors of 1e-4)."""
+    from scipy.stats import norm
+
+    act = resolve("hardtanh")
+    q = np.array([0.04, 0.4, 1.0, 4.0, 100.0])
+    a = 1 / np.sqrt(q)
+    v = q * (2 * norm.cdf(a) - 1 - 2 * a * norm.pdf(a)) + 2 * norm.sf(a)
+    np.testing.assert_allclose(K.V(act, q), v, rtol=1e-10)
+    np.testing.assert_allclose(K.D(act, q), 2 * norm.cdf(a) - 1, rtol=1e-10)
+    # 2-D, at c = 1 the kernels reduce to the 1-D ones
+    np.testing.assert_allclose(K.C(act, q, q, 1.0), v, rtol=1e-8)

@@ -66,47 +66,106 @@ def standard_nodes(fine: bool | int = True) -> tuple[Tensor, Tensor]:
     return z, w * torch.exp(-(z**2) / 2) / math.sqrt(2 * math.pi)
 
 
-def expect(f, q, with_z: bool = False) -> Tensor:
+def _density(z: Tensor) -> Tensor:
+    return torch.exp(-(z**2) / 2) / math.sqrt(2 * math.pi)
+
+
+def split_nodes(breaks: Tensor, fine: bool | int) -> tuple[Tensor, Tensor]:
+    """Nodes and weights (no density) on [−L, L] cut at sorted ``breaks`` (..., m+1).
+
+    The outer pieces are graded towards their inner end, interior pieces towards both
+    ends: wherever φ has a kink, the panels are refined on both sides of it.
+    """
+    m = breaks.shape[-1] - 1
+    zs, ws = [], []
+    for i in range(m):
+        a, b = breaks[..., i], breaks[..., i + 1]
+        if i == 0:
+            parts = [panels(b, a, fine)]
+        elif i == m - 1:
+            parts = [panels(a, b, fine)]
+        else:
+            mid = (a + b) / 2
+            parts = [panels(a, mid, fine), panels(b, mid, fine)]
+        zs += [z for z, _ in parts]
+        ws += [w for _, w in parts]
+    return torch.cat(zs, -1), torch.cat(ws, -1)
+
+
+def _breaks(scaled_kinks: Tensor) -> Tensor:
+    """Sorted breakpoints −L, the kinks (clipped), L along the last axis."""
+    lim = torch.full((*scaled_kinks.shape[:-1], 1), L, dtype=_DT)
+    return torch.sort(torch.cat([-lim, scaled_kinks.clamp(-L, L), lim], -1), -1).values
+
+
+def _nonzero(kinks) -> Tensor:
+    return torch.tensor(sorted({float(k) for k in kinks} - {0.0}), dtype=_DT)
+
+
+def expect(f, q, with_z: bool = False, kinks=()) -> Tensor:
     """E[f(√q z)] for z ~ N(0, 1), elementwise over the tensor/array ``q`` (q >= 0).
 
     With ``with_z`` f is called as f(u, z), for integrands such as φ(u)² (z² − 1).
+    ``kinks``: points u where f is not smooth besides 0 (always split there).
     """
     q = torch.as_tensor(q, dtype=_DT)
-    z, w = standard_nodes()
     # q = 0 is taken as the limit q → 0⁺ (ReLU: E[φ′²] = 1/2, not φ′(0)² = 0)
     q = q.clamp_min(1e-200)
     flat = q.reshape(-1)
-    step = max(1, _CHUNK // z.numel())
+    ks = _nonzero(kinks)
+    z, w = standard_nodes()
+    step = max(1, _CHUNK // (z.numel() * (len(ks) + 1)))
     out = []
     for part in flat.split(step):
-        u = torch.sqrt(part)[:, None] * z
-        out.append((f(u, z.expand_as(u)) if with_z else f(u)) @ w)
+        root = torch.sqrt(part)[:, None]
+        if len(ks):  # per-q nodes: split at 0 and at each kink κ/√q
+            zero = torch.zeros_like(root)
+            z, w = split_nodes(_breaks(torch.cat([zero, ks / root], -1)), True)
+            w = w * _density(z)
+        u = root * z
+        vals = f(u, z.expand_as(u)) if with_z else f(u)
+        out.append((vals * w).sum(-1))
     return (torch.cat(out) if out else flat).reshape(q.shape)
 
 
-def expect2(f, g, q1, q2, c) -> Tensor:
+def expect2(f, g, q1, q2, c, kinks=()) -> Tensor:
     """E[f(u₁) g(u₂)] with (u₁, u₂) centred Gaussian, Var uᵢ = qᵢ, Corr = c; broadcast.
 
-    u₁ = √q₁ z₁ and u₂ = √q₂ (c z₁ + √(1−c²) z₂). The inner integral over z₂ is
-    split at the point where u₂ = 0, so a kink of g at 0 costs no accuracy.
+    u₁ = √q₁ z₁ and u₂ = √q₂ (c z₁ + √(1−c²) z₂). Both integrals are split where
+    their argument crosses 0 or one of the ``kinks``, so kinks cost no accuracy.
     """
     q1, q2, c = torch.broadcast_tensors(*(torch.as_tensor(v, dtype=_DT) for v in (q1, q2, c)))
     shape = q1.shape
     q1, q2, c = q1.reshape(-1), q2.reshape(-1), c.clamp(-1, 1).reshape(-1)
+    ks = torch.cat([torch.zeros(1, dtype=_DT), _nonzero(kinks)])  # 0 first
     # halvings of the panels near each split: resolve z-scales down to ~1/(60 √q_max)
     q_max = float(torch.maximum(q1.max(), q2.max())) if q1.numel() else 1.0
     n_geo = int(min(max(math.ceil(math.log2(60 * math.sqrt(q_max) + 1)), 6), 30))
-    z1, w1 = standard_nodes(fine=n_geo)  # (N1,)
-    s = torch.sqrt((1 - c**2).clamp_min(0))
-    lim = torch.tensor(L, dtype=_DT)
-    # split point of the inner integral, per (point, z1): c z1 + s z2 = 0
-    k = torch.where(s[:, None] > 0, -c[:, None] * z1 / s[:, None].clamp_min(1e-300), lim)
-    k = k.clamp(-L, L)
-    zl, wl = panels(k, -lim.expand_as(k), fine=n_geo)
-    zr, wr = panels(k, lim.expand_as(k), fine=n_geo)
-    z2, w2 = torch.cat([zl, zr], -1), torch.cat([wl, wr], -1)  # (P, N1, N2)
-    w2 = w2 * torch.exp(-(z2**2) / 2) / math.sqrt(2 * math.pi)
-    u1 = torch.sqrt(q1)[:, None] * z1  # (P, N1)
-    u2 = torch.sqrt(q2)[:, None, None] * (c[:, None, None] * z1[:, None] + s[:, None, None] * z2)
+    per_point = (standard_nodes(n_geo)[0].numel() * len(ks)) ** 2
+    step = max(1, _CHUNK // per_point)
+    out = []
+    for a, b, r in zip(q1.split(step), q2.split(step), c.split(step), strict=True):
+        out.append(_expect2(f, g, a, b, r, ks, n_geo))
+    return (torch.cat(out) if out else q1).reshape(shape)
+
+
+def _expect2(f, g, q1, q2, c, ks, n_geo) -> Tensor:
+    r1 = torch.sqrt(q1.clamp_min(1e-200))[:, None]
+    r2 = torch.sqrt(q2.clamp_min(1e-200))[:, None, None]
+    if len(ks) == 1:
+        z1, w1 = standard_nodes(n_geo)
+        z1, w1 = z1.expand(len(q1), -1), w1.expand(len(q1), -1)
+    else:
+        z1, w1 = split_nodes(_breaks(torch.cat([torch.zeros_like(r1), ks[1:] / r1], -1)), n_geo)
+        w1 = w1 * _density(z1)  # (P, N1)
+    s = torch.sqrt((1 - c**2).clamp_min(0))[:, None, None]
+    cc = c[:, None, None]
+    # inner split points per (point, z1): c z1 + s z2 = κ/√q₂
+    target = torch.cat([torch.zeros_like(r2), ks[1:] / r2], -1)  # (P, 1, K)
+    k = (target - cc * z1[..., None]) / s.clamp_min(1e-300)
+    k = torch.where(s > 0, k, torch.full_like(k, L))
+    z2, w2 = split_nodes(_breaks(k), n_geo)  # (P, N1, N2)
+    w2 = w2 * _density(z2)
+    u2 = r2 * (cc * z1[..., None] + s * z2)
     inner = (g(u2) * w2).sum(-1)  # (P, N1)
-    return ((f(u1) * inner) @ w1).reshape(shape)
+    return (f(r1 * z1) * inner * w1).sum(-1)

@@ -37,7 +37,7 @@ def V(act: Activation, q) -> Tensor:
         return q.clone()
     if act.closed == "erf":
         return 2 / math.pi * torch.asin(2 * q / (1 + 2 * q))
-    return expect(lambda u: act(u) ** 2, q)
+    return expect(lambda u: act(u) ** 2, q, kinks=act.kinks)
 
 
 def D(act: Activation, q) -> Tensor:
@@ -49,7 +49,7 @@ def D(act: Activation, q) -> Tensor:
         return torch.ones_like(q)
     if act.closed == "erf":
         return 4 / math.pi / torch.sqrt(1 + 4 * q)
-    return expect(lambda u: act.d(u) ** 2, q)
+    return expect(lambda u: act.d(u) ** 2, q, kinks=act.kinks)
 
 
 def M4(act: Activation, q) -> Tensor:
@@ -59,7 +59,7 @@ def M4(act: Activation, q) -> Tensor:
         return 1.5 * q**2
     if act.closed == "linear":
         return 3 * q**2
-    return expect(lambda u: act(u) ** 4, q)
+    return expect(lambda u: act(u) ** 4, q, kinks=act.kinks)
 
 
 def D2(act: Activation, q) -> Tensor:
@@ -67,7 +67,7 @@ def D2(act: Activation, q) -> Tensor:
     q = _t(q)
     if act.closed in ("relu", "linear"):
         return D(act, q)  # φ′ ∈ {0, 1}
-    return expect(lambda u: act.d(u) ** 4, q)
+    return expect(lambda u: act.d(u) ** 4, q, kinks=act.kinks)
 
 
 def dV(act: Activation, q) -> Tensor:
@@ -83,7 +83,7 @@ def dV(act: Activation, q) -> Tensor:
         return 4 / math.pi / ((1 + 2 * q) * torch.sqrt(1 + 4 * q))
     small = q < 1e-12
     safe = torch.where(small, torch.ones_like(q), q)
-    out = expect(lambda u, z: act(u) ** 2 * (z**2 - 1), safe, with_z=True) / (2 * safe)
+    out = expect(lambda u, z: act(u) ** 2 * (z**2 - 1), safe, True, act.kinks) / (2 * safe)
     if small.any():
         at0 = act.d(torch.zeros((), dtype=_DT)) ** 2
         out = torch.where(small, at0.expand_as(out), out)
@@ -101,7 +101,7 @@ def C(act: Activation, q1, q2, c) -> Tensor:
     if act.closed == "erf":
         arg = 2 * c * torch.sqrt(q1 * q2) / torch.sqrt((1 + 2 * q1) * (1 + 2 * q2))
         return 2 / math.pi * torch.asin(arg)
-    return expect2(act.fn, act.fn, q1, q2, c)
+    return expect2(act.fn, act.fn, q1, q2, c, act.kinks)
 
 
 def Cd(act: Activation, q1, q2, c) -> Tensor:
@@ -114,4 +114,4 @@ def Cd(act: Activation, q1, q2, c) -> Tensor:
     if act.closed == "erf":
         det = (1 + 2 * q1) * (1 + 2 * q2) - 4 * c**2 * q1 * q2
         return 4 / math.pi / torch.sqrt(det)
-    return expect2(act.d, act.d, q1, q2, c)
+    return expect2(act.d, act.d, q1, q2, c, act.kinks)

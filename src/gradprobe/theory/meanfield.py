@@ -145,13 +145,17 @@ def c_star(activation, sigma_w2: float, sigma_b2: float) -> float:
     def gap(c):
         return float(correlation_map(act, c, sigma_w2, sigma_b2)) - c
 
-    # scan down from 1: the stable root is the first one where the map crosses the diagonal
-    # from below (c = −1 can be an unstable root too, for odd φ without bias)
-    grid = np.concatenate([[top], np.linspace(1 - 1e-3, -1.0, 21)])
+    # χ_c(1) > 1, so just below 1 the map is under the diagonal; scan down for the first
+    # point where it is above again: the stable root lies in between (c = −1 can be an
+    # unstable root too, for odd φ without bias). The scan starts at 1 − 1e-3, where the
+    # gap (≈ 1e-3 (χ₁ − 1)) is far above the quadrature's error.
+    grid = np.linspace(1 - 1e-3, -1.0, 21)
     gaps = correlation_map(act, grid, sigma_w2, sigma_b2) - grid
+    if gaps[0] >= 0:  # root within 1e-3 of 1 (χ₁ barely above 1)
+        return float(brentq(gap, grid[0], top, xtol=1e-12)) if gap(top) < 0 else 1.0
     cross = np.nonzero(gaps >= 0)[0]
-    if gaps[0] >= 0 or cross.size == 0:  # the map stays above the diagonal: c* = 1
-        return 1.0
+    if cross.size == 0:
+        return -1.0
     j = cross[0]
     if gaps[j] == 0.0:
         return float(grid[j])

@@ -166,7 +166,8 @@ def predict(model: nn.Module, input_var: float = 1.0) -> ModelPrediction:
     For plain stacks of Linear/Conv layers (conv through its fan-in C_in·Πk) and
     elementwise activations; σ_w² = fan_in · mean(W²) and σ_b² = mean(b²) are read
     from the initialised weights. ``input_var`` is the input's mean x². Conv layers
-    are treated per position (exact for circular padding, borders ignored).
+    are treated per position (exact for circular padding, borders ignored); Dropout as in
+    eval mode (identity).
     """
     input_var = _check_q0(input_var, "input_var")
     steps = stack_steps(model)
