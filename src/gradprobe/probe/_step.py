@@ -21,7 +21,7 @@ STRIDE = 2**20  # positions per step in a first-non-finite code: step * STRIDE +
 class FirstNonFinite:
     """Where NaN/Inf first appeared, forward and backward, without a host sync per step.
 
-    On steps that are not logged each hook keeps ``(min, max)`` of its tensor on the device;
+    On steps that are not logged each hook keeps ``Σx`` of its tensor on the device;
     ``push_flags`` folds a step into one int64 code per phase, ``min(step * STRIDE + pos)``,
     still on the device. The code is read with the next logged step's copy (or at close).
     """
@@ -58,7 +58,7 @@ class FirstNonFinite:
             key = (n, v.device)
             if key not in self._aranges:
                 self._aranges[key] = torch.arange(n, device=v.device)
-            bad = ~torch.isfinite(v).view(n, 2).all(1)
+            bad = ~torch.isfinite(v)
             pos = torch.where(bad, self._aranges[key], BIG).amin()
             code = torch.where(pos < BIG, pos + step * STRIDE, BIG)
             old = self._codes.get(phase)

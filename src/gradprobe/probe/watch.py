@@ -104,7 +104,7 @@ class Probe:
         self.packer = R.Packer(self._dist)
         self.fwd: list[tuple] = []  # logged: (slot, n, moments slice, sat, unitmax, hist)
         self.bwd: list[tuple] = []  # logged: (rec, n, moments slice, time norms, hist)
-        self.fwd_ext: list[torch.Tensor] = []  # not logged: (min, max) per call
+        self.fwd_ext: list[torch.Tensor] = []  # not logged: Σx per call
         self.fwd_seq: list[str] = []
         self.bwd_ext: list[torch.Tensor] = []
         self.bwd_seq: list[tuple] = []
@@ -157,7 +157,7 @@ class Probe:
                 unitmax = R.unit_max(t)
             self.fwd.append((slot, t.numel(), m, sat, unitmax, self._hist((slot.id, "a"), t, mom)))
         else:
-            self.fwd_ext.extend(R.extremes(t))
+            self.fwd_ext.append(R.finite_sum(t))
             self.fwd_seq.append(slot.name)
 
     def _input_hook(self, slot: Slot) -> Callable:
@@ -251,7 +251,7 @@ class Probe:
             h = self._hist((rec.slot.id, "g"), g, mom) if rec.kind == "out" else None
             self.bwd.append((rec, g.numel(), m, tn, h))
         elif self.first.tracking_backward:
-            self.bwd_ext.extend(R.extremes(g))
+            self.bwd_ext.append(R.finite_sum(g))
             self.bwd_seq.append(rec.key())
 
     # -- steps -----------------------------------------------------------------------------
