@@ -28,7 +28,15 @@ REMEDIES = ("baseline", "better_init", "batchnorm", "residual", "relu_he")
 
 
 def _experiment(name: str, out: Path, seed: int, what: str, **overrides):
+    """Run experiment ``name`` into ``out/runs/NAME``, replacing the previous demo's folder."""
+    import re
+    import shutil
+
     import gradprobe as gp
+
+    for old in (out / "runs").glob(f"{name}*"):
+        if re.fullmatch(rf"{re.escape(name)}(-\d+)?", old.name) and (old / "run.json").is_file():
+            shutil.rmtree(old)
 
     with progress(transient=True) as bar:
         bar.add_task(what, total=None)
