@@ -132,6 +132,8 @@ def chi_c(activation, c, sigma_w2: float, sigma_b2: float) -> np.ndarray:
     c = np.asarray(c, float)
     if norm <= 1e-150:  # q* = 0: χ_c = χ₁ = σ_w² φ′(0)²
         return np.full_like(c, sigma_w2 * float(D(act, 0.0)))
+    if np.all(c == 1.0):  # E[φ′(u)²]: the 1-D kernel, no 2-D quadrature needed
+        return np.full_like(c, sigma_w2 * float(D(act, q)) * q / norm)
     return (sigma_w2 * Cd(act, q, q, c) * q / norm).numpy()
 
 
