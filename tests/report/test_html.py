@@ -112,3 +112,12 @@ def test_evil_model_check_report(tmp_path, evil):
     result = gp.check(Evil(), torch.randn(8, 32))
     text = result.save_html(tmp_path / "e.html").read_text()
     assert EVIL not in text and EVIL not in result._repr_html_()
+
+
+def test_run_report_rich_display_and_save(rnn_run, tmp_path):
+    from gradprobe.report.html import Report
+
+    report = Report(rnn_run)
+    fragment = report._repr_html_()
+    assert "<html" not in fragment and "vanishing" in fragment  # the RNN forgets through time
+    assert report.save(tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")

@@ -171,4 +171,32 @@ def write_html(run: Run | str | Path, path: str | Path, findings=None, **kwargs)
     return path
 
 
-__all__ = ["FIGURES", "render_html", "write_html"]
+class Report:
+    """A stored run's report: displays itself in Jupyter (verdict, findings, layer table, the
+    depth profile) and ``save(path)`` writes the full self-contained page.
+
+    >>> Report("runs/mlp.sqlite")                    # doctest: +SKIP
+    """
+
+    def __init__(self, run: Run | str | Path, findings=None, title: str | None = None) -> None:
+        self.run = as_run(run)
+        self.findings = findings
+        self.title = title
+
+    def _findings(self):
+        if self.findings is None:
+            from ..diagnose import diagnose
+
+            self.findings = list(diagnose(self.run))
+        return self.findings
+
+    def _repr_html_(self) -> str:
+        return render_html(
+            self.run, self._findings(), title=self.title, fragment=True, figures=["profile"]
+        )
+
+    def save(self, path: str | Path) -> Path:
+        return write_html(self.run, path, self._findings(), title=self.title)
+
+
+__all__ = ["FIGURES", "Report", "render_html", "write_html"]
