@@ -69,7 +69,7 @@ class Config:
             raise InvalidInputError(f"unknown variant(s) {bad}; choose from {list(VARIANTS)}")
 
 
-PRESETS = {"quick": {"width": 64, "steps": 200, "seeds": 1}, "full": {}}
+PRESETS = {"quick": {"width": 64, "steps": 150, "seeds": 1}, "full": {}}
 
 
 def units(cfg: Config) -> list[dict]:
