@@ -43,6 +43,7 @@ norms).
 
 from __future__ import annotations
 
+import math
 import zlib
 
 import torch
@@ -157,49 +158,47 @@ class Reducer:
                 sums += range(start, stop)
         if any(s != 1.0 for s in scale):
             x.mul_(torch.tensor(scale, dtype=x.dtype).to(dev))
-        idx = _indexer(dev)
+        i_max, i_min, i_sum, i_norm, i_r0, i_code, i_bad, i_range = (
+            torch.tensor(v, dtype=torch.long).to(dev)
+            for v in (maxs, mins, sums, norms, rank0, codes, bads, [h[0] for h in hists])
+        )
         entries = [e for e in self._entries() if e[1] in MOMENTS_OPS]
         sig = float(zlib.crc32(repr([(a, b, str(o)[:16]) for a, b, o in pk.ops]).encode()))
 
-        # 1) MAX: maxima, -minima, histogram ranges, unit maxima, -(code·W + rank), -(bad rank)
+        # 1) MAX: maxima, -minima (NaN as a flag: MAX of NaN is unspecified), histogram
+        #    ranges, unit maxima, -(code·W + rank), -(rank with NaN/Inf), the layout checksum
         rank = torch.full((), float(self.rank), dtype=x.dtype, device=dev)
-        code_vals = x[idx(codes)]
-        bad_rank = torch.where(x[idx(bads)] > 0, rank, torch.full_like(rank, W))
+        hi, lo = x[i_max], x[i_min]
+        nan = (hi.isnan() | lo.isnan()).to(x.dtype)
+        bad_rank = torch.where(x[i_bad] > 0, rank, torch.full_like(rank, W))
         unit = [m.detach().reshape(-1).to(dev, x.dtype) for _, m in deads]
         parts = [
-            x[idx(maxs)],
-            -x[idx(mins)],
-            x[idx([h[0] for h in hists])],
+            hi.nan_to_num(nan=-math.inf),
+            (-lo).nan_to_num(nan=-math.inf),
+            nan,
+            x[i_range],
             *unit,
-            -(code_vals * W + rank),
+            -(x[i_code] * W + rank),
             -bad_rank,
             torch.tensor([sig, -sig], dtype=x.dtype, device=dev),
         ]
         buf = torch.cat(parts)
         self._all_reduce(buf, self.dist.ReduceOp.MAX)
-        out = iter(_split(buf, [p.numel() for p in parts]))
-        x[idx(maxs)] = next(out)
-        x[idx(mins)] = -next(out)
+        out = iter(torch.split(buf, [p.numel() for p in parts]))
+        hi, lo, nan = next(out), -next(out), next(out) > 0
+        x[i_max] = torch.where(nan, math.nan, hi)
+        x[i_min] = torch.where(nan, math.nan, lo)
         ranges = next(out)
         unit = [next(out) for _ in deads]
-        code_best = -next(out)
-        bad_best = -next(out)
-        got = next(out)
-        if got[0].item() != sig or got[1].item() != -sig:  # one small read; the copy follows
-            raise GradprobeError(
-                "the ranks recorded different things in this logged step (another model, "
-                "schedule or number of forward calls); every rank must watch the same model "
-                "with the same `every=` and call probe.step() at the same points"
-            )
+        code_best, bad_best, got = -next(out), -next(out), next(out)
 
-        # 2) histograms: merge each rank's bins into the global range's bins
+        # 2) histograms: merge each rank's bins into the bins of the global range
         binned = []
         for (start, nb), big in zip(hists, ranges, strict=True):
             counts = x[start + 1 : start + 1 + nb]
-            k = torch.clamp(torch.round(big / x[start]), min=1.0)
+            k = torch.clamp(torch.round(big / x[start]), min=1.0)  # an integer: powers of two
             half = (nb - 2) // 2
-            i = torch.arange(nb, dtype=x.dtype, device=dev)
-            j = torch.ceil((i - half) / k) + half
+            j = torch.ceil((torch.arange(nb, dtype=x.dtype, device=dev) - half) / k) + half
             j[0], j[-1] = 0, nb - 1  # below / above the range stay there
             binned.append(torch.zeros_like(counts).index_add_(0, j.long(), counts))
             x[start] = big
@@ -209,27 +208,39 @@ class Reducer:
         ns = torch.tensor(
             [n * (is0 if op == "rank0" else 1.0) for n, op, _ in entries], dtype=x.dtype
         ).to(dev)
-        parts = [x[idx(sums)], x[idx(norms)].square(), x[idx(rank0)] * is0, *binned, ns]
+        parts = [x[i_sum], x[i_norm].square(), x[i_r0] * is0, *binned, ns]
         buf = torch.cat(parts)
         self._all_reduce(buf, self.dist.ReduceOp.SUM)
-        out = iter(_split(buf, [p.numel() for p in parts]))
-        x[idx(sums)] = next(out)
-        x[idx(norms)] = next(out).sqrt()
-        x[idx(rank0)] = next(out)
+        out = iter(torch.split(buf, [p.numel() for p in parts]))
+        x[i_sum] = next(out)
+        x[i_norm] = next(out).sqrt()
+        x[i_r0] = next(out)
         for (start, nb), _ in zip(hists, binned, strict=True):
             x[start + 1 : start + 1 + nb] = next(out)
-        self._set_counts(entries, next(out))
+        ns = next(out)
         for (pos, _), m in zip(deads, unit, strict=True):
             x[pos] = (m <= 0).sum()
 
-        # first non-finite: the minimum code, and the rank that had it
+        # first non-finite: the minimum code, and the rank that had it (-1: none)
         code = torch.floor(code_best / W)
-        x[idx(codes)] = code
+        x[i_code] = code
         code_rank = torch.where(code_best < 2**62 * W, code_best - code * W, -1.0)
         bad_rank = torch.where(bad_best < W, bad_best, -1.0)
-        tail = torch.cat([code_rank, bad_rank])
-        pk.rank_at = {p: len(x) + i for i, p in enumerate(codes + [b for b in bads])}
-        return torch.cat([x, tail])
+        size = len(x)
+        pk.rank_at = {p: size + i for i, p in enumerate(codes + bads)}
+        n_ranks = len(codes) + len(bads)
+
+        def after_copy(tail: list[float]) -> None:  # on the host, after the one copy
+            if tail[-2] != sig or tail[-1] != -sig:
+                raise GradprobeError(
+                    "the ranks recorded different things in this logged step (another model, "
+                    "schedule or number of forward calls); every rank must watch the same "
+                    "model with the same `every=` and call probe.step() at the same points"
+                )
+            self._set_counts(entries, tail[n_ranks : n_ranks + len(entries)])
+
+        pk.after_copy = after_copy
+        return torch.cat([x, code_rank, bad_rank, ns, got])
 
     def _entries(self) -> list[tuple]:
         """``(n, op, (list, index))`` of every moments entry of the step, in packing order."""
@@ -241,25 +252,15 @@ class Reducer:
                 out.append((e[1], ops.get(e[2].start), (lst, i)))
         return out
 
-    def _set_counts(self, entries, counts: torch.Tensor) -> None:
-        for (_, _, (lst, i)), n in zip(entries, counts.tolist(), strict=True):
+    def _set_counts(self, entries, counts: list[float]) -> None:
+        """The element counts of every moments entry, summed over ranks, back into the step."""
+        for (_, _, (lst, i)), n in zip(entries, counts, strict=True):
             e = lst[i]
             lst[i] = (e[0], round(n), *e[2:])
 
     def _all_reduce(self, buf: torch.Tensor, op) -> None:
         self.dist.all_reduce(buf, op=op, group=self.group)
         self.collectives += 1
-
-
-def _indexer(dev):
-    def idx(positions: list[int]) -> torch.Tensor:
-        return torch.tensor(positions, dtype=torch.long).to(dev)
-
-    return idx
-
-
-def _split(buf: torch.Tensor, sizes: list[int]) -> list[torch.Tensor]:
-    return list(torch.split(buf, sizes))
 
 
 def resolve(distributed, group=None) -> Reducer | None:

@@ -44,6 +44,7 @@ class Packer:
         self.reduce_fn = reduce_fn
         self.ops: list[tuple[int, int, object]] = []
         self.rank_at: dict[int, int] = {}
+        self.after_copy = None  # set by reduce_fn: checks on the host, after the copy
         self._tail: list[float] = []
 
     def add(self, *items: torch.Tensor | Number, op: object = "sum") -> slice:
@@ -103,6 +104,8 @@ class Packer:
         ordered[torch.tensor(index, dtype=torch.long).to(device)] = flat
         out = self.reduce_fn(ordered, self).cpu().tolist()
         self._tail = out[self._size :]
+        if self.after_copy is not None:
+            self.after_copy(self._tail)
         return out[: self._size]
 
     def rank_of(self, pos: int) -> int | None:
