@@ -36,7 +36,9 @@ def phase_diagram_figure(
     σ_b² of the first point (or 0). A few seconds on one core."""
     from ... import theory
 
-    ws = np.linspace(*sigma_w2, grid)
+    top = max([sigma_w2[1], *[1.15 * w for w, _ in points]])  # every marked point in view
+    wide = top > 3 * sigma_w2[1]  # a log axis keeps the critical line readable
+    ws = np.geomspace(sigma_w2[0], top, grid) if wide else np.linspace(sigma_w2[0], top, grid)
     bs = np.linspace(*sigma_b2, max(grid // 2, 4))
     chi = np.array([[theory.chi_1(activation, float(w), float(b)) for w in ws] for b in bs])
     b0 = float(points[0][1]) if points else 0.0
@@ -64,6 +66,9 @@ def phase_diagram_figure(
     right.set_xlabel("σ_w²")
     right.set_ylabel("depth L")
     right.set_title(f"trainability at σ_b² = {b0:.3g} (white: 100×)", fontsize=10, loc="left")
+    if wide:
+        left.set_xscale("log")
+        right.set_xscale("log")
     for w, b in points:
         left.plot([w], [b], "o", mfc="none", mec="w", mew=1.5, ms=7)
         right.axvline(w, color="k", lw=0.8, ls=":")

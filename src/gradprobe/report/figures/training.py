@@ -77,6 +77,7 @@ def training_lines_figure(run: Run | str | Path):
     fig = figure(figsize=(9, 3.6))
     axes = fig.subplots(1, 2, sharex=True)
     from matplotlib import colormaps
+    from matplotlib.ticker import MaxNLocator
 
     cmap = colormaps["viridis"]
     for ax, (quantity, stat, title) in zip(
@@ -97,6 +98,7 @@ def training_lines_figure(run: Run | str | Path):
             )
         ax.set_yscale("log")
         ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title + " per weight", fontsize=10, loc="left")
     axes[1].axhline(1e-3, color="grey", lw=0.7, ls=":")  # the usual healthy order of magnitude
     axes[0].legend(fontsize=7, frameon=False, ncol=1 + len(keep) // 8)
