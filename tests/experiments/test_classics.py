@@ -88,6 +88,9 @@ def test_remedies(tmp_path_factory):
     r = quick(tmp_path_factory, "remedies", steps=150, variants=variants)
     n = r.numbers
     assert "vanishing" in n["baseline"]["findings_at_init"]
+    # σ' <= 1/4: the first layer's gradient underflows float32 to exactly 0 at init
+    assert n["baseline"]["init_first_layer_underflow"] == [True]
+    assert n["batchnorm"]["init_first_layer_underflow"] == [False]
     chance = math.log(10)
     assert n["baseline"]["final_loss"]["mean"] > 0.95 * chance and not n["baseline"]["fixed"]
     for cure in ("batchnorm", "residual"):
