@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 import gradprobe as gp
+from gradprobe.probe import hooks, log_spaced
 
 
 class CNN(nn.Module):
@@ -95,7 +96,7 @@ def test_probe_never_changes_training(name, tmp_path):
 
 def test_probe_never_changes_training_when_steps_are_skipped():
     base_losses, base_model, _ = _train("lstm", None)
-    losses, model, _ = _train("lstm", dict(every=gp.probe.log_spaced(3), histograms=True))
+    losses, model, _ = _train("lstm", dict(every=log_spaced(3), histograms=True))
     assert all(torch.equal(a, b) for a, b in zip(base_losses, losses, strict=True))
     for p, q in zip(base_model.parameters(), model.parameters(), strict=True):
         assert torch.equal(p, q)
@@ -128,10 +129,16 @@ def test_hooks_are_removed_on_exit_and_when_the_loop_raises():
         probe.step()
 
 
-def test_hooks_are_removed_when_setup_fails(tmp_path):
+def test_hooks_are_removed_when_setup_fails(monkeypatch):
     model = CASES["mlp"][0]()
-    with pytest.raises(gp.GradprobeError):
-        gp.watch(model, path=tmp_path / "missing" / "run.sqlite")
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def broken(self, optimizer, fn):  # the last hook to install fails
+        raise RuntimeError("cannot hook the optimizer")
+
+    monkeypatch.setattr(hooks.HookSet, "optimizer_step", broken)
+    with pytest.raises(RuntimeError, match="cannot hook"):
+        gp.watch(model, optimizer=opt)
     assert _hook_count(model) == 0
 
 
