@@ -33,9 +33,10 @@ op                 combination
                    and the rank it came from
 =================  ===========================================================================
 
-Parameter gradients under DDP are read once more at the very end of the backward pass, after
-DDP has averaged them (an autograd end-of-backward callback, queued so that it runs after
-DDP's and FSDP's own), so ``param_grad`` is the gradient the optimizer sees; under FSDP2
+Parameter gradients are not read by their hooks (under DDP those see the local, unsynced
+gradient) but at the very end of the backward pass, after DDP has averaged them (an autograd
+end-of-backward callback, queued so that it runs after DDP's and FSDP's own), so
+``param_grad`` is the gradient the optimizer sees; under FSDP2
 they are the local shards of the reduced gradient, summed across shards (``norm`` is the
 global norm). Weights are replicated under DDP (rank 0's), sharded under FSDP2 (global
 norms).

@@ -240,7 +240,10 @@ class Probe:
             op = "moments_shard" if is_shard(g) else op
             g = local(g)
             if self.logged:
-                self._dist.after_backward()  # param_grad again, once gradients are synced
+                # parameter gradients are read once synced, at the end of the backward
+                self._dist.after_backward()
+                if rec.kind == "param":
+                    return
         if self.logged:
             p = self.packer
             mom = R.moments(g)
