@@ -176,3 +176,24 @@ def test_fixed_range_histogram_counts_out_of_range_values():
     assert h.counts.sum() + h.below + h.above + h.zero == 1000
     g = probe.run.histogram("1", "grad_output", 0)
     assert g.counts.sum() + g.below + g.above + g.zero == 1000
+
+
+def test_finite_data_gives_no_nan_in_the_table():
+    """Undefined stats (std of one value, update ratio of all-zero weights) are left out
+    rather than stored as NaN, which would read as a NaN in the data."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.PReLU(), nn.Linear(4, 1))
+    nn.init.zeros_(model[0].bias)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gp.watch(model) as probe:
+        for _ in range(2):
+            model(torch.randn(5, 3)).sum().backward()
+            opt.step()
+            opt.zero_grad()
+            probe.step()
+    df = probe.run.to_pandas()
+    assert np.isfinite(df.value).all(), df[~np.isfinite(df.value)]
+    v = _values(probe.run, step=0)
+    assert ("1.weight", "param_grad", "std") not in v  # PReLU's single slope
+    assert ("0.bias", "update", "ratio") not in v  # ‖w_prev‖ = 0
+    assert ("0.bias", "update", "ratio") in _values(probe.run, step=1)

@@ -6,6 +6,7 @@ Stat names and definitions are documented in docs/PROBE.md.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 
 import torch
@@ -162,7 +163,8 @@ class Finisher:
             if d_sl is not None:
                 delta, prev = float(host[d_sl][0]), float(host[prev_sl][0])
                 rows.append((name, "update", "norm", delta))
-                rows.append((name, "update", "ratio", delta / prev if prev > 0 else float("nan")))
+                if prev > 0 or math.isnan(prev):  # undefined for weights that were all 0
+                    rows.append((name, "update", "ratio", delta / prev if prev > 0 else prev))
         pr.run.write_step(step, rows, positions, series, hists, first.pending)
         first.pending = []
 
@@ -299,8 +301,11 @@ def _norm(t: torch.Tensor) -> torch.Tensor:
 
 
 def _moment_rows(name: str, q: str, mo: R.Moments, calls: int) -> list[tuple]:
+    """std needs two values: a one-value tensor has none (no row, rather than a NaN that
+    would read as a NaN in the data)."""
+    std = [(name, q, "std", mo.std)] if mo.n > 1 else []
     return [
-        (name, q, "std", mo.std),
+        *std,
         (name, q, "rms", mo.rms),
         (name, q, "max_abs", mo.max_abs),
         (name, q, "nonfinite", mo.nonfinite / mo.n),
