@@ -10,7 +10,8 @@ nbformat = pytest.importorskip("nbformat")
 TOUR = Path(__file__).parents[2] / "examples" / "tour.ipynb"
 
 
-def test_tour_notebook_executes(tmp_path):
+def test_tour_notebook_executes(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel's torch: one thread, as in conftest
     nb = nbformat.read(TOUR, as_version=4)
     client = nbclient.NotebookClient(
         nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
