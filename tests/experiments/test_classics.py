@@ -123,3 +123,10 @@ def test_trainability(tmp_path_factory):
     assert six_xi[0.5] < 30 < six_xi[1.5]  # theory: depth 30 is too deep when ordered
     assert acc[0.5] < 20 and acc[1.5] > 80  # chance is 10 %
     assert n["critical_sigma_w2"] == pytest.approx(1.76, abs=0.02)
+
+
+def test_glorot2010_weight_gradient_histograms(glorot):
+    (numbers,) = [n for u, n in glorot.units if u["part"] == "init" and u["net"] == "tanh"]
+    width = glorot.config.init_width
+    sizes = [width * 32 * 32] + [width * width] * 4
+    assert [sum(h["counts"]) for h in numbers["weight_grad_hist"]] == sizes

@@ -4,9 +4,10 @@ feedforward neural networks", at initialisation and in training.
 At init (figs. 6–8 and §4.2.2), 5 hidden layers, tanh / softsign / sigmoid, the standard
 init ``W ~ U[−1/√n_in, 1/√n_in]`` vs the normalised init ``U[±√6/√(n_in + n_out)]`` (gain
 1, as in the paper: no 5/3 for tanh): per-layer activation, back-propagated gradient
-∂L/∂s (``s`` a layer's pre-activation) and weight-gradient statistics (histograms in the
-Run files), and the mean singular value of the hidden-to-hidden Jacobians
-``∂z^{i+1}/∂z^i = diag(f'(s^{i+1})) W^{i+1}`` (paper: ≈0.5 standard, ≈0.8 normalised).
+∂L/∂s (``s`` a layer's pre-activation) and weight-gradient statistics (activation and
+∂L/∂s histograms in the Run files, weight-gradient histograms in unit.json), and the mean
+singular value of the hidden-to-hidden Jacobians ``∂z^{i+1}/∂z^i = diag(f'(s^{i+1}))
+W^{i+1}`` (paper: ≈0.5 standard, ≈0.8 normalised).
 
 In training (Table 1, scaled to a CPU): SGD, mini-batch 10, the learning rate picked on a
 validation split from ``lrs``; test error of Softsign, Softsign N, Tanh, Tanh N, Sigmoid,
@@ -135,7 +136,16 @@ def _init_unit(cfg: Config, unit: dict, folder: Path) -> dict:
         "backprop_std": per_layer(run, "grad_output", "std", names),
         "weight_grad_std": per_layer(run, "param_grad", "std", [f"{n}.weight" for n in names]),
         "jacobian_mean_sv": _jacobian_sv(model, x[: cfg.jacobian_examples]),
+        "weight_grad_hist": [
+            _hist(dict(model.named_parameters())[f"{n}.weight"].grad) for n in names
+        ],
     }
+
+
+def _hist(g: torch.Tensor, bins: int = 50) -> dict:
+    """Fig. 8: a histogram of one weight gradient on [−max|g|, max|g|]."""
+    r = g.abs().max().item() or 1.0
+    return {"range": r, "counts": torch.histc(g, bins, -r, r).int().tolist()}
 
 
 @torch.no_grad()
