@@ -32,9 +32,8 @@ FLAGS = [
 
 @pytest.fixture(scope="module")
 def chromium():
-    found = os.environ.get("GRADPROBE_CHROMIUM") or next(
-        filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None
-    )
+    names = [os.environ.get("GRADPROBE_CHROMIUM") or "chromium", "chromium-browser"]
+    found = next(filter(None, map(shutil.which, names)), None)
     if found is None:
         if os.environ.get("GRADPROBE_SKIP_BROWSER"):
             pytest.skip("GRADPROBE_SKIP_BROWSER is set and Chromium is not installed")
