@@ -224,3 +224,14 @@ def test_rows_without_pandas_match_to_pandas():
     df = probe.run.to_pandas()
     assert len(rows) == len(df) and rows[0] == tuple(df.iloc[0])
     assert {r[0] for r in probe.run.rows(step=2)} == {2}
+
+
+def test_run_of_another_format_version_is_refused(tmp_path):
+    path = tmp_path / "v.sqlite"
+    gp.watch(_model(), path=path).close()
+    con = sqlite3.connect(path)
+    con.execute("UPDATE meta SET value = '99' WHERE key = 'version'")
+    con.commit()
+    con.close()
+    with pytest.raises(RunStoreError, match="version 99"):
+        Run.load(path)
