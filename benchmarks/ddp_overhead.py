@@ -46,6 +46,20 @@ def make_model() -> nn.Module:
     return nn.Sequential(*layers)
 
 
+SPENT = {"combine": 0.0, "all_reduce": 0.0}  # seconds inside the reducer, and its collectives
+
+
+def _timed(name: str, fn):
+    def wrapper(*args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            SPENT[name] += time.perf_counter() - t
+
+    return wrapper
+
+
 def time_config(ddp, model, opt, options, steps: int, x, y) -> tuple[float, int]:
     """Median seconds per step (after one warm-up step) and collectives issued by the probe."""
     probe = gp.watch(model, **{"distributed": True, **options}) if options else None
@@ -65,6 +79,10 @@ def time_config(ddp, model, opt, options, steps: int, x, y) -> tuple[float, int]
 
 def worker(rank: int, world: int, port: int, rounds: int, steps: int, out: dict) -> None:
     torch.set_num_threads(1)
+    from gradprobe.probe._distributed import Reducer
+
+    Reducer.__call__ = _timed("combine", Reducer.__call__)
+    Reducer._all_reduce = _timed("all_reduce", Reducer._all_reduce)
     dist.init_process_group(
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
     )
@@ -92,6 +110,7 @@ def worker(rank: int, world: int, port: int, rounds: int, steps: int, out: dict)
             out.update(
                 {k: statistics.median(v) for k, v in ratios.items()},
                 collectives=collectives,
+                spent=dict(SPENT),
             )
     finally:
         dist.destroy_process_group()
@@ -112,6 +131,12 @@ def main() -> None:
         out = dict(out)
     steps = args.steps + 1
     print(f"plain DDP step: {out['_plain_s'] * 1e3:.1f} ms (rank 0, median)")
+    n = sum(out["collectives"].values()) // 2 * args.rounds  # logged steps combined, all configs
+    spent = out["spent"]
+    print(
+        f"combining one logged step: {spent['combine'] / n * 1e3:.2f} ms on rank 0, of which "
+        f"{spent['all_reduce'] / n * 1e3:.2f} ms in its 2 all_reduce calls"
+    )
     print("| configuration | time / plain DDP | probe collectives per logged step |")
     print("|---|---:|---:|")
     for name, options in CONFIGS.items():
