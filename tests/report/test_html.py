@@ -121,3 +121,14 @@ def test_run_report_rich_display_and_save(rnn_run, tmp_path):
     fragment = report._repr_html_()
     assert "<html" not in fragment and "vanishing" in fragment  # the RNN forgets through time
     assert report.save(tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_report_on_an_experiment_folder_names_its_runs(tmp_path, mlp_run, capsys):
+    import shutil
+
+    unit = tmp_path / "exp" / "units" / "seed=0"
+    unit.mkdir(parents=True)
+    shutil.copy(mlp_run / "run.sqlite", unit / "init.sqlite")
+    assert _cli(["report", str(tmp_path / "exp")]) == 2
+    err = capsys.readouterr().err
+    assert "experiment folder with 1 runs" in err and "init.sqlite" in err

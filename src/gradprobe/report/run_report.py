@@ -34,7 +34,7 @@ def run_report(run: str | Path, html: Path | None = None, png: Path | None = Non
     from ..diagnose import diagnose
     from .figures import as_run, run_figures, save
 
-    run = as_run(run)
+    run = as_run(_experiment_unit(run))
     out = console()
     findings = list(diagnose(run))
     v = verdict(findings)
@@ -54,3 +54,19 @@ def run_report(run: str | Path, html: Path | None = None, png: Path | None = Non
         path = write_html(run, html, findings, drawn=drawn)
         out.print(f"report: {path} ({path.stat().st_size / 1e3:.0f} kB)")
     return 0
+
+
+def _experiment_unit(path):
+    """An experiment folder (``gradprobe run``) holds one run per unit: name them."""
+    p = Path(path)
+    if p.is_dir() and not (p / "run.sqlite").exists():
+        units = sorted(p.glob("units/*/*.sqlite"))
+        if units:
+            from ..errors import InvalidInputError
+
+            shown = "\n  ".join(str(u) for u in units[:8]) + ("\n  ..." if len(units) > 8 else "")
+            raise InvalidInputError(
+                f"{p} is an experiment folder with {len(units)} runs; report one of them:\n  "
+                + shown
+            )
+    return path
