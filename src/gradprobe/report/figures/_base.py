@@ -35,18 +35,15 @@ def as_run(run: Run | str | Path) -> Run:
     )
 
 
-def require(run: Run, quantity: str, stat: str | None = None, *, how: str, steps: int = 1):
+def require(run: Run, quantity: str, stat: str, *, how: str, steps: int = 1) -> None:
     """Raise :class:`MissingData` unless ``run`` holds (quantity, stat) on >= ``steps`` steps."""
-    if stat is not None:
-        have = {q for q in run.quantities()}
-        if (quantity, stat) not in have:
-            raise MissingData(f"the run has no {quantity}/{stat}; {how}")
-        _, logged, _ = run.matrix(quantity, stat)
-        if len(logged) < steps:
-            raise MissingData(
-                f"{quantity}/{stat} is logged on {len(logged)} step(s), the figure needs "
-                f"{steps}; {how}"
-            )
+    if (quantity, stat) not in set(run.quantities()):
+        raise MissingData(f"the run has no {quantity}/{stat}; {how}")
+    _, logged, _ = run.matrix(quantity, stat)
+    if len(logged) < steps:
+        raise MissingData(
+            f"{quantity}/{stat} is logged on {len(logged)} step(s), the figure needs {steps}; {how}"
+        )
 
 
 def pick_step(run: Run, step: int | None) -> int:
