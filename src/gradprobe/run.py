@@ -5,6 +5,11 @@ process killed at any point leaves every committed step readable, and another pr
 can read the run while it is written. ``Run.load(path)`` opens a stored run read-only;
 without a path the run lives in memory with the same interface.
 
+One writer per run: the writer holds an exclusive ``flock`` on ``<file>.lock`` for its
+lifetime, so a second process that tries to write the same path gets a RunStoreError
+(never a file corrupted by two writers). A write that fails (disk full, file-size limit)
+rolls back that step only and raises a RunStoreError; every step before it stays.
+
 >>> run = Run.load("runs/mlp.sqlite")                         # doctest: +SKIP
 >>> run.to_pandas().query("quantity == 'activation' and stat == 'std'")   # doctest: +SKIP
 """
@@ -13,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -94,6 +100,37 @@ def _resolve(path: str | Path) -> Path:
     return p / FILENAME if p.is_dir() else p
 
 
+def _lock(p: Path):
+    """An exclusive, non-blocking lock on ``<p>.lock``; the open file is the lock's owner."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no cross-process guard
+        return None
+    lock_path = Path(str(p) + ".lock")
+    try:
+        handle = open(lock_path, "a+")  # noqa: SIM115 - held open for the writer's lifetime
+    except OSError as err:
+        raise RunStoreError(
+            f"cannot create the lock file {lock_path}: {err.strerror}; check that the folder "
+            "is writable"
+        ) from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        owner = handle.read().strip() or "another process"
+        handle.close()
+        raise RunStoreError(
+            f"{p} is being written by {owner}; one run file has one writer — pass another "
+            "path, or wait for that process to finish"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"process {os.getpid()}")
+    handle.flush()
+    return handle
+
+
 def _connect(target: str, uri: bool = False) -> sqlite3.Connection:
     con = sqlite3.connect(target, uri=uri, check_same_thread=False, isolation_level=None)
     con.execute("PRAGMA busy_timeout = 5000")
@@ -109,6 +146,7 @@ class Run:
         self.writable = writable
         self._layer_ids: dict[str, int] = {}
         self._qids: dict[tuple[str, str], int] = {}
+        self._lock = None  # the writer's lock file (file runs only)
 
     # -- creating and opening ---------------------------------------------------------
     @classmethod
@@ -116,6 +154,7 @@ class Run:
         cls, path: str | Path | None = None, meta: dict | None = None, overwrite: bool = False
     ) -> Run:
         """A new, writable run: in memory when ``path`` is None, else one SQLite file."""
+        lock = None
         if path is None:
             con = _connect(":memory:")
         else:
@@ -125,6 +164,7 @@ class Run:
                     f"cannot create run file {p}: folder {p.parent} does not exist; "
                     "create it first (mkdir -p) or pass another path"
                 )
+            lock = _lock(p)  # before looking at (or replacing) the file
             if p.exists():
                 if not overwrite:
                     kind = "a gradprobe run" if _is_run_file(p) else "not a gradprobe run"
@@ -161,7 +201,9 @@ class Run:
             raise RunStoreError(
                 f"cannot write run file {path}: {err}; check that the folder is writable"
             ) from None
-        return cls(con, None if path is None else _resolve(path), writable=True)
+        run = cls(con, None if path is None else _resolve(path), writable=True)
+        run._lock = lock
+        return run
 
     @classmethod
     def load(cls, path: str | Path) -> Run:
@@ -184,16 +226,27 @@ class Run:
         run = cls(con, p, writable=False)
         version = run.meta.get("version")
         if version != VERSION:
+            newer = isinstance(version, int) and version > VERSION
             raise RunStoreError(
                 f"{p} has run format version {version}; this gradprobe reads {VERSION}"
+                + ("; upgrade gradprobe (pip install -U gradprobe) to read it" if newer else "")
             )
         return run
+
+    def finish_writing(self) -> None:
+        """Give up the writer's lock (idempotent): the run stays readable, another process may
+        now write this path. Called by the probe when its ``with`` block ends."""
+        if self._lock is not None:
+            self._lock.close()  # releases the flock
+            self._lock = None
+        self.writable = False
 
     def close(self) -> None:
         """Close the file (idempotent); an in-memory run stays open (closing would lose it)."""
         if self._con is not None and self.path is not None:
             self._con.close()
             self._con = None
+        self.finish_writing()
 
     def __enter__(self) -> Run:
         return self
@@ -284,8 +337,14 @@ class Run:
                 [(e.step, e.phase, ids.get(e.layer), e.detail) for e in events],
             )
             con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
+        except BaseException as err:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            if isinstance(err, sqlite3.Error):
+                raise RunStoreError(
+                    f"could not store step {step} in {self.path or 'memory'}: {err}; the steps "
+                    "before it are kept — free disk space or pass a path on another disk"
+                ) from None
             raise
 
     def set_meta(self, key: str, value: Any) -> None:

@@ -286,6 +286,7 @@ class Probe:
                 self.first.flush(self._step)
             finally:
                 self.run.set_meta("closed_at_step", self._step)
+                self.run.finish_writing()
 
     def _check_open(self) -> None:
         if self._closed:
