@@ -40,9 +40,10 @@ def test_trainer_callback_watches_steps_and_logs_findings(tmp_path):
 
     torch.manual_seed(0)
     cb = GradprobeTrainerCallback()
+    report_to = ["tensorboard"] if _has("tensorboard") else []
     args = transformers.TrainingArguments(
         output_dir=str(tmp_path), max_steps=4, per_device_train_batch_size=8,
-        gradient_accumulation_steps=2, report_to=[], use_cpu=True, save_strategy="no",
+        gradient_accumulation_steps=2, report_to=report_to, use_cpu=True, save_strategy="no",
         eval_strategy="steps", eval_steps=2, logging_steps=1, disable_tqdm=True,
         dataloader_num_workers=0,
     )  # fmt: skip
@@ -58,6 +59,23 @@ def test_trainer_callback_watches_steps_and_logs_findings(tmp_path):
     last = trainer.state.log_history[-1]
     assert "gradprobe/findings_error" in last and "gradprobe/findings" in last
     assert last["gradprobe/findings_error"] == sum(f.severity == "error" for f in cb.findings)
+    if report_to:  # the run's numbers also went to TensorBoard, next to the Trainer's own
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        folders = {p.parent for p in tmp_path.rglob("events.out.tfevents.*")}
+        ours = [f for f in folders if f.name == "gradprobe"]
+        assert len(ours) == 1, folders
+        ea = EventAccumulator(str(ours[0]), size_guidance={"scalars": 0})
+        ea.Reload()
+        norms = [e.value for e in ea.Scalars("gradprobe/param_grad/norm/net.0.weight")]
+        _, _, ref = run.matrix("param_grad", "norm", role="param")
+        assert norms == pytest.approx(list(ref[0]), rel=1e-6)
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 def test_missing_package_names_the_pip_command(monkeypatch):
