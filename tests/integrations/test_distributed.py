@@ -195,3 +195,10 @@ def test_watch_distributed_needs_a_process_group():
         assert probe._dist is None
     with pytest.raises(gp.GradprobeError, match="True, False or 'auto'"):
         gp.watch(model, distributed="yes")
+
+
+def test_all_ranks_write_names_a_file_per_rank(tmp_path):
+    from gradprobe.probe._distributed import rank_path
+
+    assert rank_path(tmp_path / "a.sqlite", 1) == tmp_path / "a.rank1.sqlite"
+    assert rank_path(tmp_path, 3) == tmp_path / "run.rank3.sqlite"  # a folder: run.sqlite in it
