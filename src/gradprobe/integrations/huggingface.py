@@ -8,7 +8,8 @@ in the same probe step); evaluation forwards are not recorded (the hooks only li
 ``on_step_begin`` and ``on_step_end``). At the end the findings go to ``state.log_history``
 (the count per severity, and the findings' text), to the ``transformers`` logger, and, when
 ``report_to`` names them, to TensorBoard (``<logging_dir>/gradprobe``) and to the active
-W&B run, with every recorded number (``log_run=True``).
+W&B run, with every recorded number (``log_run=True``). Under DDP/FSDP (``torchrun``) every
+rank watches and the numbers are combined across ranks; rank 0 writes (``distributed``).
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ def _build():
 
         def __init__(
             self, every=1, histograms: bool = False, path=None, *, log_run: bool = True,
-            **watch_options,
+            distributed="auto", **watch_options,
         ) -> None:  # fmt: skip
             self.every, self.histograms, self.path = every, histograms, path
-            self.log_run = log_run
+            self.log_run, self.distributed = log_run, distributed
             self.watch_options = watch_options
             self.probe = None
             self.run = None
@@ -41,7 +42,7 @@ def _build():
 
             self.probe = watch(
                 model, every=self.every, histograms=self.histograms, path=self.path,
-                **self.watch_options,
+                distributed=self.distributed, **self.watch_options,
             )  # fmt: skip
             self.probe.hooks.active = False  # listen from on_step_begin only
             self.run = self.probe.run
@@ -73,17 +74,25 @@ def _build():
             report_to = args.report_to or []
             report_to = [report_to] if isinstance(report_to, str) else report_to
             if "tensorboard" in report_to:
-                from .tensorboard import to_tensorboard
+                from torch.utils.tensorboard import SummaryWriter
 
-                folder = Path(getattr(args, "logging_dir", None) or args.output_dir)
-                to_tensorboard(self.run, folder / "gradprobe", findings=self.findings)
+                from .tensorboard import to_tensorboard, write_findings
+
+                folder = Path(getattr(args, "logging_dir", None) or args.output_dir) / "gradprobe"
+                if self.log_run:
+                    to_tensorboard(self.run, folder, findings=self.findings)
+                else:
+                    with SummaryWriter(str(folder)) as writer:
+                        write_findings(writer, self.findings, state.global_step)
             if "wandb" in report_to:
                 import wandb
 
-                from .wandb import to_wandb
+                from .wandb import log_findings, to_wandb
 
-                if wandb.run is not None:
+                if wandb.run is not None and self.log_run:
                     to_wandb(self.run, wandb_run=wandb.run, findings=self.findings)
+                elif wandb.run is not None:
+                    log_findings(wandb.run, self.findings, state.global_step)
 
     return GradprobeTrainerCallback
 
