@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import types
 
@@ -21,7 +22,10 @@ from .thresholds import Thresholds
 def diagnose(
     run: Run, thresholds: Thresholds | None = None, rules: list[str] | None = None
 ) -> list[Finding]:
-    """Run every registered rule (or those named) over ``run``; most severe first."""
+    """Run every registered rule (or those named) over ``run`` (a Run or a run file's path);
+    most severe first."""
+    if isinstance(run, (str, os.PathLike)):
+        run = Run.load(run)
     if not isinstance(run, Run):
         raise InvalidInputError(
             f"diagnose needs a gradprobe Run (from gp.check, gp.watch or Run.load), got "

@@ -126,6 +126,12 @@ def _loss(output: torch.Tensor, target, loss_fn) -> torch.Tensor:
     elif isinstance(target, torch.Tensor) and not target.is_floating_point():
         loss = F.cross_entropy(output.float(), target)
     elif isinstance(target, torch.Tensor):
+        if target.shape != output.shape:  # MSE would broadcast silently into wrong numbers
+            raise InvalidInputError(
+                f"a value target must have the output's shape {tuple(output.shape)}, got "
+                f"{tuple(target.shape)}; pass a target that matches the output, or class "
+                "indices (an integer tensor) for cross-entropy"
+            )
         loss = F.mse_loss(output.float(), target.float())
     else:
         raise InvalidInputError(
@@ -134,6 +140,19 @@ def _loss(output: torch.Tensor, target, loss_fn) -> torch.Tensor:
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
         raise InvalidInputError("loss_fn must return a scalar tensor; reduce it with .mean()")
     return loss
+
+
+def _check_devices(model, inputs) -> None:
+    """Inputs must live where the model's parameters live (a clear error, not a traceback)."""
+    if not isinstance(model, nn.Module):
+        return
+    param = next(model.parameters(), None)
+    for x in inputs:
+        if param is not None and isinstance(x, torch.Tensor) and x.device != param.device:
+            raise InvalidInputError(
+                f"the inputs are on {x.device} but the model is on {param.device}; move them "
+                f"with inputs.to({str(param.device)!r})"
+            )
 
 
 def check(
@@ -167,6 +186,7 @@ def check(
             f"inputs must be a tensor, a tuple of tensors or a dict, got {type(inputs).__name__}; "
             "pass a batch of data, e.g. torch.randn(64, 784)"
         )
+    _check_devices(model, [*args, *kwargs.values()])
     grads = {p: p.grad for p in model.parameters()} if isinstance(model, nn.Module) else {}
     buffers = {}
     probe = watch(model, every=1, histograms=histograms, path=path, updates=False)
@@ -189,7 +209,17 @@ def check(
             y = primary_tensor(out)
             if y is None:
                 raise InvalidInputError("the model returned no floating-point tensor to check")
-            loss = _loss(y, target, loss_fn)
+            try:
+                loss = _loss(y, target, loss_fn)
+            except GradprobeError:
+                raise
+            except Exception as err:
+                shape = tuple(target.shape) if isinstance(target, torch.Tensor) else None
+                raise InvalidInputError(
+                    f"the loss could not be computed from the output of shape {tuple(y.shape)} "
+                    f"and the target of shape {shape} ({err}); pass a target that matches the "
+                    "output (class indices of shape (batch,) or values shaped like the output)"
+                ) from None
             loss.backward()
             probe.step()
     finally:
