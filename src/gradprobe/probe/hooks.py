@@ -7,6 +7,10 @@ closed records nothing.
 
 Every hook function is wrapped in ``torch.compiler.disable``: under ``torch.compile`` it runs
 eagerly (a graph break at each watched module) instead of being traced and recompiled.
+
+An exception inside a hook never reaches the user's training loop: ``HookSet.wrap`` catches
+it, hands it to ``on_error`` (the probe records it as a warning in the run) and the hook
+returns None, leaving the module's inputs, outputs and gradients untouched.
 """
 
 from __future__ import annotations
@@ -44,21 +48,37 @@ class Hook:
 class HookSet:
     """All hooks of one probe; ``remove()`` (or leaving the ``with`` block) removes them all."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_error: Callable[[str, Exception], None] | None = None) -> None:
         self.hooks: list[Hook] = []
         self.active = True
+        self.on_error = on_error
+
+    def wrap(self, fn: Callable, name: str) -> Callable:
+        """``fn`` run eagerly, its exceptions caught and reported to ``on_error``."""
+
+        def safe(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as err:
+                if self.on_error is None:
+                    raise
+                self.on_error(name, err)
+                return None
+
+        return eager(safe)
 
     def forward(self, module: torch.nn.Module, fn: Callable, name: str) -> None:
-        self._add(module.register_forward_hook(eager(fn)), f"forward:{name}")
+        self._add(module.register_forward_hook(self.wrap(fn, name)), f"forward:{name}")
 
     def forward_pre(
         self, module: torch.nn.Module, fn: Callable, name: str, with_kwargs: bool = False
     ) -> None:
-        handle = module.register_forward_pre_hook(eager(fn), with_kwargs=with_kwargs)
+        handle = module.register_forward_pre_hook(self.wrap(fn, name), with_kwargs=with_kwargs)
         self._add(handle, f"forward_pre:{name}")
 
     def param(self, param: torch.nn.Parameter, fn: Callable, name: str) -> None:
-        self._add(param.register_post_accumulate_grad_hook(eager(fn)), f"grad:{name}")
+        hook = self.wrap(fn, name)
+        self._add(param.register_post_accumulate_grad_hook(hook), f"grad:{name}")
 
     def optimizer_step(self, optimizer: torch.optim.Optimizer, fn: Callable) -> None:
         self._add(optimizer.register_step_post_hook(fn), "optimizer_step")

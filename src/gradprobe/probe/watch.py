@@ -7,7 +7,9 @@ how each stat is defined: docs/PROBE.md.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import weakref
 from collections.abc import Callable
 
@@ -20,7 +22,7 @@ from . import reducers as R
 from ._distributed import Reducer, is_shard, local, rank_path
 from ._distributed import resolve as resolve_distributed
 from ._step import Finisher, FirstNonFinite
-from .hooks import HookSet, eager
+from .hooks import HookSet
 from .modules import BwdRec, Slot, primary_tensor, rnn_time_dim, watched_modules
 from .schedules import Schedule, as_schedule
 
@@ -48,7 +50,9 @@ class Probe:
         self._dist = distributed  # combines each logged step across ranks (_distributed.py)
         self.hist_range = None if hist_range is None else float(hist_range)
         self._schedule, self._updates, self._track = schedule, updates, first_nonfinite
-        self.hooks = HookSet()
+        self.hooks = HookSet(on_error=self._hook_failed)
+        self.warnings: list[str] = []
+        self._failed: set[tuple[str, str]] = set()
         self._closed = False
         self._step = 0
         self.slots = [Slot(0, INPUT, None)]
@@ -68,7 +72,7 @@ class Probe:
         self._snap: list[torch.Tensor] | None = None
         self._snap_valid = False
         self._last_norms: tuple[int, list] = (-1, [])
-        self._on_grad_eager = eager(self._on_grad)
+        self._on_grad_eager = self.hooks.wrap(self._on_grad, "gradient")
         try:
             self._install(optimizer)
         except BaseException:
@@ -190,7 +194,8 @@ class Probe:
                         a = a.detach().requires_grad_(True)
                         new_args = (a, *args[1:])
                     if a.requires_grad:
-                        a.register_hook(eager(self._rnn_input_hook(slot, rnn_time_dim(module, a))))
+                        fn = self._rnn_input_hook(slot, rnn_time_dim(module, a))
+                        a.register_hook(self.hooks.wrap(fn, f"{slot.name} input gradient"))
             return new_args
 
         return hook
@@ -259,14 +264,33 @@ class Probe:
 
     # -- steps -----------------------------------------------------------------------------
     def step(self) -> None:
-        """Mark the end of a training step (after ``optimizer.step()``)."""
+        """Mark the end of a training step (after ``optimizer.step()``).
+
+        A failure while recording (a hook that failed earlier, a full disk) is recorded as
+        a warning and the step's numbers are dropped; it never stops the training loop.
+        """
         self._check_open()
-        if self.logged:
-            self._finisher.finish_logged(self._step, write=True)
-        else:
-            self.first.push_flags(self)
+        try:
+            if self.logged:
+                self._finisher.finish_logged(self._step, write=True)
+            else:
+                self.first.push_flags(self)
+        except Exception as err:
+            self._hook_failed(f"step {self._step}", err)
         self._step += 1
         self._begin_step()
+
+    def _hook_failed(self, where: str, err: Exception) -> None:
+        """Record a probe failure as a warning in the run (once per place and error type)."""
+        key = (where.split(" ")[0], type(err).__name__)
+        if key in self._failed:
+            return
+        self._failed.add(key)
+        message = f"{where}: {type(err).__name__}: {err}"
+        self.warnings.append(message)
+        logging.getLogger("gradprobe").warning("gradprobe probe failed at %s", message)
+        with contextlib.suppress(Exception):  # the store itself may be what failed
+            self.run.set_meta("warnings", self.warnings)
 
     def close(self) -> None:
         """Remove every hook (idempotent) and record any pending first-non-finite event."""
