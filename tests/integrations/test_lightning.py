@@ -105,3 +105,34 @@ def test_missing_package_names_the_pip_command(monkeypatch):
         monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(GradprobeError, match=r"pip install 'gradprobe\[lightning\]'"):
         from gradprobe.integrations.lightning import GradprobeCallback  # noqa: F401
+
+
+@pytest.mark.slow
+def test_ddp_spawn_two_processes_combine_and_rank0_writes(tmp_path):
+    """Lightning's own DDP (2 CPU processes, gloo): one process on the whole batch, again."""
+    import math
+    import os
+    import subprocess
+
+    here = os.path.dirname(__file__)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": here}
+    out = subprocess.run(
+        [sys.executable, os.path.join(here, "_lightning_ddp.py"), str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.glob("*.sqlite")) == ["run.sqlite"]
+    ranks = [(tmp_path / f"rank{r}.txt").read_text().split() for r in range(2)]
+    assert ranks[0] == ranks[1] and ranks[0][0] == "2"  # same findings on both ranks
+
+    import gradprobe as gp
+
+    from ._lightning_ddp import reference
+
+    got = {r[:4]: r[4] for r in gp.Run.load(tmp_path / "run.sqlite").rows()}
+    # the layers of the network (Lightning also calls the module itself: "(model)", "(input)")
+    want = {r[:4]: r[4] for r in reference().rows() if r[1].startswith("net.")}
+    assert len(want) > 50 and want.keys() <= got.keys()
+    for key, value in want.items():
+        tol = 1e-4 if key[3] == "std" else 2e-5
+        assert got[key] == pytest.approx(value, rel=tol, abs=1e-9) or math.isnan(value), key

@@ -94,6 +94,8 @@ def _build():
                 elif wandb.run is not None:
                     log_findings(wandb.run, self.findings, state.global_step)
 
+    # picklable: found again as this module's attribute
+    GradprobeTrainerCallback.__qualname__ = "GradprobeTrainerCallback"
     return GradprobeTrainerCallback
 
 

@@ -94,6 +94,8 @@ def _build():
             for logger in trainer.loggers:
                 _log(logger, self.run, self.findings, self.log_run)
 
+    # picklable (ddp_spawn pickles callbacks): found again as this module's attribute
+    GradprobeCallback.__qualname__ = "GradprobeCallback"
     return GradprobeCallback
 
 
