@@ -62,6 +62,41 @@ def train(model, rank: int, world: int, path, watched=None, data_world=None) -> 
     return probe.run
 
 
+class Recurrent(torch.nn.Module):
+    """A GRU and a head: per-time-step gradient norms (∂L/∂h_t, ∂L/∂x_t) are series."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.rnn = torch.nn.GRU(3, 8, batch_first=True)
+        self.head = torch.nn.Linear(8, 1)
+
+    def forward(self, x):
+        return self.head(self.rnn(x)[0][:, -1])
+
+
+def train_recurrent(model, rank: int, world: int, watched=None, data_world=None) -> dict:
+    """Two logged steps; returns the per-time-step series of the GRU."""
+    g = torch.Generator().manual_seed(2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    kwargs = {"distributed": True} if world > 1 else {}
+    with gp.watch(watched or model, **kwargs) as probe:
+        for _ in range(2):
+            x = torch.randn(4 * (data_world or world), 5, 3, generator=g)
+            y = torch.randn(4 * (data_world or world), 1, generator=g)
+            xr, yr = x.chunk(world)[rank], y.chunk(world)[rank]
+            torch.nn.functional.mse_loss(model(xr), yr).backward()
+            opt.step()
+            opt.zero_grad()
+            probe.step()
+    run = probe.run
+    return {
+        f"{step}|{q}": run.series("rnn", q, step).tolist()
+        for step in run.steps
+        for q in ("rnn_grad_output_t", "rnn_grad_input_t")
+    }
+
+
 def dump(run: gp.Run, path: Path) -> None:
     hists = {}
     for step in run.steps:
@@ -101,6 +136,10 @@ def main() -> None:
         ddp = DDP(model)
         run = train(ddp, rank, world, out / "ddp.sqlite", watched=model)
         dump(run, out / f"ddp.rank{rank}.json")
+
+        model = Recurrent()
+        series = train_recurrent(DDP(model), rank, world, watched=model)
+        (out / f"rnn.rank{rank}.json").write_text(json.dumps(series))
 
         # the accelerator code path (everything decided on the device), run on the CPU
         from gradprobe.probe import reducers

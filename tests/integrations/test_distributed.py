@@ -187,6 +187,16 @@ def test_two_collectives_per_logged_step_and_only_rank0_writes(out, kind):
     assert sorted(p.name for p in out.glob(f"{kind}.*sqlite")) == [f"{kind}.sqlite"]
 
 
+def test_recurrent_time_step_norms_are_global(out):
+    """‖∂L/∂h_t‖ and ‖∂L/∂x_t‖ of a GRU: sqrt of the ranks' squared norms (gradient scale 1/2)."""
+    got = json.loads((out / "rnn.rank0.json").read_text())
+    want = W.train_recurrent(W.Recurrent(), 0, 1, data_world=WORLD)
+    assert got.keys() == want.keys() and len(got) == 4
+    for key, values in want.items():
+        assert len(values) == 5, key  # one per time step
+        assert got[key] == pytest.approx(values, rel=2e-5), key
+
+
 def test_watch_distributed_needs_a_process_group():
     model = W.make_model()
     with pytest.raises(gp.GradprobeError, match="init_process_group"):
