@@ -17,6 +17,7 @@ every finished unit and ``resume=True`` runs only the others.
 
 from __future__ import annotations
 
+import gc
 import shutil
 import sys
 import time
@@ -97,6 +98,7 @@ def _run_one(name: str, cfg: Any, unit: dict, folder: str, threads: int) -> tupl
         numbers = exp.run_unit(cfg, dict(unit), path)
     finally:
         torch.set_num_threads(before)
+        gc.collect()  # probes and hooks form cycles: close their Run files (WAL merged) now
     seconds = time.perf_counter() - start
     write_json(path / "unit.json", {"unit": unit, "numbers": numbers, "seconds": seconds})
     return numbers, seconds
