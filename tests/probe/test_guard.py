@@ -97,3 +97,22 @@ def test_close_is_idempotent_and_bad_options_are_explained():
         gp.guard(object(), opt)
     with pytest.raises(InvalidInputError, match="explode_factor"):
         gp.guard(model, opt, explode_factor=0.5)
+
+
+def test_guard_as_an_option_of_watch_skips_and_records(digits):
+    guarded, opt = make()
+    with gp.watch(guarded, optimizer=opt, guard=True) as probe:
+        train(guarded, opt, digits, poison={7}, steps=12)
+    by_hand, opt2 = make()
+    train(by_hand, opt2, digits, skip={7}, steps=12)
+    assert all(
+        torch.equal(a, b) for a, b in zip(guarded.parameters(), by_hand.parameters(), strict=True)
+    )
+    assert probe.run.meta["guard_skipped"] == [
+        {"step": 7, "reason": "non_finite", "origin": "0.weight"}
+    ]
+    assert probe.run.steps == list(range(12))  # the skipped step still ended the probe's step
+    assert probe.run.first_nonfinite("forward").step == 7
+    assert "step" not in opt.__dict__
+    with pytest.raises(InvalidInputError, match="optimizer"):
+        gp.watch(guarded, guard=True)

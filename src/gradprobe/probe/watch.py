@@ -52,6 +52,8 @@ class Probe:
         self._schedule, self._updates, self._track = schedule, updates, first_nonfinite
         self.hooks = HookSet(on_error=self._hook_failed)
         self.warnings: list[str] = []
+        self.guard = None  # set by watch(..., guard=True)
+        self.skipped: list = []
         self._failed: set[tuple[str, str]] = set()
         self._closed = False
         self._step = 0
@@ -280,6 +282,16 @@ class Probe:
         self._step += 1
         self._begin_step()
 
+    def _guard_skipped(self, skipped) -> None:
+        """The guard skipped a step: the optimizer's post-hook will not end it, so end it here."""
+        self.skipped.append(skipped)
+        with contextlib.suppress(Exception):
+            self.run.set_meta(
+                "guard_skipped",
+                [{"step": s.step, "reason": s.reason, "origin": s.origin} for s in self.skipped],
+            )
+        self.step()
+
     def _hook_failed(self, where: str, err: Exception) -> None:
         """Record a probe failure as a warning in the run (once per place and error type)."""
         key = (where.split(" ")[0], type(err).__name__)
@@ -297,6 +309,8 @@ class Probe:
         if self._closed:
             return
         self._closed = True
+        if self.guard is not None:
+            self.guard.close()
         try:
             self.hooks.remove()
         finally:
@@ -358,6 +372,7 @@ def watch(
     overwrite: bool = False,
     distributed: bool | str = False,
     all_ranks_write: bool = False,
+    guard: bool | dict = False,
 ) -> Probe:
     """Watch ``model`` while it trains; ``probe.step()`` ends a step, ``probe.run`` holds it all.
 
@@ -372,6 +387,9 @@ def watch(
     initialised): every rank watches, each logged step is combined across ranks (two
     collectives; see probe/_distributed.py) and only rank 0 writes ``path`` (other ranks keep
     the combined run in memory), unless ``all_ranks_write`` (``NAME.rankK.sqlite``).
+    ``guard``: True (or a dict of :func:`gradprobe.guard` options) with ``optimizer``: skip
+    non-finite/exploding steps and restore the last good state (see probe/guard.py); a
+    skipped step still ends the probe's step, and is listed in ``run.meta["guard_skipped"]``.
 
     >>> with gp.watch(model) as probe:                          # doctest: +SKIP
     ...     for x, y in loader:
@@ -408,8 +426,22 @@ def watch(
             path = rank_path(path, reducer.rank)
         elif reducer.rank != 0:
             path = None
+    if guard is not False and optimizer is None:
+        raise InvalidInputError("guard=True needs optimizer=: the guard wraps optimizer.step()")
+    if not isinstance(guard, (bool, dict)):
+        raise InvalidInputError(f"guard must be True, False or a dict of options, got {guard!r}")
     run = Run.create(path, meta=meta, overwrite=overwrite)
-    return Probe(
+    probe = Probe(
         model, schedule, histograms, run, bins=bins, hist_range=hist_range, updates=updates,
         first_nonfinite=first_nonfinite, optimizer=optimizer, distributed=reducer,
     )  # fmt: skip
+    if guard is not False:
+        from .guard import Guard
+
+        options = guard if isinstance(guard, dict) else {}
+        try:
+            probe.guard = Guard(model, optimizer, on_skip=probe._guard_skipped, **options)
+        except BaseException:
+            probe.close()
+            raise
+    return probe
