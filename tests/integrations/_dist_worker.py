@@ -45,12 +45,14 @@ def schedule(step: int) -> bool:
     return step != UNLOGGED
 
 
-def train(model, rank: int, world: int, path, watched=None, data_world=None) -> gp.Run:
+def train(
+    model, rank: int, world: int, path, watched=None, data_world=None, every=schedule
+) -> gp.Run:
     """``world=1, data_world=2``: the single-process reference on the whole batch."""
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     kwargs = {"distributed": True} if world > 1 else {}
     with gp.watch(
-        watched or model, every=schedule, histograms=True, bins=16, path=path, **kwargs
+        watched or model, every=every, histograms=True, bins=16, path=path, **kwargs
     ) as probe:
         for x, y in batches(data_world or world):
             xr, yr = x.chunk(world)[rank], y.chunk(world)[rank]
@@ -136,6 +138,10 @@ def main() -> None:
         ddp = DDP(model)
         run = train(ddp, rank, world, out / "ddp.sqlite", watched=model)
         dump(run, out / f"ddp.rank{rank}.json")
+
+        model = make_model()  # every step logged: the NaN is found in a logged step's counts
+        run = train(DDP(model), rank, world, None, watched=model, every=1)
+        dump(run, out / f"ddp_logged.rank{rank}.json")
 
         model = Recurrent()
         series = train_recurrent(DDP(model), rank, world, watched=model)

@@ -187,6 +187,15 @@ def test_two_collectives_per_logged_step_and_only_rank0_writes(out, kind):
     assert sorted(p.name for p in out.glob(f"{kind}.*sqlite")) == [f"{kind}.sqlite"]
 
 
+def test_nonfinite_in_a_logged_step_names_its_rank(out):
+    got = _load(out, "ddp_logged", 0)["events"]
+    want = W.train(W.make_model(), 0, 1, None, data_world=WORLD, every=1).events()
+    assert [e[:3] for e in got] == [[e.step, e.phase, e.layer] for e in want]
+    for (*_, detail), ref in zip(got, want, strict=True):
+        assert "of its values) on rank 1" in detail  # the fraction of the whole batch, and where
+        assert detail.replace(" on rank 1", "") == ref.detail
+
+
 def test_recurrent_time_step_norms_are_global(out):
     """‖∂L/∂h_t‖ and ‖∂L/∂x_t‖ of a GRU: sqrt of the ranks' squared norms (gradient scale 1/2)."""
     got = json.loads((out / "rnn.rank0.json").read_text())
