@@ -1,8 +1,10 @@
 """One rank of the distributed tests: ``python _dist_worker.py RANK WORLD PORT OUT``.
 
-Trains the same small model under DDP and then under FSDP2 (``fully_shard``) with
-``gp.watch(..., distributed=True)`` and leaves, in OUT, rank 0's stored runs and every
-rank's view of them (JSON) for the test to compare with one process on the whole batch.
+Trains small models with ``gp.watch(..., distributed=True)``: an MLP under DDP (NaN in an
+unlogged step), the same with every step logged, a GRU under DDP, the MLP under DDP on the
+accelerator code path, and the MLP under FSDP2 (``fully_shard``). Leaves, in OUT, rank 0's
+stored runs and every rank's view of them (JSON), for the test to compare with one process
+on the whole batch.
 """
 
 from __future__ import annotations
