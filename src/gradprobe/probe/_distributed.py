@@ -6,7 +6,8 @@ the step's one device-to-host copy the reducer combines the packed buffer across
 **two collectives per logged step, whatever the model's size**: one ``all_reduce(MAX)`` of a
 packed tensor (maxima, negated minima, histogram ranges, per-unit maxima for dead units,
 first-non-finite codes with their rank), then one ``all_reduce(SUM)`` of another (Σx, Σx²,
-counts, histogram bins, element counts). Unlogged steps cost nothing.
+counts, histogram bins, element counts). Unlogged steps issue no collective. Checks that need
+the host (the layout checksum, the summed element counts) run after the one copy.
 
 What each op means (``c`` is the gradient scale, ``1/world_size``: DDP and FSDP average the
 ranks' gradients, so ∂L/∂output on a rank is ``world_size`` times that of the loss being
