@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 
 import torch
 import torch.nn.functional as F
@@ -55,8 +56,14 @@ class CheckResult:
             g = v.get((la.name, "param_grad", "norm"))
             if g is not None and la.name.endswith("weight"):
                 pnorm[module] = g
+        # ∂L/∂out of each weight layer relative to the output layer's (rms), and theory's
+        # prediction of that ratio, √(E[δ_l²]/E[δ_L²]), where run.meta["theory"] holds one
+        weighted = [n for n in pnorm if (n, "grad_output", "rms") in v]
+        out_rms = v.get((weighted[-1], "grad_output", "rms")) if weighted else None
+        theory = {r["name"]: r for r in self.run.meta.get("theory") or [] if "name" in r}
         t = Table(title=f"gradprobe check: loss {self.loss:.4g}", title_justify="left")
-        for col in ("layer", "type", "act std", "act max|x|", "sat/dead", "∂L/∂out", "‖∂L/∂W‖"):
+        columns = ("layer", "type", "act std", "act max|x|", "sat/dead", "∂L/∂out", "÷ output")
+        for col in (*columns, "theory ÷", "‖∂L/∂W‖"):
             t.add_column(col, justify="left" if col in ("layer", "type") else "right")
         for la in self.run.layers(None):
             if la.position is None or la.role == "param":
@@ -73,6 +80,8 @@ class CheckResult:
                 _fmt(v.get((n, "activation", "max_abs"))),
                 label,
                 _fmt(v.get((n, "grad_output", "norm"))),
+                _ratio(v.get((n, "grad_output", "rms")), out_rms) if n in pnorm else "",
+                _predicted_ratio(theory.get(n)),
                 _fmt(pnorm.get(n)),
             )
         return t
@@ -114,6 +123,18 @@ def _model(result: CheckResult) -> str:
     return str(result.run.meta.get("model", "model"))
 
 
+def _ratio(value: float | None, reference: float | None) -> str:
+    if value is None or not reference or not math.isfinite(reference):
+        return ""
+    return _fmt(value / reference)
+
+
+def _predicted_ratio(row: dict | None) -> str:
+    if not row or row.get("grad_var") is None:
+        return ""
+    return _fmt(math.sqrt(row["grad_var"]))
+
+
 def _fmt(x: float | None) -> str:
     return "" if x is None else f"{x:.3g}"
 
@@ -140,6 +161,10 @@ def _loss(output: torch.Tensor, target, loss_fn) -> torch.Tensor:
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
         raise InvalidInputError("loss_fn must return a scalar tensor; reduce it with .mean()")
     return loss
+
+
+def _is_float_tensor(x) -> bool:
+    return isinstance(x, torch.Tensor) and x.is_floating_point() and x.numel() > 0
 
 
 def _check_devices(model, inputs) -> None:
@@ -229,6 +254,11 @@ def check(
         for p, g in grads.items():
             p.grad = g
     result = CheckResult(probe.run, float(loss.detach()))
+    from ..theory import attach
+
+    x = args[0] if len(args) == 1 and not kwargs else None
+    scale = float(x.detach().float().pow(2).mean()) if _is_float_tensor(x) else 1.0
+    attach(result.run, model, scale if math.isfinite(scale) and scale > 0 else 1.0)
     if try_remedies:
         from ..diagnose import try_remedies as rank
 

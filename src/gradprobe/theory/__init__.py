@@ -14,6 +14,7 @@ Hanin & Rolnick 2018 (finite-width spread). See docs/THEORY.md.
 from __future__ import annotations
 
 from ._activations import Activation, activation_names, resolve
+from .attach import attach
 from .finite_width import Spread, norm_spread
 from .jacobian import Spectrum, jacobian_spectrum, random_mlp, spectrum_prediction
 from .meanfield import (
@@ -44,6 +45,7 @@ __all__ = [
     "Spectrum",
     "Spread",
     "activation_names",
+    "attach",
     "c_star",
     "chi_1",
     "chi_c",

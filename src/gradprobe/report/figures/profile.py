@@ -22,18 +22,9 @@ BAND = 2.0  # the band spans prediction / BAND .. prediction * BAND
 def attach_theory(run: Run, model) -> bool:
     """Store ``gp.theory.predict(model)`` in a writable run's meta; False where theory refuses
     the model (it is not a plain stack), so figures draw no band."""
-    from ... import theory
+    from ...theory import attach
 
-    try:
-        rows = theory.predict(model).to_rows()
-    except Exception:  # an overlay is optional: a model theory cannot read gets no band
-        return False
-    run.set_meta("theory", [{k: _finite(v) for k, v in r.items()} for r in rows])
-    return True
-
-
-def _finite(v):
-    return None if isinstance(v, float) and not math.isfinite(v) else v
+    return attach(run, model)
 
 
 def theory_rows(run: Run) -> dict[str, dict]:
