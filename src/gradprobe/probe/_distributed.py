@@ -46,27 +46,31 @@ norms).
 from __future__ import annotations
 
 import math
+import sys
 import zlib
 
 import torch
 
 from ..errors import GradprobeError, InvalidInputError
 
-try:  # DTensor: FSDP2's sharded parameters (torch >= 2.4)
-    from torch.distributed.tensor import DTensor
-except ImportError:  # pragma: no cover - older torch, or torch without distributed
-    DTensor = ()
-
 MOMENTS_OPS = ("moments", "moments_grad", "moments_shard", "rank0")
+
+
+def _dtensor_type():
+    """``DTensor`` (FSDP2's shards) if its module is loaded: a DTensor cannot exist before,
+    and importing it costs ~1 s, which a single-process probe should not pay."""
+    module = sys.modules.get("torch.distributed.tensor")
+    return getattr(module, "DTensor", None)
+
+
+def is_shard(t: torch.Tensor) -> bool:
+    cls = _dtensor_type()
+    return cls is not None and isinstance(t, cls)
 
 
 def local(t: torch.Tensor) -> torch.Tensor:
     """The local part of a ``DTensor`` (FSDP2 shard); any other tensor as it is."""
-    return t.to_local() if isinstance(t, DTensor) else t
-
-
-def is_shard(t: torch.Tensor) -> bool:
-    return isinstance(t, DTensor)
+    return t.to_local() if is_shard(t) else t
 
 
 class Reducer:
