@@ -78,6 +78,7 @@ def test_he2015_30_layers(tmp_path_factory):
     assert he["final_loss"]["mean"] < xavier["final_loss"]["mean"] - 0.3
     assert xavier["final_loss"]["mean"] > 0.95 * math.log(10)  # stalls at chance
     assert xavier["started_at"] == [None]
+    assert he["diverged"] == 0 and xavier["diverged"] == 0
     # at init: Xavier's gradient shrinks by ~√2 per ReLU layer towards the input, He's is flat
     assert xavier["init_log2_ratio_per_layer"] == pytest.approx(-0.5, abs=0.1)
     assert abs(he["init_log2_ratio_per_layer"]) < 0.1

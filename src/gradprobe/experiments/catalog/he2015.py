@@ -115,6 +115,7 @@ def summarize(cfg: Config, results: list[tuple[dict, dict]]) -> dict:
             g = rows[0]["init_backprop_std"]
             out[str(d)][i] = {
                 "final_loss": spread([finite(r["final_loss"]) for r in rows]),
+                "diverged": sum(finite(r["final_loss"]) is None for r in rows),
                 "test_error": spread([r["test_error"] for r in rows]),
                 "started_at": [r["started_at"] for r in rows],
                 "init_backprop_first_over_last": g[0] / g[-1] if g[-1] else None,

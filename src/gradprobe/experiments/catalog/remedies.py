@@ -135,6 +135,7 @@ def summarize(cfg: Config, results: list[tuple[dict, dict]]) -> dict:
             # the first layer's ∂L/∂s is exactly 0 in float32: vanished past underflow
             "init_first_layer_underflow": [r["backprop_std_init"][0] == 0.0 for r in rows],
             "final_loss": spread([finite(r["final_loss"]) for r in rows]),
+            "diverged": sum(finite(r["final_loss"]) is None for r in rows),
             "test_error": err,
             "fixed": err["mean"] is not None and err["mean"] < cfg.fixed_error,
             "curve_steps": rows[0]["curve_steps"],
