@@ -19,6 +19,7 @@ import gradprobe as gp
 def train(rank: int, world: int, port: int, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
     torch.manual_seed(0)
     model = nn.parallel.DistributedDataParallel(
         nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 1))
@@ -31,6 +32,8 @@ def train(rank: int, world: int, port: int, out: str) -> None:
             opt.step()
             opt.zero_grad()
             probe.step()
+    dist.barrier()  # every rank done (rank 0 has written the run) before the group goes away
+    del model, opt
     dist.destroy_process_group()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -45,7 +46,15 @@ def train(model, inputs, target, steps, probe=None):
     return losses
 
 
-SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: CI sees the same 30 architectures every run (a new random failure would block
+# an unrelated change); GRADPROBE_HYPOTHESIS_EXAMPLES=300 explores more, randomly, by hand.
+_EXPLORE = int(os.environ.get("GRADPROBE_HYPOTHESIS_EXAMPLES", "0"))
+SETTINGS = settings(
+    max_examples=_EXPLORE or 30,
+    derandomize=not _EXPLORE,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 
 @SETTINGS
