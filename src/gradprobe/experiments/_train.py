@@ -15,6 +15,8 @@ import torch
 from torch import nn
 
 from ..errors import InvalidInputError
+from ..probe import watch
+from ..run import Run
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "tanh": nn.Tanh,
@@ -167,3 +169,12 @@ def spread(values: list[float]) -> dict:
         "max": float(v.max()),
         "n": int(v.size),
     }
+
+
+def train_watched(model: nn.Module, x, y, path, *, every: int, **train_kwargs) -> tuple[dict, Run]:
+    """:func:`train` under ``gp.watch(every=...)``, stored at ``path``; returns the curve and
+    the Run. Update ratios and the every-step first-non-finite check are off: they would
+    roughly double the step time of these small nets, and diverged runs show as NaN losses."""
+    with watch(model, every=every, path=path, updates=False, first_nonfinite=False) as probe:
+        curve = train(model, x, y, after_step=lambda _s: probe.step(), **train_kwargs)
+    return curve, probe.run

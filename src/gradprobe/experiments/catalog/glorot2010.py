@@ -28,7 +28,7 @@ from ...probe import watch
 from .. import data
 from .._config import positive
 from .._runner import Experiment, register
-from .._train import evaluate, mlp, split_validation, spread, train
+from .._train import evaluate, mlp, split_validation, spread, train_watched
 from ._probe import linear_names, per_layer
 
 # Table 1's rows: name -> (activation, normalised init?)
@@ -175,25 +175,21 @@ def _train_unit(cfg: Config, unit: dict, folder: Path) -> dict:
     classes = int(split.y_train.max()) + 1
     model = build(unit["net"], x.shape[1], cfg.train_width, cfg.hidden, classes, gen)
     every = max(1, cfg.steps // 20)
-    with watch(
-        model, every=every, path=folder / "train.sqlite", updates=False, first_nonfinite=False
-    ) as probe:
-        curve = train(
-            model,
-            x,
-            y,
-            steps=cfg.steps,
-            batch=cfg.batch,
-            lr=unit["lr"],
-            seed=unit["seed"],
-            after_step=lambda _s: probe.step(),
-        )
+    curve, run = train_watched(
+        model,
+        x,
+        y,
+        folder / "train.sqlite",
+        every=every,
+        steps=cfg.steps,
+        batch=cfg.batch,
+        lr=unit["lr"],
+        seed=unit["seed"],
+    )
     acts = [str(int(n) + 1) for n in linear_names(model)[:-1]]
-    steps = probe.run.steps
-    mean = {a: [per_layer(probe.run, "activation", "mean", [a], s)[0] for s in steps] for a in acts}
-    sat = {
-        a: [per_layer(probe.run, "activation", "saturated", [a], s)[0] for s in steps] for a in acts
-    }
+    steps = run.steps
+    mean = {a: [per_layer(run, "activation", "mean", [a], s)[0] for s in steps] for a in acts}
+    sat = {a: [per_layer(run, "activation", "saturated", [a], s)[0] for s in steps] for a in acts}
     _val_loss, val_err = evaluate(model, xv, yv)
     test_loss, test_err = evaluate(model, split.x_test, split.y_test)
     return {

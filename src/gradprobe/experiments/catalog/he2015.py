@@ -18,11 +18,10 @@ import torch
 
 from ... import init as gpinit
 from ...errors import InvalidInputError
-from ...probe import watch
 from .. import data
 from .._config import positive
 from .._runner import Experiment, register
-from .._train import evaluate, finite, mlp, spread, train
+from .._train import evaluate, finite, mlp, spread, train_watched
 from ._probe import linear_names, per_layer
 
 INITS = {
@@ -72,22 +71,20 @@ def run_unit(cfg: Config, unit: dict, folder: Path) -> dict:
     scheme, nonlin = INITS[unit["init"]]
     gpinit.apply(model, scheme, nonlinearity=nonlin, generator=gen)
     every = max(1, cfg.steps // 10)
-    with watch(
-        model, every=every, path=folder / "run.sqlite", updates=False, first_nonfinite=False
-    ) as probe:
-        curve = train(
-            model,
-            split.x_train,
-            split.y_train,
-            steps=cfg.steps,
-            batch=cfg.batch,
-            lr=cfg.lr,
-            momentum=cfg.momentum,
-            seed=unit["seed"],
-            after_step=lambda _s: probe.step(),
-        )
+    curve, run = train_watched(
+        model,
+        split.x_train,
+        split.y_train,
+        folder / "run.sqlite",
+        every=every,
+        steps=cfg.steps,
+        batch=cfg.batch,
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        seed=unit["seed"],
+    )
     names = linear_names(model)[:-1]
-    grad0 = per_layer(probe.run, "grad_output", "std", names, step=0)
+    grad0 = per_layer(run, "grad_output", "std", names, step=0)
     started = next(
         (
             s

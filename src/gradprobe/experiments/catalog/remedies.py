@@ -28,11 +28,11 @@ import torch
 
 from ... import init as gpinit
 from ...errors import InvalidInputError
-from ...probe import check, watch
+from ...probe import check
 from .. import data
 from .._config import positive
 from .._runner import Experiment, register
-from .._train import evaluate, finite, mlp, spread, train
+from .._train import evaluate, finite, mlp, spread, train_watched
 from ._probe import linear_names, per_layer
 
 # name -> (activation, init scheme, batchnorm, residual, clip, what it changes)
@@ -86,25 +86,23 @@ def run_unit(cfg: Config, unit: dict, folder: Path) -> dict:
     gpinit.apply(model, scheme, generator=gen, **options)
     findings = check(copy.deepcopy(model), x[:256], y[:256]).findings
     every = max(1, cfg.steps // 10)
-    with watch(
-        model, every=every, path=folder / "run.sqlite", updates=False, first_nonfinite=False
-    ) as probe:
-        curve = train(
-            model,
-            x,
-            y,
-            steps=cfg.steps,
-            batch=cfg.batch,
-            lr=cfg.lr,
-            momentum=cfg.momentum,
-            clip=clip,
-            seed=unit["seed"],
-            after_step=lambda _s: probe.step(),
-        )
+    curve, run = train_watched(
+        model,
+        x,
+        y,
+        folder / "run.sqlite",
+        every=every,
+        steps=cfg.steps,
+        batch=cfg.batch,
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        clip=clip,
+        seed=unit["seed"],
+    )
     names = linear_names(model)[:-1]
-    steps = probe.run.steps
-    before = per_layer(probe.run, "grad_output", "std", names, step=steps[0])
-    after = per_layer(probe.run, "grad_output", "std", names, step=steps[-1])
+    steps = run.steps
+    before = per_layer(run, "grad_output", "std", names, step=steps[0])
+    after = per_layer(run, "grad_output", "std", names, step=steps[-1])
     test_loss, test_err = evaluate(model, split.x_test, split.y_test)
     return {
         **curve,

@@ -20,11 +20,10 @@ from torch import nn
 
 from ... import init as gpinit
 from ... import theory
-from ...probe import watch
 from .. import data
 from .._config import positive
 from .._runner import Experiment, register
-from .._train import evaluate, finite, mlp, spread, train
+from .._train import evaluate, finite, mlp, spread, train_watched
 
 
 @dataclass(frozen=True)
@@ -84,25 +83,19 @@ def run_unit(cfg: Config, unit: dict, folder: Path) -> dict:
         cfg.sigma_b2,
         gen,
     )
-    with watch(
+    curve, _run = train_watched(
         model,
+        split.x_train,
+        split.y_train,
+        folder / "run.sqlite",
         every=max(1, cfg.steps // 5),
-        path=folder / "run.sqlite",
-        updates=False,
-        first_nonfinite=False,
-    ) as probe:
-        curve = train(
-            model,
-            split.x_train,
-            split.y_train,
-            steps=cfg.steps,
-            batch=cfg.batch,
-            lr=cfg.lr,
-            momentum=cfg.momentum,
-            seed=unit["seed"],
-            points=5,
-            after_step=lambda _s: probe.step(),
-        )
+        steps=cfg.steps,
+        batch=cfg.batch,
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        seed=unit["seed"],
+        points=5,
+    )
     _loss, err = evaluate(model, split.x_test, split.y_test)
     return {"test_accuracy": 100.0 - err, "final_loss": finite(curve["final_loss"])}
 
