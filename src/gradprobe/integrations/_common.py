@@ -86,3 +86,35 @@ def finding_counts(findings, prefix: str = "gradprobe/") -> dict[str, float]:
     for f in findings:
         counts[f"{prefix}findings_{f.severity}"] += 1
     return counts
+
+
+class ProbeOwner:
+    """What the framework callbacks share: ``gp.watch``'s options, starting the probe on the
+    model, and closing it into a diagnosis. A mixin beside the framework's callback class."""
+
+    def _init_probe(self, every, histograms, path, log_run, distributed, watch_options) -> None:
+        self.every, self.histograms, self.path = every, histograms, path
+        self.log_run, self.distributed = log_run, distributed
+        self.watch_options = watch_options
+        self.probe = None
+        self.run = None
+        self.findings: list = []
+
+    def _start_probe(self, model) -> None:
+        from ..probe import watch
+
+        self.probe = watch(
+            model, every=self.every, histograms=self.histograms, path=self.path,
+            distributed=self.distributed, **self.watch_options,
+        )  # fmt: skip
+        self.run = self.probe.run
+
+    def _finish_probe(self) -> bool:
+        """Close the probe and diagnose its run; False when no probe was started."""
+        if self.probe is None:
+            return False
+        from ..diagnose import diagnose
+
+        self.probe.close()
+        self.findings = diagnose(self.run)
+        return True

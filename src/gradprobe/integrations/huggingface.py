@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import finding_counts, require
+from ._common import ProbeOwner, finding_counts, require
 
 
 def _build():
     transformers = require("transformers", "hf")
 
-    class GradprobeTrainerCallback(transformers.TrainerCallback):
+    class GradprobeTrainerCallback(ProbeOwner, transformers.TrainerCallback):
         """``every``, ``histograms``, ``path`` and ``**watch_options`` are those of
         :func:`gradprobe.watch`. After training: ``callback.run`` and ``callback.findings``."""
 
@@ -30,22 +30,11 @@ def _build():
             self, every=1, histograms: bool = False, path=None, *, log_run: bool = True,
             distributed="auto", **watch_options,
         ) -> None:  # fmt: skip
-            self.every, self.histograms, self.path = every, histograms, path
-            self.log_run, self.distributed = log_run, distributed
-            self.watch_options = watch_options
-            self.probe = None
-            self.run = None
-            self.findings: list = []
+            self._init_probe(every, histograms, path, log_run, distributed, watch_options)
 
         def on_train_begin(self, args, state, control, model=None, **kwargs):
-            from ..probe import watch
-
-            self.probe = watch(
-                model, every=self.every, histograms=self.histograms, path=self.path,
-                distributed=self.distributed, **self.watch_options,
-            )  # fmt: skip
+            self._start_probe(model)
             self.probe.hooks.active = False  # listen from on_step_begin only
-            self.run = self.probe.run
 
         def on_step_begin(self, args, state, control, **kwargs):
             if self.probe is not None and not self.probe._closed:
@@ -57,13 +46,7 @@ def _build():
                 self.probe.hooks.active = False
 
         def on_train_end(self, args, state, control, **kwargs):
-            if self.probe is None:
-                return
-            from ..diagnose import diagnose
-
-            self.probe.close()
-            self.findings = diagnose(self.run)
-            if not state.is_world_process_zero:
+            if not self._finish_probe() or not state.is_world_process_zero:
                 return
             log = transformers.utils.logging.get_logger("gradprobe")
             for f in self.findings:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 
-from ._common import finding_counts, records, require
+from ._common import ProbeOwner, finding_counts, records, require
 
 
 def _lightning():
@@ -33,7 +33,7 @@ def _lightning():
 def _build():
     pl = _lightning()
 
-    class GradprobeCallback(pl.Callback):
+    class GradprobeCallback(ProbeOwner, pl.Callback):
         """Watch the LightningModule while it trains; findings through the trainer's loggers.
 
         ``every``, ``histograms``, ``path`` and ``**watch_options`` are those of
@@ -46,22 +46,11 @@ def _build():
             distributed="auto", **watch_options,
         ) -> None:  # fmt: skip
             super().__init__()
-            self.every, self.histograms, self.path = every, histograms, path
-            self.log_run, self.distributed = log_run, distributed
-            self.watch_options = watch_options
-            self.probe = None
-            self.run = None
-            self.findings: list = []
+            self._init_probe(every, histograms, path, log_run, distributed, watch_options)
 
         # -- recording ----------------------------------------------------------------
         def on_train_start(self, trainer, pl_module) -> None:
-            from ..probe import watch
-
-            self.probe = watch(
-                pl_module, every=self.every, histograms=self.histograms, path=self.path,
-                distributed=self.distributed, **self.watch_options,
-            )  # fmt: skip
-            self.run = self.probe.run
+            self._start_probe(pl_module)
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             if self.probe is not None:
@@ -81,13 +70,7 @@ def _build():
 
         # -- the end: diagnose and log ----------------------------------------------------
         def on_train_end(self, trainer, pl_module) -> None:
-            if self.probe is None:
-                return
-            from ..diagnose import diagnose
-
-            self.probe.close()
-            self.findings = diagnose(self.run)
-            if not trainer.is_global_zero:
+            if not self._finish_probe() or not trainer.is_global_zero:
                 return
             lines = [str(f) for f in self.findings] or ["no findings, gradients look healthy"]
             print("\n".join(f"gradprobe: {line}" for line in lines))
