@@ -32,6 +32,8 @@ CASES = {
     "broadcastable value target": (lambda m: gp.check(m, X, torch.randn(5, 1)), "output's shape"),
     "inputs None": (lambda m: gp.check(m, None), "tensor, a tuple"),
     "every=0": (lambda m: gp.watch(m, every=0), "positive integer"),
+    "updates=0": (lambda m: gp.watch(m, updates=0), "updates=1 for every logged step"),
+    "updates='all'": (lambda m: gp.watch(m, updates="all"), "number of steps >= 1"),
     "unknown scheme": (lambda m: gp.init.apply(m, "he_normal"), "Known init schemes"),
     "unknown activation": (lambda m: gp.init.gain("swishh"), "Did you mean 'swish'"),
     "diagnose a dict": (lambda m: gp.diagnose({}), "Run"),

@@ -125,7 +125,7 @@ def test_update_ratio_is_norm_of_step_over_norm_of_weights(every):
     opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
     x, y = torch.randn(16, 12), torch.randint(0, 7, (16,))
     before = {}
-    with gp.watch(model, every=every) as probe:
+    with gp.watch(model, every=every, updates=1) as probe:
         for _ in range(3):
             before = {n: p.detach().clone() for n, p in model.named_parameters()}
             nn.functional.cross_entropy(model(x), y).backward()
@@ -137,6 +137,32 @@ def test_update_ratio_is_norm_of_step_over_norm_of_weights(every):
         want = (p.detach() - before[n]).norm() / before[n].norm()
         assert v[(n, "update", "ratio")] == pytest.approx(want.item(), rel=1e-4)
     assert probe.run.steps == ([0, 2] if every == 2 else [0, 1, 2])
+
+
+@pytest.mark.parametrize(
+    ("every", "updates", "want"),
+    [
+        (1, True, [0, 10, 20]),  # the default: at least 10 steps apart
+        (3, True, [0, 12, 24]),  # the first logged step 10 or more steps after the last
+        (1, 7, [0, 7, 14, 21]),
+        (5, 1, [0, 5, 10, 15, 20]),  # every logged step
+        (1, False, []),
+    ],
+)
+def test_update_ratio_is_measured_on_logged_steps_at_least_n_apart(every, updates, want):
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(8, 12), torch.randint(0, 7, (8,))
+    with gp.watch(model, every=every, updates=updates) as probe:
+        for _ in range(25):
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+            opt.zero_grad()
+            probe.step()
+    df = probe.run.to_pandas()
+    got = sorted(set(df[(df.quantity == "update") & (df.stat == "ratio")].step))
+    assert got == want
+    assert set(df[df.quantity == "weight"].step) == set(probe.run.steps)  # ‖w‖: every logged
 
 
 def test_histogram_counts_by_brute_force_with_special_bins():
@@ -185,7 +211,7 @@ def test_finite_data_gives_no_nan_in_the_table():
     model = nn.Sequential(nn.Linear(3, 4), nn.PReLU(), nn.Linear(4, 1))
     nn.init.zeros_(model[0].bias)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with gp.watch(model) as probe:
+    with gp.watch(model, updates=1) as probe:
         for _ in range(2):
             model(torch.randn(5, 3)).sum().backward()
             opt.step()

@@ -19,7 +19,7 @@ def _mlp(depth=4, width=32, seed=0):
 def _train(model, path, steps=4, **kwargs):
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     g = torch.Generator().manual_seed(0)
-    with gp.watch(model, every=1, histograms=True, path=path, **kwargs) as probe:
+    with gp.watch(model, every=1, histograms=True, path=path, updates=1, **kwargs) as probe:
         for _ in range(steps):
             x, y = torch.randn(64, 32, generator=g), torch.randint(0, 10, (64,), generator=g)
             nn.functional.cross_entropy(model(x), y).backward()

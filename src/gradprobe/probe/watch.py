@@ -27,6 +27,7 @@ from .modules import BwdRec, Slot, primary_tensor, rnn_time_dim, watched_modules
 from .schedules import Schedule, as_schedule
 
 INPUT = "(input)"
+UPDATE_GAP = 10  # updates=True: the update ratio on logged steps at least this many steps apart
 
 
 class Probe:
@@ -41,7 +42,7 @@ class Probe:
         *,
         bins: int = 64,
         hist_range: float | None = None,
-        updates: bool = True,
+        updates: int = UPDATE_GAP,
         first_nonfinite: bool = True,
         optimizer: torch.optim.Optimizer | None = None,
         distributed: Reducer | None = None,
@@ -73,6 +74,7 @@ class Probe:
         self._finisher = Finisher(self)
         self._snap: list[torch.Tensor] | None = None
         self._snap_valid = False
+        self._last_update: int | None = None  # the last step whose update ratio was measured
         self._last_norms: tuple[int, list] = (-1, [])
         self._on_grad_eager = self.hooks.wrap(self._on_grad, "gradient")
         try:
@@ -118,7 +120,10 @@ class Probe:
         self.called: dict[str, None] = {}  # execution order (forward hooks' order)
         self.rnn_in: list[tuple] = []  # (slot, time-norm slice) of ∂L/∂x_t
         self._outs: dict[int, tuple] = {}  # id(output) -> (weakref, BwdRec), for consumers
-        self._snap_valid = bool(self._updates and self.logged)
+        gap, last = self._updates, self._last_update
+        self._snap_valid = bool(gap and self.logged and (last is None or self._step - last >= gap))
+        if self._snap_valid:
+            self._last_update = self._step
         last_step, last_norms = self._last_norms
         # norms of the weights the snapshot copies, if the previous step just computed them
         self._snap_norms = last_norms if last_step == self._step - 1 else None
@@ -358,6 +363,21 @@ def _check_model(model: object, what: str) -> nn.Module:
     return model
 
 
+def _update_gap(updates: object) -> int:
+    """``updates=`` as the least number of steps between two update-ratio measurements
+    (0: never)."""
+    if updates is True:
+        return UPDATE_GAP
+    if updates is False:
+        return 0
+    if isinstance(updates, int) and updates >= 1:
+        return updates
+    raise InvalidInputError(
+        f"updates must be True, False or a number of steps >= 1, got {updates!r}; "
+        "try updates=1 for every logged step"
+    )
+
+
 def watch(
     model: nn.Module,
     every: int | Schedule = 1,
@@ -366,7 +386,7 @@ def watch(
     *,
     bins: int = 64,
     hist_range: float | None = None,
-    updates: bool = True,
+    updates: bool | int = True,
     first_nonfinite: bool = True,
     optimizer: torch.optim.Optimizer | None = None,
     overwrite: bool = False,
@@ -380,8 +400,10 @@ def watch(
     ``histograms``: also histograms of activations and ∂L/∂output (``bins`` bins on
     ``[-r, r]``, ``r`` = max finite ``|x|`` per layer and step, or ``hist_range``).
     ``path``: a run file (or a folder, for ``run.sqlite`` in it); None keeps it in memory.
-    ``updates``: record ``‖Δw‖/‖w‖`` per parameter (one copy of the parameters per logged
-    step). ``first_nonfinite``: name where NaN/Inf first appeared, on every step.
+    ``updates``: record ``‖Δw‖/‖w‖`` per parameter on logged steps at least ``n`` steps
+    apart: True = 10 (its cost, a copy of the parameters and two passes over them, is then
+    spread over 10 steps; docs/BENCHMARKS.md), an int ``n`` (1 = every logged step), False =
+    never. ``first_nonfinite``: name where NaN/Inf first appeared, on every step.
     ``optimizer``: call ``probe.step()`` after each ``optimizer.step()`` for you.
     ``distributed``: True, or ``"auto"`` (on when a process group of more than one rank is
     initialised): every rank watches, each logged step is combined across ranks (two
@@ -405,6 +427,7 @@ def watch(
         raise InvalidInputError(f"bins must be an even integer >= 2, got {bins!r}; try 64")
     if hist_range is not None and not (float(hist_range) > 0):
         raise InvalidInputError(f"hist_range must be a positive number, got {hist_range!r}")
+    update_gap = _update_gap(updates)
     if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
         raise InvalidInputError(
             f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
@@ -417,6 +440,7 @@ def watch(
         "histograms": histograms,
         "bins": bins,
         "hist_range": hist_range,
+        "updates_every": update_gap,
         "torch": torch.__version__,
     }
     reducer = resolve_distributed(distributed)
@@ -432,7 +456,7 @@ def watch(
         raise InvalidInputError(f"guard must be True, False or a dict of options, got {guard!r}")
     run = Run.create(path, meta=meta, overwrite=overwrite)
     probe = Probe(
-        model, schedule, histograms, run, bins=bins, hist_range=hist_range, updates=updates,
+        model, schedule, histograms, run, bins=bins, hist_range=hist_range, updates=update_gap,
         first_nonfinite=first_nonfinite, optimizer=optimizer, distributed=reducer,
     )  # fmt: skip
     if guard is not False:

@@ -68,12 +68,12 @@ def heatmap_figure(
 
 def training_lines_figure(run: Run | str | Path):
     """Two panels over steps, one line per weight: ‖∂L/∂W‖ and the update ratio ‖Δw‖/‖w‖
-    (log y). Needs param_grad/norm and update/ratio on two steps (gp.watch, updates=True)."""
+    (log y). Needs param_grad/norm and update/ratio on two steps (gp.watch; the update ratio
+    is measured 10 steps apart by default, ``updates=1``: on every logged step)."""
     run = as_run(run)
     require(run, "param_grad", "norm", how=HOW_STEPS, steps=2)
-    require(
-        run, "update", "ratio", how="watch with updates=True (the default) " + HOW_STEPS, steps=2
-    )
+    how = "watch with updates=1 (every logged step) or train for more than 10 steps; "
+    require(run, "update", "ratio", how=how + HOW_STEPS, steps=2)
     fig = figure(figsize=(9, 3.6))
     axes = fig.subplots(1, 2, sharex=True)
     from matplotlib import colormaps
