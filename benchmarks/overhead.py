@@ -1,15 +1,17 @@
 """Overhead of gradprobe's probe and of its peers on the reference workload (issue 3).
 
 Workload: MLP 784 -> 5 x 1000 tanh -> 10, cross-entropy, SGD, batch 128, random data,
-``torch.set_num_threads(2)``. Every configuration runs in this one process; rounds interleave
-the configurations (in a shuffled order each round), each round times ``--steps`` steps per
-configuration after one warm-up step, and a configuration's ratio is the median over rounds of
-(its mean step time / plain training's mean step time in the same round). The mean, because
-with ``every=10`` or the update ratio 10 steps apart one step in ten costs more; ``--steps``
-is therefore a multiple of 10.
+``torch.set_num_threads(2)``. Every configuration runs in this one process on its own copy of
+the model (same initial weights, its own SGD); the configurations take turns step by step, in
+a new shuffled order each cycle, so that plain training and every configuration see the same
+machine at the same moment (on a shared machine the speed of plain training alone drifts by
+±25% from one second to the next). A configuration's ratio is its summed step time over a
+block of 10 cycles divided by plain training's over the same block (summed, because with
+``every=10`` or the update ratio 10 steps apart one step in ten costs more); the table shows
+the median and the quartiles over blocks.
 
-    .venv/bin/python benchmarks/overhead.py                 # the table in docs/BENCHMARKS.md
-    .venv/bin/python benchmarks/overhead.py --rounds 3 --steps 10  # a quick look
+    .venv/bin/python benchmarks/overhead.py                       # the table in BENCHMARKS.md
+    .venv/bin/python benchmarks/overhead.py --steps 50 --only "(b),(d)"   # a quick look
 
 Peers are skipped when their package is missing (``pip install -c constraints.txt -e .[bench]``).
 """
@@ -30,6 +32,8 @@ import torch
 from torch import nn
 
 import gradprobe as gp
+
+BASE = "plain training"
 
 
 def make_model(device: str) -> nn.Module:
@@ -92,10 +96,20 @@ def item_hooks(model, opt):
 
 @contextlib.contextmanager
 def detect_anomaly(model, opt):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with torch.autograd.detect_anomaly():
-            yield lambda step, loss: None
+    """The whole step (forward and backward) under ``torch.autograd.detect_anomaly()``."""
+
+    @contextlib.contextmanager
+    def around():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with torch.autograd.detect_anomaly():
+                yield
+
+    def after(step, loss):
+        pass
+
+    after.around = around
+    yield after
 
 
 @contextlib.contextmanager
@@ -140,7 +154,7 @@ PEERS = {
 
 def configurations(quick_peers: bool) -> dict:
     configs = {
-        "plain training": plain,
+        BASE: plain,
         "(a) scalar stats, every step": probe_config(first_nonfinite=False),
         "(a') (a) without update ratio": probe_config(first_nonfinite=False, updates=False),
         "(b) scalar stats + first-non-finite, every step": probe_config(),
@@ -163,30 +177,70 @@ def configurations(quick_peers: bool) -> dict:
     return configs
 
 
-def time_steps(config, model, opt, x, y, steps: int, sync, clock=time.perf_counter) -> float:
-    loss_fn = nn.CrossEntropyLoss()
-    times = []
-    with config(model, opt) as after:
-        for i in range(steps + 1):
-            sync()
-            t0 = clock()
-            loss = loss_fn(model(x), y)
+class Lane:
+    """One configuration on its own copy of the model (same initial weights) and optimizer."""
+
+    def __init__(self, config, model, opt, stack: contextlib.ExitStack) -> None:
+        self.model, self.opt = model, opt
+        self.after = stack.enter_context(config(model, opt))
+        # a configuration that must wrap the whole step (detect_anomaly) says so
+        self.around = getattr(self.after, "around", contextlib.nullcontext)
+        self.step = 0
+
+    def run_step(self, x, y, loss_fn, sync, clock) -> float:
+        sync()
+        t0 = clock()
+        with self.around():
+            loss = loss_fn(self.model(x), y)
             loss.backward()
-            after(i, loss)
-            opt.step()
-            opt.zero_grad()
-            sync()
-            if i:  # the first step warms up the configuration
-                times.append(clock() - t0)
-    # the mean, not the median: with every=10 (or the update ratio 10 steps apart) one step in
-    # ten costs more, and the amortised cost is the one that matters
-    return statistics.fmean(times)
+            self.after(self.step, loss)
+            self.opt.step()
+            self.opt.zero_grad()
+        sync()
+        self.step += 1
+        return clock() - t0
+
+
+def measure(configs: dict, make, x, y, steps: int, warmup: int, sync, clock, rng) -> dict:
+    """Step every configuration in turn (a new shuffled order each cycle): a configuration's
+    step and plain training's are never more than one cycle apart, so slow drifts of the
+    machine (other jobs, memory bandwidth, clock speed) hit both alike. Returns the step times
+    per configuration, warm-up steps left out."""
+    init = make().state_dict()
+    loss_fn = nn.CrossEntropyLoss()
+    times: dict[str, list[float]] = {k: [] for k in configs}
+    with contextlib.ExitStack() as stack:
+        lanes = {}
+        for k, config in configs.items():
+            model = make()
+            model.load_state_dict(init)
+            opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+            lanes[k] = Lane(config, model, opt, stack)
+        order = list(lanes)
+        for i in range(warmup + steps):
+            rng.shuffle(order)
+            for k in order:
+                t = lanes[k].run_step(x, y, loss_fn, sync, clock)
+                if i >= warmup:
+                    times[k].append(t)
+            if i >= warmup and (i - warmup + 1) % 50 == 0:
+                print(f"  {i - warmup + 1}/{steps} steps", file=sys.stderr, flush=True)
+    return times
+
+
+def block_ratios(times: list[float], base: list[float], block: int) -> list[float]:
+    """Σ step times / Σ plain step times over consecutive blocks of ``block`` cycles (the sum:
+    with every=10, or the update ratio 10 steps apart, one step in ten costs more, and the
+    amortised cost is the one that matters)."""
+    n = len(base) // block * block
+    return [sum(times[i : i + block]) / sum(base[i : i + block]) for i in range(0, n, block)]
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--steps", type=int, default=20, help="timed steps per round (use 10·k)")
+    ap.add_argument("--steps", type=int, default=200, help="timed steps per configuration")
+    ap.add_argument("--block", type=int, default=10, help="cycles per ratio (a multiple of 10)")
+    ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
@@ -194,55 +248,49 @@ def main(argv=None) -> None:
         "--clock",
         choices=["wall", "cpu"],
         default="wall",
-        help="wall: time.perf_counter; cpu: this process's CPU time (robust on a busy machine)",
+        help="wall: time.perf_counter; cpu: this process's CPU time",
+    )
+    ap.add_argument(
+        "--only", default="", help="comma-separated label prefixes to run, e.g. '(b),(d),floor'"
     )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     device = args.device
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    model = make_model(device)
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     x = torch.randn(128, 784, device=device)
     y = torch.randint(0, 10, (128,), device=device)
     configs = configurations(False)
     folder = tempfile.mkdtemp()
-    counter = iter(range(10**6))
 
     @contextlib.contextmanager
     def file_config(model, opt):
-        path = os.path.join(folder, f"run{next(counter)}.sqlite")
-        with gp.watch(model, path=path) as probe:
+        with gp.watch(model, path=os.path.join(folder, "run.sqlite")) as probe:
             yield lambda step, loss: probe.step()
 
     configs["(b') (b) stored in a SQLite file"] = file_config
+    if args.only:
+        keep = tuple(p.strip() for p in args.only.split(","))
+        configs = {k: v for k, v in configs.items() if k == BASE or k.startswith(keep)}
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
     rng = random.Random(args.seed)
-    ratios: dict[str, list[float]] = {k: [] for k in configs}
-    base_times = []
-    for r in range(args.rounds):
-        order = list(configs)
-        rng.shuffle(order)
-        clock = time.perf_counter if args.clock == "wall" else time.process_time
-        t = {k: time_steps(configs[k], model, opt, x, y, args.steps, sync, clock) for k in order}
-        base_times.append(t["plain training"])
-        for k in configs:
-            ratios[k].append(t[k] / t["plain training"])
-        print(
-            f"round {r + 1}/{args.rounds}: plain {1e3 * t['plain training']:.1f} ms",
-            file=sys.stderr,
-        )
-        for k in configs:
-            print(f"    {statistics.median(ratios[k]):7.3f}  {k}", file=sys.stderr, flush=True)
+    times = measure(
+        configs, lambda: make_model(device), x, y, args.steps, args.warmup, sync, clock, rng
+    )
+    base = times[BASE]
     print(
         f"\nReference workload on {device} ({args.threads} threads, {args.clock} clock), "
         f"torch {torch.__version__}, {os.cpu_count()} CPUs, load average "
-        f"{' '.join(f'{v:.1f}' for v in os.getloadavg())} at the end"
+        f"{' '.join(f'{v:.1f}' for v in os.getloadavg())} at the end; {args.steps} steps per "
+        f"configuration, interleaved, ratios over blocks of {args.block}"
     )
-    print(f"plain step (median of rounds' means): {1e3 * statistics.median(base_times):.1f} ms\n")
-    print("| configuration | median ratio | min–max over rounds |")
+    print(f"plain step: median {1e3 * statistics.median(base):.1f} ms\n")
+    print("| configuration | ratio (median of blocks) | quartiles |")
     print("|---|---:|---:|")
-    for k, rs in ratios.items():
-        print(f"| {k} | {statistics.median(rs):.3f}× | {min(rs):.2f}–{max(rs):.2f} |")
+    for k, ts in times.items():
+        rs = block_ratios(ts, base, args.block)
+        q1, _, q3 = statistics.quantiles(rs, n=4) if len(rs) > 1 else (rs[0],) * 3
+        print(f"| {k} | {statistics.median(rs):.3f}× | {q1:.2f}–{q3:.2f} |")
 
 
 if __name__ == "__main__":
