@@ -153,8 +153,20 @@ def moments(x: torch.Tensor) -> tuple:
 def finite_sum(x: torch.Tensor) -> torch.Tensor:
     """``Σx`` in float32, the cheap always-on check of unlogged steps: it is NaN/Inf iff ``x``
     holds a NaN or an Inf, or its sum overflows float32 (``|Σx| > 3.4e38``, values that have
-    exploded anyway). One pass, no write; ``aminmax`` would be exact but twice as slow."""
-    return _flat32(x).sum()
+    exploded anyway; :func:`nonfinite_fraction` tells the two apart). One pass, no write;
+    ``aminmax`` would be exact but twice as slow."""
+    v = x.detach()
+    if v.dtype == torch.float32:
+        return v.sum()
+    if v.is_floating_point():
+        return v.sum(dtype=torch.float32)
+    return _flat32(v).sum()
+
+
+def nonfinite_fraction(x: torch.Tensor) -> float:
+    """The fraction of NaN/±Inf values in ``x`` (reads the device: for the rare case only)."""
+    n = x.numel()
+    return (n - torch.isfinite(x.detach()).sum().item()) / n if n else 0.0
 
 
 def saturated_count(x: torch.Tensor, lo: float, hi: float, tol: float = 0.01) -> torch.Tensor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import weakref
 from collections.abc import Callable
 
@@ -168,8 +169,7 @@ class Probe:
                 unitmax = R.unit_max(t)
             self.fwd.append((slot, t.numel(), m, sat, unitmax, self._hist((slot.id, "a"), t, mom)))
         else:
-            self.fwd_ext.append(R.finite_sum(t))
-            self.fwd_seq.append(slot.name)
+            self._check_unlogged("forward", t, slot.name)
 
     def _input_hook(self, slot: Slot) -> Callable:
         def hook(module, args, kwargs=None):
@@ -266,8 +266,24 @@ class Probe:
             h = self._hist((rec.slot.id, "g"), g, mom) if rec.kind == "out" else None
             self.bwd.append((rec, g.numel(), m, tn, h))
         elif self.first.tracking_backward:
-            self.bwd_ext.append(R.finite_sum(g))
-            self.bwd_seq.append(rec.key())
+            self._check_unlogged("backward", g, rec.key())
+
+    def _check_unlogged(self, phase: str, t: torch.Tensor, entry) -> None:
+        """First-non-finite on a step that is not logged: ``Σx`` of the tensor. On the CPU (one
+        process) it is read at once, which costs nothing; on an accelerator, or distributed
+        (ranks agree on the first event), it stays on the device until the next logged step."""
+        s = R.finite_sum(t)
+        if self._dist is None and R.on_host(s.device):
+            if not math.isfinite(s.item()):
+                frac = R.nonfinite_fraction(t)
+                if frac > 0:  # else Σx overflowed float32: large values, no NaN/Inf yet
+                    self.first.host_record(phase, self._step, entry, frac)
+        elif phase == "forward":
+            self.fwd_ext.append(s)
+            self.fwd_seq.append(entry)
+        else:
+            self.bwd_ext.append(s)
+            self.bwd_seq.append(entry)
 
     # -- steps -----------------------------------------------------------------------------
     def step(self) -> None:
