@@ -35,9 +35,7 @@ class Packer:
     """Collects device tensors (and plain numbers) during a step; ``to_host()`` copies once."""
 
     def __init__(self, reduce_fn=None) -> None:
-        self._scalars: dict[tuple, tuple[list, list]] = {}  # (dtype, device) -> (pos, 0-dim)
-        self._vectors: dict[tuple, tuple[list, list]] = {}  # (dtype, device) -> (pos, 1-dim)
-        self._numbers: list[tuple[int, Number]] = []
+        self._items: list = []  # 0-dim/1-dim tensors and numbers, in position order
         self._size = 0
         # distributed (probe/_distributed.py): how each item combines across ranks, applied to
         # the packed device buffer just before the copy; None: a single process, no cost
@@ -50,36 +48,49 @@ class Packer:
     def add(self, *items: torch.Tensor | Number, op: object = "sum") -> slice:
         """Queue 0-dim/1-dim tensors or numbers; returns where they land in ``to_host()``.
         ``op``: how they combine across ranks when distributed (see probe/_distributed.py)."""
-        start = self._size
-        if self.reduce_fn is not None:
-            self.ops.append((start, start + sum(_numel(t) for t in items), op))
+        start = size = self._size
         for t in items:
+            size += t.numel() if isinstance(t, torch.Tensor) and t.dim() else 1
+        self._items.extend(items)
+        self._size = size
+        if self.reduce_fn is not None:
+            self.ops.append((start, size, op))
+        return slice(start, size)
+
+    def _groups(self) -> tuple[list[torch.Tensor], list[int], list[tuple[int, Number]]]:
+        """The queued items as one float64 tensor per (kind, dtype, device), the positions of
+        their values, and the plain numbers with their positions."""
+        groups: dict[tuple, tuple[list, list]] = {}
+        numbers = []
+        pos = 0
+        for t in self._items:
             if isinstance(t, torch.Tensor):
-                n = t.numel()
-                group = self._scalars if t.dim() == 0 else self._vectors
-                pos, ts = group.setdefault((t.dtype, t.device), ([], []))
-                pos.append(self._size)
+                vec = t.dim() > 0
+                where, ts = groups.setdefault((vec, t.dtype, t.device), ([], []))
+                where.append(pos)
                 ts.append(t)
-                self._size += n
+                pos += t.numel() if vec else 1
             else:
-                self._numbers.append((self._size, t))
-                self._size += 1
-        return slice(start, self._size)
+                numbers.append((pos, t))
+                pos += 1
+        flats, index = [], []
+        for (vec, _, _), (where, ts) in groups.items():
+            if vec:  # one cat per dtype, not one op per tensor
+                flats.append(torch.cat(ts).to(torch.float64))
+                index += [p + i for p, t in zip(where, ts, strict=True) for i in range(t.numel())]
+            else:
+                flats.append(torch.stack(ts).to(torch.float64))
+                index += where
+        return flats, index, numbers
 
     def to_host(self) -> list[float]:
         """Everything queued, as one list of floats (one device-to-host copy)."""
         if self.reduce_fn is not None:
             return self._reduced_to_host()
         out = np.empty(self._size)
-        for pos, v in self._numbers:
+        flats, index, numbers = self._groups()
+        for pos, v in numbers:
             out[pos] = v
-        flats, index = [], []
-        for pos, ts in self._scalars.values():  # one stack per dtype, not one op per tensor
-            flats.append(torch.stack(ts).to(torch.float64))
-            index += pos
-        for pos, ts in self._vectors.values():
-            flats.append(torch.cat(ts).to(torch.float64))
-            index += [p + i for p, t in zip(pos, ts, strict=True) for i in range(t.numel())]
         if flats:
             device = flats[0].device
             out[index] = torch.cat([f.to(device) for f in flats]).cpu().numpy()
@@ -88,17 +99,11 @@ class Packer:
     def _reduced_to_host(self) -> list[float]:
         """Distributed: the buffer in position order on the device, combined across ranks by
         ``reduce_fn``, then copied once; what ``reduce_fn`` appends is kept for ``rank_of``."""
-        flats, index = [], []
-        for pos, ts in self._scalars.values():
-            flats.append(torch.stack(ts).to(torch.float64))
-            index += pos
-        for pos, ts in self._vectors.values():
-            flats.append(torch.cat(ts).to(torch.float64))
-            index += [p + i for p, t in zip(pos, ts, strict=True) for i in range(t.numel())]
+        flats, index, numbers = self._groups()
         device = flats[0].device if flats else torch.device("cpu")
-        if self._numbers:
-            flats.append(torch.tensor([float(v) for _, v in self._numbers], dtype=torch.float64))
-            index += [p for p, _ in self._numbers]
+        if numbers:
+            flats.append(torch.tensor([float(v) for _, v in numbers], dtype=torch.float64))
+            index += [p for p, _ in numbers]
         flat = torch.cat([f.to(device) for f in flats]) if flats else torch.zeros(0).double()
         ordered = torch.empty(self._size, dtype=torch.float64, device=device)
         ordered[torch.tensor(index, dtype=torch.long).to(device)] = flat
