@@ -156,3 +156,39 @@ def test_nan_in_keyword_input_is_reported_as_the_input():
         probe.step()
     ev = probe.run.first_nonfinite("forward")
     assert (ev.step, ev.layer) == (0, "(input)")
+
+
+class Huge(nn.Module):
+    """Finite values whose float32 sum overflows: 3e38 + 3e38 = inf."""
+
+    def forward(self, x):
+        return torch.full_like(x, 3e38)
+
+
+def test_a_sum_that_overflows_is_no_event_but_a_real_inf_is():
+    """Unlogged steps check Σx; on the CPU an overflowed Σx of finite values is told apart
+    from NaN/Inf by counting them, so only the real Inf (the next module's output) is named."""
+    model = nn.Sequential(nn.Linear(3, 4), Huge(), nn.Linear(4, 2))
+    with torch.no_grad():
+        model[2].weight.fill_(1.0)  # 4 · 3e38 overflows: a real Inf in layer "2"
+    with gp.watch(model, every=lambda step: False) as probe:  # no step logged
+        model(torch.randn(5, 3))
+        probe.step()
+    events = probe.run.events()
+    assert [(e.step, e.phase, e.layer) for e in events] == [(0, "forward", "2")]
+
+
+def test_a_forward_event_does_not_stop_the_backward_search_of_the_same_step():
+    """On the CPU an unlogged step finds the forward NaN at once; the modules after it must
+    still hook their outputs' gradients, so the backward event is the first one in
+    backward order (the last layer's output gradient), not a parameter's gradient."""
+    model = _model()
+    x = torch.randn(4, 6)
+    x[1, 2] = float("nan")
+    with gp.watch(model, every=lambda step: False) as probe:
+        model(x).pow(2).sum().backward()
+        probe.step()
+    first = {e.phase: e for e in probe.run.events()}
+    assert first["forward"].layer == "(input)"
+    assert first["backward"].layer == "6"
+    assert "the output of 6" in first["backward"].detail

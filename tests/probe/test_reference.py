@@ -139,6 +139,29 @@ def test_update_ratio_is_norm_of_step_over_norm_of_weights(every):
     assert probe.run.steps == ([0, 2] if every == 2 else [0, 1, 2])
 
 
+def test_weight_norm_is_of_the_weights_the_step_used():
+    """‖w‖ is taken in the backward (the weights are in cache there): the weights that made
+    the step's activations and gradients, before the optimizer's update; a parameter the
+    backward did not reach gets it at probe.step()."""
+    model = _mlp()
+    unused = nn.Linear(3, 3)
+    model.add_module("unused", unused)  # in the model, never called
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    x, y = torch.randn(16, 12), torch.randint(0, 7, (16,))
+    with gp.watch(model) as probe:
+        for _ in range(2):
+            used = {n: p.detach().norm().item() for n, p in model.named_parameters()}
+            nn.functional.cross_entropy(model[:-1](x), y).backward()
+            opt.step()
+            opt.zero_grad()
+            probe.step()
+    v = _values(probe.run, step=1)
+    for n, p in model.named_parameters():
+        want = used[n] if not n.startswith("unused") else p.detach().norm().item()
+        assert v[(n, "weight", "norm")] == pytest.approx(want, rel=1e-6), n
+    assert model[0].weight.norm().item() != pytest.approx(used["0.weight"], rel=1e-6)
+
+
 @pytest.mark.parametrize(
     ("every", "updates", "want"),
     [

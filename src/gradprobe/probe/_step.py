@@ -81,9 +81,12 @@ class FirstNonFinite:
         if not any(self._seqs.values()):
             self._intern.clear()
 
-    def host_record(self, phase: str, step: int, entry, frac: float, rank=None) -> None:
+    def host_record(self, phase: str, step: int, entry, frac: float | None, rank=None) -> None:
+        """An event read on the host; ``frac``: the fraction of NaN/Inf values (logged steps;
+        None on unlogged ones, whose device path has no count either)."""
         if self.track and phase not in self.found:
-            self._add(phase, step, entry, f" ({frac:.3g} of its values)", rank)
+            amount = "" if frac is None else f" ({frac:.3g} of its values)"
+            self._add(phase, step, entry, amount, rank)
 
     def _add(self, phase: str, step: int, entry, amount: str, rank=None) -> None:
         rank = self.rank if rank is None else rank
@@ -170,29 +173,23 @@ class Finisher:
 
     # -- queued on the device before the copy ---------------------------------------------
     def _queue_weights(self, pk: R.Packer) -> list[tuple]:
-        """``‖w‖``, and with a snapshot from the step's start ``‖w - w_prev‖`` and ``‖w_prev‖``
-        (``‖w_prev‖`` is the previous step's ``‖w‖`` when that step was logged: no extra pass)."""
+        """``‖w‖`` of the weights the step used (taken in the backward, see
+        ``Probe._param_hook``; here, for a parameter the backward did not reach), and on a step
+        with a snapshot ``‖w - w_prev‖`` and ``‖w_prev‖`` (taken with the snapshot)."""
         pr = self.probe
         out = []
-        snaps = pr._snap if pr._snap_valid else [None] * len(pr.params)
-        prevs = pr._snap_norms or [None] * len(pr.params)
-        norms = []
+        taken = pr.weight_norms
         with torch.no_grad():
-            for (name, p), snap, prev in zip(pr.params, snaps, prevs, strict=True):
+            for i, (name, p) in enumerate(pr.params):
                 # distributed: FSDP2 shards -> global norms; replicated (DDP) -> rank 0's
                 op = "norms_shard" if is_shard(p) else "rank0"
                 w = local(p.detach())
-                wn = _norm(w)
-                norms.append(wn)
-                if snap is None:
-                    out.append((name, pk.add(wn, op=op), None, None))
-                else:
-                    snap = local(snap)
-                    prev = _norm(snap) if prev is None else prev
-                    delta = _norm(snap.sub_(w))  # the buffer is refilled at the next snapshot
-                    queued = (pk.add(wn, op=op), pk.add(delta, op=op), pk.add(prev, op=op))
-                    out.append((name, *queued))
-        pr._last_norms = (pr.step_index, norms)
+                w_sl = taken[i] if i in taken else pk.add(R.norm(w), op=op)
+                if not pr._snap_valid:
+                    out.append((name, w_sl, None, None))
+                    continue
+                delta = R.norm(local(pr._snap[i]).sub_(w))  # refilled at the next snapshot
+                out.append((name, w_sl, pk.add(delta, op=op), pk.add(pr._snap_norms[i], op=op)))
         return out
 
     def _queue_dead(self, pk: R.Packer) -> dict[int, tuple[slice, int]]:
@@ -290,14 +287,6 @@ class Finisher:
                 h.posinf + other.posinf, h.neginf + other.neginf,
             )  # fmt: skip
         hists.append((name, quantity, h))
-
-
-def _norm(t: torch.Tensor) -> torch.Tensor:
-    """‖t‖₂ in float32; a BLAS dot product when ``t`` is contiguous float32 (3× faster)."""
-    if t.dtype == torch.float32 and t.is_contiguous():
-        v = t.reshape(-1)
-        return torch.dot(v, v).sqrt()
-    return torch.linalg.vector_norm(t, dtype=torch.float32)
 
 
 def _moment_rows(name: str, q: str, mo: R.Moments, calls: int) -> list[tuple]:

@@ -75,8 +75,8 @@ class Probe:
         self._finisher = Finisher(self)
         self._snap: list[torch.Tensor] | None = None
         self._snap_valid = False
+        self._snap_norms: list[torch.Tensor] = []
         self._last_update: int | None = None  # the last step whose update ratio was measured
-        self._last_norms: tuple[int, list] = (-1, [])
         self._on_grad_eager = self.hooks.wrap(self._on_grad, "gradient")
         try:
             self._install(optimizer)
@@ -100,10 +100,10 @@ class Probe:
         for s in self.slots[1:]:
             self.hooks.forward_pre(s.module, self._pre_hook(s), s.name)
             self.hooks.forward(s.module, self._fwd_hook(s), s.name)
-        for n, p in self.params:
+        for i, (n, p) in enumerate(self.params):
             if p.requires_grad and n in self._param_slot:
                 rec = BwdRec("param", self._param_slot[n], n)
-                self.hooks.param(p, self._param_hook(rec), n)
+                self.hooks.param(p, self._param_hook(rec, i), n)
         if optimizer is not None:
             self.hooks.optimizer_step(optimizer, lambda *_: self.step())
 
@@ -121,20 +121,23 @@ class Probe:
         self.called: dict[str, None] = {}  # execution order (forward hooks' order)
         self.rnn_in: list[tuple] = []  # (slot, time-norm slice) of ∂L/∂x_t
         self._outs: dict[int, tuple] = {}  # id(output) -> (weakref, BwdRec), for consumers
+        self.weight_norms: dict[int, slice] = {}  # logged: param index -> ‖w‖ taken in backward
         gap, last = self._updates, self._last_update
         self._snap_valid = bool(gap and self.logged and (last is None or self._step - last >= gap))
         if self._snap_valid:
             self._last_update = self._step
-        last_step, last_norms = self._last_norms
-        # norms of the weights the snapshot copies, if the previous step just computed them
-        self._snap_norms = last_norms if last_step == self._step - 1 else None
-        if self._snap_valid:
-            with torch.no_grad():
-                if self._snap is None:
-                    self._snap = [p.detach().clone() for _, p in self.params]
-                else:  # reuse the buffers: no allocation per step
-                    for buf, (_, p) in zip(self._snap, self.params, strict=True):
-                        buf.copy_(p.detach())
+            self._take_snapshot()
+
+    def _take_snapshot(self) -> None:
+        """Copy the parameters (the update ratio's ``w_{t-1}``) and take their norms while the
+        copy is in cache; the buffers are allocated once and reused."""
+        with torch.no_grad():
+            if self._snap is None:
+                self._snap = [p.detach().clone() for _, p in self.params]
+            else:
+                for buf, (_, p) in zip(self._snap, self.params, strict=True):
+                    buf.copy_(p.detach())
+            self._snap_norms = [R.norm(local(buf)) for buf in self._snap]
 
     @property
     def step_index(self) -> int:
@@ -209,15 +212,20 @@ class Probe:
 
     def _fwd_hook(self, slot: Slot) -> Callable:
         def hook(module, args, output):
-            if not self.hooks.active or not self._want_fwd():
+            if not self.hooks.active:
+                return
+            # the forward search may have ended (a NaN found) while the backward goes on
+            want_fwd, want_bwd = self._want_fwd(), self._want_bwd()
+            if not (want_fwd or want_bwd):
                 return
             if self.logged:
                 self.called.setdefault(slot.name)
             t = primary_tensor(output)
             if t is None or t.numel() == 0:
                 return
-            self._record_fwd(slot, t)
-            if t.requires_grad and self._want_bwd():
+            if want_fwd:
+                self._record_fwd(slot, t)
+            if t.requires_grad and want_bwd:
                 rec = BwdRec("out", slot, slot.name)
                 self._outs[id(t)] = (weakref.ref(t), rec)
                 tdim = rnn_time_dim(module, output[0]) if slot.is_rnn else None
@@ -229,10 +237,18 @@ class Probe:
         if self.hooks.active and step == self._step:
             self._record_bwd(rec, grad, time_dim)
 
-    def _param_hook(self, rec: BwdRec) -> Callable:
+    def _param_hook(self, rec: BwdRec, index: int) -> Callable:
         def hook(param):
             if self.hooks.active and self._want_bwd() and param.grad is not None:
                 self._record_bwd(rec, param.grad, None)
+                if self.logged and index not in self.weight_norms:
+                    # ‖w‖ of the weights this step used: the backward just read them, so
+                    # they are in cache (at probe.step() they would be read from memory).
+                    # Distributed: FSDP2 shards -> global norms; replicated (DDP) -> rank 0's
+                    op = "norms_shard" if is_shard(param) else "rank0"
+                    with torch.no_grad():
+                        wn = R.norm(local(param.detach()))
+                    self.weight_norms[index] = self.packer.add(wn, op=op)
 
         return hook
 
@@ -274,10 +290,9 @@ class Probe:
         (ranks agree on the first event), it stays on the device until the next logged step."""
         s = R.finite_sum(t)
         if self._dist is None and R.on_host(s.device):
-            if not math.isfinite(s.item()):
-                frac = R.nonfinite_fraction(t)
-                if frac > 0:  # else Σx overflowed float32: large values, no NaN/Inf yet
-                    self.first.host_record(phase, self._step, entry, frac)
+            if not math.isfinite(s.item()) and R.nonfinite_fraction(t) > 0:
+                # (a zero fraction: Σx overflowed float32, large values but no NaN/Inf yet)
+                self.first.host_record(phase, self._step, entry, None)
         elif phase == "forward":
             self.fwd_ext.append(s)
             self.fwd_seq.append(entry)
