@@ -62,7 +62,8 @@ def _timed(name: str, fn):
 
 def time_config(ddp, model, opt, options, steps: int, x, y) -> tuple[float, int]:
     """Median seconds per step (after one warm-up step) and collectives issued by the probe."""
-    probe = gp.watch(model, **{"distributed": True, **options}) if options else None
+    # updates=1: the update ratio on every logged step, as when the table was measured
+    probe = gp.watch(model, **{"distributed": True, "updates": 1, **options}) if options else None
     with probe or contextlib.nullcontext():
         times = []
         for i in range(steps + 1):

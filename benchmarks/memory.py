@@ -45,7 +45,8 @@ def main(argv=None) -> None:
     path = os.path.join(tempfile.mkdtemp(), "run.sqlite")
     marks = {}
     t0 = time.perf_counter()
-    with gp.watch(model, path=path, histograms=args.histograms) as probe:
+    # updates=1: the update ratio (and its snapshot) on every logged step, the worst case
+    with gp.watch(model, path=path, histograms=args.histograms, updates=1) as probe:
         for step in range(args.steps):
             nn.functional.cross_entropy(model(x), y).backward()
             opt.step()

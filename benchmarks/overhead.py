@@ -2,15 +2,16 @@
 
 Workload: MLP 784 -> 5 x 1000 tanh -> 10, cross-entropy, SGD, batch 128, random data,
 ``torch.set_num_threads(2)``. Every configuration runs in this one process on its own copy of
-the model (same initial weights, its own SGD); the configurations take turns step by step, in
-a new shuffled order each cycle, so that plain training and every configuration see the same
-machine at the same moment (on a shared machine the speed of plain training alone drifts by
-±25% from one second to the next). A configuration's ratio is its summed step time over a
-block of 20 cycles divided by plain training's over the same block (summed, because with
-``every=10`` or the update ratio 10 steps apart one step in ten costs more); the table shows
-the median and the quartiles over blocks. Peers that work in the background (TensorBoard's
-writer thread, wandb's service process) would slow whatever runs beside them, so each is
-measured in its own group with plain training.
+the model (same initial weights, its own SGD). They take turns: in each cycle, in a new
+shuffled order, every configuration trains 10 consecutive steps (``--run``), so plain
+training and every configuration see the same machine within seconds of each other (on a
+shared machine the speed of plain training alone drifts by ±25% from one second to the next),
+and caches are warm as in a real loop. A configuration's ratio for a cycle is its time for
+its 10 steps over plain training's (summed: with ``every=10`` or the update ratio 10 steps
+apart one step in ten costs more); the table shows the median and the quartiles over
+cycles. Peers that work in the background (TensorBoard's writer thread, wandb's service
+process) would slow whatever runs beside them, so each is measured in its own group with
+plain training.
 
     .venv/bin/python benchmarks/overhead.py                       # the table in BENCHMARKS.md
     .venv/bin/python benchmarks/overhead.py --steps 50 --only "(b),(d)"   # a quick look
@@ -206,14 +207,17 @@ class Lane:
         return clock() - t0
 
 
-def measure(configs: dict, make, x, y, steps: int, warmup: int, sync, clock, rng) -> dict:
-    """Step every configuration in turn (a new shuffled order each cycle): a configuration's
-    step and plain training's are never more than one cycle apart, so slow drifts of the
-    machine (other jobs, memory bandwidth, clock speed) hit both alike. Returns the step times
-    per configuration, warm-up steps left out."""
+def measure(configs: dict, make, x, y, args, sync, clock, rng) -> dict[str, list[float]]:
+    """Cycles in which every configuration, in a new shuffled order, trains ``args.run``
+    consecutive steps (warm caches, as in a real loop; the first step of a turn finds the
+    previous configuration's data in the cache). Returns, per configuration, its time per turn
+    summed over the turn (the sum: with every=10, or the update ratio 10 steps apart, one step
+    in ten costs more, and the amortised cost is the one that matters); turn ``i`` of every
+    configuration comes from the same cycle, seconds apart, so slow drifts of the machine
+    (other jobs, memory bandwidth, clock speed) hit them alike."""
     init = make().state_dict()
     loss_fn = nn.CrossEntropyLoss()
-    times: dict[str, list[float]] = {k: [] for k in configs}
+    sums: dict[str, list[float]] = {k: [] for k in configs}
     with contextlib.ExitStack() as stack:
         lanes = {}
         for k, config in configs.items():
@@ -221,31 +225,26 @@ def measure(configs: dict, make, x, y, steps: int, warmup: int, sync, clock, rng
             model.load_state_dict(init)
             opt = torch.optim.SGD(model.parameters(), lr=1e-3)
             lanes[k] = Lane(config, model, opt, stack)
+            for _ in range(args.warmup):
+                lanes[k].run_step(x, y, loss_fn, sync, clock)
         order = list(lanes)
-        for i in range(warmup + steps):
+        cycles = args.steps // args.run
+        for c in range(cycles):
             rng.shuffle(order)
             for k in order:
-                t = lanes[k].run_step(x, y, loss_fn, sync, clock)
-                if i >= warmup:
-                    times[k].append(t)
-            if i >= warmup and (i - warmup + 1) % 50 == 0:
-                print(f"  {i - warmup + 1}/{steps} steps", file=sys.stderr, flush=True)
-    return times
-
-
-def block_ratios(times: list[float], base: list[float], block: int) -> list[float]:
-    """Σ step times / Σ plain step times over consecutive blocks of ``block`` cycles (the sum:
-    with every=10, or the update ratio 10 steps apart, one step in ten costs more, and the
-    amortised cost is the one that matters)."""
-    n = len(base) // block * block
-    return [sum(times[i : i + block]) / sum(base[i : i + block]) for i in range(0, n, block)]
+                lane = lanes[k]
+                sums[k].append(
+                    sum(lane.run_step(x, y, loss_fn, sync, clock) for _ in range(args.run))
+                )
+            print(f"  cycle {c + 1}/{cycles}", file=sys.stderr, flush=True)
+    return sums
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=300, help="timed steps per configuration")
-    ap.add_argument("--block", type=int, default=20, help="cycles per ratio (a multiple of 10)")
-    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--run", type=int, default=10, help="steps per turn (a multiple of 10)")
+    ap.add_argument("--warmup", type=int, default=10, help="untimed steps first (a multiple of 10)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
@@ -286,20 +285,18 @@ def main(argv=None) -> None:
     ratios: dict[str, list[float]] = {}
     base_steps = []
     for group in groups:
-        times = measure(
-            group, lambda: make_model(device), x, y, args.steps, args.warmup, sync, clock, rng
-        )
-        base_steps += times[BASE]
-        for k, ts in times.items():
-            ratios.setdefault(k, block_ratios(ts, times[BASE], args.block))
+        sums = measure(group, lambda: make_model(device), x, y, args, sync, clock, rng)
+        base_steps += [t / args.run for t in sums[BASE]]
+        for k, ts in sums.items():
+            ratios.setdefault(k, [a / b for a, b in zip(ts, sums[BASE], strict=True)])
     print(
         f"\nReference workload on {device} ({args.threads} threads, {args.clock} clock), "
         f"torch {torch.__version__}, {os.cpu_count()} CPUs, load average "
         f"{' '.join(f'{v:.1f}' for v in os.getloadavg())} at the end; {args.steps} steps per "
-        f"configuration, interleaved, ratios over blocks of {args.block}"
+        f"configuration in turns of {args.run}"
     )
-    print(f"plain step: median {1e3 * statistics.median(base_steps):.1f} ms\n")
-    print("| configuration | ratio (median of blocks) | quartiles |")
+    print(f"plain step: median of turns {1e3 * statistics.median(base_steps):.1f} ms\n")
+    print("| configuration | ratio (median of turns) | quartiles |")
     print("|---|---:|---:|")
     for k, rs in ratios.items():
         q1, _, q3 = statistics.quantiles(rs, n=4) if len(rs) > 1 else (rs[0],) * 3
