@@ -1,0 +1,40 @@
+"""The benchmark scripts run and print their tables (a smoke test: nothing here is timed;
+the numbers are in docs/BENCHMARKS.md, with the commands that produced them)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_overhead_benchmark_prints_a_ratio_per_configuration():
+    out = _run(
+        "benchmarks/overhead.py", "--steps", "10", "--warmup", "1", "--threads", "1",
+        "--only", "(b) ,(d),(e),floor,peer: hooks",
+    )  # fmt: skip
+    rows = dict(re.findall(r"^\| (.+?) \| ([0-9.]+)× \|", out, re.M))
+    assert set(rows) == {
+        "plain training",
+        "(b) scalar stats + first-non-finite, every step",
+        "(d) (b) with every=10",
+        "(e) first-non-finite only (no step logged)",
+        "floor: ‖g‖, ‖w‖ per parameter by hand (no hooks)",
+        "peer: hooks with .item() per tensor",
+    }
+    assert float(rows["plain training"]) == 1.0
+    assert all(float(v) > 0 for v in rows.values())
+
+
+def test_memory_benchmark_prints_rss_per_mark():
+    out = _run("benchmarks/memory.py", "--steps", "100")
+    assert re.search(r"^\| 100 \| [0-9.]+ \|", out, re.M), out
