@@ -213,6 +213,24 @@ def test_histogram_counts_by_brute_force_with_special_bins():
     assert h.counts.sum() + h.zero + h.nan + h.posinf + h.neginf + h.below + h.above == 24
 
 
+@pytest.mark.parametrize("bins", [254, 256, 600])  # uint8 bin indices up to 254 bins
+def test_histogram_counts_by_brute_force_for_many_bins(bins):
+    torch.manual_seed(bins)
+    model = nn.Sequential(nn.Linear(4, 300), nn.Identity())
+    x = torch.randn(50, 4)
+    with gp.watch(model, histograms=True, bins=bins) as probe:
+        model(x)
+        probe.step()
+    h = probe.run.histogram("1", "activation", 0)
+    vals = model(x).detach().flatten().double().numpy()
+    edges = h.edges
+    want = [
+        int(((vals > edges[i]) & (vals <= edges[i + 1]) & (vals != 0)).sum()) for i in range(bins)
+    ]
+    assert h.counts.tolist() == want
+    assert h.counts.sum() + h.zero == vals.size and h.below == h.above == 0
+
+
 def test_fixed_range_histogram_counts_out_of_range_values():
     model = nn.Sequential(nn.Linear(3, 200), nn.Identity())
     torch.manual_seed(4)

@@ -76,6 +76,7 @@ class Probe:
         self._snap: list[torch.Tensor] | None = None
         self._snap_valid = False
         self._snap_norms: list[torch.Tensor] = []
+        self._scratch = R.Scratch()  # reused CPU temporaries (reducers.Scratch)
         self._last_update: int | None = None  # the last step whose update ratio was measured
         self._on_grad_eager = self.hooks.wrap(self._on_grad, "gradient")
         try:
@@ -156,7 +157,9 @@ class Probe:
         if not self.histograms:
             return None
         r = self.hist_r.get(key, self.hist_range)
-        r, *rest = R.histogram(t, self.bins, r, ext=mom[2:4], pow2=self._dist is not None)
+        r, *rest = R.histogram(
+            t, self.bins, r, ext=mom[2:4], pow2=self._dist is not None, scratch=self._scratch
+        )
         self.hist_r.setdefault(key, r)
         return self.packer.add(r, *rest, op="hist" if key[1] == "a" else "hist_grad")
 
@@ -167,7 +170,7 @@ class Probe:
             m = p.add(*mom, op="moments")
             sat = unitmax = None
             if slot.act is not None and slot.act.kind == "saturating":
-                sat = p.add(R.saturated_count(t, slot.act.lo, slot.act.hi))
+                sat = p.add(R.saturated_count(t, slot.act.lo, slot.act.hi, scratch=self._scratch))
             elif slot.act is not None and t.dim() > 0 and t.shape[0] > 0:
                 unitmax = R.unit_max(t)
             self.fwd.append((slot, t.numel(), m, sat, unitmax, self._hist((slot.id, "a"), t, mom)))
@@ -351,6 +354,7 @@ class Probe:
             self.hooks.remove()
         finally:
             self._snap = None
+            self._scratch = R.Scratch()  # free the buffers
             try:  # a step cut short (an exception) still names its first non-finite
                 self.packer.reduce_fn = None  # no collective here: other ranks may be gone
                 if self.logged and (self.fwd or self.bwd):
