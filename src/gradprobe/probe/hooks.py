@@ -23,11 +23,21 @@ from typing import Any
 import torch
 
 
+def _is_compiling() -> Callable[[], bool]:
+    """``torch.compiler.is_compiling`` (torch >= 2.3), or Dynamo's own before it."""
+    found = getattr(torch.compiler, "is_compiling", None)
+    if found is None:
+        from torch import _dynamo
+
+        found = _dynamo.is_compiling
+    return found
+
+
 def eager(fn: Callable) -> Callable:
     """``fn`` kept out of torch.compile's tracing: run through a ``torch.compiler.disable``d
     wrapper only while Dynamo traces (``is_compiling()``), directly otherwise."""
     disabled = torch.compiler.disable(fn)
-    is_compiling = torch.compiler.is_compiling
+    is_compiling = _is_compiling()
 
     def run(*args, **kwargs):
         if is_compiling():

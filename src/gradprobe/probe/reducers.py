@@ -122,10 +122,6 @@ class Packer:
         return int(r) if r >= 0 else None
 
 
-def _numel(t) -> int:
-    return t.numel() if isinstance(t, torch.Tensor) else 1
-
-
 def _flat32(x: torch.Tensor) -> torch.Tensor:
     v = x.detach()
     if v.dtype != torch.float32:
