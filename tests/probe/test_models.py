@@ -261,3 +261,20 @@ def test_check_changes_nothing_and_prints_a_table():
         gp.check(model, "x")
     with pytest.raises(gp.GradprobeError, match="forward failed"):
         gp.check(model, torch.randn(8, 5))
+
+
+def test_the_probe_reports_its_own_time():
+    """probe.seconds: host time inside the hooks and step(); part of the watched time, and
+    stored in the run at close."""
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gp.watch(model, histograms=True) as probe:
+        for _ in range(5):
+            model(torch.randn(16, 4)).pow(2).sum().backward()
+            opt.step()
+            opt.zero_grad()
+            probe.step()
+        during = probe.seconds
+    meta = probe.run.meta
+    assert 0 < during <= probe.seconds == pytest.approx(meta["probe_seconds"], abs=1e-6)
+    assert meta["probe_seconds"] < meta["watched_seconds"]

@@ -18,6 +18,7 @@ returns None, leaving the module's inputs, outputs and gradients untouched.
 from __future__ import annotations
 
 from collections.abc import Callable
+from time import perf_counter
 from typing import Any
 
 import torch
@@ -73,11 +74,14 @@ class HookSet:
         self.hooks: list[Hook] = []
         self.active = True
         self.on_error = on_error
+        self.seconds = 0.0  # host time spent inside the hooks (two clock reads per call)
 
     def wrap(self, fn: Callable, name: str) -> Callable:
-        """``fn`` run eagerly, its exceptions caught and reported to ``on_error``."""
+        """``fn`` run eagerly, its exceptions caught and reported to ``on_error``, its time
+        added to ``seconds``."""
 
         def safe(*args, **kwargs):
+            t0 = perf_counter()
             try:
                 return fn(*args, **kwargs)
             except Exception as err:
@@ -85,6 +89,8 @@ class HookSet:
                     raise
                 self.on_error(name, err)
                 return None
+            finally:
+                self.seconds += perf_counter() - t0
 
         return eager(safe)
 

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import logging
 import math
+import time
 import weakref
 from collections.abc import Callable
 
@@ -77,6 +78,8 @@ class Probe:
         self._snap_valid = False
         self._snap_norms: list[torch.Tensor] = []
         self._scratch = R.Scratch()  # reused CPU temporaries (reducers.Scratch)
+        self._step_seconds = 0.0
+        self._started = time.perf_counter()
         self._last_update: int | None = None  # the last step whose update ratio was measured
         self._on_grad_eager = self.hooks.wrap(self._on_grad, "gradient")
         try:
@@ -311,6 +314,7 @@ class Probe:
         a warning and the step's numbers are dropped; it never stops the training loop.
         """
         self._check_open()
+        t0 = time.perf_counter()
         try:
             if self.logged:
                 self._finisher.finish_logged(self._step, write=True)
@@ -320,6 +324,15 @@ class Probe:
             self._hook_failed(f"step {self._step}", err)
         self._step += 1
         self._begin_step()
+        self._step_seconds += time.perf_counter() - t0
+
+    @property
+    def seconds(self) -> float:
+        """Host time spent inside the probe so far: its hooks and ``step()`` (on an
+        accelerator, kernels it queued may finish later). Compare with the wall time of the
+        training loop to see what watching costs on your model; stored at close as
+        ``run.meta["probe_seconds"]`` beside ``run.meta["watched_seconds"]``."""
+        return self.hooks.seconds + self._step_seconds
 
     def _guard_skipped(self, skipped) -> None:
         """The guard skipped a step: the optimizer's post-hook will not end it, so end it here."""
@@ -363,8 +376,13 @@ class Probe:
                     self.first.push_flags(self)
                 self.first.flush(self._step)
             finally:
-                self.run.set_meta("closed_at_step", self._step)
-                self.run.finish_writing()
+                try:
+                    self.run.set_meta("closed_at_step", self._step)
+                    self.run.set_meta("probe_seconds", round(self.seconds, 6))
+                    watched = time.perf_counter() - self._started
+                    self.run.set_meta("watched_seconds", round(watched, 6))
+                finally:
+                    self.run.finish_writing()
 
     def _check_open(self) -> None:
         if self._closed:
