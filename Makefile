@@ -26,6 +26,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/lint-imports
 	bash .ci/ensure-chromium.sh
 	$(PY) -m pytest -q
 

@@ -4,25 +4,33 @@
 >>> gp.init.names()[:3]
 ['zeros', 'constant', 'normal']
 
-Public names are loaded lazily so ``import gradprobe`` stays cheap and a part
-that is not needed (plots, theory) is never imported.
+Public names are loaded lazily so ``import gradprobe`` stays cheap and a part that is not
+needed (plots, theory) is never imported; type checkers see the real names through the
+``TYPE_CHECKING`` imports below.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ._version import __version__
 from .errors import GradprobeError
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:  # pragma: no cover
+    from . import experiments, init, theory
+    from .check import CheckResult, check
+    from .diagnose import Finding, diagnose
+    from .probe import guard, watch
+    from .run import Run
 
 # public name -> (module, attribute or None for the module itself)
 _LAZY: dict[str, tuple[str, str | None]] = {
     "init": ("gradprobe.init", None),
     "theory": ("gradprobe.theory", None),
     "experiments": ("gradprobe.experiments", None),
-    "check": ("gradprobe.probe", "check"),
+    "check": ("gradprobe.check", "check"),
+    "CheckResult": ("gradprobe.check", "CheckResult"),
     "watch": ("gradprobe.probe", "watch"),
     "guard": ("gradprobe.probe", "guard"),
     "diagnose": ("gradprobe.diagnose", None),  # a callable module: gp.diagnose(run)
@@ -30,7 +38,20 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "Run": ("gradprobe.run", "Run"),
 }
 
-__all__ = ["GradprobeError", "__version__", *_LAZY]
+__all__ = [  # noqa: RUF022  (grouped as DESIGN.md lists them)
+    "GradprobeError",
+    "__version__",
+    "init",
+    "theory",
+    "experiments",
+    "check",
+    "CheckResult",
+    "watch",
+    "guard",
+    "diagnose",
+    "Finding",
+    "Run",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,6 +1,7 @@
 """The ``gradprobe`` command line: wires the parts together, holds no logic of its own.
 
-Every GradprobeError becomes one line on stderr and exit status 2.
+Exit status: 0 healthy / done, 1 findings of severity warning or error, 2 bad usage (a
+GradprobeError or a usage mistake: one line on stderr, never a traceback), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def demo(
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
 ) -> None:
     """The story end to end: vanishing, exploding and the cure, with figures in OUT."""
-    from .report.demo import run_demo
+    from .app.demo import run_demo
 
     run_demo(out=out, seed=seed)
 
@@ -40,9 +41,14 @@ def inits(
     pattern: Annotated[str | None, typer.Argument(help="glob on scheme names")] = None,
 ) -> None:
     """The weight-initialisation zoo: every scheme with its formula and paper."""
-    from .init import schemes_table
+    from .init import names, schemes_table
     from .report.terminal import console
 
+    if pattern is not None and not names(pattern):
+        raise GradprobeError(
+            f"no init scheme matches {pattern!r}; `gradprobe inits` lists them all, and a "
+            "pattern is a glob such as 'kaiming*'"
+        )
     console().print(schemes_table(pattern))
 
 
@@ -56,7 +62,7 @@ def report(
     ] = None,
 ) -> None:
     """Terminal summary of a stored run; its figures as PNGs and one self-contained HTML file."""
-    from .report.run_report import run_report
+    from .app.report import run_report
 
     status = run_report(run, html=html, png=png)
     if tensorboard is not None:
@@ -91,7 +97,7 @@ def check(
 
     Exit status 0 when healthy, 1 when a warning or error was found, 2 on bad usage.
     """
-    from .report.check import run_check
+    from .app.check import run_check
 
     raise typer.Exit(
         run_check(
@@ -151,26 +157,51 @@ def run_experiment(
     console().print(f"{name}: done; numbers in {result.folder / 'result.json'}", markup=False)
 
 
+def _click_errors() -> tuple[type[BaseException], ...]:
+    """The usage-error classes: typer raises those of the click it bundles (typer._click);
+    older typers raise click's own."""
+    classes: list[type[BaseException]] = []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            module = __import__(name, fromlist=["ClickException"])
+        except ImportError:
+            continue
+        classes.append(module.ClickException)
+    return tuple(classes)
+
+
+def _usage_line(err: BaseException) -> str:
+    """One line for a usage mistake, with where to look for the right usage."""
+    message = getattr(err, "format_message", lambda: str(err))() or type(err).__name__
+    ctx = getattr(err, "ctx", None)
+    command = getattr(ctx, "command_path", None) or "gradprobe"
+    first = " ".join(str(message).split())
+    return f"gradprobe: error: {first} (see `{command} --help`)"
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the console script; GradprobeError -> one line, exit 2."""
+    """Entry point of the console script: exit 0 / 1 as the command says, 2 with one line on
+    stderr for bad usage (GradprobeError, a usage mistake), 130 when interrupted."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args:  # no command: the help, and the status of a usage mistake
+        app(args=["--help"], standalone_mode=False, prog_name="gradprobe")
+        raise SystemExit(2)
     try:
-        status = app(args=argv, standalone_mode=False)  # returns typer.Exit's code
+        status = app(args=args, standalone_mode=False, prog_name="gradprobe")
         if isinstance(status, int) and status:
             raise SystemExit(status)
     except GradprobeError as err:
-        print(f"gradprobe: error: {err}", file=sys.stderr)
+        print(f"gradprobe: error: {' '.join(str(err).split())}", file=sys.stderr)
         raise SystemExit(2) from None
     except typer.Exit as done:
         raise SystemExit(done.exit_code) from None
-    except typer.Abort:
+    except (typer.Abort, KeyboardInterrupt):
+        print("gradprobe: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
-    except Exception as err:  # click usage errors
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            raise SystemExit(2) from None
-        raise
+    except _click_errors() as err:
+        code = getattr(err, "exit_code", 2)
+        print(_usage_line(err), file=sys.stderr)
+        raise SystemExit(2 if code in (0, 1, None) else code) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

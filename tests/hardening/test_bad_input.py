@@ -87,7 +87,7 @@ def test_a_truncated_run_file_is_refused(tmp_path):
 def test_untrusted_files_load_with_weights_only(tmp_path):
     import pickle
 
-    from gradprobe._factory import load_tensor_file
+    from gradprobe.app._factory import load_tensor_file
 
     class Evil:
         def __reduce__(self):

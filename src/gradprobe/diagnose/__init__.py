@@ -14,7 +14,6 @@ from ..errors import InvalidInputError
 from ..run import Run
 from .context import Context
 from .finding import SEVERITY_ORDER, Finding, Remedy
-from .ranking import Ranking, score, try_remedies
 from .rules import RULES
 from .thresholds import Thresholds
 
@@ -40,19 +39,17 @@ def diagnose(
 
 __all__ = [
     "RULES",
+    "Context",
     "Finding",
-    "Ranking",
     "Remedy",
     "Thresholds",
     "diagnose",
-    "score",
-    "try_remedies",
 ]
 
 
 class _CallableModule(types.ModuleType):
-    """``gp.diagnose(run)`` and ``gp.diagnose.try_remedies(...)`` both work: importing the
-    subpackage binds ``gradprobe.diagnose`` to this module, so the module is callable."""
+    """``gp.diagnose(run)`` and ``gp.diagnose.Finding`` both work: importing the subpackage
+    binds ``gradprobe.diagnose`` to this module, so the module is callable."""
 
     def __call__(self, *args, **kwargs) -> list[Finding]:
         return diagnose(*args, **kwargs)

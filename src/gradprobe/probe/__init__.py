@@ -1,8 +1,18 @@
-"""Recording what flows through a model: ``watch`` while it trains, ``check`` at init."""
+"""Recording what flows through a model: ``watch`` while it trains, ``record_step`` for one
+watched forward + backward (the probe's half of ``gp.check``)."""
 
-from .check import CheckResult, check
 from .guard import Guard, guard
+from .record import Recorded, record_step
 from .schedules import every, log_spaced
 from .watch import Probe, watch
 
-__all__ = ["CheckResult", "Guard", "Probe", "check", "every", "guard", "log_spaced", "watch"]
+__all__ = [
+    "Guard",
+    "Probe",
+    "Recorded",
+    "every",
+    "guard",
+    "log_spaced",
+    "record_step",
+    "watch",
+]

@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 
 from ... import init as gpinit
+from ...check import check
 from ...errors import InvalidInputError
-from ...probe import check
 from .. import data
 from .._config import positive
 from .._runner import Experiment, register

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -12,7 +13,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import InvalidInputError
+from ..errors import InvalidInputError
+
+# random inputs larger than this are refused before torch tries to allocate them
+MAX_INPUT_VALUES = 2**28  # 1 GiB of float32
 
 
 def parse_kwargs(text: str | None) -> dict[str, Any]:
@@ -72,6 +76,12 @@ def parse_shape(text: str) -> tuple[int, ...]:
     if not shape or any(s <= 0 for s in shape):
         raise InvalidInputError(
             f"--input-shape must be positive integers like 32,784, got {text!r}"
+        )
+    if math.prod(shape) > MAX_INPUT_VALUES:
+        raise InvalidInputError(
+            f"--input-shape {text} is {math.prod(shape):,} values, more than the "
+            f"{MAX_INPUT_VALUES:,} (1 GiB of float32) check generates; a small batch shows the "
+            "same gradients: pass e.g. 32 as the first dimension"
         )
     return shape
 

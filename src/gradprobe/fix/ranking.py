@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..diagnose import Context, Finding, Thresholds, diagnose
 from ..errors import GradprobeError
-from .context import Context
-from .finding import Finding
-from .thresholds import Thresholds
+from ..init import apply
+from ..probe import record_step
 
 CANDIDATES = (
     "as given",
@@ -131,10 +131,6 @@ def try_remedies(
 
     The findings and numbers shown for a scheme are those of its first seed.
     """
-    from ..init import apply
-    from ..probe import check
-    from . import diagnose
-
     out = []
     for scheme in schemes:
         totals, first = [], None
@@ -144,7 +140,7 @@ def try_remedies(
                 if scheme != "as given":
                     options = {"data": inputs} if scheme == "lsuv" else {}
                     apply(trial, scheme, generator=torch.Generator().manual_seed(seed), **options)
-                run = check(trial, inputs, target, loss_fn, histograms=False).run
+                run = record_step(trial, inputs, target, loss_fn, histograms=False).run
                 total, parts = score(run, thresholds)
                 totals.append(total)
                 if first is None:

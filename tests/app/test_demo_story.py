@@ -3,7 +3,7 @@ chapter showed, the files it wrote, and report.html as the last line."""
 
 import pytest
 
-from gradprobe.report.demo import CHAPTERS, run_demo
+from gradprobe.app.demo import CHAPTERS, run_demo
 
 STORY = ["init_gradients", "glorot", "remedies", "check"]
 

@@ -2,8 +2,8 @@ import csv
 
 import pytest
 
+from gradprobe.app.demo import CHAPTERS, run_demo
 from gradprobe.errors import GradprobeError
-from gradprobe.report.demo import CHAPTERS, run_demo
 
 
 @pytest.fixture(scope="module")

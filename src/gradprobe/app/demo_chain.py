@@ -1,109 +1,15 @@
-"""``gradprobe demo``: the seed's story, chapter by chapter, in the terminal and in OUT.
-
-Chapters are a list; a later capability appends its own with :func:`chapter`. Each
-chapter prints rich tables (and a progress bar for anything over ~2 s), writes its
-figures to ``out`` and returns its numbers, so tests assert on what the demo showed.
-"""
+"""``gradprobe demo``, chapter 1: the matrix chain ``x = x @ W``, fifty times."""
 
 from __future__ import annotations
 
 import csv
 import math
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from rich.rule import Rule
 from rich.table import Table
 
-from ..errors import InvalidInputError
-from .terminal import console, progress
-
-
-@dataclass(frozen=True)
-class Chapter:
-    """One chapter: ``run(out, seed)`` prints, writes figures under ``out``, returns numbers."""
-
-    name: str
-    title: str
-    run: Callable[[Path, int], dict[str, Any]]
-
-
-CHAPTERS: list[Chapter] = []
-
-
-def chapter(name: str, title: str) -> Callable:
-    """Decorator: append ``run(out, seed)`` to the demo as a chapter."""
-
-    def add(run: Callable[[Path, int], dict[str, Any]]) -> Callable:
-        if any(c.name == name for c in CHAPTERS):
-            raise InvalidInputError(f"demo chapter {name!r} exists already; pick another name")
-        CHAPTERS.append(Chapter(name, title, run))
-        return run
-
-    return add
-
-
-def run_demo(
-    out: str | Path = "gradprobe-demo", seed: int = 0, chapters: Sequence[str] | None = None
-) -> dict[str, dict[str, Any]]:
-    """Run the chapters (all, or those named) in order; return ``{chapter: numbers}``."""
-    known = [c.name for c in CHAPTERS]
-    wanted = known if chapters is None else list(chapters)
-    unknown = [c for c in wanted if c not in known]
-    if unknown:
-        raise InvalidInputError(f"unknown demo chapter(s) {unknown}; the chapters are {known}")
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise InvalidInputError(f"cannot create the demo folder {out}: {err}; pass --out") from err
-    con = console()
-    results: dict[str, dict[str, Any]] = {}
-    start = time.perf_counter()
-    for number, ch in enumerate(c for c in CHAPTERS if c.name in wanted):
-        con.print(Rule(f"[bold]Chapter {number + 1}. {ch.title}"))
-        results[ch.name] = ch.run(out, seed)
-    report = _write_report(out, results)
-    con.print(f"\nFigures and tables in {out}/ ({time.perf_counter() - start:.1f} s).")
-    if report is not None:
-        con.print(f"Report: {report}")
-    return results
-
-
-def _write_report(out: Path, results: dict[str, dict[str, Any]]) -> Path | None:
-    """report.html: the checked model's report (chapter 5) with every chapter's figures; None
-    when chapter 5 did not run."""
-    checked = results.get("check")
-    if checked is None:
-        return None
-    from .html import write_html
-
-    titles = {c.name: c.title for c in CHAPTERS}
-    extra = [
-        (f"{titles[name]} ({Path(f).name})", f)
-        for name, numbers in results.items()
-        for f in numbers.get("files", [])
-        if str(f).endswith(".png")
-    ]
-    result, fixed = checked["result"], checked["fixed"]
-    story = [
-        "gradprobe demo: the story of vanishing and exploding gradients, chapter by chapter; "
-        "the figures below are the chapters'. The findings, layer table and run figures are "
-        "those of chapter 5's broken model (a 12-layer ReLU net drawn from N(0, 1)).",
-        f"After gp.init.apply(model, {checked['scheme']!r}) the re-check is "
-        f"{'healthy' if fixed.healthy else 'still not healthy'}.",
-    ]
-    return write_html(
-        result.run,
-        out / "report.html",
-        result.findings,
-        title="gradprobe demo",
-        extra=extra,
-        story=story,
-    )
+from ..report.terminal import console, progress
+from ._chapters import chapter
 
 
 def _cell(r, layer: int, event_row: bool) -> str:
@@ -129,7 +35,7 @@ def _fmt(x: float) -> str:
 @chapter("matrix_chain", "The matrix chain: x = x @ W, fifty times")
 def _matrix_chain(out: Path, seed: int, depth: int = 50, width: int = 100, seeds: int = 10):
     from ..experiments.matrix_chain import matrix_chain, std_over_seeds
-    from .plots import matrix_chain_figure, save
+    from ..report.plots import matrix_chain_figure, save
 
     with progress(transient=True) as bar:  # a few seconds on a busy 2-core machine
         task = bar.add_task("matrix chains", total=seeds + 2)
@@ -194,6 +100,3 @@ def _write_csv(chains, path: Path) -> Path:
             for layer in range(r.depth + 1):
                 writer.writerow([name, layer, r.mean[layer].item(), r.std[layer].item()])
     return path
-
-
-from . import demo_story  # noqa: E402, F401  (chapters 2-5 register after chapter 1)

@@ -7,9 +7,11 @@ import json
 import torch
 import torch.nn.functional as F
 
-from .._factory import load_model, load_tensor_file, parse_kwargs, parse_shape
+from ..check import check
 from ..errors import InvalidInputError
-from .terminal import console, findings_table
+from ..fix import try_remedies
+from ..report.terminal import console, findings_table
+from ._factory import load_model, load_tensor_file, parse_kwargs, parse_shape
 
 _LOSSES = {"auto": None, "mse": F.mse_loss, "ce": F.cross_entropy}
 
@@ -20,10 +22,7 @@ def run_check(
     """Returns the exit status: 0 healthy, 1 findings of severity warning/error.
 
     ``html``: also write the self-contained HTML report there (with theory's prediction
-    when the model is a plain stack)."""
-    from .. import diagnose as dg
-    from ..probe import check
-
+    when the model is a plain stack: the same one the table shows)."""
     if loss not in _LOSSES:
         raise InvalidInputError(f"--loss must be one of {sorted(_LOSSES)}, got {loss!r}")
     if (input_shape is None) == (input_path is None):
@@ -41,14 +40,11 @@ def run_check(
         raise InvalidInputError(f"--loss {loss} needs a --target tensor")
     result = check(model, inputs, target, _LOSSES[loss])
     findings = result.findings
-    ranking = dg.try_remedies(model, inputs, target, _LOSSES[loss]) if try_inits else None
+    if try_inits:
+        result.ranking = try_remedies(model, inputs, target, _LOSSES[loss])
+    ranking = result.ranking
     if as_json:
-        payload = {"healthy": result.healthy, "findings": [f.to_dict() for f in findings]}
-        if ranking is not None:
-            payload["ranking"] = [
-                {"scheme": c.scheme, "score": c.score, "code": c.code} for c in ranking.candidates
-            ]
-        print(json.dumps(payload, indent=2, default=float))
+        print(json.dumps(result.to_dict(), indent=2, default=float))
     else:
         out = console()
         out.print(result.table())
@@ -57,9 +53,6 @@ def run_check(
             out.print(ranking)
             out.print(f"[bold]apply the best:[/bold] {ranking.best.code}", markup=True)
     if html is not None:
-        from .figures import attach_theory
-
-        attach_theory(result.run, model)
         path = result.save_html(html)
         if not as_json:
             console().print(f"report: {path}")

@@ -13,16 +13,15 @@ from pathlib import Path
 import torch
 from rich.table import Table
 
-from .demo import chapter
-from .figures import (
-    attach_theory,
+from ..report.figures import (
     histograms_figure,
     profiles_figure,
     recurrent_figure,
     save,
 )
-from .figures._base import AFFINE_TYPES
-from .terminal import console, findings_table, progress
+from ..report.figures._base import AFFINE_TYPES
+from ..report.terminal import console, findings_table, progress
+from ._chapters import chapter
 
 REMEDIES = ("baseline", "better_init", "batchnorm", "residual", "relu_he")
 
@@ -144,8 +143,8 @@ def _glorot(out: Path, seed: int) -> dict:
 
 
 def _rnn_runs(out: Path, seed: int, length: int = 100) -> dict:
+    from ..check import check
     from ..experiments.catalog.rnn_vs_lstm import adding_problem, build
-    from ..probe import check
 
     runs = {}
     for variant in ("rnn", "lstm_fb3"):
@@ -232,7 +231,6 @@ def _check(out: Path, seed: int) -> dict:
     for suffix in ("", "-wal", "-shm"):
         Path(str(path) + suffix).unlink(missing_ok=True)
     result = gp.check(model, x, y, path=path)
-    attach_theory(result.run, model)
     con = console()
     con.print("A 12-layer ReLU net whose weights were drawn from N(0, 1):")
     con.print(result.table())
