@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from gradprobe.cli import main
+from gradprobe.report.figures.phase import plot_phase_diagram
 from gradprobe.theory import critical_sigma_w2, mean_field, propagate
-from gradprobe.theory.phase import phase_diagram, plot_phase_diagram
+from gradprobe.theory.phase import phase_diagram
 
 
 def test_cli_prints_the_table(capsys):

@@ -9,6 +9,9 @@
 Papers: Poole et al. 2016, Schoenholz et al. 2017 (maps, χ₁, depth scales),
 Pennington, Schoenholz & Ganguli 2017 and Saxe et al. 2014 (Jacobian spectra),
 Hanin & Rolnick 2018 (finite-width spread). See docs/THEORY.md.
+
+theory computes only: its figures are in ``gradprobe.report.figures`` (the phase diagram's
+ξ_c map: ``gradprobe.report.figures.phase.plot_phase_diagram``).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from .meanfield import (
     xi_c,
     xi_q,
 )
-from .phase import PhaseDiagram, phase_diagram, plot_phase_diagram
+from .phase import PhaseDiagram, phase_diagram
 from .trajectory import LayerPrediction, ModelPrediction, Propagation, predict, propagate
 
 __all__ = [
@@ -56,7 +59,6 @@ __all__ = [
     "mean_field",
     "norm_spread",
     "phase_diagram",
-    "plot_phase_diagram",
     "predict",
     "propagate",
     "q_star",
@@ -66,3 +68,13 @@ __all__ = [
     "xi_c",
     "xi_q",
 ]
+
+
+def __getattr__(name: str):
+    if name == "plot_phase_diagram":  # moved: theory draws nothing
+        raise AttributeError(
+            "gradprobe.theory.plot_phase_diagram moved to gradprobe.report.figures.phase"
+            " (theory computes, report draws): from gradprobe.report.figures.phase import"
+            " plot_phase_diagram"
+        )
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,6 +6,10 @@ using Gauss–Legendre panels on a truncated range [-L, L] (the Gaussian tail
 beyond L = 10 weighs 1.5e-23) integrates piecewise-smooth φ to ~1e-12.
 In the 2-D case the inner panels are split where the second argument crosses
 0, so products like φ(u₁)φ(u₂) for ReLU stay exact to rounding.
+
+Large q: φ(√q z) has features of width 1/√q in z (tanh is a step there), so the number
+of halvings grows with log2 √q: 1-D expectations stay resolved over the whole float64
+range, 2-D ones up to q = MAX_Q2 (beyond it they are refused, not guessed).
 """
 
 from __future__ import annotations
@@ -17,9 +21,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import InvalidInputError
+
 L = 10.0
 _DT = torch.float64
 _CHUNK = 1 << 21  # nodes x points evaluated at once (memory bound ~16 MB per tensor)
+_FINE = 36  # halvings of the 1-D rule: resolves q up to ~1e16 (the common case)
+_MAX_GEO_2D = 140  # halvings of the 2-D rule at most: q up to MAX_Q2
+#: Largest variance a 2-D expectation (correlation map, c*, ξ_c) resolves.
+MAX_Q2 = 1e80
 
 
 @functools.cache
@@ -45,13 +55,26 @@ def _graded(n_uniform: int, n_geo: int, m: int) -> tuple[Tensor, Tensor]:
     return nodes, (width[:, None] * w / 2).reshape(-1)
 
 
+def halvings(q_max: float) -> int:
+    """Halvings the 1-D rule needs so its innermost panel spans <= 1e-3 in u = √q z."""
+    if not q_max > 1e16:
+        return _FINE
+    return max(_FINE, 8 * math.ceil(math.log2(625 * math.sqrt(min(q_max, 1.8e308))) / 8))
+
+
 def panels(a: Tensor, b: Tensor, fine: bool | int = True) -> tuple[Tensor, Tensor]:
     """Nodes and weights on [a, b] (batched; b < a allowed), graded towards a.
 
-    ``fine``: True for the 1-D rule; an int n_geo for the coarser 2-D rule with n_geo
-    halvings (a feature of width 1/√q needs about log2(√q) of them).
+    ``fine``: True (or ``-n``) for the 1-D rule with 36 (or n) halvings; an int n_geo > 0
+    for the coarser 2-D rule with n_geo halvings (a feature of width 1/√q needs about
+    log2(√q) of them).
     """
-    x, w = _graded(16, 36, 12) if fine is True else _graded(6, int(fine), 8)
+    if fine is True:
+        x, w = _graded(16, _FINE, 12)
+    elif fine < 0:
+        x, w = _graded(16, -int(fine), 12)
+    else:
+        x, w = _graded(6, int(fine), 8)
     span = (b - a)[..., None]
     return a[..., None] + span * x, span.abs() * w
 
@@ -112,20 +135,31 @@ def expect(f, q, with_z: bool = False, kinks=()) -> Tensor:
     # q = 0 is taken as the limit q → 0⁺ (ReLU: E[φ′²] = 1/2, not φ′(0)² = 0)
     q = q.clamp_min(1e-200)
     flat = q.reshape(-1)
+    if flat.numel() and float(flat.max()) > 1e16:  # group by the halvings each q needs
+        need = torch.tensor([halvings(v) for v in flat.tolist()])
+        out = torch.empty_like(flat)
+        for n in need.unique().tolist():
+            idx = need == n
+            out[idx] = _expect(f, flat[idx], with_z, kinks, -n if n != _FINE else True)
+        return out.reshape(q.shape)
+    return _expect(f, flat, with_z, kinks, True).reshape(q.shape)
+
+
+def _expect(f, flat: Tensor, with_z: bool, kinks, fine) -> Tensor:
     ks = _nonzero(kinks)
-    z, w = standard_nodes()
+    z, w = standard_nodes(fine)
     step = max(1, _CHUNK // (z.numel() * (len(ks) + 1)))
     out = []
     for part in flat.split(step):
         root = torch.sqrt(part)[:, None]
         if len(ks):  # per-q nodes: split at 0 and at each kink κ/√q
             zero = torch.zeros_like(root)
-            z, w = split_nodes(_breaks(torch.cat([zero, ks / root], -1)), True)
+            z, w = split_nodes(_breaks(torch.cat([zero, ks / root], -1)), fine)
             w = w * _density(z)
         u = root * z
         vals = f(u, z.expand_as(u)) if with_z else f(u)
         out.append((vals * w).sum(-1))
-    return (torch.cat(out) if out else flat).reshape(q.shape)
+    return torch.cat(out) if out else flat
 
 
 def expect2(f, g, q1, q2, c, kinks=()) -> Tensor:
@@ -140,7 +174,13 @@ def expect2(f, g, q1, q2, c, kinks=()) -> Tensor:
     ks = torch.cat([torch.zeros(1, dtype=_DT), _nonzero(kinks)])  # 0 first
     # halvings of the panels near each split: resolve z-scales down to ~1/(60 √q_max)
     q_max = float(torch.maximum(q1.max(), q2.max())) if q1.numel() else 1.0
-    n_geo = int(min(max(math.ceil(math.log2(60 * math.sqrt(q_max) + 1)), 6), 30))
+    if not q_max <= MAX_Q2:
+        raise InvalidInputError(
+            f"a variance q = {q_max:.3g} is beyond the range where the two-input Gaussian"
+            f" expectation (correlation map, c*, ξ_c) is resolved (q <= {MAX_Q2:g}); use"
+            " smaller sigma_w2 / sigma_b2 / q0 or an activation with a smaller range"
+        )
+    n_geo = int(min(max(math.ceil(math.log2(60 * math.sqrt(q_max) + 1)), 6), _MAX_GEO_2D))
     per_point = (standard_nodes(n_geo)[0].numel() * len(ks)) ** 2
     step = max(1, _CHUNK // per_point)
     out = []

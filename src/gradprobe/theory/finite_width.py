@@ -19,9 +19,8 @@ import torch
 
 from ..errors import InvalidInputError
 from ._activations import resolve
+from ._checks import check_q0, check_variances
 from .kernels import M4, V
-from .meanfield import check_variances
-from .trajectory import _check_q0
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,7 @@ def norm_spread(
     """
     act = resolve(activation)
     sigma_w2, sigma_b2 = check_variances(sigma_w2, sigma_b2)
-    w, q0 = _widths(widths, depth), _check_q0(q0)
+    w, q0 = _widths(widths, depth), check_q0(q0)
     mean, std = chain_spread([(act, sigma_w2, sigma_b2, n) for n in w], q0)
     return Spread(w, mean, std)
 

@@ -26,9 +26,10 @@ from torch import Tensor, nn
 
 from ..errors import InvalidInputError
 from ._activations import Activation, resolve
+from ._checks import check_depth, check_q0, check_variances
 from .kernels import D2, D
-from .meanfield import check_variances, q_star
-from .trajectory import _check_depth, _check_q0
+from .meanfield import q_star
+from .trajectory import propagate
 
 Weights = Literal["gaussian", "orthogonal"]
 
@@ -74,7 +75,7 @@ def random_mlp(
     """depth × (Linear(width, width), φ) with W ~ N(0, σ_w²/n) or √σ_w² · Haar orthogonal."""
     act = resolve(activation)
     sigma_w2, sigma_b2 = check_variances(sigma_w2, sigma_b2)
-    depth, weights = _check_depth(depth), _check_weights(weights)
+    depth, weights = check_depth(depth), _check_weights(weights)
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
         raise InvalidInputError(f"width must be an integer >= 1, got {width!r}")
     layers: list[nn.Module] = []
@@ -158,13 +159,11 @@ def spectrum_prediction(
     """
     act = resolve(activation)
     sigma_w2, sigma_b2 = check_variances(sigma_w2, sigma_b2)
-    depth, weights = _check_depth(depth), _check_weights(weights)
+    depth, weights = check_depth(depth), _check_weights(weights)
     if q0 is None:
         qs = q_star(act, sigma_w2, sigma_b2)
         q0 = max(qs - sigma_b2, 0.0) / sigma_w2 if math.isfinite(qs) and sigma_w2 > 0 else 1.0
-    q0 = _check_q0(q0)
-    from .trajectory import propagate
-
+    q0 = check_q0(q0)
     q = propagate(act, sigma_w2, sigma_b2, depth, q0).q
     with torch.no_grad():
         mu1, mu2 = D(act, q).numpy(), D2(act, q).numpy()

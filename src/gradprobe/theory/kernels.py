@@ -71,10 +71,11 @@ def D2(act: Activation, q) -> Tensor:
 
 
 def dV(act: Activation, q) -> Tensor:
-    """dV/dq = E[φ(u)² (z² − 1)] / (2q) (Gaussian integration by parts; no φ″ needed).
+    """dV/dq = E[φ(u) φ′(u) z] / √q, u = √q z (differentiate under E; no φ″ needed).
 
     σ_w² dV/dq(q*) = χ₁ + σ_w² E[φ φ″] is the slope of the length map whose log
-    gives ξ_q (Schoenholz et al. 2017, eq. 8). At q = 0 it is φ′(0)² (φ(0) = 0).
+    gives ξ_q (Schoenholz et al. 2017, eq. 8). At q = 0 it is φ′(0)² (φ(0) = 0). The
+    equal form E[φ² (z² − 1)]/(2q) cancels to rounding noise for a saturated φ at large q.
     """
     q = _t(q)
     if act.closed in ("relu", "linear"):
@@ -83,7 +84,7 @@ def dV(act: Activation, q) -> Tensor:
         return 4 / math.pi / ((1 + 2 * q) * torch.sqrt(1 + 4 * q))
     small = q < 1e-12
     safe = torch.where(small, torch.ones_like(q), q)
-    out = expect(lambda u, z: act(u) ** 2 * (z**2 - 1), safe, True, act.kinks) / (2 * safe)
+    out = expect(lambda u, z: act(u) * act.d(u) * z, safe, True, act.kinks) / torch.sqrt(safe)
     if small.any():
         at0 = act.d(torch.zeros((), dtype=_DT)) ** 2
         out = torch.where(small, at0.expand_as(out), out)

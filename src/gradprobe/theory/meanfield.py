@@ -21,25 +21,15 @@ from scipy.optimize import brentq
 
 from ..errors import InvalidInputError
 from ._activations import resolve
+from ._checks import check_q0, check_variances
 from .kernels import C, Cd, D, V, dV
 
 #: |ln χ₁| at most this is called critical: both depth scales exceed 100 layers.
 CRITICAL_TOL = 0.01
 _Q_GRID = np.concatenate([[0.0], np.logspace(-12, 10, 441)])
+# beyond 1e10 (huge σ_w² with a bounded φ: q* ≈ σ_w² sup φ²), two points a decade
+_Q_BIG = np.concatenate([_Q_GRID, np.logspace(10.5, 300, 580)])
 _Q_INF = 1e8  # where kernels are evaluated when q* diverges (ReLU with σ_w² > 2)
-
-
-def check_variances(sigma_w2: float, sigma_b2: float) -> tuple[float, float]:
-    """Validate (σ_w², σ_b²): finite and non-negative, as floats."""
-    for name, value in (("sigma_w2", sigma_w2), ("sigma_b2", sigma_b2)):
-        if not isinstance(value, (int, float, np.floating, np.integer)) or isinstance(value, bool):
-            raise InvalidInputError(f"{name} must be a number, got {value!r}")
-        if not math.isfinite(value) or value < 0:
-            raise InvalidInputError(
-                f"{name} must be a finite variance >= 0, got {value}; sigma_w2 is fan_in times the"
-                " weight variance (e.g. 2.0 for He init), sigma_b2 the bias variance"
-            )
-    return float(sigma_w2), float(sigma_b2)
 
 
 def length_map(activation, q, sigma_w2: float, sigma_b2: float) -> np.ndarray:
@@ -56,14 +46,14 @@ def q_star(activation, sigma_w2: float, sigma_b2: float, q0: float = 1.0) -> flo
     """
     act = resolve(activation)
     sigma_w2, sigma_b2 = check_variances(sigma_w2, sigma_b2)
-    if not (math.isfinite(q0) and q0 >= 0):
-        raise InvalidInputError(f"q0 must be a finite variance >= 0, got {q0}")
-    return _q_star(act, sigma_w2, sigma_b2, float(q0))
+    return _q_star(act, sigma_w2, sigma_b2, check_q0(q0))
 
 
 @functools.lru_cache(maxsize=64)
-def _v_on_grid(act) -> np.ndarray:
+def _v_on_grid(act, big: bool = False) -> np.ndarray:
     """V on the bracketing grid; independent of (σ_w², σ_b²), so computed once per φ."""
+    if big:
+        return np.concatenate([_v_on_grid(act), V(act, _Q_BIG[len(_Q_GRID) :]).numpy()])
     return V(act, _Q_GRID).numpy()
 
 
@@ -80,10 +70,13 @@ def _q_star(act, sigma_w2: float, sigma_b2: float, q0: float) -> float:
         return float(q0)
     grid = _Q_GRID
     fg = gap(grid, _v_on_grid(act))
+    if q0 >= grid[-1] or (f0 > 0 and fg[-1] > 0):  # the root may lie beyond 1e10
+        grid = _Q_BIG
+        fg = gap(grid, _v_on_grid(act, True))
     if f0 > 0:  # q grows towards the first root above q0
         above = np.nonzero((grid > q0) & (fg <= 0))[0]
         if above.size == 0:
-            return math.inf
+            return math.inf  # grows past 1e300: it diverges
         hi = grid[above[0]]
         lo = max(q0, grid[above[0] - 1])
     else:  # q shrinks towards the last root below q0

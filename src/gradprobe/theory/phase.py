@@ -17,13 +17,15 @@ import torch
 
 from ..errors import InvalidInputError
 from ._activations import resolve
+from ._checks import check_depth, check_q0
 from ._gauss import standard_nodes
 from .kernels import C, D, V
-from .trajectory import _check_depth, _check_q0
 
 _LQ = np.linspace(math.log(1e-12), math.log(1e6), 4801)  # log q table
 _LQ_HERMITE = np.linspace(math.log(1e-8), math.log(1e4), 1201)
 _K = 48  # Hermite terms
+#: Largest σ_w², σ_b², q0 on a grid: q stays inside the tables (q* ≈ σ_w² for a bounded φ).
+PHASE_MAX = 1e5
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,13 @@ def _c_star(act, q, w, b, iters: int = 46):
     return c, slope
 
 
+def _grid(values, name: str) -> np.ndarray:
+    try:
+        return np.asarray(values, float)
+    except (TypeError, ValueError) as err:
+        raise InvalidInputError(f"{name} must be a 1-D array of numbers, got {values!r}") from err
+
+
 def phase_diagram(
     activation,
     sigma_w2=None,
@@ -141,11 +150,18 @@ def phase_diagram(
     σ_w² in [0.5, 4], σ_b² in [0, 0.5]. The critical line is exact to about one grid step.
     """
     act = resolve(activation)
-    depth, q0 = _check_depth(depth), _check_q0(q0)
-    sw = np.linspace(0.5, 4.0, 200) if sigma_w2 is None else np.asarray(sigma_w2, float)
-    sb = np.linspace(0.0, 0.5, 200) if sigma_b2 is None else np.asarray(sigma_b2, float)
-    if sw.ndim != 1 or sb.ndim != 1 or (sw < 0).any() or (sb < 0).any():
-        raise InvalidInputError("sigma_w2 and sigma_b2 must be 1-D arrays of variances >= 0")
+    depth, q0 = check_depth(depth), check_q0(q0, limit=PHASE_MAX)
+    sw = np.linspace(0.5, 4.0, 200) if sigma_w2 is None else _grid(sigma_w2, "sigma_w2")
+    sb = np.linspace(0.0, 0.5, 200) if sigma_b2 is None else _grid(sigma_b2, "sigma_b2")
+    if sw.ndim != 1 or sb.ndim != 1 or not (sw.size and sb.size):
+        raise InvalidInputError("sigma_w2 and sigma_b2 must be non-empty 1-D arrays of variances")
+    for name, a in (("sigma_w2", sw), ("sigma_b2", sb)):
+        if not (np.isfinite(a).all() and (a >= 0).all() and (a <= PHASE_MAX).all()):
+            raise InvalidInputError(
+                f"{name} must hold finite variances in [0, {PHASE_MAX:g}] (the range of the"
+                f" diagram's q tables), got {a.min()} .. {a.max()}; for a single point beyond"
+                " it use gp.theory.mean_field and propagate"
+            )
     w, b = np.meshgrid(sw, sb)
     lv = np.log(np.maximum(_table(V, act, _LQ), 1e-300))
     dv = _table(D, act, _LQ)
@@ -182,26 +198,10 @@ def phase_diagram(
     return PhaseDiagram(act.name, sw, sb, depth, qs, q, chi, xi, log_grad)
 
 
-def plot_phase_diagram(diagram: PhaseDiagram, path, point=None) -> None:
-    """ξ_c heat map over (σ_w², σ_b²) with the critical line, written to a PNG; ``point``
-    (σ_w², σ_b²) is marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    xi = np.log10(np.clip(diagram.xi_c, 1e-2, 1e4))
-    extent = [diagram.sigma_w2[0], diagram.sigma_w2[-1], diagram.sigma_b2[0], diagram.sigma_b2[-1]]
-    im = ax.imshow(xi, origin="lower", aspect="auto", extent=extent, cmap="viridis")
-    ax.plot(diagram.critical_line(), diagram.sigma_b2, color="white", lw=2, label="χ₁ = 1")
-    ax.set_xlabel("σ_w²")
-    ax.set_ylabel("σ_b²")
-    ax.set_title(f"{diagram.activation}: depth scale ξ_c (ordered left, chaotic right)")
-    fig.colorbar(im, ax=ax, label="log10 ξ_c (layers)")
-    if point is not None:
-        ax.plot([point[0]], [point[1]], "o", mfc="none", mec="red", mew=2, ms=9, label="given")
-    ax.legend(loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def __getattr__(name: str):
+    if name == "plot_phase_diagram":  # moved: theory draws nothing
+        raise AttributeError(
+            "plot_phase_diagram moved to gradprobe.report.figures.phase (theory computes,"
+            " report draws): from gradprobe.report.figures.phase import plot_phase_diagram"
+        )
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

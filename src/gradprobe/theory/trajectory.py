@@ -20,9 +20,10 @@ from torch import nn
 
 from ..errors import InvalidInputError
 from ._activations import Activation, resolve
+from ._checks import check_depth, check_q0, check_variances
 from ._stack import Affine, stack_steps
+from .finite_width import chain_spread
 from .kernels import D, V
-from .meanfield import check_variances
 
 
 @dataclass(frozen=True)
@@ -47,22 +48,6 @@ class Propagation:
         return float(self.grad_var[0])
 
 
-def _check_depth(depth) -> int:
-    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1:
-        raise InvalidInputError(f"depth must be an integer >= 1 (number of layers), got {depth!r}")
-    return int(depth)
-
-
-def _check_q0(q0, name: str = "q0") -> float:
-    if isinstance(q0, bool) or not isinstance(q0, (int, float, np.floating, np.integer)):
-        raise InvalidInputError(f"{name} must be a number, got {q0!r}")
-    if not (math.isfinite(q0) and q0 >= 0):
-        raise InvalidInputError(
-            f"{name} must be a finite second moment >= 0 (mean of x² over input units), got {q0}"
-        )
-    return float(q0)
-
-
 def _grad_var(chi: np.ndarray) -> np.ndarray:
     """Reverse cumulative product: out[l] = Π_{k=l}^{L−2} chi[k], out[L−1] = 1."""
     out = np.ones(len(chi))
@@ -82,7 +67,7 @@ def propagate(activation, sigma_w2: float, sigma_b2: float, depth: int, q0: floa
     """
     act = resolve(activation)
     sigma_w2, sigma_b2 = check_variances(sigma_w2, sigma_b2)
-    depth, q0 = _check_depth(depth), _check_q0(q0)
+    depth, q0 = check_depth(depth), check_q0(q0)
     q = np.empty(depth)
     with torch.no_grad():
         q[0] = sigma_w2 * q0 + sigma_b2
@@ -169,7 +154,7 @@ def predict(model: nn.Module, input_var: float = 1.0) -> ModelPrediction:
     are treated per position (exact for circular padding, borders ignored); Dropout as in
     eval mode (identity).
     """
-    input_var = _check_q0(input_var, "input_var")
+    input_var = check_q0(input_var, "input_var", math.inf)  # huge q overflow to inf below
     steps = stack_steps(model)
     if not isinstance(steps[0], Affine):
         raise InvalidInputError(
@@ -183,8 +168,6 @@ def predict(model: nn.Module, input_var: float = 1.0) -> ModelPrediction:
             groups.append((step, []))
         else:
             groups[-1][1].append(step)
-    from .finite_width import chain_spread
-
     rows, m = [], input_var
     with torch.no_grad():
         for layer, acts in groups:
