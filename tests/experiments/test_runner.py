@@ -77,10 +77,27 @@ def test_run_folder_holds_config_versions_timings_and_result(tmp_path):
     assert {"torch", "python", "gradprobe"} <= set(info["versions"])
     assert set(info["timings"]["units"]) == {"seed=0", "seed=1"}
     result = json.loads((r.folder / "result.json").read_text())
-    assert result["experiment"] == "matrix_chain" and result["small"] == r.numbers["small"]
-    assert gp.experiments.load(r.folder).numbers == result
+    assert result == {"experiment": "matrix_chain", "preset": "quick", **r.numbers}
     again = gp.experiments.run("matrix_chain", out=tmp_path, quiet=True, seeds=2, **SMALL)
     assert again.folder == tmp_path / "matrix_chain-2"  # never overwrites a run
+
+
+def test_run_and_load_return_the_same_experiment_run(tmp_path):
+    r = gp.experiments.run("matrix_chain", out=tmp_path, quiet=True, seeds=2, **SMALL)
+    loaded = gp.experiments.load(r.folder)
+    assert type(loaded) is type(r) is gp.experiments.ExperimentRun
+    assert loaded == r  # name, preset, folder, config, numbers, units, status
+    assert loaded.config == gp.experiments.config("matrix_chain", seeds=2, **SMALL)
+    assert dataclasses.is_dataclass(loaded.config) and loaded.status == "done"
+    assert [u for u, _ in loaded.units] == [{"seed": 0}, {"seed": 1}]
+    assert loaded.info == json.loads((r.folder / "run.json").read_text())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.numbers = {}
+
+
+def test_load_of_a_folder_that_is_not_a_run(tmp_path):
+    with pytest.raises(GradprobeError, match="not an experiment run folder"):
+        gp.experiments.load(tmp_path)
 
 
 def test_same_seed_same_numbers(tmp_path):
@@ -145,8 +162,52 @@ def test_parallel_workers_give_the_same_numbers(tmp_path):
     one = gp.experiments.run("matrix_chain", out=tmp_path / "one", **kw)
     two = gp.experiments.run("matrix_chain", out=tmp_path / "two", workers=2, **kw)
     assert one.numbers == two.numbers
+    info = json.loads((two.folder / "run.json").read_text())
+    assert info["workers"] == 2 and info["executor"] == "ProcessPool"
     with pytest.raises(InvalidInputError, match="workers"):
         gp.experiments.run("matrix_chain", out=tmp_path, workers=0)
+
+
+def test_a_run_leaves_the_callers_random_state_and_threads_alone(tmp_path):
+    import random
+
+    import numpy as np
+    import torch
+
+    torch.manual_seed(123), np.random.seed(123), random.seed(123)
+    before = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
+    threads = torch.get_num_threads()
+    # init_gradients builds nn.Linear layers, which draw from torch's global generator
+    gp.experiments.run("init_gradients", out=tmp_path, quiet=True, width=8, hidden=2, batch=8)
+    assert torch.equal(torch.get_rng_state(), before[0])
+    assert (np.random.get_state()[1] == before[1]).all() and random.getstate() == before[2]
+    assert torch.get_num_threads() == threads
+
+
+def test_an_executor_plugs_in_through_submit_completed_close(tmp_path):
+    """The seam a Ray executor uses: any object with these three methods runs the units."""
+    from gradprobe.experiments._execute import InProcess
+
+    class Recording(InProcess):
+        def __init__(self):
+            super().__init__()
+            self.keys, self.closed = [], []
+
+        def submit(self, job):
+            self.keys.append(job.key)
+            super().submit(job)
+
+        def close(self, cancel=False):
+            self.closed.append(cancel)
+
+    ex = Recording()
+    r = gp.experiments.run("matrix_chain", out=tmp_path, quiet=True, executor=ex, seeds=2, **SMALL)
+    assert ex.keys == ["seed=0", "seed=1"] and ex.closed == [False]
+    same = gp.experiments.run("matrix_chain", out=tmp_path / "b", quiet=True, seeds=2, **SMALL)
+    assert r.numbers == same.numbers
+    assert json.loads((r.folder / "run.json").read_text())["executor"] == "Recording"
+    with pytest.raises(InvalidInputError, match="not both"):
+        gp.experiments.run("matrix_chain", out=tmp_path, executor=ex, workers=2, **SMALL)
 
 
 def test_cli_list(capsys):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -23,7 +24,7 @@ def unit_key(unit: Mapping[str, Any]) -> str:
 
 
 def versions() -> dict[str, str]:
-    from .. import __version__
+    from .._version import __version__
 
     return {
         "gradprobe": __version__,
@@ -34,9 +35,37 @@ def versions() -> dict[str, str]:
 
 
 def write_json(path: Path, data: Any) -> None:
+    text = json.dumps(data, indent=2, default=_jsonable) + "\n"
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_jsonable) + "\n")
-    os.replace(tmp, path)  # atomic: a reader sees the old file or the whole new one
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)  # atomic: a reader sees the old file or the whole new one
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise RunStoreError(
+            f"cannot write {path}: {err.strerror or err}; check that the folder is writable "
+            "and the disk has space, then run again with --resume"
+        ) from None
+
+
+def as_json(data: Any) -> Any:
+    """``data`` as it reads back from its JSON file (tuples as lists, keys as strings)."""
+    return json.loads(json.dumps(data, default=_jsonable))
+
+
+def make_dir(path: Path) -> None:
+    """``mkdir -p`` with an error that says what is in the way."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise RunStoreError(
+            f"cannot make the folder {path}: a file of that name is in the way; pass another --out"
+        ) from None
+    except OSError as err:
+        raise RunStoreError(
+            f"cannot make the folder {path}: {err.strerror or err}; pass another --out"
+        ) from None
 
 
 def _jsonable(obj: Any) -> Any:

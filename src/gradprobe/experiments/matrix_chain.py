@@ -90,11 +90,13 @@ class ChainResult:
         return [("0", self.first_zero), ("Inf", self.first_inf), ("NaN", self.first_nan)]
 
 
-def _check(depth: int, width: int, names: Sequence[str]) -> None:
-    if not isinstance(depth, int) or depth < 1:
+def _check(depth: int, width: int, names: Sequence[str], seed: int = 0) -> None:
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
         raise InvalidInputError(f"depth must be a positive integer, got {depth!r}")
-    if not isinstance(width, int) or width < 2:
+    if isinstance(width, bool) or not isinstance(width, int) or width < 2:
         raise InvalidInputError(f"width must be an integer >= 2, got {width!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise InvalidInputError(f"seed must be an integer from 0 to 2**63 - 1, got {seed!r}")
     unknown = [s for s in names if s not in SETTINGS]
     if unknown:
         raise InvalidInputError(
@@ -111,7 +113,7 @@ def matrix_chain(
     (seeded with a ``torch.Generator``), so results are reproducible and comparable.
     """
     names = list(SETTINGS) if settings is None else list(settings)
-    _check(depth, width, names)
+    _check(depth, width, names, seed)
     gen = torch.Generator().manual_seed(seed)
     x0 = torch.randn(width, width, generator=gen)
     draws = [torch.randn(width, width, generator=gen) for _ in range(depth)]
@@ -155,7 +157,7 @@ def std_over_seeds(
     seed (for a progress bar).
     """
     names = list(SETTINGS) if settings is None else list(settings)
-    if not isinstance(seeds, int) or seeds < 1:
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise InvalidInputError(f"seeds must be a positive integer, got {seeds!r}")
     runs = []
     for seed in range(seeds):

@@ -19,6 +19,10 @@ DATASETS.register("shapeset", shapeset.load)
 DATASETS.register("digits", digits.load)
 DATASETS.register("mnist1d", mnist1d.load)
 DATASETS.register("synthetic", synthetic.load)
+_TRAIN_SIZES = {
+    "shapeset": shapeset.N_TRAIN, "digits": digits.N_TRAIN, "mnist1d": mnist1d.N_TRAIN,
+    "synthetic": synthetic.N_TRAIN,
+}  # fmt: skip
 
 
 def load(
@@ -45,9 +49,16 @@ def load(
     return split
 
 
+def train_size(name: str) -> int | None:
+    """How many training examples ``load(name)`` returns by default, without loading them
+    (None for a data set registered elsewhere, whose size is known only once loaded)."""
+    DATASETS.get(name)  # an unknown name: the registry's error, with the close matches
+    return _TRAIN_SIZES.get(name)
+
+
 def names(pattern: str | None = None) -> list[str]:
     """Registered data sets, filtered by a glob ``pattern``."""
     return DATASETS.names(pattern)
 
 
-__all__ = ["DATASETS", "Split", "load", "names"]
+__all__ = ["DATASETS", "Split", "load", "names", "train_size"]

@@ -15,6 +15,7 @@ import torch
 from ._common import Split, check_count, check_seed
 
 TOTAL, TEST = 1797, 360
+N_TRAIN = TOTAL - TEST
 
 
 @functools.cache

@@ -21,6 +21,7 @@ LENGTH = 40
 TEMPLATE_LEN, PADDING, STRETCHED = 12, (36, 60), 72
 SCALE_COEFF, MAX_TRANSLATION = 0.4, 48
 CORR_NOISE, IID_NOISE, SHEAR = 0.25, 2e-2, 0.75
+N_TRAIN, N_TEST = 4_000, 1_000  # the reference split
 _DIGITS = [
     [5, 6, 6.5, 6.75, 7, 7, 7, 7, 6.75, 6.5, 6, 5],
     [5, 3, 3, 3.4, 3.8, 4.2, 4.6, 5, 5.4, 5.8, 5, 5],
@@ -74,7 +75,7 @@ def load(n: int | None = None, n_test: int | None = None, seed: int = 0) -> Spli
     """4,000 training and 1,000 test signals by default (the reference split), both
     centred and scaled with the training set's mean and std."""
     train_seed, test_seed = child_seeds(seed)
-    x, y = generate(4_000 if n is None else n, train_seed)
-    x_test, y_test = generate(1_000 if n_test is None else n_test, test_seed)
+    x, y = generate(N_TRAIN if n is None else n, train_seed)
+    x_test, y_test = generate(N_TEST if n_test is None else n_test, test_seed)
     mean, std = x.mean(), x.std()
     return Split((x - mean) / std, y, (x_test - mean) / std, y_test)

@@ -43,6 +43,7 @@ CLASS_NAMES = tuple("+".join(SHAPES[k] for k in c) for c in CLASSES)
 _KINDS = torch.tensor([list(c) + [-1] * (2 - len(c)) for c in CLASSES])  # (9, 2), -1: absent
 _CHUNK = 4096  # images rendered at once: bounds memory (4 edges x 1024 pixels per shape)
 _MAX_TRIES = 200
+N_TRAIN, N_TEST = 9_000, 1_800
 
 
 @dataclass(frozen=True)
@@ -91,8 +92,8 @@ def _one_thread():
 def load(n: int | None = None, n_test: int | None = None, seed: int = 0) -> Split:
     """Training and test sets from independent streams (default 9,000 and 1,800 images)."""
     train_seed, test_seed = child_seeds(seed)
-    x, y = generate(9_000 if n is None else n, train_seed)
-    x_test, y_test = generate(1_800 if n_test is None else n_test, test_seed)
+    x, y = generate(N_TRAIN if n is None else n, train_seed)
+    x_test, y_test = generate(N_TEST if n_test is None else n_test, test_seed)
     return Split(x, y, x_test, y_test)
 
 
