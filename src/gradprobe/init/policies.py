@@ -24,18 +24,20 @@ residual projection by 1/√(2·depth).
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..errors import InvalidInputError
+from ..errors import GradprobeWarning, InvalidInputError
 from .activations import check_is_module, describe, following_activations
 from .fans import module_fans, tensor_fans
 from .gains import gain as activation_gain
 from .report import InitReport, ParamRecord
 from .schemes import SCHEMES, Scheme
+from .usage import is_builtin, observed_fans
 
 Policy = Callable[[nn.Module, str], Any]
 
@@ -103,6 +105,7 @@ def initialize(
         else {}
     )
     report = InitReport(model=model, scheme=scheme)
+    observed = _raw_matrix_fans(model, example_input) if spec.fan_based else {}
     done: set[int] = set()
     with torch.no_grad():
         for name, module in model.named_modules():
@@ -125,13 +128,42 @@ def initialize(
                     rule_spec, rule_kwargs, act, bias, recurrent, forget_bias, generator, report
                 )
                 ctx.auto = isinstance(nonlinearity, str) and nonlinearity == "auto"
+                ctx.observed = observed
                 _init_module(module, name, own, ctx)
             done.update(id(p) for _, p in own)
     return report
 
 
+def _raw_matrix_fans(model: nn.Module, example_input) -> dict:
+    """Fans of the non-square 2-D parameters of non-torch modules, read from their use in the
+    forward on ``example_input``; without one, a warning that torch's (out, in) convention is
+    assumed for them (a raw ``x @ W`` parameter is stored (in, out)). See :mod:`.usage`."""
+    raw = [
+        (f"{name}.{pname}" if name else pname, p)
+        for name, module in model.named_modules()
+        if not is_builtin(module)
+        for pname, p in module.named_parameters(recurse=False)
+        if p.dim() == 2 and p.shape[0] != p.shape[1]
+    ]
+    if not raw:
+        return {}
+    if example_input is not None:
+        return observed_fans(model, example_input, [p for _, p in raw])
+    names = ", ".join(f"{n} {tuple(p.shape)}" for n, p in raw[:4])
+    names += ", ..." if len(raw) > 4 else ""
+    warnings.warn(
+        f"fan-in of the raw weight matrices {names} is read by torch's (out, in) convention; "
+        "a parameter used as x @ W is stored (in, out) and would get the wrong scale: pass "
+        "example_input=batch to read the fans from how the forward uses them",
+        GradprobeWarning,
+        stacklevel=3,
+    )
+    return {}
+
+
 class _Context:
     def __init__(self, spec, kwargs, activation, bias, recurrent, forget_bias, generator, report):
+        self.observed: dict[int, tuple[int, int]] = {}  # raw matrices' fans (see .usage)
         self.spec, self.kwargs, self.activation = spec, kwargs, activation
         self.bias, self.recurrent, self.forget_bias = bias, recurrent, forget_bias
         self.generator, self.report = generator, report
@@ -278,6 +310,9 @@ def _init_module(module: nn.Module, name: str, own: list, ctx: _Context) -> None
             ctx.report.records.append(ParamRecord(qual, mtype, "activation slope", "kept"))
         elif pname == "bias" or (p.dim() < 2 and pname.startswith("bias")):
             _bias(ctx, qual, module, p)
+        elif p.dim() == 2 and id(p) in ctx.observed:  # a raw matrix, fans from its use
+            fan = ctx.observed[id(p)]
+            _weight(ctx, qual, module, p, lambda t, f=fan: f, ctx.activation)
         elif p.dim() >= 2:
             _weight(ctx, qual, module, p, lambda t, m=module: module_fans(m, t), ctx.activation)
             if isinstance(module, nn.Embedding) and module.padding_idx is not None:
