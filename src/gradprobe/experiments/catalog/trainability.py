@@ -20,6 +20,7 @@ from torch import nn
 
 from ... import init as gpinit
 from ... import theory
+from ...errors import InvalidInputError
 from .. import data
 from .._config import positive
 from .._runner import Experiment, register
@@ -34,6 +35,7 @@ class Config:
     sigma_b2: float = 0.05
     width: int = 256
     steps: int = 1000
+    steps_per_layer: int = 0  # > 0: a depth-L cell trains max(steps, L · this) steps
     batch: int = 64
     lr: float = 0.01
     momentum: float = 0.9
@@ -42,12 +44,26 @@ class Config:
 
     def __post_init__(self) -> None:
         positive(self, "depths", "sigma_w2", "width", "steps", "batch", "lr", "seeds")
+        if self.steps_per_layer < 0:
+            raise InvalidInputError(f"steps_per_layer must be >= 0, got {self.steps_per_layer}")
 
 
 PRESETS = {
     "quick": {"depths": (10, 30), "sigma_w2": (0.5, 1.5, 4.0), "width": 64, "steps": 300},
     "full": {},
+    # issue 18: the edge near criticality (σ_w² ≈ 1.76), deep nets trained longer
+    "edge": {
+        "depths": (30, 45, 60, 90),
+        "sigma_w2": (1.0, 1.25, 1.5, 1.76, 2.0, 2.5, 3.0),
+        "width": 128,
+        "steps": 500,
+        "steps_per_layer": 20,
+    },
 }
+
+
+def steps_for(cfg: Config, depth: int) -> int:
+    return max(cfg.steps, depth * cfg.steps_per_layer)
 
 
 def units(cfg: Config) -> list[dict]:
@@ -83,13 +99,14 @@ def run_unit(cfg: Config, unit: dict, folder: Path) -> dict:
         cfg.sigma_b2,
         gen,
     )
+    steps = steps_for(cfg, unit["depth"])
     curve, _run = train_watched(
         model,
         split.x_train,
         split.y_train,
         folder / "run.sqlite",
-        every=max(1, cfg.steps // 5),
-        steps=cfg.steps,
+        every=max(1, steps // 5),
+        steps=steps,
         batch=cfg.batch,
         lr=cfg.lr,
         momentum=cfg.momentum,
@@ -97,7 +114,11 @@ def run_unit(cfg: Config, unit: dict, folder: Path) -> dict:
         points=5,
     )
     _loss, err = evaluate(model, split.x_test, split.y_test)
-    return {"test_accuracy": 100.0 - err, "final_loss": finite(curve["final_loss"])}
+    return {
+        "test_accuracy": 100.0 - err,
+        "final_loss": finite(curve["final_loss"]),
+        "steps": steps,
+    }
 
 
 def summarize(cfg: Config, results: list[tuple[dict, dict]]) -> dict:
@@ -122,6 +143,7 @@ def summarize(cfg: Config, results: list[tuple[dict, dict]]) -> dict:
         "depths": list(cfg.depths),
         "sigma_w2": list(cfg.sigma_w2),
         "test_accuracy": acc,
+        "steps": [steps_for(cfg, d) for d in cfg.depths],
         "six_xi_c": [6 * x if math.isfinite(x) else None for x in xi],
         "critical_sigma_w2": theory.critical_sigma_w2("tanh", cfg.sigma_b2),
         "agreement": sum(sum(r) for r in agree) / cells,
