@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import platform
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 from ..errors import GradprobeError, InvalidInputError
 from ..run import Run
 from .figures import FIGURES, as_run, run_figures
-from .summary import COLUMNS, fmt, layer_rows, verdict
+from .summary import cell, fmt, pct, per_layer, verdict
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -33,7 +34,19 @@ def _env():
         lstrip_blocks=True,
     )
     env.filters["fmt"] = fmt
+    env.filters["cell"] = lambda value, key: cell(key, value)
+    env.filters["sortkey"] = _sortkey
     return env
+
+
+def _sortkey(value) -> str:
+    """A number as the table's sorting script reads it (JavaScript's ``Number``): Inf as
+    ``Infinity``; NaN and a missing value sort with the blanks."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float) and math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return repr(float(value))
 
 
 def png_base64(fig, dpi: int = 90) -> str:
@@ -46,7 +59,7 @@ def environment() -> dict[str, str]:
     """Versions of what rendered the report (the run's own meta says what recorded it)."""
     import numpy
 
-    from .. import __version__
+    from .._version import __version__
 
     env = {
         "gradprobe": __version__,
@@ -62,8 +75,13 @@ def environment() -> dict[str, str]:
 
 
 def _evidence(evidence) -> list[tuple[str, str]]:
+    """Evidence as (key, text): floats with three digits; shares (``*_fraction``, and the
+    threshold beside one) as percentages, as the tables write them."""
+    evidence = dict(evidence)
+    shares = any(str(k).endswith("fraction") for k in evidence)
     out = []
-    for key, value in dict(evidence).items():
+    for key, value in evidence.items():
+        share = str(key).endswith("fraction") or (shares and key == "threshold")
         if isinstance(value, dict):
             items = [f"{k}: {_num(v)}" for k, v in list(value.items())[:6]]
             text = "{" + ", ".join(items) + (", …" if len(value) > 6 else "") + "}"
@@ -71,12 +89,16 @@ def _evidence(evidence) -> list[tuple[str, str]]:
             shown = ", ".join(_num(v) for v in value[:6])
             text = f"[{shown}{', …' if len(value) > 6 else ''}] ({len(value)} values)"
         else:
-            text = _num(value)
+            text = _num(value, share)
         out.append((str(key), text))
     return out
 
 
-def _num(v) -> str:
+def _num(v, share: bool = False) -> str:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return str(v)
+    if share:
+        return pct(v)
     return fmt(v) if isinstance(v, float) else str(v)
 
 
@@ -122,19 +144,18 @@ def render_html(
         from ..diagnose import diagnose
 
         findings = list(diagnose(run))
-    step, rows = layer_rows(run)
+    table = per_layer(run)
     drawn, notes = drawn if drawn is not None else run_figures(run, only=figures)
     meta = run.meta
     theory = meta.get("theory") or []
     context = {
         "title": title or f"gradprobe report: {meta.get('label') or meta.get('model') or 'run'}",
-        "verdict": verdict(findings),
+        "verdict": verdict(findings, run),
         "findings": _findings(findings),
-        "step": step,
-        "columns": [
-            (key, name) for key, name, *_ in COLUMNS if any(r[key] is not None for r in rows)
-        ],
-        "rows": rows,
+        "step": table.step,
+        "columns": table.columns,
+        "reference": table.reference,
+        "rows": table.rows,
         "figures": [{"name": s.name, "title": s.title, "png": png_base64(f)} for s, f in drawn],
         "extra": [
             {

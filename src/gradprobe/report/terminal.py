@@ -30,26 +30,33 @@ _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
 def findings_table(findings):
-    """Findings in colour: severity, kind, where, what was measured, the remedy."""
-    from rich.table import Table
+    """Findings in colour, one block each: severity, kind, where; what was measured; the
+    remedy and its code. Blocks wrap at the console's width (a long word or a line of code
+    folds onto the next line; nothing is cut)."""
+    from rich.console import Group
+    from rich.padding import Padding
     from rich.text import Text
 
+    from .tables import printable
+
+    findings = list(findings)
     if not findings:
         return Text("No findings: gradients and activations look healthy.", style="green")
-    table = Table(title="findings", title_justify="left", show_lines=True)
-    for column in ("severity", "kind", "where", "what", "remedy"):
-        table.add_column(column)
+    blocks = [Text(f"findings ({len(findings)})", style="italic")]
     for f in findings:
-        where = f.layer or "model"
-        if f.time_step is not None:
+        where = printable(f.layer) if f.layer is not None else "model"
+        if getattr(f, "time_step", None) is not None:
             where += f" (t={f.time_step})"
-        if f.step is not None:
-            where += f", step {f.step}"
-        table.add_row(
-            Text(f.severity, style=_SEVERITY_STYLE[f.severity]),
-            f.kind,
-            Text(where),
-            Text(f.message),
-            Text(str(f.remedy)),
-        )
-    return table
+        head = Text(overflow="fold")
+        head.append(f.severity, style=_SEVERITY_STYLE.get(f.severity, ""))
+        head.append(f"  {f.kind}", style="bold")
+        head.append(f"  at {where}" + (f", step {f.step}" if f.step is not None else ""))
+        blocks.append(head)
+        blocks.append(Padding(Text(printable(f.message), overflow="fold"), (0, 0, 0, 4)))
+        remedy = getattr(f.remedy, "text", str(f.remedy))
+        if remedy:
+            blocks.append(Padding(Text("remedy: " + remedy, overflow="fold"), (0, 0, 0, 4)))
+        code = getattr(f.remedy, "code", None)
+        if code:
+            blocks.append(Padding(Text(code, style="bold", overflow="fold"), (0, 0, 0, 6)))
+    return Group(*blocks)

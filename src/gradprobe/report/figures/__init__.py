@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...run import Run
-from ..plots import save
-from ._base import MissingData, as_run
+from ._base import MissingData, as_run, save
 from .histograms import histograms_figure
 from .profile import attach_theory, profile_figure, profiles_figure
 from .recurrent import recurrent_figure
@@ -43,12 +42,28 @@ __all__ = [
 
 @dataclass(frozen=True)
 class FigureSpec:
-    """A figure of one run: ``name`` (file stem), what it shows, and how to draw it."""
+    """A figure of one run: ``name`` (file stem), what it shows, how to draw it, what it
+    needs, and ``applies``: whether it can apply to the run at all. A figure that cannot (a
+    figure over training for a one-step check, the recurrent figure for a model without
+    recurrent layers) is left out without a note; one that could but lacks data gets a note
+    saying how to record it."""
 
     name: str
     title: str
     draw: Callable[[Run], object]
     needs: str
+    applies: Callable[[Run], bool] = lambda run: True
+
+
+def _several_steps(run: Run) -> bool:
+    return len(run.steps) > 1
+
+
+RECURRENT_TYPES = ("RNN", "LSTM", "GRU")
+
+
+def _recurrent(run: Run) -> bool:
+    return any(la.module_type in RECURRENT_TYPES for la in run.layers())
 
 
 def _phase(run: Run):
@@ -86,14 +101,18 @@ FIGURES: list[FigureSpec] = [
         "Gradient norm per layer over training",
         heatmap_figure,
         "two or more logged steps",
+        _several_steps,
     ),
     FigureSpec(
         "training_lines",
         "Gradient norm and update ratio per weight",
         training_lines_figure,
         "two or more logged steps with updates",
+        _several_steps,
     ),
-    FigureSpec("recurrent", "Gradient through time", recurrent_figure, "an nn.RNN / LSTM / GRU"),
+    FigureSpec(
+        "recurrent", "Gradient through time", recurrent_figure, "an nn.RNN / LSTM / GRU", _recurrent
+    ),
     FigureSpec(
         "phase_diagram",
         "Theory: phase diagram and trainability",
@@ -105,11 +124,14 @@ FIGURES: list[FigureSpec] = [
 
 def run_figures(run: Run | str | Path, only: list[str] | None = None):
     """Draw every figure the run supports: ``(figures, notes)`` where ``figures`` is a list
-    of ``(spec, Figure)`` and ``notes`` a list of ``(spec, why it was skipped)``."""
+    of ``(spec, Figure)`` and ``notes`` a list of ``(spec, why it was skipped)``; figures that
+    cannot apply to the run (``spec.applies``) are left out of both."""
     run = as_run(run)
     figures, notes = [], []
     for spec in FIGURES:
         if only is not None and spec.name not in only:
+            continue
+        if not spec.applies(run):
             continue
         try:
             figures.append((spec, spec.draw(run)))

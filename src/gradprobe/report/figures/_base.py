@@ -60,10 +60,31 @@ def pick_step(run: Run, step: int | None) -> int:
 
 
 def figure(**kwargs) -> Figure:
-    """A Figure on its own Agg canvas (no pyplot state), constrained layout."""
-    from ..plots import _figure
+    """A Figure on its own Agg canvas, constrained layout: no pyplot state, no backend
+    switched (a notebook keeps its own), no figure to close."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    return _figure(**kwargs)
+    fig = Figure(dpi=100, layout="constrained", **kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
+    """Save ``fig`` as PNG or SVG (from the suffix), creating the folder. An existing folder
+    of that name, or a path that cannot be written, is a GradprobeError."""
+    path = Path(path)
+    if path.suffix.lower() not in {".png", ".svg"}:
+        raise InvalidInputError(f"save figures as .png or .svg, got {path.name!r}")
+    if path.is_dir():
+        raise InvalidInputError(f"{path} is a folder; name the figure file, e.g. {path}/fig.png")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=dpi)
+    except OSError as err:
+        msg = f"cannot write the figure to {path}: {err}; pass another path"
+        raise GradprobeError(msg) from None
+    return path
 
 
 def short(name: str, width: int = 18) -> str:

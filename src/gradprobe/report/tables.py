@@ -1,0 +1,260 @@
+"""Terminal tables that fit the console they are printed on.
+
+A number is never cut: a column is as wide as its longest number (at most 10 characters,
+:func:`~gradprobe.report.summary.fmt`). Where the columns do not all fit, the least
+important are left out and the caption names them. A layer name that does not fit is
+shortened by :func:`shorten`: its leading parts first (``encoder.layers.0.linear1`` →
+``e.l.0.linear1``), then from the middle, keeping the tail that tells layers apart; two
+different names never read alike.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from rich import box
+from rich.cells import cell_len
+from rich.table import Table
+from rich.text import Text
+
+from ..run import Run
+from .summary import BY_KEY, cell, fmt, per_layer
+
+ELLIPSIS = "…"
+
+
+def printable(name: str) -> str:
+    """``name`` with control characters escaped (a newline in a ModuleDict key must not
+    break a table row); everything else, unicode included, as it is."""
+    if not any(unicodedata.category(ch) == "Cc" for ch in name):
+        return name
+    return "".join(
+        ch.encode("unicode_escape").decode() if unicodedata.category(ch) == "Cc" else ch
+        for ch in name
+    )
+
+
+def _split(name: str, kind: str) -> tuple[list[str], str]:
+    """A layer name's dotted parts, or a type name's CamelCase words."""
+    if kind == "text":
+        return re.findall(r"[A-Z][a-z0-9]*|[^A-Z]+", name) or [name], ""
+    return name.split("."), "."
+
+
+def _abbreviate(name: str, width: int, level: int, kind: str) -> str:
+    """``name`` in ``width`` cells where it can be: the first ``level`` parts before the
+    last shortened to their first letter (indices kept whole), then, if still too long, the
+    middle cut, keeping the first character and the longest tail that fits."""
+    if cell_len(name) <= width:
+        return name
+    parts, sep = _split(name, kind)
+    done = 0
+    for i in range(len(parts) - 1):
+        if done == level:
+            break
+        if not parts[i].isdigit() and len(parts[i]) > 1:
+            parts[i] = parts[i][0]
+            done += 1
+    short = sep.join(parts)
+    if cell_len(short) <= width:
+        return short
+    head, tail = short[0], short[1:]
+    while tail and cell_len(head) + 1 + cell_len(tail) > width:
+        tail = tail[1:]
+    return head + ELLIPSIS + tail
+
+
+def shorten(names: Iterable[str], width: int, kind: str = "name") -> dict[str, str]:
+    """Each name -> how it is shown in ``width`` cells (``kind`` "name": dotted layer names;
+    "text": CamelCase type names). The names too long for ``width`` are all shortened the
+    same way (as few leading parts abbreviated as makes them fit). Distinct names stay
+    distinct: a name whose short form another shares is widened until none does (its cell
+    then wraps), so ``encoder.layers.0.linear1`` and ``encoder.layers.0.linear2`` never both
+    read ``encoder.layers.0.l…``."""
+    names = list(dict.fromkeys(names))
+    width = max(width, 3)
+    long = [n for n in names if cell_len(n) > width]
+    deepest = max((len(_split(n, kind)[0]) for n in long), default=0)
+    level = next(
+        (k for k in range(deepest) if all(ELLIPSIS not in _abbreviate(n, width, k, kind)
+                                           for n in long)),
+        deepest,
+    )  # fmt: skip
+    widths = dict.fromkeys(names, width)
+    while True:
+        shown = {n: _abbreviate(n, widths[n], level, kind) for n in names}
+        groups: dict[str, list[str]] = {}
+        for n, s in shown.items():
+            groups.setdefault(s, []).append(n)
+        clashes = [g for g in groups.values() if len(g) > 1]
+        if not clashes:
+            return shown
+        for group in clashes:
+            for n in group:
+                if shown[n] != n:
+                    widths[n] += 1
+
+
+@dataclass
+class Col:
+    """A column of a :class:`FitTable`: ``kind`` "name" (a layer name, shortened to fit),
+    "text" (a type name, shortened to fit) or "number" (never cut); ``keep``: lower is left
+    out first."""
+
+    header: str
+    kind: str
+    keep: int
+    justify: str = "right"
+
+
+class FitTable(Table):
+    """A rich Table that lays itself out for the width it is printed at (see the module).
+
+    It holds every column; printing renders a copy fitted to ``options.max_width``."""
+
+    def __init__(self, columns: list[Col], rows: list[list[str]], *, notes=(), **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._spec = columns
+        self._rows = [[printable(c) for c in r] for r in rows]
+        self._notes = list(notes)
+        for c in columns:
+            self.add_column(c.header, justify=c.justify)
+        for r in self._rows:
+            self.add_row(*[Text(c) for c in r])
+
+    def __rich_console__(self, console, options):
+        yield self.fit(options.max_width)
+
+    def __rich_measure__(self, console, options):
+        return self.fit(options.max_width).__rich_measure__(console, options)
+
+    def fit(self, width: int) -> Table:
+        """A plain rich Table of at most ``width`` cells: numbers whole, names shortened."""
+        keep = list(range(len(self._spec)))
+        while True:
+            widths = self._widths(keep, width)
+            droppable = [i for i in keep if self._spec[i].kind != "name"]
+            if widths is not None or not droppable:
+                break
+            keep.remove(min(droppable, key=lambda i: self._spec[i].keep))
+        if widths is None:  # even the name alone does not fit: give it what there is
+            widths = {i: max(4, width - 4) for i in keep}
+        dropped = [self._spec[i].header for i in range(len(self._spec)) if i not in keep]
+        notes = list(self._notes)
+        if dropped:
+            notes.append(
+                f"Left out at {width} columns: {', '.join(dropped)} (a wider terminal shows them)."
+            )
+        table = Table(
+            title=self.title,
+            title_justify="left",
+            caption="\n".join(notes) or None,
+            caption_justify="left",
+            box=box.HEAVY_HEAD,
+            padding=(0, 1),
+        )
+        shown = {}
+        for i in keep:
+            c = self._spec[i]
+            if c.kind == "name":
+                shown[i] = shorten((r[i] for r in self._rows), widths[i])
+            elif c.kind == "text":
+                shown[i] = shorten((r[i] for r in self._rows), widths[i], "text")
+            table.add_column(
+                Text(c.header, justify=c.justify), justify=c.justify, width=widths[i],
+                overflow="fold",
+            )  # fmt: skip
+        for r in self._rows:
+            table.add_row(*[Text(shown[i][r[i]] if i in shown else r[i]) for i in keep])
+        return table
+
+    def _widths(self, keep: list[int], width: int) -> dict[int, int] | None:
+        """Column widths for the columns ``keep`` within ``width``, or None if they cannot
+        all fit with the numbers whole, a name column >= 12 cells and a text one >= 10."""
+        need = {}
+        for i in keep:
+            c = self._spec[i]
+            words = max((cell_len(w) for w in c.header.split()), default=1)
+            longest = max((cell_len(r[i]) for r in self._rows), default=0)
+            need[i] = max(words, longest, 1)
+        free = width - (3 * len(keep) + 1)  # a padding cell either side, one border between
+        numbers = sum(need[i] for i in keep if self._spec[i].kind == "number")
+        flexible = [i for i in keep if self._spec[i].kind != "number"]
+        floor = {i: min(need[i], 12 if self._spec[i].kind == "name" else 10) for i in flexible}
+        if numbers + sum(floor.values()) > free:
+            return None
+        out = dict(need)
+        spare = free - numbers
+        if sum(need[i] for i in flexible) <= spare:
+            return out
+        # share the room: text columns up to a third of it, names the rest
+        for i in flexible:
+            if self._spec[i].kind == "text":
+                out[i] = max(floor[i], min(need[i], spare // 3))
+        rest = spare - sum(out[i] for i in flexible if self._spec[i].kind == "text")
+        names = [i for i in flexible if self._spec[i].kind == "name"]
+        for i in names:
+            out[i] = max(floor[i], rest // max(len(names), 1))
+        return out
+
+
+# ------------------------------------------------------------------ the two per-layer tables
+
+#: how long a column stays as the terminal narrows (higher stays longer)
+_KEEP = {
+    "act_std": 90,
+    "grad_rms": 85,
+    "grad_ratio": 80,
+    "dead": 75,
+    "saturated": 75,
+    "nonfinite": 70,
+    "weight_grad": 50,
+    "update_ratio": 45,
+    "act_max": 40,
+    "theory_ratio": 30,
+}
+_TYPE_KEEP = 60
+
+
+def layer_table(run: Run, step: int | None = None, title: str | None = None) -> FitTable:
+    """The per-layer table of a stored run at ``step`` (default: the last logged step with
+    numbers): the columns it recorded, fitted to the terminal when printed."""
+    t = per_layer(run, step)
+    if title is None:
+        title = f"layers at step {t.step}" if t.step is not None else "no logged step"
+    columns = t.columns
+    if not any((r.get("nonfinite") or 0) != 0 for r in t.rows):
+        keep = dict(_KEEP, nonfinite=10)  # a column of zeros goes first
+    else:
+        keep = dict(_KEEP, nonfinite=95)  # NaN/Inf is the first thing to see
+    specs = [Col("layer", "name", 100, "left"), Col("type", "text", _TYPE_KEEP, "left")]
+    specs += [Col(c.title, "number", keep[c.key]) for c in columns]
+    rows = [[r["layer"], r["type"], *[cell(c.key, r.get(c.key)) for c in columns]] for r in t.rows]
+    notes = [_legend(columns, t.reference)] if columns else []
+    return FitTable(specs, rows, notes=notes, title=title, title_justify="left")
+
+
+def check_table(run: Run, loss: float) -> FitTable:
+    """The table ``print(gp.check(...))`` shows: :func:`layer_table` of the checked step,
+    titled with the loss."""
+    return layer_table(run, title=f"gradprobe check: loss {fmt(loss)}")
+
+
+def _legend(columns, reference: str | None) -> str:
+    """What the gradient columns measure (one of them is a norm, one an rms, one a ratio)."""
+    keys = {c.key for c in columns}
+    parts = []
+    if "grad_rms" in keys:
+        parts.append("∂L/∂out rms: " + BY_KEY["grad_rms"].means)
+    if "grad_ratio" in keys and reference is not None:
+        parts.append(f"rms ÷ last: that rms over {printable(reference)}'s (the last weight layer)")
+    if "theory_ratio" in keys:
+        parts.append("theory ÷ last: " + BY_KEY["theory_ratio"].means)
+    if "weight_grad" in keys:
+        parts.append("‖∂L/∂W‖: " + BY_KEY["weight_grad"].means)
+    if "dead" in keys or "saturated" in keys:
+        parts.append("dead, saturated: shares of the layer's units")
+    return "; ".join(parts) + "." if parts else ""
