@@ -161,7 +161,8 @@ def test_bad_paths_get_advice(tmp_path):
     with pytest.raises(InvalidInputError):
         Run.load(42)
     existing = tmp_path / "run1.sqlite"
-    gp.watch(model, path=existing).close()
+    with gp.watch(model, path=existing) as probe:
+        _train(probe, model, steps=1)
     with pytest.raises(RunStoreError, match="overwrite=True"):
         gp.watch(model, path=existing)
     with gp.watch(model, path=existing, overwrite=True) as probe:
@@ -228,7 +229,9 @@ def test_rows_without_pandas_match_to_pandas():
 
 def test_run_of_another_format_version_is_refused(tmp_path):
     path = tmp_path / "v.sqlite"
-    gp.watch(_model(), path=path).close()
+    model = _model()
+    with gp.watch(model, path=path) as probe:
+        _train(probe, model, steps=1)
     con = sqlite3.connect(path)
     con.execute("UPDATE meta SET value = '99' WHERE key = 'version'")
     con.commit()
