@@ -16,7 +16,9 @@ def _mlp(depth=4, width=32, seed=0):
     return nn.Sequential(*layers, nn.Linear(width, 10))
 
 
-def _train(model, path, steps=4, **kwargs):
+def _train(model, path, steps=4, label=None, theory=False, **kwargs):
+    """Train ``steps`` steps under watch; the label and theory's prediction are stored while
+    the probe is open (a closed run is read-only)."""
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     g = torch.Generator().manual_seed(0)
     with gp.watch(model, every=1, histograms=True, path=path, updates=1, **kwargs) as probe:
@@ -26,6 +28,10 @@ def _train(model, path, steps=4, **kwargs):
             opt.step()
             opt.zero_grad()
             probe.step()
+        if label is not None:
+            probe.run.set_meta("label", label)
+        if theory:
+            assert attach_theory(probe.run, model)
     return probe.run
 
 
@@ -33,11 +39,7 @@ def _train(model, path, steps=4, **kwargs):
 def mlp_run(tmp_path_factory):
     """A tanh MLP trained 4 steps, histograms on, theory's prediction stored: a run folder."""
     folder = tmp_path_factory.mktemp("mlp")
-    model = _mlp()
-    run = _train(model, folder)
-    run.set_meta("label", "standard init")
-    assert attach_theory(run, model)
-    run.close()
+    _train(_mlp(), folder, label="standard init", theory=True).close()
     return folder
 
 
@@ -86,9 +88,7 @@ class Evil(nn.Module):
 def evil_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("evil")
     torch.manual_seed(0)
-    run = _train(Evil(), folder, steps=3)
-    run.set_meta("label", EVIL)
-    run.close()
+    _train(Evil(), folder, steps=3, label=EVIL).close()
     return folder
 
 

@@ -67,9 +67,9 @@ BY_KEY = {c.key: c for c in COLUMNS}
 
 
 def fmt(x: float | None) -> str:
-    """Three significant digits, as short as they go: ``0.000252`` → ``0.000252``, ``2.87e-06``
-    → ``2.87e-6``, ``1680`` → ``1680``, ``1e30`` → ``1e30``; ``NaN``, ``Inf``, ``-Inf``; None →
-    empty. At most 10 characters, so a column that fits its longest cell never cuts one."""
+    """Three significant digits, as short as they go: ``0.00252``; ``0.000252`` → ``2.52e-4``;
+    ``1680``; ``12345`` → ``1.23e4``; ``1e30``; ``NaN``, ``Inf``, ``-Inf``; None → empty. At
+    most 10 characters, so a column as wide as its longest cell never cuts one."""
     if x is None:
         return ""
     x = float(x)

@@ -2,17 +2,13 @@
 
 A number is never cut: a column is as wide as its longest number (at most 10 characters,
 :func:`~gradprobe.report.summary.fmt`). Where the columns do not all fit, the least
-important are left out and the caption names them. A layer name that does not fit is
-shortened by :func:`shorten`: its leading parts first (``encoder.layers.0.linear1`` →
-``e.l.0.linear1``), then from the middle, keeping the tail that tells layers apart; two
-different names never read alike.
+important are left out and the caption names them. A layer or type name that does not fit
+is shortened by :func:`~gradprobe.report.names.shorten` (``encoder.layers.0.linear1`` →
+``e.l.0.linear1``); two different names never read alike.
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from rich import box
@@ -21,81 +17,10 @@ from rich.table import Table
 from rich.text import Text
 
 from ..run import Run
+from .names import printable, shorten
 from .summary import BY_KEY, cell, fmt, per_layer
 
-ELLIPSIS = "…"
-
-
-def printable(name: str) -> str:
-    """``name`` with control characters escaped (a newline in a ModuleDict key must not
-    break a table row); everything else, unicode included, as it is."""
-    if not any(unicodedata.category(ch) == "Cc" for ch in name):
-        return name
-    return "".join(
-        ch.encode("unicode_escape").decode() if unicodedata.category(ch) == "Cc" else ch
-        for ch in name
-    )
-
-
-def _split(name: str, kind: str) -> tuple[list[str], str]:
-    """A layer name's dotted parts, or a type name's CamelCase words."""
-    if kind == "text":
-        return re.findall(r"[A-Z][a-z0-9]*|[^A-Z]+", name) or [name], ""
-    return name.split("."), "."
-
-
-def _abbreviate(name: str, width: int, level: int, kind: str) -> str:
-    """``name`` in ``width`` cells where it can be: the first ``level`` parts before the
-    last shortened to their first letter (indices kept whole), then, if still too long, the
-    middle cut, keeping the first character and the longest tail that fits."""
-    if cell_len(name) <= width:
-        return name
-    parts, sep = _split(name, kind)
-    done = 0
-    for i in range(len(parts) - 1):
-        if done == level:
-            break
-        if not parts[i].isdigit() and len(parts[i]) > 1:
-            parts[i] = parts[i][0]
-            done += 1
-    short = sep.join(parts)
-    if cell_len(short) <= width:
-        return short
-    head, tail = short[0], short[1:]
-    while tail and cell_len(head) + 1 + cell_len(tail) > width:
-        tail = tail[1:]
-    return head + ELLIPSIS + tail
-
-
-def shorten(names: Iterable[str], width: int, kind: str = "name") -> dict[str, str]:
-    """Each name -> how it is shown in ``width`` cells (``kind`` "name": dotted layer names;
-    "text": CamelCase type names). The names too long for ``width`` are all shortened the
-    same way (as few leading parts abbreviated as makes them fit). Distinct names stay
-    distinct: a name whose short form another shares is widened until none does (its cell
-    then wraps), so ``encoder.layers.0.linear1`` and ``encoder.layers.0.linear2`` never both
-    read ``encoder.layers.0.l…``."""
-    names = list(dict.fromkeys(names))
-    width = max(width, 3)
-    long = [n for n in names if cell_len(n) > width]
-    deepest = max((len(_split(n, kind)[0]) for n in long), default=0)
-    level = next(
-        (k for k in range(deepest) if all(ELLIPSIS not in _abbreviate(n, width, k, kind)
-                                           for n in long)),
-        deepest,
-    )  # fmt: skip
-    widths = dict.fromkeys(names, width)
-    while True:
-        shown = {n: _abbreviate(n, widths[n], level, kind) for n in names}
-        groups: dict[str, list[str]] = {}
-        for n, s in shown.items():
-            groups.setdefault(s, []).append(n)
-        clashes = [g for g in groups.values() if len(g) > 1]
-        if not clashes:
-            return shown
-        for group in clashes:
-            for n in group:
-                if shown[n] != n:
-                    widths[n] += 1
+__all__ = ["FitTable", "check_table", "layer_table", "printable", "shorten"]
 
 
 @dataclass
@@ -244,17 +169,18 @@ def check_table(run: Run, loss: float) -> FitTable:
 
 
 def _legend(columns, reference: str | None) -> str:
-    """What the gradient columns measure (one of them is a norm, one an rms, one a ratio)."""
+    """What the gradient columns measure (one is a norm, one an rms, one a ratio of rms)."""
     keys = {c.key for c in columns}
     parts = []
     if "grad_rms" in keys:
         parts.append("∂L/∂out rms: " + BY_KEY["grad_rms"].means)
     if "grad_ratio" in keys and reference is not None:
-        parts.append(f"rms ÷ last: that rms over {printable(reference)}'s (the last weight layer)")
+        parts.append(f"rms ÷ last: that rms over the last weight layer's ({printable(reference)})")
     if "theory_ratio" in keys:
         parts.append("theory ÷ last: " + BY_KEY["theory_ratio"].means)
     if "weight_grad" in keys:
         parts.append("‖∂L/∂W‖: " + BY_KEY["weight_grad"].means)
-    if "dead" in keys or "saturated" in keys:
-        parts.append("dead, saturated: shares of the layer's units")
+    shares = [k for k in ("saturated", "dead", "nonfinite") if k in keys]
+    if shares:
+        parts.append(", ".join(BY_KEY[k].title for k in shares) + ": shares, in percent")
     return "; ".join(parts) + "." if parts else ""

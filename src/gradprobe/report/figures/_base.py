@@ -87,6 +87,16 @@ def save(fig: Figure, path: str | Path, dpi: int = 100) -> Path:
     return path
 
 
+def short_names(names, width: int = 18) -> list[str]:
+    """Layer names short enough for axis labels or a legend, shown together: shortened as
+    the tables shorten them (two names never read alike) and safe from mathtext."""
+    from ..names import for_matplotlib, shorten
+
+    names = list(names)
+    shown = shorten(names, width)
+    return [for_matplotlib(shown[n]) for n in names]
+
+
 def short(name: str, width: int = 18) -> str:
-    """A layer name short enough for an axis label (the end is what differs)."""
-    return name if len(name) <= width else "…" + name[-(width - 1) :]
+    """One name on its own (see :func:`short_names` for names shown together)."""
+    return short_names([name], width)[0]

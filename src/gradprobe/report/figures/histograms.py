@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ...run import Histogram, Run
-from ._base import AFFINE_TYPES, MissingData, as_run, figure, pick_step, short
+from ._base import AFFINE_TYPES, MissingData, as_run, figure, pick_step, short_names
 
 _WORDS = {"activation": "activation value", "grad_output": "back-propagated gradient ∂L/∂y"}
 _SPECIAL = (("zero", "0"), ("nan", "NaN"), ("posinf", "+Inf"), ("neginf", "−Inf"))
@@ -75,11 +75,12 @@ def histograms_figure(
     cmap = colormaps["viridis"]
     for (s, hists), label, (ax, side) in zip(rows, labels, axes, strict=True):
         n = len(hists)
-        for i, (name, h) in enumerate(hists):
+        shown = short_names(name for name, _ in hists)
+        for i, (_, h) in enumerate(hists):
             color = cmap(0.85 * i / max(n - 1, 1))
             binned = _density(h)
             if binned is not None:
-                ax.stairs(binned[1], binned[0], color=color, lw=1.3, label=f"layer {short(name)}")
+                ax.stairs(binned[1], binned[0], color=color, lw=1.3, label=f"layer {shown[i]}")
         ax.set_ylabel("density")
         ax.set_title(
             f"{label + ': ' if label else ''}{_WORDS.get(quantity, quantity)}, step {s}",

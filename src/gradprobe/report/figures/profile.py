@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ...run import Run
-from ._base import MissingData, as_run, figure, pick_step, short
+from ._base import MissingData, as_run, figure, pick_step, short_names
 
 BAND = 2.0  # the band spans prediction / BAND .. prediction * BAND
 
@@ -76,7 +76,7 @@ def profile_figure(run: Run | str | Path, step: int | None = None):
     if theory:
         _bands(axes, order, act, grad, theory)
     for ax in axes:
-        ax.set_xticks(x, [short(n, 10) for n in order], rotation=60, fontsize=7)
+        ax.set_xticks(x, short_names(order, 10), rotation=60, fontsize=7)
         ax.set_xlabel("layer (input → output)")
         ax.legend(fontsize=7, frameon=False)
     return fig

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ...run import Run
-from ._base import MissingData, as_run, figure, pick_step, short
+from ._base import MissingData, as_run, figure, pick_step, short_names
 
 SERIES = "rnn_grad_input_t"
 
@@ -34,11 +34,12 @@ def recurrent_figure(run, step: int | None = None, labels=None):
         )
     fig = figure(figsize=(6.5, 3.6))
     ax = fig.subplots()
+    shown = short_names(name for _, _, name, _ in lines)
     for i, (run, step, name, label) in enumerate(lines):
         g = run.series(name, SERIES, step)
         t = np.arange(len(g))
         ok = np.isfinite(g) & (g > 0)
-        ax.plot(t[ok], g[ok], "o-", ms=3, color=f"C{i}", label=label or short(name))
+        ax.plot(t[ok], g[ok], "o-", ms=3, color=f"C{i}", label=label or shown[i])
         if (~ok).any():
             ax.plot(
                 t[~ok],

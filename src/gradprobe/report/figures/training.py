@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ...run import Run
-from ._base import MissingData, as_run, figure, require, short
+from ._base import MissingData, as_run, figure, require, short_names
 
 HOW_STEPS = "watch more than one step: gp.watch(model, every=...) around the training loop"
 
@@ -57,7 +57,7 @@ def heatmap_figure(
         image = ax.imshow(logged, aspect="auto", cmap=cmap, interpolation="nearest", extent=extent)
         what = f"log10 {quantity} {stat}"
     fig.colorbar(image, ax=ax, label=what, shrink=0.9)
-    ax.set_yticks(range(len(names)), [short(n) for n in names], fontsize=7)
+    ax.set_yticks(range(len(names)), short_names(names), fontsize=7)
     ticks = np.unique(np.linspace(0, len(steps) - 1, min(len(steps), 8)).round().astype(int))
     ax.set_xticks(ticks, [str(steps[t]) for t in ticks])
     ax.set_xlabel("step")
@@ -87,6 +87,7 @@ def training_lines_figure(run: Run | str | Path):
     ):
         names, steps, values = run.matrix(quantity, stat, role="param")
         keep = [i for i, n in enumerate(names) if not n.endswith("bias")] or list(range(len(names)))
+        shown = short_names([names[i] for i in keep], 14)
         for k, i in enumerate(keep):
             ok = np.isfinite(values[i]) & (values[i] > 0)
             ax.plot(
@@ -94,7 +95,7 @@ def training_lines_figure(run: Run | str | Path):
                 values[i][ok],
                 color=cmap(0.85 * k / max(len(keep) - 1, 1)),
                 lw=1.2,
-                label=short(names[i], 14),
+                label=shown[k],
             )
         ax.set_yscale("log")
         ax.set_xlabel("step")
