@@ -301,6 +301,8 @@ def test_zero_recorded_steps_is_a_warning_never_healthy(tmp_path):
     assert v.word != "healthy" and v.exit_code == 1 and "No step was recorded" in v.sentence
     html = render_html(run, [], figures=[])
     assert 'class="verdict healthy"' not in html and "No step was recorded" in html
+    assert "look healthy" not in html  # "No findings" is not a clean bill either
+    assert "look healthy" not in _render(findings_table([], verdict=v), 80)
     text = _render(layer_table(run), 80)
     assert "no logged step" in text
 
@@ -390,6 +392,14 @@ def test_control_characters_and_markup_in_layer_names_do_not_break_rows():
         assert "[bold red]markup[/]" in text  # shown as text, never as style
     findings = _render(findings_table(result.findings), 80) if result.findings else ""
     assert "\nbreak" not in findings
+
+
+@pytest.mark.parametrize("width", [8, 20, 30, 40])
+def test_very_narrow_terminal_keeps_the_layer_names(long_names, width):
+    result = long_names["hf"]
+    text = _render(check_table(result.run, result.loss), width)
+    assert max(cell_len(line) for line in text.splitlines()) <= width
+    assert "Left out" in text and ("(input)" in text or width < 20)
 
 
 def test_one_layer_model_has_a_table():

@@ -60,9 +60,14 @@ def _console(stderr: str) -> list[str]:
 
 
 def _status(dom: str) -> str:
-    match = re.search(r'id="gp-status"[^>]*>([^<]*)<', dom)
+    """The status line's text; the element is hidden (a reader never sees it) and carries
+    the verdict in ``data-status`` too."""
+    match = re.search(r'<div id="gp-status"([^>]*)>([^<]*)<', dom)
     assert match, "no #gp-status in the DOM"
-    return match.group(1)
+    attributes, text = match.groups()
+    assert re.search(r"\bhidden\b", attributes), attributes
+    assert f'data-status="{text.split()[0]}"' in attributes, attributes
+    return text
 
 
 def test_report_renders_cleanly_in_chromium(chromium, evil_report, tmp_path):

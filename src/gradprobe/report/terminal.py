@@ -29,18 +29,22 @@ def progress(**kwargs) -> Progress:
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
-def findings_table(findings):
+def findings_table(findings, verdict=None):
     """Findings in colour, one block each: severity, kind, where; what was measured; the
     remedy and its code. Blocks wrap at the console's width (a long word or a line of code
-    folds onto the next line; nothing is cut)."""
+    folds onto the next line; nothing is cut). ``verdict``
+    (:func:`~gradprobe.report.summary.verdict` of the run): with no findings, "look healthy"
+    is said only when the verdict is (a run with no recorded step has no findings either)."""
     from rich.console import Group
     from rich.padding import Padding
     from rich.text import Text
 
-    from .tables import printable
+    from .names import printable
 
     findings = list(findings)
     if not findings:
+        if verdict is not None and verdict.word != "healthy":
+            return Text("No findings.")
         return Text("No findings: gradients and activations look healthy.", style="green")
     blocks = [Text(f"findings ({len(findings)})", style="italic")]
     for f in findings:
