@@ -148,6 +148,13 @@ def _from_module(module: nn.Module) -> Activation:
             lambda x: F.leaky_relu(x, slope),
             lambda x: torch.where(x > 0, 1.0, slope).to(x.dtype),
         )
+    if isinstance(module, nn.PReLU) and module.weight.numel() == 1:  # one learned slope
+        slope = float(module.weight.detach())
+        return Activation(
+            f"prelu({slope:g})",
+            lambda x: F.leaky_relu(x, slope),
+            lambda x: torch.where(x > 0, 1.0, slope).to(x.dtype),
+        )
     if isinstance(module, nn.Hardtanh):
         lo, hi = module.min_val, module.max_val
         return Activation(f"hardtanh({lo:g},{hi:g})", module, None, (lo, 0.0, hi))
@@ -172,6 +179,13 @@ def _checked(act: Activation) -> Activation:
             f"activation {act.name!r} failed on a float64 tensor ({err}); pass a callable that"
             " maps a tensor to a tensor of the same shape, elementwise"
         ) from err
+    if isinstance(y, Tensor) and y.shape == x.shape and not torch.isfinite(y).all():
+        bad = [round(v, 1) for v in x[~torch.isfinite(y)].tolist()]
+        raise InvalidInputError(
+            f"activation {act.name!r} gives NaN/Inf at finite inputs ({bad}); mean-field"
+            " theory integrates φ over the whole real line (pre-activations are Gaussian), so"
+            " φ must be finite everywhere (log or sqrt are not; clamp them first)"
+        )
     if not ok:
         raise InvalidInputError(
             f"activation {act.name!r} is not elementwise; mean-field theory needs φ applied to"

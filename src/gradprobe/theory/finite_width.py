@@ -22,6 +22,8 @@ from ._activations import resolve
 from ._checks import check_q0, check_variances
 from .kernels import M4, V
 
+_Q_MAX = 1e75  # the closure squares q twice (E φ⁴ ~ q²; its variance ~ q⁴)
+
 
 @dataclass(frozen=True)
 class Spread:
@@ -33,8 +35,10 @@ class Spread:
 
     @property
     def rel_std(self) -> np.ndarray:
-        """std / mean: the typical relative deviation of one network from the mean field."""
-        return self.std / self.mean
+        """std / mean: the typical relative deviation of one network from the mean field
+        (nan where the mean is 0: every network's signal is exactly 0)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(self.mean > 0, self.std / self.mean, np.nan)
 
     @property
     def beta(self) -> np.ndarray:
@@ -58,8 +62,8 @@ def _widths(widths, depth) -> np.ndarray:
 
 def _second_diff(f, q: float) -> tuple[float, float]:
     """f(q) and f″(q) by a central difference (the quadrature is smooth in q)."""
-    if q <= 0.0:
-        return float(f(np.array([0.0]))[0]), 0.0
+    if q < 1e-100:  # f is linear in q here: f″ q² is far below rounding (and h² underflows)
+        return float(f(np.array([q]))[0]), 0.0
     h = 1e-3 * q  # relative: q may be 1e-100 in a vanishing chain
     vals = f(np.array([q - h, q, q + h]))
     return float(vals[1]), float((vals[0] - 2 * vals[1] + vals[2]) / h**2)
@@ -84,24 +88,32 @@ def norm_spread(
 
 
 def chain_spread(layers, q0: float) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std of ‖h^l‖²/n_l for layers given as (Activation, σ_w², σ_b², n_l)."""
-    mean, std = np.empty(len(layers)), np.empty(len(layers))
-    mu, var = q0, 0.0  # moments of s^{l-1}; the input is fixed
-    with torch.no_grad():
+    """Mean and std of ‖h^l‖²/n_l for layers given as (Activation, σ_w², σ_b², n_l).
+
+    Past q = 1e75 (q⁴ would overflow) only the mean is followed, by the mean-field map;
+    the std is nan from there on.
+    """
+    mean, std = np.empty(len(layers)), np.full(len(layers), np.nan)
+    mu, var = np.float64(q0), np.float64(0.0)  # moments of s^{l-1}; the input is fixed
+    tracked = True
+    with torch.no_grad(), np.errstate(over="ignore", invalid="ignore"):
         for l, (act, sigma_w2, sigma_b2, n) in enumerate(layers):
-            qm, qv = sigma_w2 * mu + sigma_b2, sigma_w2**2 * var
+            sigma_w2 = np.float64(sigma_w2)
+            qm = sigma_w2 * mu + sigma_b2 if sigma_w2 > 0 else np.float64(sigma_b2)
             mean[l] = qm
+            tracked = tracked and bool(qm <= _Q_MAX)
+            if not tracked:
+                mu = np.float64(V(act, qm)) if np.isfinite(qm) else np.float64(np.inf)
+                continue
+            qv = sigma_w2**2 * var
             std[l] = np.sqrt(qv + 2 * (qm**2 + qv) / n)  # p = q χ²_n / n given q
-            if not np.isfinite(qm):
-                mean[l:], std[l:] = np.inf, np.nan
-                break
 
             def g(q, n=n, act=act):
                 v = V(act, q).numpy()
                 return v**2 + (M4(act, q).numpy() - v**2) / n
 
-            v0, v2 = _second_diff(lambda q, act=act: V(act, q).numpy(), qm)
-            g0, g2 = _second_diff(g, qm)
-            mu = v0 + 0.5 * v2 * qv
-            var = max(g0 + 0.5 * g2 * qv - mu**2, 0.0)
+            v0, v2 = _second_diff(lambda q, act=act: V(act, q).numpy(), float(qm))
+            g0, g2 = _second_diff(g, float(qm))
+            mu = np.float64(v0 + 0.5 * v2 * qv)
+            var = np.float64(max(g0 + 0.5 * g2 * qv - mu**2, 0.0))
     return mean, std

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from ..errors import InvalidInputError
 from ._activations import Activation, resolve
-from ._checks import check_depth, check_q0, check_variances
+from ._checks import MAX_VARIANCE, check_depth, check_q0, check_variances
 from .kernels import D2, D
 from .meanfield import q_star
 from .trajectory import propagate
@@ -163,11 +163,15 @@ def spectrum_prediction(
     if q0 is None:
         qs = q_star(act, sigma_w2, sigma_b2)
         q0 = max(qs - sigma_b2, 0.0) / sigma_w2 if math.isfinite(qs) and sigma_w2 > 0 else 1.0
-    q0 = check_q0(q0)
+        q0 = min(q0, MAX_VARIANCE)  # σ_w² q0 is then far below σ_b² ≈ q*: no change
+    else:
+        q0 = check_q0(q0)
     q = propagate(act, sigma_w2, sigma_b2, depth, q0).q
     with torch.no_grad():
         mu1, mu2 = D(act, q).numpy(), D2(act, q).numpy()
     s = 1.0 if weights == "gaussian" else 0.0
-    mean = float(np.prod(sigma_w2 * mu1))
-    rel = float(np.sum(mu2 / mu1**2 - 1 + s))
-    return Spectrum(mean, rel * mean**2, "free probability")
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # 0, ∞ are true here
+        mean = np.prod(sigma_w2 * mu1)
+        rel = np.sum(mu2 / mu1**2 - 1 + s)
+        var = float(rel * mean**2)
+    return Spectrum(float(mean), var, "free probability")

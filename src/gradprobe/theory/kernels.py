@@ -52,6 +52,27 @@ def D(act: Activation, q) -> Tensor:
     return expect(lambda u: act.d(u) ** 2, q, kinks=act.kinks)
 
 
+def D_at(act: Activation, q) -> Tensor:
+    """D(q), with q = ∞ (a diverged length) taken as the limit q → ∞.
+
+    The limit is D(1e300) when D has settled there (D(1e150) equal to 1e-6: ReLU-like φ
+    with φ′ → constants), ∞ when D still grows (φ = x², exp) and 0 when it still shrinks.
+    """
+    q = _t(q)
+    inf = torch.isinf(q)
+    if not inf.any():
+        return D(act, q)
+    out = D(act, torch.where(inf, torch.ones_like(q), q))
+    return torch.where(inf, torch.full_like(q, _d_limit(act)), out)
+
+
+def _d_limit(act: Activation) -> float:
+    far, farther = (float(v) for v in D(act, torch.tensor([1e150, 1e300], dtype=_DT)))
+    if not math.isfinite(farther) or farther > far * (1 + 1e-6):
+        return math.inf
+    return 0.0 if farther < far * (1 - 1e-6) else farther
+
+
 def M4(act: Activation, q) -> Tensor:
     """E[φ(√q z)⁴], for the conditional variance of a layer's mean square at finite width."""
     q = _t(q)

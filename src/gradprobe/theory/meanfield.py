@@ -21,8 +21,8 @@ from scipy.optimize import brentq
 
 from ..errors import InvalidInputError
 from ._activations import resolve
-from ._checks import check_q0, check_variances
-from .kernels import C, Cd, D, V, dV
+from ._checks import MAX_VARIANCE, check_q0, check_variances
+from .kernels import C, Cd, D, D_at, V, dV
 
 #: |ln χ₁| at most this is called critical: both depth scales exceed 100 layers.
 CRITICAL_TOL = 0.01
@@ -62,7 +62,8 @@ def _q_star(act, sigma_w2: float, sigma_b2: float, q0: float) -> float:
 
     def gap(q, v=None):  # F(q) = map(q) - q, with rounding noise treated as 0
         q = np.asarray(q, float)
-        f = sigma_w2 * (V(act, q).numpy() if v is None else v) + sigma_b2 - q
+        with np.errstate(over="ignore"):  # σ_w² V(q) past 1e308 is +inf: the map grows
+            f = sigma_w2 * (V(act, q).numpy() if v is None else v) + sigma_b2 - q
         return np.where(np.abs(f) <= 1e-13 * q + 1e-150, 0.0, f)
 
     f0 = float(gap(q0))
@@ -103,7 +104,8 @@ def chi_1(activation, sigma_w2: float, sigma_b2: float, q: float | None = None) 
     sigma_w2, sigma_b2 = check_variances(sigma_w2, sigma_b2)
     if q is None:
         q = q_star(act, sigma_w2, sigma_b2)
-    return sigma_w2 * float(D(act, _Q_INF if math.isinf(q) else q))
+    q = math.inf if q == math.inf else check_q0(q, "q", math.inf)
+    return sigma_w2 * float(D_at(act, q)) if sigma_w2 > 0 else 0.0
 
 
 def correlation_map(activation, c, sigma_w2: float, sigma_b2: float) -> np.ndarray:
@@ -133,6 +135,12 @@ def chi_c(activation, c, sigma_w2: float, sigma_b2: float) -> np.ndarray:
 def c_star(activation, sigma_w2: float, sigma_b2: float) -> float:
     """Stable fixed point of the correlation map: 1 when χ₁ <= 1, else the root below 1."""
     act = resolve(activation)
+    sigma_w2, sigma_b2 = check_variances(sigma_w2, sigma_b2)
+    return _c_star(act, sigma_w2, sigma_b2)
+
+
+@functools.lru_cache(maxsize=256)
+def _c_star(act, sigma_w2: float, sigma_b2: float) -> float:
     if float(chi_c(act, 1.0, sigma_w2, sigma_b2)) <= 1.0 + 1e-12:
         return 1.0
     top = 1.0 - 1e-9
@@ -146,6 +154,8 @@ def c_star(activation, sigma_w2: float, sigma_b2: float) -> float:
     # gap (≈ 1e-3 (χ₁ − 1)) is far above the quadrature's error.
     grid = np.linspace(1 - 1e-3, -1.0, 21)
     gaps = correlation_map(act, grid, sigma_w2, sigma_b2) - grid
+    if not np.isfinite(gaps).all():
+        return math.nan  # the kernels overflow (φ = exp at a diverged q*): no c* to give
     if gaps[0] >= 0:  # root within 1e-3 of 1 (χ₁ barely above 1)
         return float(brentq(gap, grid[0], top, xtol=1e-12)) if gap(top) < 0 else 1.0
     cross = np.nonzero(gaps >= 0)[0]
@@ -154,11 +164,18 @@ def c_star(activation, sigma_w2: float, sigma_b2: float) -> float:
     j = cross[0]
     if gaps[j] == 0.0:
         return float(grid[j])
-    return float(brentq(gap, grid[j], grid[j - 1], xtol=1e-11))
+    root = float(brentq(gap, grid[j], grid[j - 1], xtol=1e-11))
+    if abs(root) < 1e-9 and abs(gap(0.0)) <= 1e-13:
+        return 0.0  # odd φ without bias: exactly 0, not brentq's last digits around it
+    return root
 
 
 def _depth(slope: float) -> float:
-    return -1.0 / math.log(slope) if 0 < slope < 1 else (0.0 if slope <= 0 else math.inf)
+    """−1/ln(slope); ∞ where the slope is 1 to rounding (|ln| <= 1e-12: over 1e12 layers)."""
+    if not slope > 0:
+        return 0.0
+    log = math.log(slope)
+    return -1.0 / log if log < -1e-12 else math.inf
 
 
 def xi_q(activation, sigma_w2: float, sigma_b2: float) -> float:
@@ -187,12 +204,13 @@ def critical_sigma_w2(activation, sigma_b2: float = 0.0) -> float:
         return math.log(max(chi_1(act, w, sigma_b2), 1e-300))
 
     lo, hi = 1e-4, 1.0
-    while log_chi(hi) < 0:
-        lo, hi = hi, hi * 2
-        if hi > 1e6:
+    while log_chi(hi) < 0:  # a large σ_b² pushes the line out: tanh's σ_w² ≈ 1.9 σ_b
+        lo, hi = hi, hi * 4
+        if hi > MAX_VARIANCE:
             raise InvalidInputError(
                 f"activation {act.name!r} has no critical point for sigma_b2={sigma_b2}:"
-                " chi_1 < 1 for every sigma_w2 up to 1e6 (is its derivative zero?)"
+                f" chi_1 < 1 for every sigma_w2 up to {MAX_VARIANCE:g} (is its derivative"
+                " zero?)"
             )
     if log_chi(lo) > 0:
         return math.nan  # chaotic for every σ_w² (possible only for odd choices of φ)

@@ -23,7 +23,7 @@ from ._activations import Activation, resolve
 from ._checks import check_depth, check_q0, check_variances
 from ._stack import Affine, stack_steps
 from .finite_width import chain_spread
-from .kernels import D, V
+from .kernels import D_at, V
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,9 @@ class Propagation:
 def _grad_var(chi: np.ndarray) -> np.ndarray:
     """Reverse cumulative product: out[l] = Π_{k=l}^{L−2} chi[k], out[L−1] = 1."""
     out = np.ones(len(chi))
-    for k in range(len(chi) - 2, -1, -1):
-        out[k] = out[k + 1] * chi[k]
+    with np.errstate(over="ignore"):  # a product past 1e308 is +inf: it explodes
+        for k in range(len(chi) - 2, -1, -1):
+            out[k] = out[k + 1] * chi[k]
     return out
 
 
@@ -79,8 +80,8 @@ def propagate(activation, sigma_w2: float, sigma_b2: float, depth: int, q0: floa
         finite = np.isfinite(q)
         act_var = np.full(depth, math.inf)
         act_var[finite] = V(act, q[finite]).numpy()
-        chi = np.full(depth, math.nan)
-        chi[finite] = sigma_w2 * D(act, q[finite]).numpy()
+        # a diverged q (past 1e308) keeps its q → ∞ slope: ReLU's χ is σ_w²/2 at any q
+        chi = sigma_w2 * D_at(act, q).numpy()
     return Propagation(act.name, sigma_w2, sigma_b2, q, act_var, chi, _grad_var(chi))
 
 
@@ -174,7 +175,7 @@ def predict(model: nn.Module, input_var: float = 1.0) -> ModelPrediction:
             act = _compose(acts)
             q = layer.sigma_w2 * m + layer.sigma_b2
             out = float(V(act, q)) if math.isfinite(q) else math.inf
-            mu = float(D(act, q)) if math.isfinite(q) else math.nan
+            mu = float(D_at(act, q))
             rows.append((layer, act.name, q, out, mu, m))
             m = out
     chi = np.full(len(rows), math.nan)
