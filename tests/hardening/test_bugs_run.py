@@ -216,6 +216,22 @@ def test_a_lock_file_was_left_when_the_probe_failed_to_start(tmp_path, monkeypat
     gp.run.RunWriter.create(tmp_path / "a.sqlite", overwrite=True).close()  # the path is free
 
 
+def test_a_writer_dropped_without_close_left_its_lock_file(tmp_path):
+    import gc
+
+    w = RunWriter.create(tmp_path / "a.sqlite")
+    del w
+    gc.collect()
+    assert not (tmp_path / "a.sqlite.lock").exists()
+
+
+def test_a_second_writer_in_the_same_process_was_told_another_process_writes(tmp_path):
+    w = RunWriter.create(tmp_path / "a.sqlite")
+    with pytest.raises(RunStoreError, match=r"\(this one: close the other probe"):
+        RunWriter.create(tmp_path / "a.sqlite", overwrite=True)
+    w.close()
+
+
 # -- damaged, truncated, older files ----------------------------------------------------------
 def test_corrupted_pages_raised_a_raw_sqlite_error_from_the_reader(tmp_path):
     path = _stored(tmp_path / "a.sqlite")

@@ -32,6 +32,8 @@ class WriterLock:
                 handle.seek(0)
                 owner = handle.read().strip() or "another process"
                 handle.close()
+                if owner == f"process {os.getpid()}":
+                    owner += " (this one: close the other probe or RunWriter on this path)"
                 raise RunStoreError(
                     f"{run_file} is being written by {owner}; one run file has one writer — "
                     "pass another path, or wait for that process to finish"

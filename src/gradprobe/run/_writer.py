@@ -20,6 +20,7 @@ import sqlite3
 import threading
 import time
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,8 @@ class RunWriter(Run):
     def __init__(self, con: sqlite3.Connection, path: Path | None, lock: WriterLock | None):
         super().__init__(con, path)
         self._lock = lock
+        # a writer dropped without close() still lets go of its lock file (at exit at last)
+        self._unlock = weakref.finalize(self, lock.release) if lock is not None else None
         self._writing = True
         self._mutex = threading.RLock()  # one transaction at a time, whatever the thread
         self._layer_ids: dict[str, int] = {}
@@ -355,9 +358,9 @@ class RunWriter(Run):
                     self._con.execute("PRAGMA query_only = ON")
             finally:
                 self._writing = False
-                if self._lock is not None:
-                    self._lock.release()
-                    self._lock = None
+                if self._unlock is not None:
+                    self._unlock()  # WriterLock.release, once
+                    self._lock = self._unlock = None
         self._report(meta if meta_failed else None)
 
     def finish_writing(self) -> None:
