@@ -402,6 +402,24 @@ def test_very_narrow_terminal_keeps_the_layer_names(long_names, width):
     assert "Left out" in text and ("(input)" in text or width < 20)
 
 
+def test_share_column_that_holds_the_finding_is_left_out_first_at_60_columns():
+    """Narrowing the terminal dropped `saturated` (100%, the error itself) before the type."""
+    from collections import OrderedDict
+
+    torch.manual_seed(0)
+    names = ("a_rather_long_block_name_number_one", "its_tanh_activation", "a_head")
+    layers = (nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 1))
+    model = nn.Sequential(OrderedDict(zip(names, layers, strict=True)))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(100.0)
+    result = gp.check(model, torch.randn(16, 8))
+    assert any(f.kind == "saturated" for f in result.findings)
+    share = next(r["saturated"] for r in per_layer(result.run).rows if r["saturated"])
+    text = _render(check_table(result.run, result.loss), 60)
+    assert "saturated" not in text.split("Left out")[-1] and f" {pct(share)} │" in text
+
+
 def test_one_layer_model_has_a_table():
     result = gp.check(nn.Sequential(nn.Linear(3, 2)), torch.randn(5, 3))
     rows = per_layer(result.run).rows

@@ -32,15 +32,15 @@ COLUMNS = (
     Column("act_max", "act max|x|", "activation", "max_abs", "module", False, "largest |output|"),
     Column(
         "saturated", "saturated", "activation", "saturated", "module", True,
-        "share of tanh/sigmoid outputs within 1% of a bound",
+        "% of tanh/sigmoid outputs within 1% of a bound",
     ),
     Column(
         "dead", "dead", "activation", "dead", "module", True,
-        "share of units ≤ 0 for the whole batch",
+        "% of units ≤ 0 for the whole batch",
     ),
     Column(
         "nonfinite", "NaN/Inf", "activation", "nonfinite", "module", True,
-        "share of the output that is NaN or Inf",
+        "% of the output that is NaN or Inf",
     ),
     Column(
         "grad_rms", "∂L/∂out rms", "grad_output", "rms", "module", False,
@@ -211,7 +211,7 @@ _WORDS = {
     "non_finite": "NaN/Inf",
     "saturated": "saturated units",
     "dead_units": "dead units",
-    "large_updates": "updates large for the weights",
+    "large_updates": "updates too large for the weights",
     "small_updates": "updates too small to move the weights",
     "fluctuation": "gradients that fluctuate from step to step",
 }

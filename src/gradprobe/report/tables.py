@@ -40,11 +40,13 @@ class FitTable(Table):
 
     It holds every column; printing renders a copy fitted to ``options.max_width``."""
 
-    def __init__(self, columns: list[Col], rows: list[list[str]], *, notes=(), **kwargs) -> None:
+    def __init__(self, columns: list[Col], rows: list[list[str]], *, legend=(), **kwargs) -> None:
+        """``legend``: ``(header, what it means)`` pairs, shown under the table for the
+        columns that fit."""
         super().__init__(**kwargs)
         self._spec = columns
         self._rows = [[printable(c) for c in r] for r in rows]
-        self._notes = list(notes)
+        self._legend = list(legend)
         for c in columns:
             self.add_column(c.header, justify=c.justify)
         for r in self._rows:
@@ -67,8 +69,10 @@ class FitTable(Table):
             keep.remove(min(droppable, key=lambda i: self._spec[i].keep))
         if widths is None:  # even the name alone does not fit: give it what there is
             widths = {i: max(4, width - 4) for i in keep}
+        kept = {self._spec[i].header for i in keep}
         dropped = [self._spec[i].header for i in range(len(self._spec)) if i not in keep]
-        notes = list(self._notes)
+        meanings = [f"{h}: {text}" for h, text in self._legend if h in kept]
+        notes = ["; ".join(meanings) + "."] if meanings else []
         if dropped:
             notes.append(
                 f"Left out at {width} columns: {', '.join(dropped)} (a wider terminal shows them)."
@@ -151,15 +155,17 @@ def layer_table(run: Run, step: int | None = None, title: str | None = None) -> 
     if title is None:
         title = f"layers at step {t.step}" if t.step is not None else "no logged step"
     columns = t.columns
-    if not any((r.get("nonfinite") or 0) != 0 for r in t.rows):
-        keep = dict(_KEEP, nonfinite=10)  # a column of zeros goes first
-    else:
-        keep = dict(_KEEP, nonfinite=95)  # NaN/Inf is the first thing to see
+    keep = dict(_KEEP)
+    for key in ("saturated", "dead", "nonfinite"):  # a share column of zeros goes first
+        if not any((r.get(key) or 0) != 0 for r in t.rows):
+            keep[key] = 10
+    if keep["nonfinite"] > 10:
+        keep["nonfinite"] = 95  # NaN/Inf is the first thing to see
     specs = [Col("layer", "name", 100, "left"), Col("type", "text", _TYPE_KEEP, "left")]
     specs += [Col(c.title, "number", keep[c.key]) for c in columns]
     rows = [[r["layer"], r["type"], *[cell(c.key, r.get(c.key)) for c in columns]] for r in t.rows]
-    notes = [_legend(columns, t.reference)] if columns else []
-    return FitTable(specs, rows, notes=notes, title=title, title_justify="left")
+    legend = _legend(columns, t.reference)
+    return FitTable(specs, rows, legend=legend, title=title, title_justify="left")
 
 
 def check_table(run: Run, loss: float) -> FitTable:
@@ -168,19 +174,17 @@ def check_table(run: Run, loss: float) -> FitTable:
     return layer_table(run, title=f"gradprobe check: loss {fmt(loss)}")
 
 
-def _legend(columns, reference: str | None) -> str:
-    """What the gradient columns measure (one is a norm, one an rms, one a ratio of rms)."""
+def _legend(columns, reference: str | None) -> list[tuple[str, str]]:
+    """What the gradient columns measure (one is a norm, one an rms, one a ratio of rms),
+    and what the percentages count."""
     keys = {c.key for c in columns}
-    parts = []
+    out = []
     if "grad_rms" in keys:
-        parts.append("∂L/∂out rms: " + BY_KEY["grad_rms"].means)
+        out.append(("∂L/∂out rms", BY_KEY["grad_rms"].means))
     if "grad_ratio" in keys and reference is not None:
-        parts.append(f"rms ÷ last: that rms over the last weight layer's ({printable(reference)})")
-    if "theory_ratio" in keys:
-        parts.append("theory ÷ last: " + BY_KEY["theory_ratio"].means)
-    if "weight_grad" in keys:
-        parts.append("‖∂L/∂W‖: " + BY_KEY["weight_grad"].means)
-    shares = [k for k in ("saturated", "dead", "nonfinite") if k in keys]
-    if shares:
-        parts.append(", ".join(BY_KEY[k].title for k in shares) + ": shares, in percent")
-    return "; ".join(parts) + "." if parts else ""
+        last = printable(reference)
+        out.append(("rms ÷ last", f"that rms over the last weight layer's ({last})"))
+    for key in ("theory_ratio", "weight_grad", "saturated", "dead", "nonfinite"):
+        if key in keys:
+            out.append((BY_KEY[key].title, BY_KEY[key].means))
+    return out

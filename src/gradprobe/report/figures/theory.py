@@ -34,13 +34,13 @@ def phase_diagram_figure(
 ):
     """Two panels: χ₁ over (σ_w², σ_b²), and the gradient ratio over (σ_w², depth) at the
     σ_b² of the first point (or 0). A few seconds on one core."""
-    from ... import theory
+    from ...theory import chi_1
 
     top = max([sigma_w2[1], *[1.15 * w for w, _ in points]])  # every marked point in view
     wide = top > 3 * sigma_w2[1]  # a log axis keeps the critical line readable
     ws = np.geomspace(sigma_w2[0], top, grid) if wide else np.linspace(sigma_w2[0], top, grid)
     bs = np.linspace(*sigma_b2, max(grid // 2, 4))
-    chi = np.array([[theory.chi_1(activation, float(w), float(b)) for w in ws] for b in bs])
+    chi = np.array([[chi_1(activation, float(w), float(b)) for w in ws] for b in bs])
     b0 = float(points[0][1]) if points else 0.0
     ratio = _gradient_ratio(activation, ws, b0, max_depth)
     fig = figure(figsize=(10, 3.8))
