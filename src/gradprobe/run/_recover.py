@@ -57,7 +57,7 @@ def _salvage(con, table: str, columns: tuple[str, ...]) -> tuple[list[tuple], in
     cols = ", ".join(columns)
     while True:
         where, args = ("", ()) if last is None else ("WHERE rowid > ?", (last,))
-        before = last
+        before: int | None = last
         try:
             sql = f"SELECT rowid, {cols} FROM {table} {where} ORDER BY rowid"
             for row in con.execute(sql, args):
@@ -83,7 +83,7 @@ def _copy(writer: RunWriter, table: str, columns: tuple[str, ...], rows: list[tu
         f"VALUES ({', '.join('?' * len(columns))})"
     )
     with writer._mutex:
-        con = writer._con
+        con = writer._w
         con.execute("BEGIN")
         try:
             con.executemany(sql, rows)
@@ -140,7 +140,7 @@ def recover(source, destination, overwrite: bool = False) -> Run:
     finally:
         con.close()
     writer.close()
-    return Run.load(writer.path)
+    return Run.load(resolve(destination))
 
 
 __all__ = ["recover"]

@@ -1,13 +1,18 @@
 """The run file's layout (tables, header) and the records a run holds; docs/PROBE.md has the
-table of tables. Also the checks that tell a damaged or foreign file from a run."""
+table of tables. Also the checks that tell a damaged or foreign file from a run, and how
+meta values and failed writes are put into words."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from ..errors import InvalidInputError
 
 FORMAT = "gradprobe-run"
 VERSION = 1
@@ -239,3 +244,38 @@ def readable(con: sqlite3.Connection) -> str:
             bad.append(table)
     text = "readable: " + (", ".join(ok) or "nothing")
     return text + (f"; unreadable: {', '.join(bad)}" if bad else "")
+
+
+def advice(err: sqlite3.Error) -> str:
+    """What a failed write means, and what to do, by SQLite's result code."""
+    name = error_name(err)
+    if name.startswith(("SQLITE_FULL", "SQLITE_IOERR")):
+        return (
+            f"the disk is full or a file-size limit was reached ({err}); free disk space or "
+            "pass a path on another disk"
+        )
+    if name.startswith("SQLITE_READONLY"):
+        return f"the file or its folder became read-only ({err}); check its permissions"
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        return f"the file was damaged while it was written ({err}); record to another path"
+    return str(err)
+
+
+def _plain(value: Any) -> Any:
+    """JSON for numpy/torch scalars and arrays (their ``tolist``) and paths."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(type(value).__name__)
+
+
+def encode_meta(items: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(key, JSON text)`` rows; InvalidInputError for a key or value JSON cannot hold."""
+    try:
+        return [(str(k), json.dumps(v, default=_plain)) for k, v in items.items()]
+    except (TypeError, ValueError) as err:
+        raise InvalidInputError(
+            f"meta values must be JSON data (str, number, bool, None, list, dict), got a "
+            f"{err}; convert it first, e.g. float(x) or x.tolist()"
+        ) from None

@@ -21,6 +21,7 @@ import threading
 import time
 import warnings
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,51 +35,18 @@ from ._schema import (
     VERSION,
     Event,
     Histogram,
+    advice,
     connect,
+    encode_meta,
     error_name,
     is_run_file,
     resolve,
 )
 
 
-def advice(err: sqlite3.Error) -> str:
-    """What a failed write means, and what to do, by SQLite's result code."""
-    name = error_name(err)
-    if name.startswith(("SQLITE_FULL", "SQLITE_IOERR")):
-        return (
-            f"the disk is full or a file-size limit was reached ({err}); free disk space or "
-            "pass a path on another disk"
-        )
-    if name.startswith("SQLITE_READONLY"):
-        return f"the file or its folder became read-only ({err}); check its permissions"
-    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
-        return f"the file was damaged while it was written ({err}); record to another path"
-    return str(err)
-
-
-def _plain(value: Any) -> Any:
-    """JSON for numpy/torch scalars and arrays (their ``tolist``) and paths."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(type(value).__name__)
-
-
 def _histogram_row(h: Histogram) -> tuple:
     counts = h.counts.astype("<i8").tobytes()
     return (h.lo, h.hi, counts, h.below, h.above, h.zero, h.nan, h.posinf, h.neginf)
-
-
-def _encode(items: dict[str, Any]) -> list[tuple[str, str]]:
-    """``(key, JSON text)`` rows; InvalidInputError for a key or value JSON cannot hold."""
-    try:
-        return [(str(k), json.dumps(v, default=_plain)) for k, v in items.items()]
-    except (TypeError, ValueError) as err:
-        raise InvalidInputError(
-            f"meta values must be JSON data (str, number, bool, None, list, dict), got a "
-            f"{err}; convert it first, e.g. float(x) or x.tolist()"
-        ) from None
 
 
 class RunWriter(Run):
@@ -104,6 +72,12 @@ class RunWriter(Run):
     def writable(self) -> bool:
         """True until :meth:`close`."""
         return self._writing
+
+    @property
+    def _w(self) -> sqlite3.Connection:
+        """The writing connection (open until close)."""
+        assert self._con is not None
+        return self._con
 
     # -- creating ------------------------------------------------------------------------------
     @classmethod
@@ -157,7 +131,7 @@ class RunWriter(Run):
     @classmethod
     def _init(cls, con, p: Path | None, lock, meta: dict | None) -> RunWriter:
         info = {"format": FORMAT, "version": VERSION, "created": time.time(), **(meta or {})}
-        rows = _encode(info)
+        rows = encode_meta(info)
         try:
             con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             con.execute("BEGIN")
@@ -192,7 +166,7 @@ class RunWriter(Run):
             raise self._refuse(what)
         with self._mutex:
             for attempt in (0, 1):
-                con = self._con
+                con = self._w
                 con.execute("BEGIN")
                 try:
                     body(con)
@@ -252,9 +226,9 @@ class RunWriter(Run):
         step: int,
         scalars: list[tuple[str, str, str, float]],
         positions: dict[str, int] | None = None,
-        series: list[tuple[str, str, list[float]]] = (),
-        histograms: list[tuple[str, str, Histogram]] = (),
-        events: list[Event] = (),
+        series: Sequence[tuple[str, str, Sequence[float]]] = (),
+        histograms: Sequence[tuple[str, str, Histogram]] = (),
+        events: Sequence[Event] = (),
         mark_step: bool = True,
     ) -> None:
         """Store one logged step in one transaction: scalars are (layer, quantity, stat, value)."""
@@ -317,7 +291,7 @@ class RunWriter(Run):
 
     def update_meta(self, items: dict[str, Any]) -> None:
         """Store several meta entries in one transaction."""
-        rows = _encode(items)
+        rows = encode_meta(items)
         what = f"meta {', '.join(map(repr, items))}"
         try:
             self._transaction(
@@ -340,7 +314,7 @@ class RunWriter(Run):
             super().close()
             return
         if meta:
-            _encode(meta)  # a value JSON cannot hold: refused before anything is let go
+            encode_meta(meta)  # a value JSON cannot hold: refused before anything is let go
         with self._mutex:  # no write of another thread between the last one and the close
             meta_failed = False
             if meta:
@@ -352,10 +326,10 @@ class RunWriter(Run):
                 if self.path is not None:
                     self._checkpoint()
                     self._leave_wal()
-                    self._con.close()
+                    self._w.close()
                     self._con = None  # reads reopen the file read-only (Run._connection)
                 else:
-                    self._con.execute("PRAGMA query_only = ON")
+                    self._w.execute("PRAGMA query_only = ON")
             finally:
                 self._writing = False
                 if self._unlock is not None:
@@ -370,7 +344,7 @@ class RunWriter(Run):
     def _checkpoint(self) -> bool:
         """Copy the WAL into the file and empty it; True when it is empty now."""
         try:
-            busy, _, _ = self._con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            busy, _, _ = self._w.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         except sqlite3.Error as err:
             self._failure = self._failure or advice(err)
             return False
@@ -380,8 +354,8 @@ class RunWriter(Run):
         """Back to a rollback journal where no one else has the file open, so that readers
         need no -wal/-shm files (a read-only folder, a copy); else the file stays in WAL."""
         try:
-            self._con.execute("PRAGMA busy_timeout = 0")  # a reader elsewhere: do not wait
-            self._con.execute("PRAGMA journal_mode = DELETE")
+            self._w.execute("PRAGMA busy_timeout = 0")  # a reader elsewhere: do not wait
+            self._w.execute("PRAGMA journal_mode = DELETE")
         except sqlite3.Error:
             pass
 
