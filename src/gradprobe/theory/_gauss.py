@@ -132,8 +132,9 @@ def expect(f, q, with_z: bool = False, kinks=()) -> Tensor:
     ``kinks``: points u where f is not smooth besides 0 (always split there).
     """
     q = torch.as_tensor(q, dtype=_DT)
-    # q = 0 is taken as the limit q → 0⁺ (ReLU: E[φ′²] = 1/2, not φ′(0)² = 0)
-    q = q.clamp_min(1e-200)
+    # q = 0 is taken as the limit q → 0⁺ (ReLU: E[φ′²] = 1/2, not φ′(0)² = 0); any q > 0,
+    # even 1e-300, is used as it is (√q z is then still a normal float)
+    q = torch.where(q > 0, q, torch.full_like(q, 1e-300))
     flat = q.reshape(-1)
     if flat.numel() and float(flat.max()) > 1e16:  # group by the halvings each q needs
         need = torch.tensor([halvings(v) for v in flat.tolist()])

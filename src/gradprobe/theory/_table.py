@@ -27,7 +27,9 @@ def summary_table(activation, sigma_w2: float, sigma_b2: float, depth: int, q0: 
     path = propagate(activation, sigma_w2, sigma_b2, depth, q0)
     w_crit = critical_sigma_w2(activation, sigma_b2)
     ratio = path.gradient_ratio
-    if ratio < 1e-2:
+    if math.isnan(ratio):
+        verdict = "undefined (a layer's slope is not a number)"
+    elif ratio < 1e-2:
         verdict = "vanishing towards the input"
     elif ratio > 1e2:
         verdict = "exploding towards the input"

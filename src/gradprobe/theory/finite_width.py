@@ -12,6 +12,7 @@ So the spread grows with β = Σ 1/n_l where the length map does not contract.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,9 +21,7 @@ import torch
 from ..errors import InvalidInputError
 from ._activations import resolve
 from ._checks import check_q0, check_variances
-from .kernels import M4, V
-
-_Q_MAX = 1e75  # the closure squares q twice (E φ⁴ ~ q²; its variance ~ q⁴)
+from ._gauss import expect
 
 
 @dataclass(frozen=True)
@@ -60,12 +59,28 @@ def _widths(widths, depth) -> np.ndarray:
     return w
 
 
-def _second_diff(f, q: float) -> tuple[float, float]:
-    """f(q) and f″(q) by a central difference (the quadrature is smooth in q)."""
-    if q < 1e-100:  # f is linear in q here: f″ q² is far below rounding (and h² underflows)
-        return float(f(np.array([q]))[0]), 0.0
-    h = 1e-3 * q  # relative: q may be 1e-100 in a vanishing chain
-    vals = f(np.array([q - h, q, q + h]))
+def _scaled_kernels(act, qm: float):
+    """t ↦ V(t·qm)/qm and t ↦ E[φ⁴](t·qm)/qm²: the kernels around qm in units of qm, so
+    that neither a vanishing (qm = 1e-300) nor a huge (qm = 1e200) signal under- or
+    overflows; closed forms where they exist."""
+    if act.closed == "relu":
+        return (lambda t: t / 2), (lambda t: 1.5 * t**2)
+    if act.closed == "linear":
+        return (lambda t: t), (lambda t: 3 * t**2)
+    s = math.sqrt(qm)
+
+    def v(t):
+        return expect(lambda u: (act(u) / s) ** 2, t * qm, False, act.kinks).numpy()
+
+    def m4(t):
+        return expect(lambda u: (act(u) / s) ** 4, t * qm, False, act.kinks).numpy()
+
+    return v, m4
+
+
+def _moments(f, h: float = 1e-3) -> tuple[float, float]:
+    """f(1) and f″(1) by a central difference in t (the quadrature is smooth in q)."""
+    vals = np.asarray(f(np.array([1 - h, 1.0, 1 + h])), dtype=float)
     return float(vals[1]), float((vals[0] - 2 * vals[1] + vals[2]) / h**2)
 
 
@@ -90,30 +105,28 @@ def norm_spread(
 def chain_spread(layers, q0: float) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std of ‖h^l‖²/n_l for layers given as (Activation, σ_w², σ_b², n_l).
 
-    Past q = 1e75 (q⁴ would overflow) only the mean is followed, by the mean-field map;
-    the std is nan from there on.
+    Second-order moment closure in relative terms: s = ‖φ(h)‖²/n has mean μ and relative
+    variance ρ = Var s/μ²; q = σ_w² s + σ_b² then has r = Var q/E[q]² = ρ (σ_w² μ/E q)², and
+    with t = q/E q (mean 1, variance r): E s' ≈ V(1) + ½V″(1) r, E s'² ≈ g(1) + ½g″(1) r,
+    g = V² + (E φ⁴ − V²)/n (kernels in units of E q). Scale-free: exact at any magnitude.
     """
-    mean, std = np.empty(len(layers)), np.full(len(layers), np.nan)
-    mu, var = np.float64(q0), np.float64(0.0)  # moments of s^{l-1}; the input is fixed
-    tracked = True
-    with torch.no_grad(), np.errstate(over="ignore", invalid="ignore"):
+    mean, std = np.empty(len(layers)), np.empty(len(layers))
+    mu, rho = float(q0), 0.0  # the input is fixed: its mean square has no spread
+    with torch.no_grad(), np.errstate(over="ignore"):
         for l, (act, sigma_w2, sigma_b2, n) in enumerate(layers):
-            sigma_w2 = np.float64(sigma_w2)
-            qm = sigma_w2 * mu + sigma_b2 if sigma_w2 > 0 else np.float64(sigma_b2)
+            signal = sigma_w2 * mu  # E of the weight part of q; inf once the length diverged
+            qm = signal + sigma_b2 if signal > 0 else float(sigma_b2)
             mean[l] = qm
-            tracked = tracked and bool(qm <= _Q_MAX)
-            if not tracked:
-                mu = np.float64(V(act, qm)) if np.isfinite(qm) else np.float64(np.inf)
+            if qm == 0 or not math.isfinite(qm):  # no signal at all, or a diverged one
+                std[l], mu, rho = (0.0, 0.0, 0.0) if qm == 0 else (math.nan, math.inf, 0.0)
                 continue
-            qv = sigma_w2**2 * var
-            std[l] = np.sqrt(qv + 2 * (qm**2 + qv) / n)  # p = q χ²_n / n given q
-
-            def g(q, n=n, act=act):
-                v = V(act, q).numpy()
-                return v**2 + (M4(act, q).numpy() - v**2) / n
-
-            v0, v2 = _second_diff(lambda q, act=act: V(act, q).numpy(), float(qm))
-            g0, g2 = _second_diff(g, float(qm))
-            mu = np.float64(v0 + 0.5 * v2 * qv)
-            var = np.float64(max(g0 + 0.5 * g2 * qv - mu**2, 0.0))
+            a = 1.0 / (1.0 + sigma_b2 / signal) if signal > 0 else 0.0  # σ_w² μ / E q
+            r = rho * a * a
+            std[l] = qm * math.sqrt(r + 2 * (1 + r) / n)  # p = q χ²_n/n given q
+            v, m4 = _scaled_kernels(act, qm)
+            v0, v2 = _moments(v)
+            g0, g2 = _moments(lambda t, v=v, m4=m4, n=n: v(t) ** 2 + (m4(t) - v(t) ** 2) / n)
+            mu_t = v0 + 0.5 * v2 * r  # E s' / E q
+            mu = qm * mu_t
+            rho = max((g0 + 0.5 * g2 * r) / mu_t**2 - 1, 0.0) if mu_t > 0 else 0.0
     return mean, std

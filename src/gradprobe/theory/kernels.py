@@ -37,7 +37,15 @@ def V(act: Activation, q) -> Tensor:
         return q.clone()
     if act.closed == "erf":
         return 2 / math.pi * torch.asin(2 * q / (1 + 2 * q))
-    return expect(lambda u: act(u) ** 2, q, kinks=act.kinks)
+    return _at_zero(act, q, 2, expect(lambda u: act(u) ** 2, q, kinks=act.kinks))
+
+
+def _at_zero(act: Activation, q: Tensor, power: int, out: Tensor) -> Tensor:
+    """E[φ(√q z)^k] at q = 0 is φ(0)^k exactly (φ is continuous; only φ′ has kinks)."""
+    zero = q == 0
+    if not zero.any():
+        return out
+    return torch.where(zero, act(torch.zeros((), dtype=_DT)) ** power, out)
 
 
 def D(act: Activation, q) -> Tensor:
@@ -80,7 +88,7 @@ def M4(act: Activation, q) -> Tensor:
         return 1.5 * q**2
     if act.closed == "linear":
         return 3 * q**2
-    return expect(lambda u: act(u) ** 4, q, kinks=act.kinks)
+    return _at_zero(act, q, 4, expect(lambda u: act(u) ** 4, q, kinks=act.kinks))
 
 
 def D2(act: Activation, q) -> Tensor:
