@@ -84,3 +84,13 @@ def test_trainability_steps_per_layer_trains_deep_cells_longer(tmp_path):
     assert sorted(n["steps"] for _u, n in r.units) == [20, 30]
     with pytest.raises(GradprobeError, match="steps_per_layer"):
         gp.experiments.config("trainability", steps_per_layer=-1)
+
+
+def test_rnn_vs_lstm_flush_denormal_only_while_training(tmp_path, monkeypatch):
+    calls = []
+    real = torch.set_flush_denormal
+    monkeypatch.setattr(torch, "set_flush_denormal", lambda on: calls.append(on) or real(on))
+    tiny(tmp_path, "rnn_vs_lstm", lengths=(10,), variants=("rnn",), steps=2,
+         train_lengths=(10,), train_variants=("rnn",), flush_denormal=True)  # fmt: skip
+    assert calls == [True, False]  # on for the one training unit, then back to the default
+    assert torch.tensor(1e-40).item() != 0.0  # denormals are kept again afterwards
