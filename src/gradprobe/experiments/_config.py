@@ -112,11 +112,12 @@ def _split_list(key: str, text: str) -> list[str]:
 
 def coerce(key: str, tp: Any, value: Any) -> Any:
     """``value`` as a value of type ``tp`` (parsing strings), else InvalidInputError."""
+    given = value
+    if typing.get_origin(tp) is tuple and isinstance(value, str):
+        value = _split_list(key, value)  # its own errors: an empty list or item
     try:
         if typing.get_origin(tp) is tuple:
             (inner, *_rest) = typing.get_args(tp)
-            if isinstance(value, str):
-                return tuple(coerce(key, inner, v) for v in _split_list(key, value))
             if isinstance(value, (list, tuple)):
                 return tuple(coerce(key, inner, v) for v in value)
             raise TypeError
@@ -136,7 +137,7 @@ def coerce(key: str, tp: Any, value: Any) -> Any:
         raise TypeError
     except (TypeError, ValueError, OverflowError):
         raise InvalidInputError(
-            f"{key} must be {_type_name(tp)}, got {value!r}; e.g. --set {key}=..."
+            f"{key} must be {_type_name(tp)}, got {given!r}; e.g. --set {key}=..."
         ) from None
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..errors import InvalidInputError
-from ._experiment import EXPERIMENTS
+from ._experiment import get as get_experiment
 from ._folder import write_json
 
 
@@ -88,9 +88,7 @@ def _out_of_memory(err: BaseException) -> bool:
 
 def compute(job: Job) -> tuple[dict, float]:
     """Compute one unit into ``job.folder`` (emptied first) and write its unit.json last."""
-    from . import catalog  # noqa: F401  (registers the experiments in a fresh process)
-
-    exp = EXPERIMENTS.get(job.experiment)
+    exp = get_experiment(job.experiment)
     path = Path(job.folder)
     if path.exists():  # an interrupted attempt: start the unit again from scratch
         shutil.rmtree(path)

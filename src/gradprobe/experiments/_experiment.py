@@ -37,3 +37,10 @@ def register(experiment: Experiment) -> Experiment:
         if preset not in experiment.presets:
             raise InvalidInputError(f"experiment {experiment.name!r} needs a {preset!r} preset")
     return EXPERIMENTS.register(experiment.name, experiment)
+
+
+def get(name: str) -> Experiment:
+    """The experiment ``name``; the built-in ones are registered on first use."""
+    from . import catalog  # noqa: F401  (also in a fresh worker process)
+
+    return EXPERIMENTS.get(name)

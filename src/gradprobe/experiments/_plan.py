@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import InvalidInputError, RunStoreError
 from ._config import as_dict, resolve
-from ._experiment import EXPERIMENTS
+from ._experiment import get as get_experiment
 from ._folder import make_dir, pick_folder, read_json, unit_key
 from ._status import Status
 
@@ -71,7 +71,7 @@ def plan(
     ``plan.todo`` on any machine that sees the folder, then ``run(..., resume=True)``
     to collect them (docs/EXPERIMENTS.md shows it with Ray).
     """
-    exp = EXPERIMENTS.get(name)
+    exp = get_experiment(name)
     cfg = resolve(exp.config, exp.presets, preset, overrides, name)
     units = exp.units(cfg)
     if not units:

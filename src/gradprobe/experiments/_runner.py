@@ -27,6 +27,7 @@ from ..errors import InvalidInputError, RunStoreError, UnknownNameError
 from ._config import parse_sets, resolve
 from ._execute import Executor, Job, compute, local
 from ._experiment import EXPERIMENTS, Experiment, register
+from ._experiment import get as get_experiment
 from ._folder import as_json, read_json, unit_key
 from ._plan import Plan, plan
 from ._progress import Progress
@@ -60,12 +61,14 @@ Result = ExperimentRun  # the name of earlier versions
 
 def names(pattern: str | None = None) -> list[str]:
     """Registered experiment names (glob ``pattern`` to filter)."""
+    from . import catalog  # noqa: F401  (registers the built-in experiments)
+
     return EXPERIMENTS.names(pattern)
 
 
 def config(name: str, preset: str = "quick", **overrides: Any) -> Any:
     """The resolved config of experiment ``name`` (validated, nothing run)."""
-    exp = EXPERIMENTS.get(name)
+    exp = get_experiment(name)
     return resolve(exp.config, exp.presets, preset, overrides, name)
 
 
@@ -130,7 +133,7 @@ def execute(
 ) -> ExperimentRun:
     """Compute ``p.todo`` with ``executor`` (else a local one), then summarise."""
     assert p.status is not None, "a Plan from plan()"
-    exp = EXPERIMENTS.get(p.name)
+    exp = get_experiment(p.name)
     numbers = dict(p.finished)
     used = min(workers, len(p.todo)) or 1
     ex = executor if executor is not None else local(used)
@@ -168,8 +171,6 @@ def execute(
 
 def load(folder: str | Path) -> ExperimentRun:
     """A finished run folder, read back: the same :class:`ExperimentRun` :func:`run` returned."""
-    from . import catalog  # noqa: F401  (registers the experiments)
-
     folder = Path(folder)
     if not (folder / "run.json").is_file():
         raise RunStoreError(f"{folder} is not an experiment run folder (it has no run.json)")
@@ -181,7 +182,7 @@ def load(folder: str | Path) -> ExperimentRun:
             f"finish it with gradprobe run {name} --resume"
         )
     try:
-        exp = EXPERIMENTS.get(name)
+        exp = get_experiment(name)
         cfg = resolve(exp.config, {"stored": {}}, "stored", info.get("config", {}), name)
     except (UnknownNameError, InvalidInputError) as err:
         raise RunStoreError(
