@@ -482,3 +482,14 @@ def test_dollar_signs_in_layer_names_start_mathtext_in_figures(tmp_path):
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert any("cost\\$a\\$" in t for t in labels) and not any("\n" in t for t in labels)
     assert save(fig, tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_phase_diagram_of_a_point_off_the_grid_is_a_blank_panel():
+    """A bias of -100 gave σ_b² = 1250: the point stretched the axis to 1300 while the map
+    covered 0..0.5, so the panel was blank."""
+    from gradprobe.report.figures import phase_diagram_figure
+
+    fig = phase_diagram_figure("relu", [(0.33, 1250.0), (float("nan"), 1.0)], grid=4, max_depth=4)
+    mesh = fig.axes[0].collections[0]
+    covered = mesh.get_coordinates()[..., 1].max()
+    assert covered >= 1250.0 >= fig.axes[0].get_ylim()[0]

@@ -10,10 +10,12 @@ These read no run; ``points`` marks (σ_w², σ_b²) pairs, e.g. a model's layer
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
+from ..summary import fmt
 from ._base import figure
 from .training import _diverging
 
@@ -36,10 +38,13 @@ def phase_diagram_figure(
     σ_b² of the first point (or 0). A few seconds on one core."""
     from ...theory import chi_1
 
+    points = [(w, b) for w, b in points if math.isfinite(w) and math.isfinite(b)]
     top = max([sigma_w2[1], *[1.15 * w for w, _ in points]])  # every marked point in view
     wide = top > 3 * sigma_w2[1]  # a log axis keeps the critical line readable
     ws = np.geomspace(sigma_w2[0], top, grid) if wide else np.linspace(sigma_w2[0], top, grid)
-    bs = np.linspace(*sigma_b2, max(grid // 2, 4))
+    # the map spans every marked σ_b² too (a bias of -100 gave σ_b² 1250 on a blank panel)
+    b_top = max([sigma_b2[1], *[1.15 * b for _, b in points]])
+    bs = np.linspace(sigma_b2[0], b_top, max(grid // 2, 4))
     chi = np.array([[chi_1(activation, float(w), float(b)) for w in ws] for b in bs])
     b0 = float(points[0][1]) if points else 0.0
     ratio = _gradient_ratio(activation, ws, b0, max_depth)
@@ -65,7 +70,7 @@ def phase_diagram_figure(
     right.contour(ws, depths, ratio, levels=[-2.0, 2.0], colors="white", linewidths=1.2)
     right.set_xlabel("σ_w²")
     right.set_ylabel("depth L")
-    right.set_title(f"trainability at σ_b² = {b0:.3g} (white: 100×)", fontsize=10, loc="left")
+    right.set_title(f"trainability at σ_b² = {fmt(b0)} (white: 100×)", fontsize=10, loc="left")
     if wide:
         left.set_xscale("log")
         right.set_xscale("log")
