@@ -1,6 +1,6 @@
 """propagate() against Monte-Carlo networks of width 512.
 
-Most settings use the exact O(n)-per-layer sampler of tests/theory/_mc.py (the law
+Most settings use the exact O(n)-per-layer sampler of tests/reference/_mc.py (the law
 of a real Gaussian network, n times cheaper), so enough networks are averaged for
 the stated tolerances; real n×n matrices are checked for the critical points.
 
@@ -17,7 +17,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gradprobe.errors import InvalidInputError
 from gradprobe.theory import critical_sigma_w2, propagate
 
 from ._mc import exact_single_input, mlp_forward
@@ -73,25 +72,3 @@ def test_real_matrices_at_criticality(act):
     _, d = mlp_forward(PHI[act], w, b, WIDTH, 20, nets=nets, batch=8, seed=6, grad=True)
     measured = float((d[:, 0].double() / d[:, -1].double()).mean())
     assert measured / propagate(act, w, b, 20).gradient_ratio == pytest.approx(1.0, abs=0.20)
-
-
-def test_propagate_shapes_and_closed_form():
-    p = propagate("relu", 1.5, 0.1, depth=30, q0=2.0)
-    assert p.depth == 30 and p.q.shape == p.chi.shape == p.grad_var.shape == (30,)
-    # ReLU: q^l = 0.75 q^{l−1} + 0.1 from q^1 = 1.5·2 + 0.1; χ = 0.75 in every layer
-    expect = [3.1]
-    for _ in range(29):
-        expect.append(0.75 * expect[-1] + 0.1)
-    np.testing.assert_allclose(p.q, expect, rtol=1e-12)
-    assert p.gradient_ratio == pytest.approx(0.75**29, rel=1e-12)
-    assert p.grad_var[-1] == 1.0
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [({"depth": 0}, "depth"), ({"depth": 2.5}, "depth"), ({"q0": -1.0}, "q0")],
-)
-def test_propagate_refuses_bad_input(kwargs, match):
-    args = {"activation": "tanh", "sigma_w2": 1.0, "sigma_b2": 0.0, "depth": 10, **kwargs}
-    with pytest.raises(InvalidInputError, match=match):
-        propagate(**args)
