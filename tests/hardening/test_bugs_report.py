@@ -493,3 +493,20 @@ def test_phase_diagram_of_a_point_off_the_grid_is_a_blank_panel():
     mesh = fig.axes[0].collections[0]
     covered = mesh.get_coordinates()[..., 1].max()
     assert covered >= 1250.0 >= fig.axes[0].get_ylim()[0]
+
+
+def test_nan_layer_is_only_a_gap_in_the_profile_figure():
+    """A layer whose std was NaN vanished from the log axis with no mark (zeros had one)."""
+    from gradprobe.report.figures import profile_figure, profiles_figure
+
+    model = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 1))
+    x = torch.randn(8, 4)
+    x[0, 0] = float("nan")
+    run = gp.check(model, x).run
+    fig = profile_figure(run)
+    labels = [line.get_label() for line in fig.axes[0].lines]
+    assert "NaN/Inf" in labels
+    marks = next(line for line in fig.axes[0].lines if line.get_label() == "NaN/Inf")
+    assert len(marks.get_xdata()) == 3  # all three modules turned NaN
+    many = profiles_figure([run], ["nan"], quantity="activation")
+    assert any(line.get_marker() == "X" for line in many.axes[0].lines)

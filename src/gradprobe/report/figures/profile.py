@@ -33,11 +33,34 @@ def theory_rows(run: Run) -> dict[str, dict]:
 
 
 def _column(run: Run, quantity: str, stat: str, step: int) -> dict[str, float]:
-    names, steps, values = run.matrix(quantity, stat, role="module")
-    if step not in steps:
-        return {}
-    j = steps.index(step)
-    return {n: float(values[i, j]) for i, n in enumerate(names)}
+    """Module name -> its value at ``step``, for the modules that recorded one (a value
+    recorded as NaN is NaN here; one never recorded is absent)."""
+    modules = {la.name for la in run.layers()}
+    return {
+        layer: float(v)
+        for _, layer, q, s, v in run.rows(step)
+        if q == quantity and s == stat and layer in modules
+    }
+
+
+def _edges(ax, x, y, color, labels: bool = True) -> None:
+    """What a log axis cannot show, on its edges: exact zeros at the bottom (▼), NaN/Inf at
+    the top (✕), so a broken layer is never just a gap in the line."""
+    zero = np.isfinite(y) & (y <= 0)
+    bad = ~np.isfinite(y)
+    for mask, at, marker, words in ((zero, 0.02, "v", "exactly 0"), (bad, 0.98, "X", "NaN/Inf")):
+        if mask.any():
+            ax.plot(
+                x[mask],
+                np.full(mask.sum(), at),
+                marker,
+                color=color,
+                ms=7,
+                ls="none",
+                transform=ax.get_xaxis_transform(),
+                clip_on=False,
+                label=words if labels else None,
+            )
 
 
 def profile_figure(run: Run | str | Path, step: int | None = None):
@@ -58,18 +81,8 @@ def profile_figure(run: Run | str | Path, step: int | None = None):
         y = np.array([values.get(n, math.nan) for n in order])
         ok = np.isfinite(y) & (y > 0)
         ax.plot(x[ok], y[ok], "o-", color="C0", ms=4, lw=1.5, label="measured")
-        bad = ~ok & np.isfinite(y)
-        if bad.any():  # exact zeros cannot sit on a log axis: mark them on the bottom edge
-            ax.plot(
-                x[bad],
-                np.full(bad.sum(), 0.02),
-                "v",
-                color="C3",
-                ms=7,
-                transform=ax.get_xaxis_transform(),
-                clip_on=False,
-                label="exactly 0",
-            )
+        recorded = np.array([n in values for n in order], dtype=bool)
+        _edges(ax, x[recorded], y[recorded], "C3")
         ax.set_yscale("log")
         ax.set_ylabel(what + " (log)")
         ax.set_title(f"{what} by depth, step {step}", fontsize=10, loc="left")
@@ -132,16 +145,7 @@ def profiles_figure(
         x = np.arange(1, len(y) + 1)
         ok = np.isfinite(y) & (y > 0)
         ax.plot(x[ok], y[ok], "o-", ms=3, lw=1.5, color=f"C{i}", label=label)
-        if (~ok).any():
-            ax.plot(
-                x[~ok],
-                np.full((~ok).sum(), 0.02),
-                "v",
-                color=f"C{i}",
-                ms=7,
-                transform=ax.get_xaxis_transform(),
-                clip_on=False,
-            )
+        _edges(ax, x, y, f"C{i}", labels=False)
     ax.set_yscale("log")
     ax.set_xlabel("layer (1 = nearest the input)")
     what = {"grad_output": "∂L/∂(layer output)", "activation": "activation"}.get(quantity, quantity)
