@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 import gradprobe as gp
+from gradprobe.errors import GradprobeWarning
 from gradprobe.probe import hooks, log_spaced
 
 
@@ -115,7 +116,7 @@ def test_hooks_are_removed_on_exit_and_when_the_loop_raises():
     model = CASES["cnn_bn"][0]()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     assert _hook_count(model) == 0
-    with gp.watch(model, optimizer=opt) as probe:
+    with pytest.warns(GradprobeWarning, match="no step"), gp.watch(model, optimizer=opt) as probe:
         assert _hook_count(model) > 0
         assert len(probe.hooks) == _hook_count(model) + 1  # + the optimizer hook
     assert _hook_count(model) == 0 and len(opt._optimizer_step_post_hooks) == 0
@@ -155,7 +156,7 @@ def test_optimizer_hook_marks_steps():
 
 def test_a_graph_kept_after_close_records_nothing():
     model = CASES["mlp"][0]()
-    with gp.watch(model) as probe:
+    with pytest.warns(GradprobeWarning, match="no step"), gp.watch(model) as probe:
         loss = model(torch.randn(4, 10)).sum()
     loss.backward()  # hooks on the graph's tensors fire after close: ignored
     assert probe.run.steps == []

@@ -182,7 +182,11 @@ def test_lstm_time_step_gradients(batch_first):
     t = 1 if batch_first else 0
     norms = lambda g: [g.select(t, i).norm().item() for i in range(9)]  # noqa: E731
     assert run.series("lstm", "rnn_grad_input_t", 0) == pytest.approx(norms(xr.grad), rel=1e-5)
-    assert run.series("lstm", "rnn_grad_output_t", 0) == pytest.approx(norms(out.grad), abs=1e-7)
+    # the zero norms (outputs the loss does not read) send the probe to float64 sums: the
+    # float32 reference is then the less exact one (relative 1e-7)
+    assert run.series("lstm", "rnn_grad_output_t", 0) == pytest.approx(
+        norms(out.grad), rel=1e-6, abs=1e-7
+    )
 
 
 def test_autocast_bfloat16_stats_are_float32():

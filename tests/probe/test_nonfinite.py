@@ -134,7 +134,7 @@ def test_unlogged_steps_keep_no_history_once_settled():
     model = _model(3)
     with gp.watch(model, every=5) as probe:
         _train(model, probe, bad_step=-1, steps=23, target_layer=model[3])
-        kept = {phase: len(seqs) for phase, seqs in probe.first._seqs.items()}
+        kept = {phase: len(seqs) for phase, seqs in probe._first._seqs.items()}
     assert max(kept.values()) <= 3  # steps 21, 22 (and 23 pending): not the whole run
     assert probe.run.events() == []
 

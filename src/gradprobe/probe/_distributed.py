@@ -52,6 +52,7 @@ import zlib
 import torch
 
 from ..errors import GradprobeError, InvalidInputError
+from . import reducers as R
 
 MOMENTS_OPS = ("moments", "moments_grad", "moments_shard", "rank0")
 
@@ -85,11 +86,14 @@ class Reducer:
         self.rank = dist.get_rank(group)
         self.c = 1.0 / self.world if grad_average else 1.0
         self.collectives = 0  # how many collectives this reducer has issued (tests, benchmarks)
-        self.probe = None
+        self._state = None  # () -> the probe's StepState
+        self._on_backward_end = None  # packs the synced parameter gradients
         self._queued = False
 
-    def bind(self, probe) -> None:
-        self.probe = probe
+    def bind(self, state, on_backward_end) -> None:
+        """``state()``: the probe's current StepState; ``on_backward_end()``: called once
+        the whole backward (and the gradient sync) of a logged step is done."""
+        self._state, self._on_backward_end = state, on_backward_end
 
     # -- parameter gradients after DDP's/FSDP's own end-of-backward work ------------------
     def after_backward(self) -> None:
@@ -107,22 +111,8 @@ class Reducer:
 
     def _read_param_grads(self) -> None:
         self._queued = False
-        pr = self.probe
-        if pr is None or not pr.logged or not pr.hooks.active:
-            return
-        from . import reducers as R
-        from .modules import BwdRec
-
-        with torch.no_grad():
-            for name, p in pr.params:
-                g = p.grad
-                if g is None or name not in pr._param_slot:
-                    continue
-                op = "moments_shard" if is_shard(g) else "rank0"
-                g = local(g)
-                m = pr.packer.add(*R.moments(g), op=op)
-                rec = BwdRec("param", pr._param_slot[name], name)
-                pr.bwd.append((rec, g.numel(), m, None, None))
+        if self._on_backward_end is not None:
+            self._on_backward_end()
 
     # -- the combination -----------------------------------------------------------------
     def __call__(self, x: torch.Tensor, pk) -> torch.Tensor:
@@ -141,12 +131,13 @@ class Reducer:
                 if kind == "rank0":
                     rank0 += range(start, stop)
                     continue
-                s = c if grad else 1.0
-                scale[start], scale[start + 1], scale[start + 2], scale[start + 3] = s, s * s, s, s
-                sums += (start, start + 1, start + 4)
-                mins.append(start + 2)
-                maxs.append(start + 3)
-                bads.append(start + 4)
+                s, at = (c if grad else 1.0), R.AT
+                scale[start + at.s], scale[start + at.q] = s, s * s
+                scale[start + at.lo], scale[start + at.hi] = s, s
+                sums += (start + at.s, start + at.q, start + at.nonfinite)
+                mins.append(start + at.lo)
+                maxs.append(start + at.hi)
+                bads.append(start + at.nonfinite)
             elif kind in ("hist", "hist_grad"):
                 if grad:
                     scale[start] = c
@@ -250,19 +241,18 @@ class Reducer:
 
     def _entries(self) -> list[tuple]:
         """``(n, op, (list, index))`` of every moments entry of the step, in packing order."""
-        pr = self.probe
-        ops = {a: o for a, _, o in pr.packer.ops}
+        st = self._state()
+        ops = {a: o for a, _, o in st.packer.ops}
         out = []
-        for lst in (pr.fwd, pr.bwd):
-            for i, e in enumerate(lst):
-                out.append((e[1], ops.get(e[2].start), (lst, i)))
+        for calls in (st.forward, st.backward):
+            for i, c in enumerate(calls):
+                out.append((c.n, ops.get(c.moments.start), (calls, i)))
         return out
 
     def _set_counts(self, entries, counts: list[float]) -> None:
         """The element counts of every moments entry, summed over ranks, back into the step."""
-        for (_, _, (lst, i)), n in zip(entries, counts, strict=True):
-            e = lst[i]
-            lst[i] = (e[0], round(n), *e[2:])
+        for (_, _, (calls, i)), n in zip(entries, counts, strict=True):
+            calls[i] = calls[i]._replace(n=round(n))
 
     def _all_reduce(self, buf: torch.Tensor, op) -> None:
         self.dist.all_reduce(buf, op=op, group=self.group)

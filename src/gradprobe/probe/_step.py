@@ -1,7 +1,8 @@
 """End of a step: one host copy, host-side combination into rows, one store transaction;
 and the always-on search for the first non-finite value (forward and backward).
 
-Stat names and definitions are documented in docs/PROBE.md.
+What each statistic is, and how it is queued and stored: ``_stats``; the step's state:
+``_state``. Stat names and definitions are documented in docs/PROBE.md.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import torch
 from ..run import Event
 from . import reducers as R
 from ._distributed import is_shard, local
+from ._state import Snapshot, StepState
+from ._stats import Recorder, Rows, Weight, first_bad
 
 BIG = 2**62
 STRIDE = 2**20  # positions per step in a first-non-finite code: step * STRIDE + position
@@ -46,26 +49,39 @@ class FirstNonFinite:
     def tracking_backward(self) -> bool:
         return self.track and "backward" not in self.found
 
-    def push_flags(self, probe) -> None:
-        step = probe.step_index
-        for phase, ext, seq in (
-            ("forward", probe.fwd_ext, probe.fwd_seq),
-            ("backward", probe.bwd_ext, probe.bwd_seq),
-        ):
-            if not ext or phase in self.found:
+    def check_unlogged(self, state: StepState, phase: str, t, where, one_process: bool) -> None:
+        """A tensor of a step that is not logged (``reducers.finite_sum``). On the CPU in one
+        process it is read at once, which costs nothing; on an accelerator, or distributed
+        (ranks agree on the first event), it stays on the device until the next logged step
+        (``push_flags``)."""
+        host = one_process and R.on_host(t.device)
+        s = R.finite_sum(t, host)
+        if host:
+            if not math.isfinite(s.item()) and R.nonfinite_fraction(t) > 0:
+                # (a zero fraction: Σx overflowed float32, large values but no NaN/Inf yet)
+                self.host_record(phase, state.index, where, None)
+        else:
+            state.unlogged(phase).add(s, where)
+
+    def push_flags(self, state: StepState) -> None:
+        for phase in ("forward", "backward"):
+            un = state.unlogged(phase)
+            if not un.sums or phase in self.found:
                 continue
-            n = len(seq)
-            v = torch.stack(ext)
+            n = len(un.where)
+            v = torch.stack(un.sums)
             key = (n, v.device)
             if key not in self._aranges:
                 self._aranges[key] = torch.arange(n, device=v.device)
             bad = ~torch.isfinite(v)
+            if bad.dim() > 1:  # [min, max] per tensor (reducers.finite_sum off the CPU)
+                bad = bad.any(1)
             pos = torch.where(bad, self._aranges[key], BIG).amin()
-            code = torch.where(pos < BIG, pos + step * STRIDE, BIG)
+            code = torch.where(pos < BIG, pos + state.index * STRIDE, BIG)
             old = self._codes.get(phase)
             self._codes[phase] = code if old is None else torch.minimum(old, code)
-            t = tuple(seq)
-            self._seqs[phase][step] = self._intern.setdefault(t, t)
+            t = tuple(un.where)
+            self._seqs[phase][state.index] = self._intern.setdefault(t, t)
 
     def device_codes(self) -> list[tuple[str, torch.Tensor]]:
         return [(ph, c) for ph, c in self._codes.items() if ph not in self.found]
@@ -127,176 +143,85 @@ class FirstNonFinite:
 
 
 class Finisher:
-    """Turns a logged step's packed numbers into rows of the long table."""
+    """Ends a logged step: queues what is read at the end (weights, dead units, codes of
+    earlier steps), makes the one host copy, names the first NaN/Inf and stores the rows."""
 
-    def __init__(self, probe) -> None:
-        self.probe = probe
+    def __init__(
+        self, run, params: list, snapshot: Snapshot, recorder: Recorder, first: FirstNonFinite
+    ) -> None:
+        self.run, self.params, self.snapshot = run, params, snapshot
+        self.recorder, self.first = recorder, first
         self.positions_known: set[str] = set()
+        self._frozen: list[str] | None = None  # as last stored in run.meta["frozen_params"]
 
-    def finish_logged(self, step: int, write: bool) -> None:
-        pr = self.probe
-        pk = pr.packer
-        weights = self._queue_weights(pk) if write else []
-        dead = self._queue_dead(pk)
-        codes = [(ph, pk.add(c, op="code")) for ph, c in pr.first.device_codes()]
+    def finish_logged(self, state: StepState, write: bool) -> int:
+        """Returns the number of steps written (0 or 1)."""
+        pk, first, rec = state.packer, self.first, self.recorder
+        weights = self._queue_weights(state) if write else []
+        dead = rec.dead(pk, state.forward)
+        codes = [(ph, pk.add(c, op="code")) for ph, c in first.device_codes()]
         host = pk.to_host()
-        first = pr.first
         for phase, sl in codes:  # earlier, unlogged steps come first
             first.resolve_code(phase, int(host[sl][0]), pk.rank_of(sl.start))
-        for slot, n, m, *_ in pr.fwd:
-            bad = host[m][4]
-            if bad > 0:
-                first.host_record("forward", step, slot.name, bad / n, pk.rank_of(m.start + 4))
-                break
-        for rec, n, m, *_ in pr.bwd:
-            bad = host[m][4]
-            if bad > 0:
-                first.host_record("backward", step, rec.key(), bad / n, pk.rank_of(m.start + 4))
-                break
+        f, at = first_bad(state.forward, host)
+        if f is not None:
+            first.host_record("forward", state.index, f.slot.name, host[at] / f.n, pk.rank_of(at))
+        b, at = first_bad(state.backward, host)
+        if b is not None:
+            first.host_record("backward", state.index, b.rec.key(), host[at] / b.n, pk.rank_of(at))
         if not write:
-            return
-        rows: list[tuple] = []
-        series: list[tuple] = []
-        hists: list[tuple] = []
-        positions = self._positions()
-        self._forward_rows(host, dead, rows, series, hists)
-        self._backward_rows(host, rows, series, hists)
-        for name, w_sl, d_sl, prev_sl in weights:
-            rows.append((name, "weight", "norm", float(host[w_sl][0])))
-            if d_sl is not None:
-                delta, prev = float(host[d_sl][0]), float(host[prev_sl][0])
-                rows.append((name, "update", "norm", delta))
-                if prev > 0 or math.isnan(prev):  # undefined for weights that were all 0
-                    rows.append((name, "update", "ratio", delta / prev if prev > 0 else prev))
-        pr.run.write_step(step, rows, positions, series, hists, first.pending)
+            return 0
+        out = Rows()
+        positions = self._positions(state)
+        rec.forward_rows(state.forward, dead, host, out)
+        rec.backward_rows(state.backward, host, out)
+        rec.weight_rows(weights, host, out)
+        seen: dict[str, int] = defaultdict(int)
+        for r in state.rnn_inputs:  # ∂L/∂x_t per RNN call ("#k": the k-th later call)
+            k = seen[r.slot.name]
+            seen[r.slot.name] += 1
+            key = "rnn_grad_input_t" + ("" if k == 0 else f"#{k}")
+            out.series.append((r.slot.name, key, list(host[r.norms])))
+        self.run.write_step(state.index, out.rows, positions, out.series, out.hists, first.pending)
         first.pending = []
+        self._note_frozen()
+        return 1
 
-    # -- queued on the device before the copy ---------------------------------------------
-    def _queue_weights(self, pk: R.Packer) -> list[tuple]:
+    def _note_frozen(self) -> None:
+        """``run.meta["frozen_params"]``: the parameters with ``requires_grad=False`` at the
+        last logged step (no gradient stats, no update ratio); stored when the set changes."""
+        frozen = [n for n, p in self.params if not p.requires_grad]
+        if frozen != (self._frozen or []) or (frozen and self._frozen is None):
+            self._frozen = frozen
+            self.run.set_meta("frozen_params", frozen)
+
+    def _queue_weights(self, state: StepState) -> list[Weight]:
         """``‖w‖`` of the weights the step used (taken in the backward, see
-        ``Probe._param_hook``; here, for a parameter the backward did not reach), and on a step
-        with a snapshot ``‖w - w_prev‖`` and ``‖w_prev‖`` (taken with the snapshot)."""
-        pr = self.probe
+        ``Probe._param_hook``; here, for a parameter the backward did not reach), and on an
+        update step ``‖w - w_prev‖`` and ``‖w_prev‖`` (taken with the snapshot) of every
+        parameter that received a gradient in this step: a frozen parameter, or one the
+        step did not reach, has no update to measure (its "update" would read 0)."""
+        pk, taken, snap = state.packer, state.weight_norms, self.snapshot
+        scratch = self.recorder.scratch
+        update = state.update and not state.skipped
         out = []
-        taken = pr.weight_norms
         with torch.no_grad():
-            for i, (name, p) in enumerate(pr.params):
+            for i, (name, p) in enumerate(self.params):
                 # distributed: FSDP2 shards -> global norms; replicated (DDP) -> rank 0's
                 op = "norms_shard" if is_shard(p) else "rank0"
                 w = local(p.detach())
-                w_sl = taken[i] if i in taken else pk.add(R.norm(w), op=op)
-                if not pr._snap_valid:
-                    out.append((name, w_sl, None, None))
+                w_sl = taken[i] if i in taken else pk.add(R.norm(w, scratch), op=op)
+                if not (update and i in taken and snap.has(i)):
+                    out.append(Weight(name, w_sl, None, None))
                     continue
-                delta = R.norm(local(pr._snap[i]).sub_(w))  # refilled at the next snapshot
-                out.append((name, w_sl, pk.add(delta, op=op), pk.add(pr._snap_norms[i], op=op)))
+                delta = pk.add(snap.delta(i, w, scratch), op=op)
+                out.append(Weight(name, w_sl, delta, pk.add(snap.prev_norm(i), op=op)))
         return out
 
-    def _queue_dead(self, pk: R.Packer) -> dict[int, tuple[slice, int]]:
-        by_slot: dict[int, list[torch.Tensor]] = defaultdict(list)
-        for slot, _n, _m, _sat, unitmax, _h in self.probe.fwd:
-            if unitmax is not None:
-                by_slot[slot.id].append(unitmax)
-        out = {}
-        for sid, ms in by_slot.items():
-            m = torch.stack(ms).amax(0) if len({u.shape for u in ms}) == 1 else torch.cat(ms)
-            out[sid] = (pk.add((m <= 0).sum(), op=("dead", m)), m.numel())
-        return out
-
-    # -- host side ------------------------------------------------------------------------
-    def _positions(self) -> dict[str, int]:
+    def _positions(self, state: StepState) -> dict[str, int]:
         new = {}
-        for i, name in enumerate(self.probe.called):
+        for i, name in enumerate(state.called):
             if name not in self.positions_known:
                 new[name] = i
                 self.positions_known.add(name)
         return new
-
-    def _forward_rows(self, host, dead, rows, series, hists) -> None:
-        calls: dict[int, list] = defaultdict(list)
-        for entry in self.probe.fwd:
-            calls[entry[0].id].append(entry)
-        for entries in calls.values():
-            slot = entries[0][0]
-            mo = R.combine([(n, host[m]) for _, n, m, *_ in entries])
-            name, q = slot.name, "activation"
-            rows += _moment_rows(name, q, mo, len(entries))
-            rows.append((name, q, "mean", mo.mean))
-            if entries[0][3] is not None:
-                sat = sum(host[e[3]][0] for e in entries)
-                rows.append((name, q, "saturated", sat / mo.n))
-            if slot.id in dead:
-                sl, units = dead[slot.id]
-                rows.append((name, q, "dead", host[sl][0] / units))
-            if len(entries) > 1:
-                series.append(
-                    (
-                        name,
-                        "activation_rms_per_call",
-                        [R.combine([(n, host[m])]).rms for _, n, m, *_ in entries],
-                    )
-                )
-            self._hist_rows(name, "activation", [e[5] for e in entries], host, hists)
-
-    def _backward_rows(self, host, rows, series, hists) -> None:
-        outs: dict[int, list] = defaultdict(list)
-        params: dict[str, tuple] = {}
-        for entry in self.probe.bwd:
-            rec = entry[0]
-            if rec.kind == "param":
-                params[rec.name] = entry  # .grad after the step's last backward
-            else:
-                outs[rec.slot.id].append(entry)
-        for entries in outs.values():
-            name = entries[0][0].slot.name
-            mo = R.combine([(n, host[m]) for _, n, m, *_ in entries])
-            rows += _moment_rows(name, "grad_output", mo, len(entries))
-            rows.append((name, "grad_output", "norm", mo.norm))
-            if len(entries) > 1:
-                norms = [R.combine([(n, host[m])]).norm for _, n, m, *_ in entries]
-                series.append((name, "grad_output_norm_per_call", norms))
-            for i, (_, _, _, tn, _) in enumerate(entries):
-                if tn is not None:
-                    series.append(
-                        (name, "rnn_grad_output_t" + ("" if i == 0 else f"#{i}"), list(host[tn]))
-                    )
-            self._hist_rows(name, "grad_output", [e[4] for e in entries], host, hists)
-        for pname, (_, n, m, _, _) in params.items():
-            mo = R.combine([(n, host[m])])
-            rows += _moment_rows(pname, "param_grad", mo, 1)[:-1]
-            rows.append((pname, "param_grad", "norm", mo.norm))
-        seen: dict[str, int] = defaultdict(int)
-        for slot, sl in self.probe.rnn_in:
-            k = seen[slot.name]
-            seen[slot.name] += 1
-            series.append(
-                (slot.name, "rnn_grad_input_t" + ("" if k == 0 else f"#{k}"), list(host[sl]))
-            )
-
-    def _hist_rows(self, name, quantity, slices, host, hists) -> None:
-        slices = [s for s in slices if s is not None]
-        if not slices:
-            return
-        bins = self.probe.bins
-        hs = [R.finish_histogram(host[s], bins) for s in slices]
-        h = hs[0]
-        for other in hs[1:]:
-            h = R.Histogram(
-                h.lo, h.hi, h.counts + other.counts, h.below + other.below,
-                h.above + other.above, h.zero + other.zero, h.nan + other.nan,
-                h.posinf + other.posinf, h.neginf + other.neginf,
-            )  # fmt: skip
-        hists.append((name, quantity, h))
-
-
-def _moment_rows(name: str, q: str, mo: R.Moments, calls: int) -> list[tuple]:
-    """std needs two values: a one-value tensor has none (no row, rather than a NaN that
-    would read as a NaN in the data)."""
-    std = [(name, q, "std", mo.std)] if mo.n > 1 else []
-    return [
-        *std,
-        (name, q, "rms", mo.rms),
-        (name, q, "max_abs", mo.max_abs),
-        (name, q, "nonfinite", mo.nonfinite / mo.n),
-        (name, q, "calls", float(calls)),
-    ]

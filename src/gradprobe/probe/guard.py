@@ -1,12 +1,18 @@
 """``guard(model, optimizer)``: skip non-finite or exploding steps, restore the last good state.
 
-While the guard is active, ``optimizer.step()`` first checks the step's gradients on the
-device — one fused norm per parameter (``torch._foreach_norm``) and their global norm —
+While the guard is active, ``optimizer.step()`` first checks the step's gradients (in the
+optimizer's step pre-hook, so LR schedulers and other wrappers of ``step`` are untouched) on
+the device — one fused norm per parameter (``torch._foreach_norm``) and their global norm —
 and copies one number to the host (one synchronisation per step, the price of deciding
 whether to step). A step is *bad* when the global gradient norm is NaN/Inf, or, after
 ``warmup`` good steps, more than ``explode_factor`` times the running typical norm (an
 exponential moving average of log-norms of good steps, ``ema`` weight). A bad step is
-skipped: the optimizer never sees it and the gradients are cleared. After ``max_bad``
+skipped: the gradients are cleared (set to None) before the optimizer runs, so it updates
+nothing (the documented contract of ``torch.optim``: a parameter whose ``.grad`` is None is
+skipped, its state untouched). For any other optimizer, or a step with a closure (which
+would compute new gradients), the parameters and the optimizer state are also copied before
+and put back after the step. Either way a skipped step leaves weights and optimizer state
+exactly as a loop that skipped it by hand. After ``max_bad``
 consecutive bad steps the weights and optimizer state of the last snapshot are restored
 and ``on_restore(info)`` is called, so training continues instead of dying.
 
@@ -24,6 +30,7 @@ memory cost one copy of the parameters and buffers plus one of the optimizer sta
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +39,16 @@ import torch
 from torch import nn
 
 from ..errors import InvalidInputError
+
+# torch.optim optimizers that update only parameters with a gradient (``.grad`` not None)
+_SKIP_NONE_GRADS = tuple(
+    getattr(torch.optim, n)
+    for n in (
+        "SGD", "Adam", "AdamW", "Adagrad", "Adadelta", "Adamax", "ASGD", "NAdam", "RAdam",
+        "RMSprop", "Rprop", "SparseAdam", "Adafactor",
+    )
+    if hasattr(torch.optim, n)
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -53,7 +70,9 @@ class Restore:
 
 
 class Guard:
-    """Owns the patched ``optimizer.step``; use as a context manager or call ``close()``."""
+    """Owns two hooks on the optimizer's step (pre and post); use as a context manager or
+    call ``close()``. ``on_step()``, if given, is called after every ``optimizer.step()``,
+    skipped or not, once the guard is done with it."""
 
     def __init__(
         self,
@@ -67,6 +86,7 @@ class Guard:
         snapshot_every: int = 100,
         on_restore: Callable[[Restore], None] | None = None,
         on_skip: Callable[[SkippedStep], None] | None = None,
+        on_step: Callable[[], None] | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise InvalidInputError(f"guard needs an nn.Module, got {type(model).__name__}")
@@ -74,16 +94,14 @@ class Guard:
             raise InvalidInputError(
                 f"guard needs a torch.optim.Optimizer, got {type(optimizer).__name__}"
             )
-        if explode_factor is not None and explode_factor <= 1:
-            raise InvalidInputError(f"explode_factor must be > 1 or None, got {explode_factor}")
-        if max_bad < 1 or snapshot_every < 0 or warmup < 0 or not 0 < ema <= 1:
-            raise InvalidInputError(
-                "guard needs max_bad >= 1, snapshot_every >= 0, warmup >= 0 and 0 < ema <= 1"
-            )
+        _check_options(explode_factor, warmup, ema, max_bad, snapshot_every)
+        for name, fn in (("on_restore", on_restore), ("on_skip", on_skip), ("on_step", on_step)):
+            if fn is not None and not callable(fn):
+                raise InvalidInputError(f"{name} must be a function or None, got {fn!r}")
         self.model, self.optimizer = model, optimizer
         self.explode_factor, self.warmup, self.ema = explode_factor, warmup, ema
         self.max_bad, self.snapshot_every = max_bad, snapshot_every
-        self.on_restore, self.on_skip = on_restore, on_skip
+        self.on_restore, self.on_skip, self.on_step = on_restore, on_skip, on_step
         self.names = {id(p): n for n, p in model.named_parameters()}
         self.step_count = 0
         self.good_steps = 0
@@ -92,23 +110,28 @@ class Guard:
         self.skipped: list[SkippedStep] = []
         self.restores: list[Restore] = []
         self._snapshot: tuple[int, dict, dict] | None = None
-        self._original_step = optimizer.step
-        self._had_instance_step = "step" in optimizer.__dict__
-        optimizer.step = self._guarded_step  # type: ignore[method-assign]
+        self._verdict: str | None = None  # this step: "good", "skip" (None: no step running)
+        self._kept: tuple[list[torch.Tensor], dict] | None = None  # put back after a skip
+        self._handles = [
+            optimizer.register_step_pre_hook(self._before_step),
+            optimizer.register_step_post_hook(self._after_step),
+        ]
         self._closed = False
 
     # -- the guarded step ----------------------------------------------------------------
     def _params(self) -> list[torch.Tensor]:
         return [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
 
-    def _guarded_step(self, *args, **kwargs):
+    def _before_step(self, optimizer, args, kwargs) -> None:
         step = self.step_count
         self.step_count += 1
+        self._verdict, self._kept = "good", None
         if self._snapshot is None and self.snapshot_every:
             self._take_snapshot(step)
         params = self._params()
         if not params:
-            return self._original_step(*args, **kwargs)
+            self._verdict = "empty"
+            return
         norms = torch._foreach_norm([p.grad.detach().float() for p in params])
         total = float(torch.linalg.vector_norm(torch.stack([n.to(norms[0].device) for n in norms])))
         reason = self._judge(total)
@@ -120,10 +143,8 @@ class Guard:
             self.typical_log_norm = (
                 log_norm if t is None else (1 - self.ema) * t + self.ema * log_norm
             )
-            result = self._original_step(*args, **kwargs)
-            if self.snapshot_every and self.good_steps % self.snapshot_every == 0:
-                self._take_snapshot(step + 1)
-            return result
+            return
+        self._verdict = "skip"
         host = torch.stack([n.to(norms[0].device) for n in norms]).cpu()
         bad = (~torch.isfinite(host)).nonzero()
         at = int(bad[0]) if reason == "non_finite" and len(bad) else int(host.argmax())
@@ -131,13 +152,26 @@ class Guard:
         skipped = SkippedStep(step, reason, total, origin)
         self.skipped.append(skipped)
         for p in params:
-            p.grad = None
+            p.grad = None  # torch.optim skips a parameter without a gradient
         if self.on_skip is not None:
             self.on_skip(skipped)
         self.consecutive_bad += 1
         if self.consecutive_bad >= self.max_bad and self._snapshot is not None:
             self._restore(step)
-        return None
+        if type(optimizer) not in _SKIP_NONE_GRADS or args or kwargs:
+            # another optimizer may update without gradients; a closure computes new ones
+            self._kept = self._keep()
+
+    def _after_step(self, optimizer, args, kwargs) -> None:
+        verdict, self._verdict = self._verdict, None
+        if verdict == "skip" and self._kept is not None:
+            self._put_back()
+        elif (
+            verdict == "good" and self.snapshot_every and not self.good_steps % self.snapshot_every
+        ):
+            self._take_snapshot(self.step_count)
+        if self.on_step is not None:
+            self.on_step()
 
     def _judge(self, total: float) -> str | None:
         if not math.isfinite(total):
@@ -165,15 +199,33 @@ class Guard:
         if self.on_restore is not None:
             self.on_restore(info)
 
+    def _all_params(self) -> list[torch.Tensor]:
+        return [p for g in self.optimizer.param_groups for p in g["params"]]
+
+    def _keep(self) -> tuple[list[torch.Tensor], dict]:
+        """Copies of the parameters and the optimizer state, put back after a skipped step."""
+        with torch.no_grad():
+            params = [p.detach().clone() for p in self._all_params()]
+        return params, copy.deepcopy(self.optimizer.state_dict())
+
+    def _put_back(self) -> None:
+        params, state = self._kept
+        self._kept = None
+        with torch.no_grad():
+            for p, saved in zip(self._all_params(), params, strict=True):
+                p.copy_(saved)
+        self.optimizer.load_state_dict(state)
+        for p in self._all_params():
+            p.grad = None
+
     # -- lifetime ------------------------------------------------------------------------
     def close(self) -> None:
-        """Give the optimizer its own ``step`` back (idempotent)."""
+        """Remove the guard's hooks from the optimizer (idempotent; guards close in any
+        order)."""
         if self._closed:
             return
-        if self._had_instance_step:
-            self.optimizer.step = self._original_step  # type: ignore[method-assign]
-        else:
-            del self.optimizer.step
+        for h in self._handles:
+            h.remove()
         self._closed = True
 
     def __enter__(self) -> Guard:
@@ -189,6 +241,51 @@ class Guard:
         )
 
 
+def _check_options(explode_factor, warmup, ema, max_bad, snapshot_every) -> None:
+    def whole(v, least: int) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= least
+
+    if explode_factor is not None and not (
+        isinstance(explode_factor, (int, float))
+        and not isinstance(explode_factor, bool)
+        and explode_factor > 1
+    ):
+        raise InvalidInputError(
+            f"explode_factor must be a number > 1 or None (never judge a step as exploding), "
+            f"got {explode_factor!r}; try 1e3"
+        )
+    if not (whole(max_bad, 1) and whole(snapshot_every, 0) and whole(warmup, 0)):
+        raise InvalidInputError(
+            f"guard needs whole numbers max_bad >= 1, snapshot_every >= 0 and warmup >= 0, "
+            f"got max_bad={max_bad!r}, snapshot_every={snapshot_every!r}, warmup={warmup!r}"
+        )
+    if isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0 < ema <= 1:
+        raise InvalidInputError(f"guard needs 0 < ema <= 1, got ema={ema!r}; try 0.1")
+
+
+def _options() -> list[str]:
+    return [n for n in inspect.signature(Guard).parameters if n not in ("model", "optimizer")]
+
+
+def check_options(options: dict, reserved: tuple[str, ...] = ()) -> dict:
+    """``options`` of :class:`Guard`, checked before anything is built: unknown names and
+    bad values raise an :class:`InvalidInputError` naming the valid ones."""
+    valid = [n for n in _options() if n not in reserved]
+    unknown = sorted(set(options) - set(valid), key=str)
+    if unknown:
+        raise InvalidInputError(
+            f"unknown guard option(s) {', '.join(map(repr, unknown))}; the options are "
+            f"{', '.join(valid)}"
+        )
+    defaults = {n: p.default for n, p in inspect.signature(Guard).parameters.items()}
+    merged = {**defaults, **options}
+    _check_options(*(merged[n] for n in _CHECKED))
+    return dict(options)
+
+
+_CHECKED = ("explode_factor", "warmup", "ema", "max_bad", "snapshot_every")
+
+
 def guard(model: nn.Module, optimizer: torch.optim.Optimizer, **options) -> Guard:
     """Guard ``optimizer.step()`` against non-finite and exploding steps (see module doc)."""
-    return Guard(model, optimizer, **options)
+    return Guard(model, optimizer, **check_options(options))

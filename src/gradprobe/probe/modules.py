@@ -77,6 +77,15 @@ def primary_tensor(output: object) -> torch.Tensor | None:
     return None
 
 
+def real_values(t: torch.Tensor) -> torch.Tensor:
+    """The values whose stats are recorded: a complex tensor as its real and imaginary parts
+    (a view: the stats of ``2n`` real numbers), a sparse one (``nn.Embedding(sparse=True)``'s
+    gradient) as dense."""
+    if t.layout != torch.strided:
+        t = t.to_dense()
+    return torch.view_as_real(t) if t.is_complex() else t
+
+
 def rnn_time_dim(module: nn.Module, x: object) -> int | None:
     """The time dimension of an RNN/LSTM/GRU input or output tensor; None for packed input."""
     if not isinstance(x, torch.Tensor):

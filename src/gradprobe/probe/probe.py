@@ -1,8 +1,9 @@
 """The probe: hooks on a model, and the run they fill (``watch()`` builds one).
 
-Hooks reduce each tensor on its device (``reducers``); ``probe.step()`` copies the step's
-numbers to the host once and stores them in the run (one transaction, ``_step``). What is
-recorded and how each stat is defined: docs/PROBE.md.
+Hooks reduce each tensor on its device (``reducers``) and keep where its numbers will land
+in typed records (``_stats``) of the step's private state (``_state.StepState``);
+``probe.step()`` copies the step's numbers to the host once and stores them in the run (one
+transaction, ``_step``). What is recorded and how each stat is defined: docs/PROBE.md.
 """
 
 from __future__ import annotations
@@ -10,21 +11,23 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import math
 import time
+import warnings
 import weakref
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from ..errors import InvalidInputError
+from ..errors import GradprobeWarning, InvalidInputError, RunStoreError
 from ..run import Run
 from . import reducers as R
 from ._distributed import Reducer, is_shard, local
+from ._state import Output, RnnInput, Snapshot, StepState
+from ._stats import Recorder
 from ._step import Finisher, FirstNonFinite
 from .hooks import HookSet
-from .modules import BwdRec, Slot, primary_tensor, rnn_time_dim, watched_modules
+from .modules import BwdRec, Slot, primary_tensor, real_values, rnn_time_dim, watched_modules
 from .schedules import Schedule
 
 INPUT = "(input)"
@@ -32,7 +35,13 @@ UPDATE_GAP = 10  # updates=True: the update ratio on logged steps at least this 
 
 
 class Probe:
-    """Hooks on a model, plus the :class:`~gradprobe.Run` they fill. Use as a context manager."""
+    """Hooks on a model, plus the :class:`~gradprobe.Run` they fill. Use as a context manager.
+
+    Public: ``run``, ``model``, ``hooks`` (``hooks.active = False`` pauses recording),
+    ``warnings`` (probe failures), ``guard`` and ``skipped`` (``watch(..., guard=True)``),
+    ``step()``, ``step_index``, ``seconds``, ``closed``, ``close()``. Everything else is the
+    probe's own state.
+    """
 
     def __init__(
         self,
@@ -48,144 +57,125 @@ class Probe:
         optimizer: torch.optim.Optimizer | None = None,
         distributed: Reducer | None = None,
     ) -> None:
-        self.model, self.run, self.histograms, self.bins = model, run, histograms, bins
-        self._dist = distributed  # combines each logged step across ranks (_distributed.py)
-        self.hist_range = None if hist_range is None else float(hist_range)
-        self._schedule, self._updates, self._track = schedule, updates, first_nonfinite
+        self.model, self.run = model, run
         self.hooks = HookSet(on_error=self._hook_failed)
         self.warnings: list[str] = []
-        self.guard = None  # set by watch(..., guard=True)
-        self.skipped: list = []
+        self.guard = None  # a Guard, with watch(..., guard=True)
+        self.skipped: list = []  # the guard's SkippedStep records
+        self._dist = distributed  # combines each logged step across ranks (_distributed.py)
+        self._schedule, self._updates = schedule, updates
+        hist_range = None if hist_range is None else float(hist_range)
+        self._recorder = Recorder(histograms, bins, hist_range, pow2=distributed is not None)
         self._failed: set[tuple[str, str]] = set()
         self._closed = False
         self._step = 0
-        self.slots = [Slot(0, INPUT, None)]
-        self.slots += [Slot(i + 1, n, m) for i, (n, m) in enumerate(watched_modules(model))]
-        self.params = [(n, p) for n, p in model.named_parameters()]
-        owner = {}
-        for s in self.slots[1:]:
-            for pn, p in s.module.named_parameters(recurse=False):
-                owner.setdefault(id(p), (s, pn))
-        self._param_slot = {n: owner[id(p)][0] for n, p in self.params if id(p) in owner}
+        self._recorded = 0  # logged steps written to the run
+        self._slots = [Slot(0, INPUT, None)]
+        self._slots += [Slot(i + 1, n, m) for i, (n, m) in enumerate(watched_modules(model))]
+        self._params = [(n, p) for n, p in model.named_parameters()]
+        owner: dict[int, Slot] = {}
+        for s in self._slots[1:]:
+            for p in s.module.parameters(recurse=False):
+                owner.setdefault(id(p), s)
+        self._param_slot = {n: owner[id(p)] for n, p in self._params if id(p) in owner}
+        self._hooked: set[int] = set()  # parameters (by index) with a gradient hook
         self._register_layers()
-        self.first = FirstNonFinite(run, track=first_nonfinite)
+        self._first = FirstNonFinite(run, track=first_nonfinite)
         if distributed is not None:
-            distributed.bind(self)
-            self.first.rank = distributed.rank
-        self._finisher = Finisher(self)
-        self._snap: list[torch.Tensor] | None = None
-        self._snap_valid = False
-        self._snap_norms: list[torch.Tensor] = []
-        self._scratch = R.Scratch()  # reused CPU temporaries (reducers.Scratch)
+            distributed.bind(lambda: self._state, self._pack_param_grads)
+            self._first.rank = distributed.rank
+        self._snapshot = Snapshot()
+        self._finisher = Finisher(run, self._params, self._snapshot, self._recorder, self._first)
         self._step_seconds = 0.0
         self._started = time.perf_counter()
         self._last_update: int | None = None  # the last step whose update ratio was measured
         self._on_grad_eager = self.hooks.wrap(self._on_grad, "gradient")
+        self._state = StepState(0, False, R.Packer(distributed))
         try:
             self._install(optimizer)
+            self._begin_step()
         except BaseException:
             self.hooks.remove()
             raise
-        self._begin_step()
 
     # -- setup ---------------------------------------------------------------------------
     def _register_layers(self) -> None:
         self.run.add_layer(INPUT, "input")
-        for s in self.slots[1:]:
+        for s in self._slots[1:]:
             act = s.act.label() if s.act else None
             self.run.add_layer(s.name, "module", type(s.module).__name__, act)
-        for n, p in self.params:
+        for n, p in self._params:
             self.run.add_layer(n, "param", "Parameter", None, tuple(p.shape))
 
     def _install(self, optimizer: torch.optim.Optimizer | None) -> None:
-        root = self.slots[0]
+        root = self._slots[0]
         self.hooks.forward_pre(self.model, self._input_hook(root), "(model) input", True)
-        for s in self.slots[1:]:
+        for s in self._slots[1:]:
             self.hooks.forward_pre(s.module, self._pre_hook(s), s.name)
             self.hooks.forward(s.module, self._fwd_hook(s), s.name)
-        for i, (n, p) in enumerate(self.params):
-            if p.requires_grad and n in self._param_slot:
-                rec = BwdRec("param", self._param_slot[n], n)
-                self.hooks.param(p, self._param_hook(rec, i), n)
+        self._hook_params()
         if optimizer is not None:
             self.hooks.optimizer_step(optimizer, lambda *_: self.step())
 
+    def _hook_params(self) -> None:
+        """A gradient hook on every trainable parameter; one unfrozen later gets its hook at
+        the next logged step (frozen tensors cannot be hooked)."""
+        for i, (n, p) in enumerate(self._params):
+            if p.requires_grad and i not in self._hooked and n in self._param_slot:
+                rec = BwdRec("param", self._param_slot[n], n)
+                self.hooks.param(p, self._param_hook(rec, i), n)
+                self._hooked.add(i)
+
     # -- per-step state --------------------------------------------------------------------
     def _begin_step(self) -> None:
-        self.logged = bool(self._schedule(self._step))
-        self.packer = R.Packer(self._dist)
-        self.fwd: list[tuple] = []  # logged: (slot, n, moments slice, sat, unitmax, hist)
-        self.bwd: list[tuple] = []  # logged: (rec, n, moments slice, time norms, hist)
-        self.fwd_ext: list[torch.Tensor] = []  # not logged: Σx per call
-        self.fwd_seq: list[str] = []
-        self.bwd_ext: list[torch.Tensor] = []
-        self.bwd_seq: list[tuple] = []
-        self.hist_r: dict[tuple, object] = {}  # half-range per (module, kind)
-        self.called: dict[str, None] = {}  # execution order (forward hooks' order)
-        self.rnn_in: list[tuple] = []  # (slot, time-norm slice) of ∂L/∂x_t
-        self._outs: dict[int, tuple] = {}  # id(output) -> (weakref, BwdRec), for consumers
-        self.weight_norms: dict[int, slice] = {}  # logged: param index -> ‖w‖ taken in backward
+        logged = False
+        try:  # the user's schedule, hooks for unfrozen parameters: never stops the loop
+            logged = bool(self._schedule(self._step))
+            if logged:
+                self._hook_params()
+        except Exception as err:
+            self._hook_failed(f"start of step {self._step}", err)
+        self._state = st = StepState(self._step, logged, R.Packer(self._dist))
+        if not logged:
+            return
         gap, last = self._updates, self._last_update
-        self._snap_valid = bool(gap and self.logged and (last is None or self._step - last >= gap))
-        if self._snap_valid:
+        st.update = bool(gap and (last is None or self._step - last >= gap))
+        if st.update:
             self._last_update = self._step
-            self._take_snapshot()
-
-    def _take_snapshot(self) -> None:
-        """Copy the parameters (the update ratio's ``w_{t-1}``) and take their norms while the
-        copy is in cache; the buffers are allocated once and reused."""
-        with torch.no_grad():
-            if self._snap is None:
-                self._snap = [p.detach().clone() for _, p in self.params]
-            else:
-                for buf, (_, p) in zip(self._snap, self.params, strict=True):
-                    buf.copy_(p.detach())
-            self._snap_norms = [R.norm(local(buf)) for buf in self._snap]
+            self._snapshot.take(self._params, self._recorder.scratch)
 
     @property
     def step_index(self) -> int:
         """The index of the step being recorded now (0 before the first ``step()``)."""
         return self._step
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def _want_fwd(self) -> bool:
-        return self.logged or self.first.tracking_forward
+        return self._state.logged or self._first.tracking_forward
 
     def _want_bwd(self) -> bool:
-        return self.logged or self.first.tracking_backward
+        return self._state.logged or self._first.tracking_backward
 
     # -- hooks -----------------------------------------------------------------------------
-    def _hist(self, key: tuple, t: torch.Tensor, mom: tuple) -> slice | None:
-        """Histogram of ``t``; a module's later calls in a step reuse its first call's range."""
-        if not self.histograms:
-            return None
-        r = self.hist_r.get(key, self.hist_range)
-        r, *rest = R.histogram(
-            t, self.bins, r, ext=mom[2:4], pow2=self._dist is not None, scratch=self._scratch
-        )
-        self.hist_r.setdefault(key, r)
-        return self.packer.add(r, *rest, op="hist" if key[1] == "a" else "hist_grad")
-
     def _record_fwd(self, slot: Slot, t: torch.Tensor) -> None:
-        if self.logged:
-            p = self.packer
-            mom = R.moments(t)
-            m = p.add(*mom, op="moments")
-            sat = unitmax = None
-            if slot.act is not None and slot.act.kind == "saturating":
-                sat = p.add(R.saturated_count(t, slot.act.lo, slot.act.hi, scratch=self._scratch))
-            elif slot.act is not None and t.dim() > 0 and t.shape[0] > 0:
-                unitmax = R.unit_max(t)
-            self.fwd.append((slot, t.numel(), m, sat, unitmax, self._hist((slot.id, "a"), t, mom)))
+        st = self._state
+        if t.dtype.is_complex or t.layout != torch.strided:
+            t = real_values(t)
+        if st.logged:
+            st.forward.append(self._recorder.forward(st.packer, st.hist_ranges, slot, t))
         else:
-            self._check_unlogged("forward", t, slot.name)
+            self._first.check_unlogged(st, "forward", t, slot.name, self._dist is None)
 
     def _input_hook(self, slot: Slot) -> Callable:
         def hook(module, args, kwargs=None):
             if not self.hooks.active or not self._want_fwd():
                 return
             t = primary_tensor((args, kwargs))
-            if self.logged:
-                self.called.setdefault(slot.name)
+            if self._state.logged:
+                self._state.called.setdefault(slot.name)
             if t is not None and t.numel():
                 self._record_fwd(slot, t)
 
@@ -195,14 +185,14 @@ class Probe:
         def hook(module, args):
             if not self.hooks.active or not self._want_bwd():
                 return None
-            new_args = None
+            st, new_args = self._state, None
             for i, a in enumerate(args):
                 if not isinstance(a, torch.Tensor):
                     continue
-                entry = self._outs.get(id(a))
-                if entry is not None and entry[0]() is a:
-                    entry[1].consumers.append(slot.name)
-                if i == 0 and slot.is_rnn and self.logged and a.is_floating_point():
+                out = st.outputs.get(id(a))
+                if out is not None and out.ref() is a:
+                    out.rec.consumers.append(slot.name)
+                if i == 0 and slot.is_rnn and st.logged and a.is_floating_point():
                     # ∂L/∂x_t through the whole recurrence: hook the input sequence. Data
                     # that needs no gradient is replaced by a leaf view that does.
                     if not a.requires_grad and torch.is_grad_enabled():
@@ -223,8 +213,9 @@ class Probe:
             want_fwd, want_bwd = self._want_fwd(), self._want_bwd()
             if not (want_fwd or want_bwd):
                 return
-            if self.logged:
-                self.called.setdefault(slot.name)
+            st = self._state
+            if st.logged:
+                st.called.setdefault(slot.name)
             t = primary_tensor(output)
             if t is None or t.numel() == 0:
                 return
@@ -232,8 +223,8 @@ class Probe:
                 self._record_fwd(slot, t)
             if t.requires_grad and want_bwd:
                 rec = BwdRec("out", slot, slot.name)
-                self._outs[id(t)] = (weakref.ref(t), rec)
-                tdim = rnn_time_dim(module, output[0]) if slot.is_rnn else None
+                st.outputs[id(t)] = Output(weakref.ref(t), rec)
+                tdim = rnn_time_dim(module, t) if slot.is_rnn else None
                 t.register_hook(functools.partial(self._on_grad_eager, rec, tdim, self._step))
 
         return hook
@@ -245,15 +236,16 @@ class Probe:
     def _param_hook(self, rec: BwdRec, index: int) -> Callable:
         def hook(param):
             if self.hooks.active and self._want_bwd() and param.grad is not None:
+                st = self._state
                 self._record_bwd(rec, param.grad, None)
-                if self.logged and index not in self.weight_norms:
+                if st.logged and index not in st.weight_norms:
                     # ‖w‖ of the weights this step used: the backward just read them, so
                     # they are in cache (at probe.step() they would be read from memory).
                     # Distributed: FSDP2 shards -> global norms; replicated (DDP) -> rank 0's
                     op = "norms_shard" if is_shard(param) else "rank0"
                     with torch.no_grad():
-                        wn = R.norm(local(param.detach()))
-                    self.weight_norms[index] = self.packer.add(wn, op=op)
+                        wn = R.norm(local(param.detach()), self._recorder.scratch)
+                    st.weight_norms[index] = st.packer.add(wn, op=op)
 
         return hook
 
@@ -261,49 +253,37 @@ class Probe:
         step = self._step
 
         def hook(grad):
-            if self.hooks.active and step == self._step and time_dim is not None:
-                tn = self.packer.add(R.time_norms(grad, time_dim), op="norms_grad")
-                self.rnn_in.append((slot, tn))
+            st = self._state
+            if self.hooks.active and step == self._step and time_dim is not None and grad.numel():
+                tn = st.packer.add(R.time_norms(real_values(grad), time_dim), op="norms_grad")
+                st.rnn_inputs.append(RnnInput(slot, tn))
 
         return hook
 
     def _record_bwd(self, rec: BwdRec, g: torch.Tensor, time_dim: int | None) -> None:
-        op = "moments_grad"
+        if g.numel() == 0:
+            return
+        st, op = self._state, "moments_grad"
+        if g.dtype.is_complex or g.layout != torch.strided:
+            g = real_values(g)
         if self._dist is not None:
             op = "moments_shard" if is_shard(g) else op
             g = local(g)
-            if self.logged:
+            if st.logged:
                 # parameter gradients are read once synced, at the end of the backward
                 self._dist.after_backward()
                 if rec.kind == "param":
                     return
-        if self.logged:
-            p = self.packer
-            mom = R.moments(g)
-            m = p.add(*mom, op=op)
-            tn = None
-            if time_dim is not None:
-                tn = p.add(R.time_norms(g, time_dim), op="norms_grad")
-            h = self._hist((rec.slot.id, "g"), g, mom) if rec.kind == "out" else None
-            self.bwd.append((rec, g.numel(), m, tn, h))
-        elif self.first.tracking_backward:
-            self._check_unlogged("backward", g, rec.key())
+        if st.logged:
+            st.backward.append(
+                self._recorder.backward(st.packer, st.hist_ranges, rec, g, time_dim, op)
+            )
+        elif self._first.tracking_backward:
+            self._first.check_unlogged(st, "backward", g, rec.key(), self._dist is None)
 
-    def _check_unlogged(self, phase: str, t: torch.Tensor, entry) -> None:
-        """First-non-finite on a step that is not logged: ``Σx`` of the tensor. On the CPU (one
-        process) it is read at once, which costs nothing; on an accelerator, or distributed
-        (ranks agree on the first event), it stays on the device until the next logged step."""
-        s = R.finite_sum(t)
-        if self._dist is None and R.on_host(s.device):
-            if not math.isfinite(s.item()) and R.nonfinite_fraction(t) > 0:
-                # (a zero fraction: Σx overflowed float32, large values but no NaN/Inf yet)
-                self.first.host_record(phase, self._step, entry, None)
-        elif phase == "forward":
-            self.fwd_ext.append(s)
-            self.fwd_seq.append(entry)
-        else:
-            self.bwd_ext.append(s)
-            self.bwd_seq.append(entry)
+    def _pack_param_grads(self) -> None:
+        if self._state.logged and self.hooks.active:
+            self._recorder.param_grads(self._state, self._params, self._param_slot)
 
     # -- steps -----------------------------------------------------------------------------
     def step(self) -> None:
@@ -314,11 +294,12 @@ class Probe:
         """
         self._check_open()
         t0 = time.perf_counter()
+        st = self._state
         try:
-            if self.logged:
-                self._finisher.finish_logged(self._step, write=True)
+            if st.logged:
+                self._recorded += self._finisher.finish_logged(st, write=True)
             else:
-                self.first.push_flags(self)
+                self._first.push_flags(st)
         except Exception as err:
             self._hook_failed(f"step {self._step}", err)
         self._step += 1
@@ -334,14 +315,15 @@ class Probe:
         return self.hooks.seconds + self._step_seconds
 
     def _guard_skipped(self, skipped) -> None:
-        """The guard skipped a step: the optimizer's post-hook will not end it, so end it here."""
+        """The guard skipped this step's optimizer step (the step still ends, when the guard's
+        post-hook calls ``step()``): listed in the run; no update ratio for it."""
         self.skipped.append(skipped)
+        self._state.skipped = True
         with contextlib.suppress(Exception):
             self.run.set_meta(
                 "guard_skipped",
                 [{"step": s.step, "reason": s.reason, "origin": s.origin} for s in self.skipped],
             )
-        self.step()
 
     def _hook_failed(self, where: str, err: Exception) -> None:
         """Record a probe failure as a warning in the run (once per place and error type)."""
@@ -356,7 +338,13 @@ class Probe:
             self.run.set_meta("warnings", self.warnings)
 
     def close(self) -> None:
-        """Remove every hook (idempotent) and record any pending first-non-finite event."""
+        """Remove every hook (idempotent) and record any pending first-non-finite event.
+
+        Closing a probe whose ``step()`` was never called warns (``GradprobeWarning``): it
+        recorded nothing, and ``run.meta["steps_recorded"]`` says 0."""
+        self._close(warn_empty=True)
+
+    def _close(self, warn_empty: bool) -> None:
         if self._closed:
             return
         self._closed = True
@@ -365,23 +353,36 @@ class Probe:
         try:
             self.hooks.remove()
         finally:
-            self._snap = None
-            self._scratch = R.Scratch()  # free the buffers
+            self._snapshot.clear()
+            self._recorder.scratch = R.Scratch()  # free the buffers
+            st = self._state
             try:  # a step cut short (an exception) still names its first non-finite
-                self.packer.reduce_fn = None  # no collective here: other ranks may be gone
-                if self.logged and (self.fwd or self.bwd):
-                    self._finisher.finish_logged(self._step, write=False)
-                elif not self.logged:
-                    self.first.push_flags(self)
-                self.first.flush(self._step)
+                st.packer.reduce_fn = None  # no collective here: other ranks may be gone
+                if st.logged and (st.forward or st.backward):
+                    self._finisher.finish_logged(st, write=False)
+                elif not st.logged:
+                    self._first.push_flags(st)
+                self._first.flush(self._step)
+            except RunStoreError:
+                pass  # a full disk: run.close() below warns once, saying what was kept
             finally:
-                try:
-                    self.run.set_meta("closed_at_step", self._step)
-                    self.run.set_meta("probe_seconds", round(self.seconds, 6))
-                    watched = time.perf_counter() - self._started
-                    self.run.set_meta("watched_seconds", round(watched, 6))
-                finally:
-                    self.run.finish_writing()
+                watched = time.perf_counter() - self._started
+                self.run.close(  # the closing meta, then the lock and the WAL are let go
+                    meta={
+                        "closed_at_step": self._step,
+                        "steps_recorded": self._recorded,
+                        "probe_seconds": round(self.seconds, 6),
+                        "watched_seconds": round(watched, 6),
+                    }
+                )
+        if warn_empty and self._step == 0:
+            warnings.warn(
+                "gradprobe recorded no step: probe.step() was never called, so the run is "
+                "empty (run.meta['steps_recorded'] == 0); call probe.step() after each "
+                "optimizer.step(), or pass optimizer=opt to gp.watch() to have it called",
+                GradprobeWarning,
+                stacklevel=3,
+            )
 
     def _check_open(self) -> None:
         if self._closed:
@@ -392,5 +393,5 @@ class Probe:
     def __enter__(self) -> Probe:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc: object) -> None:
+        self._close(warn_empty=exc_type is None)  # no warning over the loop's own error

@@ -5,121 +5,60 @@ model's device and are handed to a :class:`Packer`. Once per logged step the pac
 concatenates everything (one kernel per dtype) and copies it to the host as one float64
 array: one transfer per logged step, never one per tensor.
 
-A tensor ``x`` with ``n`` elements is summarised by ``moments(x)``: ``Σx``, ``Σx²`` (a BLAS
-dot product), min and max (one ``aminmax``: both are finite iff ``x`` holds no NaN/Inf) and
-the count of non-finite values. Calls combine by adding: ``N = Σn``, ``S = Σ Σx``,
+A tensor ``x`` with ``n`` elements is summarised by ``moments(x)``, a :class:`MomentSums`:
+``Σx``, ``Σx²``, min and max (one ``aminmax``: both are finite iff ``x`` holds no NaN/Inf)
+and the count of non-finite values. Calls combine by adding: ``N = Σn``, ``S = Σ Σx``,
 ``Q = Σ Σx²``; ``mean = S/N``, ``rms = sqrt(Q/N)``, ``norm = sqrt(Q)``,
-``std = sqrt((Q - S²/N) / (N - 1))`` (float32 sums: relative error about
-``1e-7 (1 + mean²/std²)``, fine unless the mean dwarfs the spread).
+``std = sqrt((Q - S²/N) / (N - 1))``.
+
+Exact across the whole float range: float32 sums (a BLAS dot product for ``Σx²``, relative
+error about ``1e-7 (1 + mean²/std²)``) are used only when ``max|x|`` says they can neither
+overflow (``n·max² < 2¹²⁵``) nor lose values to underflow (``max² >= n·2⁻⁸⁶``, so values
+whose squares fall below float32's smallest normal ``2⁻¹²⁶`` weigh less than ``2⁻⁴⁰``);
+otherwise ``Σx`` and ``Σx²`` are accumulated in float64 (inputs ×1e30, gradients of 1e-30).
+On the CPU ``max|x|`` is known for free (below), so the fast path costs nothing; on other
+devices it is not known without a sync, so the sums are always float64 there (one
+conversion kernel per tensor, in chunks of ``CHUNK`` values to bound its memory).
 
 On the CPU a 0-dim result is already in host memory, so reading it is not a
 synchronisation: there the rare work (counting NaN/Inf, values outside a fixed histogram
-range) is done only when min/max say it is needed. On other devices it is always done on
-the device, without a sync.
+range, float64 sums) is done only when min/max say it is needed. On other devices it is
+always done on the device, without a sync.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Generic, NamedTuple, TypeVar
 
 import numpy as np
 import torch
 
 from ..run import Histogram
+from ._packer import Packer
 
-Number = int | float
+__all__ = ["AT", "MomentSums", "Moments", "Packer", "Scratch", "combine", "moments", "norm"]
+
+T = TypeVar("T")
+CHUNK = 1 << 22  # values per float64 conversion (32 MiB of temporaries at most)
+# float32 sums are exact enough while n·max² < 2**FAST_HI and max² >= n·2**FAST_LO
+FAST_HI, FAST_LO = 125, -86
+_HI, _LO = 2.0**FAST_HI, 2.0**FAST_LO
 
 
-class Packer:
-    """Collects device tensors (and plain numbers) during a step; ``to_host()`` copies once."""
+class MomentSums(NamedTuple, Generic[T]):
+    """What :func:`moments` queues, in packing order: device tensors before the copy, floats
+    after it (``MomentSums._make(host[slice])``). ``AT`` gives each field's offset."""
 
-    def __init__(self, reduce_fn=None) -> None:
-        self._items: list = []  # 0-dim/1-dim tensors and numbers, in position order
-        self._size = 0
-        # distributed (probe/_distributed.py): how each item combines across ranks, applied to
-        # the packed device buffer just before the copy; None: a single process, no cost
-        self.reduce_fn = reduce_fn
-        self.ops: list[tuple[int, int, object]] = []
-        self.rank_at: dict[int, int] = {}
-        self.after_copy = None  # set by reduce_fn: checks on the host, after the copy
-        self._tail: list[float] = []
+    s: T  # Σx
+    q: T  # Σx²
+    lo: T  # min
+    hi: T  # max
+    nonfinite: T  # count of NaN/±Inf
 
-    def add(self, *items: torch.Tensor | Number, op: object = "sum") -> slice:
-        """Queue 0-dim/1-dim tensors or numbers; returns where they land in ``to_host()``.
-        ``op``: how they combine across ranks when distributed (see probe/_distributed.py)."""
-        start = size = self._size
-        for t in items:
-            size += t.numel() if isinstance(t, torch.Tensor) and t.dim() else 1
-        self._items.extend(items)
-        self._size = size
-        if self.reduce_fn is not None:
-            self.ops.append((start, size, op))
-        return slice(start, size)
 
-    def _groups(self) -> tuple[list[torch.Tensor], list[int], list[tuple[int, Number]]]:
-        """The queued items as one float64 tensor per (kind, dtype, device), the positions of
-        their values, and the plain numbers with their positions."""
-        groups: dict[tuple, tuple[list, list]] = {}
-        numbers = []
-        pos = 0
-        for t in self._items:
-            if isinstance(t, torch.Tensor):
-                vec = t.dim() > 0
-                where, ts = groups.setdefault((vec, t.dtype, t.device), ([], []))
-                where.append(pos)
-                ts.append(t)
-                pos += t.numel() if vec else 1
-            else:
-                numbers.append((pos, t))
-                pos += 1
-        flats, index = [], []
-        for (vec, _, _), (where, ts) in groups.items():
-            if vec:  # one cat per dtype, not one op per tensor
-                flats.append(torch.cat(ts).to(torch.float64))
-                index += [p + i for p, t in zip(where, ts, strict=True) for i in range(t.numel())]
-            else:
-                flats.append(torch.stack(ts).to(torch.float64))
-                index += where
-        return flats, index, numbers
-
-    def to_host(self) -> list[float]:
-        """Everything queued, as one list of floats (one device-to-host copy)."""
-        if self.reduce_fn is not None:
-            return self._reduced_to_host()
-        out = np.empty(self._size)
-        flats, index, numbers = self._groups()
-        for pos, v in numbers:
-            out[pos] = v
-        if flats:
-            device = flats[0].device
-            out[index] = torch.cat([f.to(device) for f in flats]).cpu().numpy()
-        return out.tolist()
-
-    def _reduced_to_host(self) -> list[float]:
-        """Distributed: the buffer in position order on the device, combined across ranks by
-        ``reduce_fn``, then copied once; what ``reduce_fn`` appends is kept for ``rank_of``."""
-        flats, index, numbers = self._groups()
-        device = flats[0].device if flats else torch.device("cpu")
-        if numbers:
-            flats.append(torch.tensor([float(v) for _, v in numbers], dtype=torch.float64))
-            index += [p for p, _ in numbers]
-        flat = torch.cat([f.to(device) for f in flats]) if flats else torch.zeros(0).double()
-        ordered = torch.empty(self._size, dtype=torch.float64, device=device)
-        ordered[torch.tensor(index, dtype=torch.long).to(device)] = flat
-        out = self.reduce_fn(ordered, self).cpu().tolist()
-        self._tail = out[self._size :]
-        if self.after_copy is not None:
-            self.after_copy(self._tail)
-        return out[: self._size]
-
-    def rank_of(self, pos: int) -> int | None:
-        """Distributed: the rank a first-non-finite code or NaN/Inf count at ``pos`` came from."""
-        i = self.rank_at.get(pos)
-        if i is None or i - self._size >= len(self._tail):
-            return None
-        r = self._tail[i - self._size]
-        return int(r) if r >= 0 else None
+AT = MomentSums(*range(len(MomentSums._fields)))  # offsets: AT.q == 1
 
 
 def _flat32(x: torch.Tensor) -> torch.Tensor:
@@ -142,21 +81,52 @@ def _host_finite(lo: torch.Tensor, hi: torch.Tensor) -> bool | None:
     return math.isfinite(lo.item()) and math.isfinite(hi.item())
 
 
-def moments(x: torch.Tensor) -> tuple:
-    """``(Σx, Σx², min, max, n_nonfinite)`` of ``x`` in float32 (the count may be an int)."""
-    v = _flat32(x)
+def moments(x: torch.Tensor, scratch: Scratch | None = None) -> MomentSums:
+    """``(Σx, Σx², min, max, n_nonfinite)`` of ``x`` (the count may be an int), exact over the
+    whole float range (module docstring); ``x`` must hold at least one value."""
+    v = x.detach().reshape(-1)
+    if not on_host(v.device):  # decide nothing on the host: float64 sums, always
+        lo, hi = torch.aminmax(v)
+        bad = v.numel() - torch.isfinite(v).sum()
+        s, q = _sums64(v, scratch)
+        return MomentSums(s, q, lo, hi, bad)
+    if v.dtype != torch.float32 and v.dtype != torch.float64:
+        v = v.float()
     lo, hi = torch.aminmax(v)
-    finite = _host_finite(lo, hi)
-    bad = 0 if finite else v.numel() - torch.isfinite(v).sum()
-    return v.sum(), torch.dot(v, v), lo, hi, bad
+    a, b = lo.item(), hi.item()
+    if not math.isfinite(a + b):  # NaN/Inf: the sums are NaN/Inf anyway
+        return MomentSums(v.sum(), torch.dot(v, v), lo, hi, v.numel() - torch.isfinite(v).sum())
+    m2, n = (b if b > -a else a) ** 2, v.numel()
+    if (n * m2 < _HI and m2 >= n * _LO) or m2 == 0 or v.dtype == torch.float64:
+        return MomentSums(v.sum(), torch.dot(v, v), lo, hi, 0)
+    s, q = _sums64(v, scratch)
+    return MomentSums(s, q, lo, hi, 0)
 
 
-def finite_sum(x: torch.Tensor) -> torch.Tensor:
-    """``Σx`` in float32, the cheap always-on check of unlogged steps: it is NaN/Inf iff ``x``
-    holds a NaN or an Inf, or its sum overflows float32 (``|Σx| > 3.4e38``, values that have
-    exploded anyway; :func:`nonfinite_fraction` tells the two apart). One pass, no write;
-    ``aminmax`` would be exact but twice as slow."""
+def _sums64(v: torch.Tensor, scratch: Scratch | None = None) -> tuple:
+    """``Σx`` and ``Σx²`` of a flat tensor, accumulated in float64 (chunks of ``CHUNK``)."""
+    if v.dtype == torch.float64:
+        return v.sum(), torch.dot(v, v)
+    s = q = None
+    for i in range(0, v.numel(), CHUNK):
+        part = v[i : i + CHUNK]
+        d = _temp_n(scratch, part.numel(), torch.float64, v.device).copy_(part)
+        ds, dq = d.sum(), torch.dot(d, d)
+        s, q = (ds, dq) if s is None else (s + ds, q + dq)
+    return s, q
+
+
+def finite_sum(x: torch.Tensor, host: bool = True) -> torch.Tensor:
+    """The cheap always-on check of unlogged steps: non-finite iff ``x`` holds a NaN or an Inf.
+
+    ``host`` (the caller reads it at once, on the CPU): ``Σx`` in float32 (one pass, no
+    write; ``aminmax`` is exact but about 1.5x slower there), also non-finite when the sum of
+    finite values overflows float32 (``|Σx| > 3.4e38``), which :func:`nonfinite_fraction`
+    then tells apart. Otherwise nothing can be told apart later, so it is ``[min, max]`` (one
+    ``aminmax``: exact, and memory-bound like a sum on an accelerator)."""
     v = x.detach()
+    if not host:
+        return torch.stack(torch.aminmax(v.reshape(-1) if v.is_floating_point() else _flat32(v)))
     if v.dtype == torch.float32:
         return v.sum()
     if v.is_floating_point():
@@ -197,9 +167,13 @@ class Scratch:
 
 
 def _temp(scratch: Scratch | None, v: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return _temp_n(scratch, v.numel(), dtype, v.device)
+
+
+def _temp_n(scratch: Scratch | None, n: int, dtype: torch.dtype, device) -> torch.Tensor:
     if scratch is None:
-        return torch.empty(v.numel(), dtype=dtype, device=v.device)
-    return scratch.get(v.numel(), dtype, v.device)
+        return torch.empty(n, dtype=dtype, device=device)
+    return scratch.get(n, dtype, device)
 
 
 def saturated_count(
@@ -224,18 +198,46 @@ def unit_max(x: torch.Tensor) -> torch.Tensor:
     return xf.reshape(xf.shape[0], -1).amax(0) if xf.dim() > 1 else xf.amax().reshape(1)
 
 
-def norm(t: torch.Tensor) -> torch.Tensor:
-    """‖t‖₂ in float32; a BLAS dot product when ``t`` is contiguous float32 (3× faster)."""
-    if t.dtype == torch.float32 and t.is_contiguous():
-        v = t.reshape(-1)
-        return torch.dot(v, v).sqrt()
-    return torch.linalg.vector_norm(t, dtype=torch.float32)
+def norm(t: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
+    """‖t‖₂: a float32 BLAS dot product (3× faster than ``vector_norm``). On the CPU its
+    value says for free when float32 may have overflowed or lost values to underflow (tiny
+    updates ``‖w - w_prev‖``): then float64 sums. Float64 tensors stay float64."""
+    if t.dtype == torch.float64:
+        return torch.linalg.vector_norm(t)
+    v = (t if t.dtype == torch.float32 else t.float()).reshape(-1)
+    q = torch.dot(v, v)
+    if not on_host(q.device):
+        return q.sqrt()
+    qv = q.item()
+    if v.numel() * _LO <= qv < _HI:  # float32 was exact enough (module docstring)
+        return q.sqrt()
+    if qv == 0:  # all zero (cheap to tell), or everything underflowed
+        lo, hi = torch.aminmax(v) if v.numel() else (q, q)
+        if lo.item() == 0 == hi.item():
+            return q
+    elif not math.isfinite(qv) and not v.isfinite().all():  # NaN/Inf, not an overflow
+        return q.sqrt()
+    return _sums64(v, scratch)[1].sqrt()
 
 
 def time_norms(g: torch.Tensor, time_dim: int) -> torch.Tensor:
-    """``‖g[t]‖₂`` for every index ``t`` along ``time_dim`` (float32)."""
+    """``‖g[t]‖₂`` for every index ``t`` along ``time_dim``: float32, or float64 when float32
+    may over- or underflow (decided for free on the CPU; always float64 elsewhere): the
+    gradient through early time steps is what vanishes."""
     dims = [d for d in range(g.dim()) if d != time_dim]
-    return torch.linalg.vector_norm(g.detach(), dim=dims, dtype=torch.float32)
+    g = g.detach()
+    if on_host(g.device):
+        out = torch.linalg.vector_norm(g, dim=dims, dtype=torch.float32)
+        per = max(g.numel() // max(g.shape[time_dim], 1), 1)
+        if out.numel() == 0:
+            return out
+        lo, hi = torch.aminmax(out)
+        a, b = lo.item(), hi.item()
+        if not math.isfinite(b) and not torch.isfinite(g).all():
+            return out  # NaN/Inf in the data: stays NaN/Inf
+        if a * a >= per * _LO and b * b < _HI:
+            return out
+    return torch.linalg.vector_norm(g, dim=dims, dtype=torch.float64)
 
 
 WIDEN = 1 + 2**-10  # automatic range: r = max finite |x| · WIDEN, so max |x| is inside

@@ -61,7 +61,15 @@ def log_spaced(per_decade: int = 10) -> LogSpaced:
 
 
 def as_schedule(value: int | Schedule) -> Schedule:
-    """An int ``n`` means :func:`every` ``(n)``; a callable is used as given."""
+    """An int ``n`` means :func:`every` ``(n)``; a callable ``step -> bool`` is used as given
+    (tried on step 0 here, so a wrong one fails at once with a clear message)."""
     if callable(value):
+        try:
+            bool(value(0))
+        except Exception as err:
+            raise InvalidInputError(
+                f"every= must be a positive integer or a function step -> bool (e.g. "
+                f"log_spaced()), but calling it with step 0 raised {type(err).__name__}: {err}"
+            ) from err
         return value
     return every(value)  # type: ignore[arg-type]

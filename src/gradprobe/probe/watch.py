@@ -7,13 +7,16 @@ defined: docs/PROBE.md.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from ..errors import InvalidInputError
-from ..run import Run
+from ..run import RunWriter
 from ._distributed import rank_path
 from ._distributed import resolve as resolve_distributed
+from .guard import Guard, check_options
 from .probe import UPDATE_GAP, Probe
 from .schedules import Schedule, as_schedule
 
@@ -30,6 +33,12 @@ def _check_model(model: object, what: str) -> nn.Module:
         raise InvalidInputError(
             f"{type(model).__name__} has no parameters: there are no gradients to watch; "
             "pass the trainable model"
+        )
+    if any(p.device.type == "meta" for p in model.parameters()):
+        raise InvalidInputError(
+            f"{type(model).__name__} is on the 'meta' device, which holds shapes but no "
+            "values: there is nothing to watch; materialise it first, e.g. "
+            "model.to_empty(device='cpu') and initialise it"
         )
     if next(model.children(), None) is None:
         raise InvalidInputError(
@@ -101,8 +110,17 @@ def watch(
         raise InvalidInputError(f"histograms must be True or False, got {histograms!r}")
     if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2 or bins % 2:
         raise InvalidInputError(f"bins must be an even integer >= 2, got {bins!r}; try 64")
-    if hist_range is not None and not (float(hist_range) > 0):
-        raise InvalidInputError(f"hist_range must be a positive number, got {hist_range!r}")
+    if hist_range is not None and not (
+        isinstance(hist_range, (int, float))
+        and not isinstance(hist_range, bool)
+        and 0 < hist_range < math.inf
+    ):
+        raise InvalidInputError(
+            f"hist_range must be a positive finite number (the histograms' half-range) or "
+            f"None (each layer's own max |x|), got {hist_range!r}"
+        )
+    if not isinstance(first_nonfinite, bool):
+        raise InvalidInputError(f"first_nonfinite must be True or False, got {first_nonfinite!r}")
     update_gap = _update_gap(updates)
     if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
         raise InvalidInputError(
@@ -126,22 +144,36 @@ def watch(
             path = rank_path(path, reducer.rank)
         elif reducer.rank != 0:
             path = None
-    if guard is not False and optimizer is None:
-        raise InvalidInputError("guard=True needs optimizer=: the guard wraps optimizer.step()")
     if not isinstance(guard, (bool, dict)):
         raise InvalidInputError(f"guard must be True, False or a dict of options, got {guard!r}")
-    run = Run.create(path, meta=meta, overwrite=overwrite)
-    probe = Probe(
-        model, schedule, histograms, run, bins=bins, hist_range=hist_range, updates=update_gap,
-        first_nonfinite=first_nonfinite, optimizer=optimizer, distributed=reducer,
-    )  # fmt: skip
-    if guard is not False:
-        from .guard import Guard
+    guarded = guard is not False
+    if guarded and optimizer is None:
+        raise InvalidInputError("guard=True needs optimizer=: the guard hooks optimizer.step()")
+    guard_options = check_options(guard if isinstance(guard, dict) else {}, ("on_step",))
+    run = RunWriter.create(path, meta=meta, overwrite=overwrite)
+    try:
+        probe = Probe(
+            model, schedule, histograms, run, bins=bins, hist_range=hist_range,
+            updates=update_gap, first_nonfinite=first_nonfinite,
+            optimizer=None if guarded else optimizer, distributed=reducer,
+        )  # fmt: skip
+    except BaseException:
+        run.close()  # no lock file left behind a probe that never started
+        raise
+    if guarded:  # the guard's post-hook ends the probe's step, skipped or not
+        user_skip = guard_options.pop("on_skip", None)
 
-        options = guard if isinstance(guard, dict) else {}
+        def on_skip(skipped) -> None:
+            probe._guard_skipped(skipped)
+            if user_skip is not None:
+                user_skip(skipped)
+
         try:
-            probe.guard = Guard(model, optimizer, on_skip=probe._guard_skipped, **options)
+            probe.guard = Guard(
+                model, optimizer, on_skip=on_skip, on_step=probe.step,
+                **guard_options,
+            )  # fmt: skip
         except BaseException:
-            probe.close()
+            probe._close(warn_empty=False)
             raise
     return probe

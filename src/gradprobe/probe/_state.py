@@ -1,0 +1,106 @@
+"""The probe's per-step state: what the hooks of one step queued, as typed records.
+
+A :class:`StepState` is made at the start of every step and dropped at its end; only the
+probe's hooks fill it, and only the end of the step (``_step.Finisher``) and the distributed
+reducer read it. The records of statistics themselves are in ``_stats``.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import torch
+
+from . import reducers as R
+from ._distributed import local
+from ._stats import Backward, Forward
+from .modules import BwdRec, Slot
+
+
+class Output(NamedTuple):
+    """A watched module's output on this step, so the modules that consume it are known
+    (the backward names the module whose backward produced a NaN)."""
+
+    ref: weakref.ref
+    rec: BwdRec
+
+
+class RnnInput(NamedTuple):
+    """``‖∂L/∂x_t‖`` of an RNN's input sequence, per time step (packer slice)."""
+
+    slot: Slot
+    norms: slice
+
+
+@dataclass
+class Unlogged:
+    """First-non-finite search on a step that is not logged: one device value per tensor
+    (``reducers.finite_sum``) and where it came from, in call order."""
+
+    sums: list[torch.Tensor] = field(default_factory=list)
+    where: list = field(default_factory=list)  # forward: a layer name; backward: BwdRec.key()
+
+    def add(self, s: torch.Tensor, where) -> None:
+        self.sums.append(s)
+        self.where.append(where)
+
+
+@dataclass
+class StepState:
+    """Everything one step collects before its end (``probe.step()``)."""
+
+    index: int
+    logged: bool
+    packer: R.Packer
+    update: bool = False  # measure ‖Δw‖/‖w‖ at the end of this step (a snapshot was taken)
+    skipped: bool = False  # the guard skipped this step's optimizer step: no update ratio
+    forward: list[Forward] = field(default_factory=list)
+    backward: list[Backward] = field(default_factory=list)
+    unlogged_forward: Unlogged = field(default_factory=Unlogged)
+    unlogged_backward: Unlogged = field(default_factory=Unlogged)
+    hist_ranges: dict[tuple, object] = field(default_factory=dict)  # per (module, kind)
+    called: dict[str, None] = field(default_factory=dict)  # forward order of the modules
+    rnn_inputs: list[RnnInput] = field(default_factory=list)
+    outputs: dict[int, Output] = field(default_factory=dict)  # id(output tensor) -> Output
+    weight_norms: dict[int, slice] = field(default_factory=dict)  # param index -> ‖w‖ slot
+
+    def unlogged(self, phase: str) -> Unlogged:
+        return self.unlogged_forward if phase == "forward" else self.unlogged_backward
+
+
+class Snapshot:
+    """``w_{t-1}`` of the trainable parameters for the update ratio, with their norms taken
+    while the copy is in cache. Buffers are allocated once and reused; frozen parameters
+    (``requires_grad=False``) get none."""
+
+    def __init__(self) -> None:
+        self._bufs: dict[int, torch.Tensor] = {}
+        self._norms: dict[int, torch.Tensor] = {}
+
+    def take(self, params: list[tuple[str, torch.nn.Parameter]], scratch=None) -> None:
+        with torch.no_grad():
+            self._norms = {}
+            for i, (_, p) in enumerate(params):
+                if not p.requires_grad:
+                    continue
+                buf = self._bufs.get(i)
+                if buf is None or buf.shape != p.shape or buf.dtype != p.dtype:
+                    self._bufs[i] = buf = p.detach().clone()
+                else:
+                    buf.copy_(p.detach())
+                self._norms[i] = R.norm(local(buf), scratch)
+
+    def has(self, i: int) -> bool:
+        return i in self._norms
+
+    def delta(self, i: int, w: torch.Tensor, scratch=None) -> torch.Tensor:
+        """``‖w - w_prev‖`` (the buffer is overwritten: it is refilled at the next snapshot)."""
+        return R.norm(local(self._bufs[i]).sub_(w), scratch)
+
+    def prev_norm(self, i: int) -> torch.Tensor:
+        return self._norms[i]
+
+    def clear(self) -> None:
+        self._bufs, self._norms = {}, {}
