@@ -92,11 +92,21 @@ class Context:
 
     @functools.cached_property
     def grad_matrix(self) -> np.ndarray:
-        return self.matrix("grad_output", "rms", self.weight_layers)
+        return self._rms("grad_output")
 
     @functools.cached_property
     def activation_matrix(self) -> np.ndarray:
-        return self.matrix("activation", "rms", self.weight_layers)
+        return self._rms("activation")
+
+    def _rms(self, quantity: str) -> np.ndarray:
+        """rms per weight layer and step; an rms of exactly 0 where max|x| > 0 (a sum of
+        squares that underflowed in float32, below ~1e-23) is replaced by max|x|, an upper
+        bound that keeps the layer in the profile: a layer that small is never "missing"."""
+        rms = self.matrix(quantity, "rms", self.weight_layers)
+        if not (rms == 0).any() or (quantity, "max_abs") not in set(self.run.quantities()):
+            return rms
+        peak = self.matrix(quantity, "max_abs", self.weight_layers)
+        return np.where((rms == 0) & (peak > 0), peak, rms)
 
     # -- facts for remedies -------------------------------------------------------------
     def module_type(self, name: str | None) -> str:

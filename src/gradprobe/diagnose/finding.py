@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Kind = Literal[
+    # causes seen in the layers
     "vanishing",
     "exploding",
     "non_finite",
@@ -14,7 +15,17 @@ Kind = Literal[
     "dead_units",
     "large_updates",
     "small_updates",
+    "attention_logits",
+    "overflow",
     "fluctuation",
+    # symptoms seen in the loss
+    "not_learning",
+    "stalled",
+    "diverging",
+    "loss_spike",
+    "oscillating",
+    # the run itself: nothing was recorded to judge
+    "no_steps",
 ]
 Severity = Literal["info", "warning", "error"]
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
@@ -36,9 +47,11 @@ class Remedy:
 class Finding:
     """One diagnosed problem.
 
-    ``layer`` is the module's qualified name (``"(input)"`` for the data, None for the
-    whole model); ``evidence`` holds the numbers that triggered it and the threshold;
-    ``time_step`` is set for problems through time in recurrent layers.
+    ``layer`` is the module's qualified name (``"(input)"`` for the data, ``"(target)"``
+    for the target, ``"(loss)"`` for the loss, None for the whole model); ``step`` is the
+    step it is reported at, ``onset`` the first step it was seen (0 = present at
+    initialisation; by default ``step``); ``evidence`` holds the numbers that triggered it
+    and the threshold; ``time_step`` is set for problems through time in recurrent layers.
     """
 
     kind: Kind
@@ -49,6 +62,11 @@ class Finding:
     remedy: Remedy = field(default_factory=lambda: Remedy(""))
     message: str = ""
     time_step: int | None = None
+    onset: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.onset is None and self.step is not None:  # first seen where it is reported
+            object.__setattr__(self, "onset", self.step)
 
     def __str__(self) -> str:
         where = f" at {self.layer}" if self.layer else ""
@@ -60,6 +78,7 @@ class Finding:
             "layer": self.layer,
             "severity": self.severity,
             "step": self.step,
+            "onset": self.onset,
             "time_step": self.time_step,
             "message": self.message,
             "evidence": dict(self.evidence),

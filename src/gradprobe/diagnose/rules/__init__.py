@@ -15,6 +15,7 @@ from . import (  # noqa: E402,F401  (each module registers its rule)
     depth_profile,
     fluctuation,
     non_finite,
+    recorded,
     saturated,
     through_time,
     updates,

@@ -30,4 +30,5 @@ def dead_units(ctx: Context) -> list[Finding]:
             f"{frac:.0%} of the units after {name} are dead over the whole batch "
             f"(threshold {ctx.t.dead_fraction:.0%})"
         ),
+        min_samples=ctx.t.min_dead_batch,  # on fewer examples "dead" is chance, see Thresholds
     )

@@ -1,59 +1,182 @@
-"""``non_finite``: the first module whose output (forward) or gradient (backward) had NaN/Inf."""
+"""``non_finite``: where NaN/Inf first appeared, and what it came from.
+
+The probe records the first non-finite value of each pass (an event with its layer and
+what it saw). The rule names the origin, not only the first module it reached:
+
+- the data: the model input (forward event at ``(input)``) or the target
+  (``run.meta["target_nonfinite"]``, the fraction of non-finite target values);
+- a module that turned finite inputs into NaN/Inf (forward), or finite gradients into
+  NaN/Inf in its backward;
+- the loss, when the gradient was already NaN/Inf as it arrived at the last module.
+
+A NaN that only follows from an earlier one (a backward NaN after a forward NaN or a bad
+target, on the same or a later step) is reported as ``info`` pointing to its cause.
+"""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
+from ...run import Event
 from ..context import Context
 from ..finding import Finding, Remedy
 from . import RULES
 
-_INPUT = ("(input)", "input", None)
+# the probe's event details (probe/_step.py) name how a backward NaN arose
+_ARRIVED = "already NaN/Inf"  # when it reached the last module: the loss, or outside modules
+_IN_BACKWARD = "in the backward of"  # a module's backward turned it non-finite
+_PARAM = "the gradient of parameter"
+
+_SHARE = re.compile(r"\(([0-9.eE+-]+) of its values\)")
+_SOURCE = {
+    "(input)": "the NaN/Inf in the model input",
+    "(target)": "the NaN/Inf in the target",
+}
+_CLEAN_DATA = (
+    "drop or impute the rows before they reach the model and the loss "
+    "(torch.nan_to_num for a quick look)"
+)
 
 
-def _remedy(ctx: Context, event) -> Remedy:
-    if event.layer in _INPUT or event.layer == "(input)":
-        return Remedy(
-            "the data already contains NaN/Inf: clean the batch before the model "
-            "(drop or impute the rows; torch.nan_to_num for a quick look)",
-            None,
-            "assert torch.isfinite(x).all()",
-        )
+def _overflowing(ctx: Context) -> bool:
     grew = ctx.activation_matrix
-    if grew.size and np.nanmax(np.abs(grew[np.isfinite(grew)]), initial=0) > 1e18:
+    return bool(grew.size and np.nanmax(np.abs(grew[np.isfinite(grew)]), initial=0) > 1e18)
+
+
+_OVERFLOW = Remedy(
+    "activations grow until they overflow: the init scale is too large for this depth; "
+    "re-initialise (Kaiming/Xavier/LSUV) and clip gradients",
+    "kaiming_normal",
+    "gp.init.apply(model, 'kaiming_normal')",
+)
+
+
+def _module_remedy(ctx: Context, event: Event) -> Remedy:
+    if _overflowing(ctx):
+        return _OVERFLOW
+    kind = ctx.module_type(event.layer) or "this module"
+    if event.phase == "forward":
         return Remedy(
-            "activations grow until they overflow: the init scale is too large for this "
-            "depth; re-initialise (Kaiming/Xavier/LSUV) and clip gradients",
-            "kaiming_normal",
-            "gp.init.apply(model, 'kaiming_normal')",
+            f"{kind} turned finite inputs into NaN/Inf: a log or sqrt of a value ≤ 0, a "
+            f"division by ~0, or an exp that overflows; clamp the input (x.clamp_min(eps)), "
+            f"use stable forms (log_softmax, logsumexp, log1p), or compute in float32 under "
+            f"autocast"
         )
-    kind = ctx.module_type(event.layer)
+    if _PARAM in event.detail:
+        return Remedy(
+            f"the weight gradient of {kind} overflowed although the gradient reaching it was "
+            f"finite (large activations times large gradients): lower the learning rate, clip "
+            f"gradients (torch.nn.utils.clip_grad_norm_), or compute in float32",
+            None,
+            "torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)",
+        )
     return Remedy(
-        f"{kind or 'this module'} turned finite inputs into NaN/Inf: a log or sqrt of a "
-        f"value ≤ 0, a division by ~0, or an exp that overflows; clamp the input "
-        f"(x.clamp_min(eps)), use stable forms (log_softmax, logsumexp, log1p), or compute "
-        f"in float32 under autocast",
+        f"the backward of {kind} turned a finite gradient into NaN/Inf: the derivative of a "
+        f"sqrt, norm or pow at 0, or of a log near 0, is infinite; add an eps inside "
+        f"(torch.sqrt(x + eps), x.norm() + eps) or clamp the input",
+    )
+
+
+_LOSS = Remedy(
+    "the loss is NaN/Inf although the model's output was finite: a log of 0 or of a "
+    "negative value, a division by zero, or a target out of the loss's range; use the "
+    "stable losses on logits (F.cross_entropy, F.binary_cross_entropy_with_logits) and "
+    "check the targets",
+    None,
+    "assert torch.isfinite(loss), loss",
+)
+
+
+def _describe(event: Event, layer: str, amount: str) -> tuple[str, str]:
+    """(what happened, where) for one event, in words; ``amount`` the share of values."""
+    if event.phase == "forward":
+        if layer == "(input)":
+            return f"the model input contains NaN/Inf{amount}", layer
+        return f"{layer} turned finite inputs into NaN/Inf{amount}", layer
+    if _ARRIVED in event.detail:
+        return (
+            f"the gradient reaching {layer} (the module nearest the loss) was already "
+            f"NaN/Inf{amount}: the loss, or an operation after the last module, was NaN/Inf",
+            "(loss)",
+        )
+    if _PARAM in event.detail:
+        return f"{layer}'s weight gradient became NaN/Inf{amount}", layer
+    return f"{layer} turned a finite gradient into NaN/Inf{amount} in its backward", layer
+
+
+def _target_finding(fraction: float, step: int | None) -> Finding:
+    return Finding(
+        kind="non_finite",
+        layer="(target)",
+        severity="error",
+        step=step,
+        evidence={"phase": "loss", "target_nonfinite_fraction": fraction},
+        remedy=Remedy(
+            f"the targets contain NaN/Inf: {_CLEAN_DATA}", None, "assert torch.isfinite(y).all()"
+        ),
+        message=(
+            f"the target contains NaN/Inf ({fraction:.3g} of its values), so the loss and "
+            f"every gradient are NaN/Inf"
+        ),
     )
 
 
 @RULES.register("non_finite")
 def non_finite(ctx: Context) -> list[Finding]:
+    events = ctx.run.events()
+    target = ctx.run.meta.get("target_nonfinite")
+    target = float(target) if isinstance(target, (int, float)) and target > 0 else None
     findings = []
-    for event in ctx.run.events():
-        where = "produced" if event.phase == "forward" else "received a gradient with"
+    if target is not None:
+        first = min((e.step for e in events), default=ctx.steps[0] if ctx.steps else None)
+        findings.append(_target_finding(target, first))
+    forward = [e for e in events if e.phase == "forward"]
+    for event in events:
         layer = event.layer if event.layer is not None else "(input)"
+        share = _SHARE.search(event.detail or "")
+        amount = f" ({share.group(1)} of its values)" if share else ""
+        what, where = _describe(event, layer, amount)
+        cause = None
+        if event.phase == "backward":
+            earlier = [e for e in forward if e.step <= event.step]
+            if earlier:
+                cause = earlier[0].layer or "(input)"
+            elif target is not None and _ARRIVED in event.detail:
+                cause = "(target)"
+        if cause is not None:
+            source = _SOURCE.get(cause, f"the NaN/Inf {cause} produced in the forward pass")
+            remedy = Remedy(f"a consequence of {source}: fix that one (see its finding)")
+            message = f"step {event.step}: {what}; a consequence of {source}"
+        else:
+            if where == "(input)":
+                remedy = Remedy(
+                    f"the data already contains NaN/Inf: {_CLEAN_DATA}",
+                    None,
+                    "assert torch.isfinite(x).all()",
+                )
+            elif where == "(loss)":
+                remedy = _LOSS
+            else:
+                remedy = _module_remedy(ctx, event)
+            message = (
+                f"first non-finite value in the {event.phase} pass at step {event.step}: {what}"
+            )
         findings.append(
             Finding(
                 kind="non_finite",
-                layer=layer,
-                severity="error",
+                layer=where,
+                severity="info" if cause is not None else "error",
                 step=event.step,
-                evidence={"phase": event.phase, "detail": event.detail},
-                remedy=_remedy(ctx, event),
-                message=(
-                    f"first non-finite value in the {event.phase} pass at step {event.step}: "
-                    f"{layer} {where} NaN/Inf {event.detail}".rstrip()
-                ),
+                evidence={
+                    "phase": event.phase,
+                    "detail": event.detail,
+                    "first_module": layer,
+                    **({"caused_by": cause} if cause is not None else {}),
+                },
+                remedy=remedy,
+                message=message,
             )
         )
     return findings

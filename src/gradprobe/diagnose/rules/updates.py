@@ -9,9 +9,24 @@ from ..finding import Finding, Remedy
 from . import RULES
 
 
+def _frozen(ctx: Context, params: list[str]) -> set[str]:
+    """Parameters that are not trained: listed in ``meta["frozen_params"]`` by the probe
+    (``requires_grad=False``), or without a gradient on any logged step (frozen, or not used
+    by the forward): their update ratio is 0 by design, not a too-low learning rate."""
+    frozen = set(ctx.run.meta.get("frozen_params") or [])
+    if ("param_grad", "rms") in set(ctx.run.quantities()):
+        with_grad = set(ctx.run.matrix("param_grad", "rms")[0])
+        frozen |= {n for n in params if n not in with_grad}
+    return frozen
+
+
 @RULES.register("updates")
 def updates(ctx: Context) -> list[Finding]:
     params = [la.name for la in ctx.run.layers("param") if la.name.endswith("weight")]
+    if not params:
+        return []
+    frozen = _frozen(ctx, params)
+    params = [n for n in params if n not in frozen]
     if not params:
         return []
     ratios = ctx.matrix("update", "ratio", params)
