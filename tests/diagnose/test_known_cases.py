@@ -1,11 +1,21 @@
-"""Each rule against a known truth built here (issue 4's cases)."""
+"""Each rule against a known truth built here (issue 4's cases): the rule must fire where the
+truth says so, with the truth's numbers, and stay silent where it does not.
 
+Every registered rule has a case in ``BROKEN`` (a test fails when a rule is added without
+one), run both through gp.check on a real model and on a run written by hand.
+"""
+
+import math
+
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import gradprobe as gp
 from gradprobe.diagnose import RULES, Thresholds, diagnose
+
+from ._synthetic import Event, linear_stack, synthetic_run
 
 
 def mlp(depth, width, act, d_in=32, d_out=10):
@@ -33,7 +43,7 @@ def test_sigmoid_standard_init_vanishes_at_the_lowest_layers(data):
     vanishing = [f for f in findings if f.kind == "vanishing"]
     assert len(vanishing) == 1
     f = vanishing[0]
-    assert f.layer == "0" and f.severity == "error"
+    assert f.layer == "0" and f.severity == "error" and f.onset == 0
     assert f.evidence["ratio_lowest_to_output"] < 1e-5
     assert f.evidence["growth_per_layer"] < 0.5
     assert "sigmoid" in f.remedy.text and f.remedy.scheme == "xavier_normal"
@@ -86,16 +96,24 @@ def test_tanh_weights_times_four_saturate(data):
     assert saturated["3"].evidence["saturated_fraction"] == pytest.approx(expected, abs=1e-6)
 
 
-def test_relu_bias_minus_three_dead_units_with_the_right_fraction(data):
+def test_relu_bias_minus_three_dead_units_exactly_where_brute_force_says(data):
+    """Every ReLU layer is judged: the finding set is the set of layers whose brute-force
+    dead fraction (≤ 0 on all 128 examples) is over the threshold, with that fraction."""
     torch.manual_seed(0)
     model = gp.init.apply(mlp(6, 128, nn.ReLU), "kaiming_normal", bias=-3.0)
     findings = gp.check(model, *data).findings
     dead = {f.layer: f for f in findings if f.kind == "dead_units"}
+    expected = {}
     with torch.no_grad():
-        h = model[:2](data[0])
-    expected = float((h <= 0).all(dim=0).float().mean())
-    if expected > Thresholds().dead_fraction:
-        assert dead["1"].evidence["dead_fraction"] == pytest.approx(expected)
+        h = data[0]
+        for i, m in enumerate(model):
+            h = m(h)
+            if isinstance(m, nn.ReLU):
+                expected[str(i)] = float((h <= 0).all(dim=0).float().mean())
+    over = {k for k, v in expected.items() if v > Thresholds().dead_fraction}
+    assert over and set(dead) == over  # layer 1 (11% dead) is not flagged, deeper ones are
+    for name in over:
+        assert dead[name].evidence["dead_fraction"] == pytest.approx(expected[name])
     assert dead["3"].evidence["dead_fraction"] == 1.0 and dead["3"].severity == "error"
 
 
@@ -107,9 +125,11 @@ class LogAt(nn.Module):
 def test_log_of_negative_names_the_module(data):
     model = nn.Sequential(nn.Linear(32, 16), nn.Tanh(), LogAt(), nn.Linear(16, 10))
     findings = gp.check(model, *data).findings
-    nf = [f for f in findings if f.kind == "non_finite" and f.evidence["phase"] == "forward"]
-    assert nf[0].layer == "2" and nf[0].severity == "error"
-    assert "log" in nf[0].remedy.text
+    errors = [f for f in findings if f.kind == "non_finite" and f.severity == "error"]
+    assert [f.layer for f in errors] == ["2"]  # the backward NaN is its consequence
+    assert errors[0].evidence["phase"] == "forward"
+    assert "LogAt turned finite inputs into NaN/Inf" in errors[0].remedy.text
+    assert "2 turned finite inputs into NaN/Inf" in errors[0].message
 
 
 def test_nan_in_the_data_is_reported_as_the_data(data):
@@ -117,9 +137,10 @@ def test_nan_in_the_data_is_reported_as_the_data(data):
     x[3, 5] = float("nan")
     model = mlp(3, 16, nn.ReLU)
     findings = gp.check(model, x, data[1]).findings
-    first = next(f for f in findings if f.kind == "non_finite")
-    assert first.layer == "(input)"
-    assert "data" in first.remedy.text
+    errors = [f for f in findings if f.kind == "non_finite" and f.severity == "error"]
+    assert [f.layer for f in errors] == ["(input)"]
+    assert "data" in errors[0].remedy.text
+    assert "the model input contains NaN/Inf" in errors[0].message
 
 
 def test_vanilla_rnn_vanishes_through_time_and_lstm_forget_bias_helps():
@@ -169,16 +190,126 @@ def test_thresholds_are_overridable(data):
     assert kinds(strict) & {"vanishing", "exploding"}
 
 
-@pytest.mark.parametrize("name", RULES.names())
-def test_every_rule_runs_through_the_registry_on_a_healthy_and_a_broken_run(name, data):
-    torch.manual_seed(0)
-    healthy = gp.check(gp.init.apply(mlp(5, 32, nn.Tanh), "xavier_normal"), *data).run
-    assert RULES.get(name).__call__ is not None
-    assert [f for f in diagnose(healthy, rules=[name]) if f.severity != "info"] == []
-    broken = gp.init.apply(mlp(12, 32, nn.Tanh), "normal", std=3.0)
-    found = diagnose(gp.check(broken, *data).run, rules=[name])
+# -- every rule: a run written by hand where it must fire, and one where it must not ------
+
+MODULES, LINEARS = linear_stack(5)
+WEIGHTS = [f"{n}.weight" for n in LINEARS]
+
+
+def _profile(ratio_per_layer: float, step: int = 0):
+    """grad_output rms falling by ``ratio_per_layer`` per layer towards the input."""
+    top = len(LINEARS) - 1
+    return [(n, "grad_output", "rms", ratio_per_layer ** (top - i)) for i, n in enumerate(LINEARS)]
+
+
+def _acts(stat, value):
+    return [(m, "activation", stat, value) for m, t, _ in MODULES if t != "Linear"]
+
+
+def _updates(value):
+    return [(w, "update", "ratio", value) for w in WEIGHTS] + [
+        (w, "param_grad", "rms", 1.0) for w in WEIGHTS
+    ]
+
+
+def _stack_run(steps, events=(), modules=MODULES):
+    return synthetic_run(modules, steps, params=WEIGHTS, events=events)
+
+
+def _rnn_run(decay):
+    run = synthetic_run([("rnn", "RNN", None), ("head", "Linear", None)], {0: []})
+    run.write_step(0, [], series=[("rnn", "rnn_grad_input_t", list(decay))], mark_step=False)
+    return run
+
+
+def _grads(values):
+    return [(n, "grad_output", "rms", v) for n, v in zip(LINEARS, values, strict=True)]
+
+
+RELU_MODULES = linear_stack(5, ("ReLU", "relu"))[0]
+NAN_AT_4 = (Event(0, "forward", "4", "the output of 4 contained NaN/Inf (0.5 of its values)"),)
+
+# rule -> (a run where it must fire, one where it must not, the kind, its severities)
+BROKEN = {
+    "depth_profile": (
+        lambda: _stack_run({0: _profile(0.1)}),
+        lambda: _stack_run({0: _profile(1.0)}),
+        "vanishing",
+        {"warning"},
+    ),
+    "fluctuation": (  # lowest/output = 1, but 80× between layers
+        lambda: _stack_run({0: _grads([1, 30, 0.5, 40, 1])}),
+        lambda: _stack_run({0: _grads([1, 2, 0.5, 3, 1])}),
+        "fluctuation",
+        {"info"},
+    ),
+    "saturated": (
+        lambda: _stack_run({0: _acts("saturated", 0.7)}),
+        lambda: _stack_run({0: _acts("saturated", 0.05)}),
+        "saturated",
+        {"error"},
+    ),
+    "dead_units": (
+        lambda: _stack_run({0: [(m, "activation", "dead", 0.95) for m in "13"]}, (), RELU_MODULES),
+        lambda: _stack_run({0: [(m, "activation", "dead", 0.3) for m in "13"]}, (), RELU_MODULES),
+        "dead_units",
+        {"error"},
+    ),
+    "non_finite": (
+        lambda: _stack_run({0: _profile(1.0)}, NAN_AT_4),
+        lambda: _stack_run({0: _profile(1.0)}),
+        "non_finite",
+        {"error"},
+    ),
+    "updates": (
+        lambda: _stack_run({0: _updates(0.5), 1: _updates(0.5)}),
+        lambda: _stack_run({0: _updates(1e-3), 1: _updates(1e-3)}),
+        "large_updates",
+        {"warning"},
+    ),
+    "through_time": (
+        lambda: _rnn_run(np.geomspace(1e-4, 1.0, 50)),
+        lambda: _rnn_run(np.ones(50)),
+        "vanishing",
+        {"warning"},
+    ),
+    "recorded": (
+        lambda: _stack_run({}),
+        lambda: _stack_run({0: _profile(1.0)}),
+        "no_steps",
+        {"warning"},
+    ),
+}
+
+
+def test_every_registered_rule_has_a_known_case():
+    assert set(RULES.names()) == set(BROKEN)
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_each_rule_fires_on_its_broken_run_and_not_on_the_healthy_one(name):
+    broken, healthy, kind, severities = BROKEN[name]
+    found = diagnose(broken(), rules=[name])
+    assert found and {f.kind for f in found} == {kind}, found
+    assert {f.severity for f in found} == severities
     for f in found:
-        assert f.evidence and f.message and f.remedy.text
+        assert f.message and f.remedy.text and f.evidence
+        assert all(isinstance(v, (int, float, str, list, dict)) for v in f.evidence.values())
+    assert diagnose(healthy(), rules=[name]) == []
+
+
+def test_the_evidence_carries_the_numbers_that_were_written():
+    f = diagnose(_stack_run({0: _profile(0.1)}), rules=["depth_profile"])[0]
+    assert f.evidence["ratio_lowest_to_output"] == pytest.approx(1e-4)
+    assert f.evidence["growth_per_layer"] == pytest.approx(0.1)
+    assert f.severity == "warning"  # 1e-4 is above the 1e-5 error line
+    f = diagnose(_stack_run({0: _profile(0.01)}), rules=["depth_profile"])[0]
+    assert f.severity == "error" and f.evidence["ratio_lowest_to_output"] == pytest.approx(1e-8)
+    # reported at the first step that crossed, with how many did
+    steps = {0: _profile(1.0), 5: _profile(0.1), 9: _profile(0.1)}
+    f = diagnose(_stack_run(steps), rules=["depth_profile"])[0]
+    assert (f.step, f.onset, f.evidence["steps_affected"]) == (5, 5, 2)
+    assert not math.isnan(f.evidence["worst_ratio"])
 
 
 def test_diagnose_rejects_what_is_not_a_run():
