@@ -137,13 +137,13 @@ _KEEP = {
     "act_std": 90,
     "grad_rms": 85,
     "grad_ratio": 80,
+    "theory_ratio": 79,  # beside the measured ratio it predicts
     "dead": 75,
     "saturated": 75,
     "nonfinite": 70,
     "weight_grad": 50,
     "update_ratio": 45,
     "act_max": 40,
-    "theory_ratio": 30,
 }
 _TYPE_KEEP = 60
 
