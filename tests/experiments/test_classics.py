@@ -1,5 +1,13 @@
 """Each classic experiment's quick preset (sometimes smaller, via overrides) runs, and shows
-the fact it exists to show, asserted on its own measured numbers."""
+the fact it exists to show, asserted on its own measured numbers.
+
+Numbers at initialisation are checked against theory. Numbers after training (loss,
+accuracy) differ with the CPU's float kernels: a training run is a chaotic map, and another
+machine's rounding is much like another seed (trainability's seed 0 reached 91.4 % here and
+78.1 % on an AMD EPYC). So no trained number meets a fixed line: each test compares two
+configurations of the same run, with a margin set from their difference measured over
+seeds 0-4 (written beside each assertion; measured on the 2-core development machine,
+torch 2.x CPU, one thread)."""
 
 import itertools
 import math
@@ -75,13 +83,18 @@ def test_glorot2010_training_table(glorot):
 def test_he2015_30_layers(tmp_path_factory):
     r = quick(tmp_path_factory, "he2015", seeds=1, depths=(30,))
     he, xavier = r.numbers["30"]["he"], r.numbers["30"]["xavier"]
-    assert he["final_loss"]["mean"] < xavier["final_loss"]["mean"] - 0.3
-    assert xavier["final_loss"]["mean"] > 0.95 * math.log(10)  # stalls at chance
-    assert xavier["started_at"] == [None]
-    assert he["diverged"] == 0 and xavier["diverged"] == 0
     # at init: Xavier's gradient shrinks by ~√2 per ReLU layer towards the input, He's is flat
     assert xavier["init_log2_ratio_per_layer"] == pytest.approx(-0.5, abs=0.1)
     assert abs(he["init_log2_ratio_per_layer"]) < 0.1
+    # in training, the two inits of this run compared. The best windowed loss, Xavier's minus
+    # He's, over seeds 0-4: 1.06, 1.43, 1.19, 1.29, 1.25 (mean 1.24, sd 0.13): margin 0.3.
+    # (The final loss is no measure: He's curve is unstable at this lr and climbs back to
+    # 2.28 for seed 4, 0.03 under Xavier's, although it reached 1.06 on the way.)
+    curve = {u["init"]: n["curve_loss"] for u, n in r.units}
+    assert min(curve["he"]) < min(curve["xavier"]) - 0.3
+    # Xavier's loss does not move: its curve's range over He's, seeds 0-4, 0.0009-0.0014
+    spread = {k: max(c) - min(c) for k, c in curve.items()}
+    assert spread["xavier"] < 0.05 * spread["he"]
 
 
 def test_remedies(tmp_path_factory):
@@ -92,13 +105,17 @@ def test_remedies(tmp_path_factory):
     # σ' <= 1/4: the first layer's gradient underflows float32 to exactly 0 at init
     assert n["baseline"]["init_first_layer_underflow"] == [True]
     assert n["batchnorm"]["init_first_layer_underflow"] == [False]
-    chance = math.log(10)
-    assert n["baseline"]["final_loss"]["mean"] > 0.95 * chance and not n["baseline"]["fixed"]
     for cure in ("batchnorm", "residual"):
-        assert n[cure]["final_loss"]["mean"] < 0.7 * chance, cure
         assert "vanishing" not in n[cure]["findings_at_init"]
-    # clipping bounds exploding gradients; it does not cure vanishing ones
-    assert n["clipping"]["final_loss"]["mean"] > 0.95 * chance and not n["clipping"]["fixed"]
+    # in training, each variant against the baseline of the same run. Final loss, baseline
+    # minus cure, over seeds 0-4: batchnorm 1.70-1.75 (mean 1.73, sd 0.02), residual
+    # 1.35-1.50 (mean 1.44, sd 0.07): margin 0.5 for both
+    loss = {v: n[v]["final_loss"]["mean"] for v in variants}
+    for cure in ("batchnorm", "residual"):
+        assert loss[cure] < loss["baseline"] - 0.5, cure
+    # clipping bounds exploding gradients; it does not cure vanishing ones: at norm 1 it never
+    # acts on these gradients, and its loss equalled the baseline's exactly for seeds 0-4
+    assert abs(loss["clipping"] - loss["baseline"]) < 0.1 * (loss["baseline"] - loss["residual"])
 
 
 def test_rnn_vs_lstm_gradient_through_time_at_init(tmp_path_factory):
@@ -114,6 +131,8 @@ def test_rnn_vs_lstm_gradient_through_time_at_init(tmp_path_factory):
     assert at50["lstm_fb1"]["first_over_last"]["mean"] < fb3
     assert at200["rnn_orthogonal"]["first_over_last"]["mean"] > 0  # slower decay than torch's
     for v in ("lstm_fb1", "rnn_clip"):
+        # the training part ran: Adam moves each weight by at most lr = 1e-3 a step, so 20
+        # steps from a finite init cannot reach a non-finite MSE on any machine
         assert math.isfinite(r.numbers["train"]["20"][v]["test_mse"]["mean"])
 
 
@@ -122,8 +141,12 @@ def test_trainability(tmp_path_factory):
     acc = dict(zip(n["sigma_w2"], n["test_accuracy"][n["depths"].index(30)], strict=True))
     six_xi = dict(zip(n["sigma_w2"], n["six_xi_c"], strict=True))
     assert six_xi[0.5] < 30 < six_xi[1.5]  # theory: depth 30 is too deep when ordered
-    assert acc[0.5] < 20 and acc[1.5] > 80  # chance is 10 %
     assert n["critical_sigma_w2"] == pytest.approx(1.76, abs=0.02)
+    # and in training, the two cells of this run: test accuracy at σ_w² 1.5 minus 0.5, over
+    # seeds 0-4: 81.4, 84.2, 79.4, 78.1, 82.8 points (mean 81.2, sd 2.4; σ_w² 0.5 stays at
+    # 10.0, chance, for every seed). An AMD EPYC gave 78.1 % for seed 0 at σ_w² 1.5, 13
+    # points under this machine's 91.4: margin 40, half the mean difference
+    assert acc[1.5] > acc[0.5] + 40
 
 
 def test_glorot2010_weight_gradient_histograms(glorot):

@@ -26,7 +26,14 @@ def test_train_and_test_do_not_share_examples(name):
     assert torch.cdist(xt, x).min() > 1e-4
 
 
+@pytest.mark.parametrize("name", data.names())
+def test_train_size_is_the_default_training_split(name):
+    assert data.train_size(name) == len(data.load(name, n_test=1).x_train)
+
+
 def test_unknown_name_lists_the_datasets():
+    with pytest.raises(UnknownNameError, match="shapeset"):
+        data.train_size("shapset")
     with pytest.raises(UnknownNameError, match="shapeset"):
         data.load("shapset")
 
@@ -50,9 +57,22 @@ def test_digits_shape_labels_and_normalisation():
 
 
 def test_digits_are_learnable_by_a_linear_classifier():
+    """A ridge fit on the real labels against the same fit on shuffled labels, in one run.
+
+    Test accuracy, real minus shuffled, over seeds 0-4: 0.82, 0.78, 0.83, 0.84, 0.86
+    (mean 0.83, sd 0.03): margin 0.5. Ridge in float64 (λ = 1) has one solution whatever
+    LAPACK does; the plain least squares this replaces is rank-deficient here (the border
+    pixels are always 0), so its answer was the solver's choice: 0.66-0.83 over seeds."""
     x, y, xt, yt = data.load("digits", seed=0, flatten=True)
-    w = torch.linalg.lstsq(_bias(x), torch.nn.functional.one_hot(y).float()).solution
-    assert ((_bias(xt) @ w).argmax(1) == yt).float().mean() > 0.75
+    shuffled = y[torch.randperm(len(y), generator=torch.Generator().manual_seed(0))]
+    real, chance = (_ridge_accuracy(x, labels, xt, yt) for labels in (y, shuffled))
+    assert real > chance + 0.5, (real, chance)
+
+
+def _ridge_accuracy(x, y, xt, yt, lam=1.0):
+    a, b = _bias(x).double(), torch.nn.functional.one_hot(y, 10).double()
+    w = torch.linalg.solve(a.T @ a + lam * torch.eye(a.shape[1], dtype=a.dtype), a.T @ b)
+    return ((_bias(xt).double() @ w).argmax(1) == yt).double().mean().item()
 
 
 def test_synthetic_is_unit_variance():
