@@ -122,17 +122,38 @@ class Guard:
     def _params(self) -> list[torch.Tensor]:
         return [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
 
-    def _before_step(self, optimizer, args, kwargs) -> None:
+    def _before_step(self, optimizer, args, kwargs):
+        """Judge the step's gradients; with a closure (which computes them), judge once the
+        closure has run: the closure is wrapped (a step pre-hook may replace the arguments)."""
         step = self.step_count
         self.step_count += 1
         self._verdict, self._kept = "good", None
         if self._snapshot is None and self.snapshot_every:
             self._take_snapshot(step)
+        # args[0] is the optimizer itself (torch's step wrapper passes it on)
+        closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
+        if closure is None:
+            self._judge_step(step, optimizer, keep=type(optimizer) not in _SKIP_NONE_GRADS)
+            return None
+        judged = []
+
+        def guarded_closure(*a, **k):
+            loss = closure(*a, **k)
+            if not judged:  # the first evaluation decides (LBFGS evaluates several times)
+                judged.append(True)
+                self._judge_step(step, optimizer, keep=True)
+            return loss
+
+        if "closure" in kwargs:
+            return args, {**kwargs, "closure": guarded_closure}
+        return (args[0], guarded_closure, *args[2:]), kwargs
+
+    def _judge_step(self, step: int, optimizer, keep: bool) -> None:
         params = self._params()
         if not params:
             self._verdict = "empty"
             return
-        norms = torch._foreach_norm([p.grad.detach().float() for p in params])
+        norms = torch._foreach_norm([_values(p.grad) for p in params])
         total = float(torch.linalg.vector_norm(torch.stack([n.to(norms[0].device) for n in norms])))
         reason = self._judge(total)
         if reason is None:
@@ -158,8 +179,7 @@ class Guard:
         self.consecutive_bad += 1
         if self.consecutive_bad >= self.max_bad and self._snapshot is not None:
             self._restore(step)
-        if type(optimizer) not in _SKIP_NONE_GRADS or args or kwargs:
-            # another optimizer may update without gradients; a closure computes new ones
+        if keep:  # another optimizer may update without gradients; so may LBFGS's closure
             self._kept = self._keep()
 
     def _after_step(self, optimizer, args, kwargs) -> None:
@@ -241,6 +261,17 @@ class Guard:
         )
 
 
+def _values(g: torch.Tensor) -> torch.Tensor:
+    """A gradient's values for its norm: float32, a sparse one's stored values (its norm is
+    theirs), a complex one's real and imaginary parts."""
+    g = g.detach()
+    if g.layout != torch.strided:
+        g = g.coalesce().values() if g.is_sparse else g.to_dense()
+    if g.is_complex():
+        g = torch.view_as_real(g)
+    return g.float()
+
+
 def _check_options(explode_factor, warmup, ema, max_bad, snapshot_every) -> None:
     def whole(v, least: int) -> bool:
         return isinstance(v, int) and not isinstance(v, bool) and v >= least
@@ -280,6 +311,10 @@ def check_options(options: dict, reserved: tuple[str, ...] = ()) -> dict:
     defaults = {n: p.default for n, p in inspect.signature(Guard).parameters.items()}
     merged = {**defaults, **options}
     _check_options(*(merged[n] for n in _CHECKED))
+    for name in ("on_restore", "on_skip", "on_step"):
+        fn = options.get(name)
+        if fn is not None and not callable(fn):
+            raise InvalidInputError(f"{name} must be a function or None, got {fn!r}")
     return dict(options)
 
 

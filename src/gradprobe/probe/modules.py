@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -59,7 +60,8 @@ def watched_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def primary_tensor(output: object) -> torch.Tensor | None:
     """The output that is recorded: the first floating-point tensor, depth first, in a
-    tensor, tuple/list, dict or PackedSequence (its ``.data``); None if there is none."""
+    tensor, tuple/list, dict, dataclass or PackedSequence (its ``.data``); None if there is
+    none."""
     if isinstance(output, torch.Tensor):
         return output if output.is_floating_point() or output.is_complex() else None
     if isinstance(output, PackedSequence):
@@ -68,6 +70,8 @@ def primary_tensor(output: object) -> torch.Tensor | None:
         items = output
     elif isinstance(output, dict):
         items = output.values()
+    elif dataclasses.is_dataclass(output) and not isinstance(output, type):
+        items = [getattr(output, f.name, None) for f in dataclasses.fields(output)]
     else:
         return None
     for item in items:

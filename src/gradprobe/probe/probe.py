@@ -119,7 +119,7 @@ class Probe:
 
     def _hook_params(self) -> None:
         """A gradient hook on every trainable parameter; one unfrozen later gets its hook at
-        the next logged step (frozen tensors cannot be hooked)."""
+        the first forward of the next logged step (frozen tensors cannot be hooked)."""
         for i, (n, p) in enumerate(self._params):
             if p.requires_grad and i not in self._hooked and n in self._param_slot:
                 rec = BwdRec("param", self._param_slot[n], n)
@@ -129,12 +129,10 @@ class Probe:
     # -- per-step state --------------------------------------------------------------------
     def _begin_step(self) -> None:
         logged = False
-        try:  # the user's schedule, hooks for unfrozen parameters: never stops the loop
+        try:  # the user's schedule: never stops the loop
             logged = bool(self._schedule(self._step))
-            if logged:
-                self._hook_params()
         except Exception as err:
-            self._hook_failed(f"start of step {self._step}", err)
+            self._hook_failed(f"schedule at step {self._step}", err)
         self._state = st = StepState(self._step, logged, R.Packer(self._dist))
         if not logged:
             return
@@ -173,9 +171,11 @@ class Probe:
         def hook(module, args, kwargs=None):
             if not self.hooks.active or not self._want_fwd():
                 return
-            t = primary_tensor((args, kwargs))
-            if self._state.logged:
-                self._state.called.setdefault(slot.name)
+            t, st = primary_tensor((args, kwargs)), self._state
+            if st.logged:
+                if not st.called:  # the step's first forward: parameters unfrozen since
+                    self._hook_params()
+                st.called.setdefault(slot.name)
             if t is not None and t.numel():
                 self._record_fwd(slot, t)
 
