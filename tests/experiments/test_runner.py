@@ -185,29 +185,58 @@ def test_a_run_leaves_the_callers_random_state_and_threads_alone(tmp_path):
 
 
 def test_an_executor_plugs_in_through_submit_completed_close(tmp_path):
-    """The seam a Ray executor uses: any object with these three methods runs the units."""
-    from gradprobe.experiments._execute import InProcess
+    """The seam a Ray executor uses (docs/EXPERIMENTS.md): any object with these three
+    methods, built on the public ``compute`` and ``Done``, runs the units."""
+    from gradprobe.experiments import Done, compute
 
-    class Recording(InProcess):
+    class Deferred:  # as the docs' RayExecutor, with "remote" calls made at collection
         def __init__(self):
-            super().__init__()
-            self.keys, self.closed = [], []
+            self.jobs, self.closed = {}, []
 
         def submit(self, job):
-            self.keys.append(job.key)
-            super().submit(job)
+            self.jobs[job.key] = job
+
+        def completed(self):
+            for key in sorted(self.jobs, reverse=True):  # finishing out of order
+                numbers, seconds = compute(self.jobs.pop(key))
+                yield Done(key, numbers, seconds)
 
         def close(self, cancel=False):
             self.closed.append(cancel)
 
-    ex = Recording()
+    ex = Deferred()
     r = gp.experiments.run("matrix_chain", out=tmp_path, quiet=True, executor=ex, seeds=2, **SMALL)
-    assert ex.keys == ["seed=0", "seed=1"] and ex.closed == [False]
+    assert ex.closed == [False] and [u for u, _ in r.units] == [{"seed": 0}, {"seed": 1}]
     same = gp.experiments.run("matrix_chain", out=tmp_path / "b", quiet=True, seeds=2, **SMALL)
-    assert r.numbers == same.numbers
-    assert json.loads((r.folder / "run.json").read_text())["executor"] == "Recording"
+    assert r.numbers == same.numbers and r.units == same.units
+    info = json.loads((r.folder / "run.json").read_text())
+    assert info["executor"] == "Deferred" and info["workers"] is None
     with pytest.raises(InvalidInputError, match="not both"):
         gp.experiments.run("matrix_chain", out=tmp_path, executor=ex, workers=2, **SMALL)
+
+
+def test_an_executors_error_stops_the_run_and_names_the_unit(tmp_path):
+    from gradprobe.experiments import Done
+
+    class Failing:
+        def __init__(self):
+            self.keys, self.closed = [], []
+
+        def submit(self, job):
+            self.keys.append(job.key)
+
+        def completed(self):
+            yield Done(self.keys[0], None, 0.0, RuntimeError("node lost"))
+
+        def close(self, cancel=False):
+            self.closed.append(cancel)
+
+    ex = Failing()
+    with pytest.raises(RuntimeError, match="node lost"):
+        gp.experiments.run("matrix_chain", out=tmp_path, quiet=True, executor=ex, **SMALL)
+    info = json.loads((tmp_path / "matrix_chain" / "run.json").read_text())
+    assert info["status"] == "failed" and info["failed_unit"] == "seed=0"
+    assert "node lost" in info["error"] and ex.closed == [True]
 
 
 def test_cli_list(capsys):

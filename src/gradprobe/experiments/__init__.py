@@ -19,8 +19,8 @@ import importlib
 from typing import Any
 
 _RUNNER_NAMES = (
-    "EXPERIMENTS", "Executor", "Experiment", "ExperimentRun", "Job", "Plan", "Result", "config",
-    "load", "names", "plan", "register", "run", "run_unit",
+    "EXPERIMENTS", "Done", "Executor", "Experiment", "ExperimentRun", "Job", "Plan", "Result",
+    "compute", "config", "load", "names", "plan", "register", "run", "run_unit",
 )  # fmt: skip
 
 __all__ = list(_RUNNER_NAMES)

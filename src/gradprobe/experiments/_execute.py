@@ -6,6 +6,8 @@ The executor is the seam between the runner and where units run. It takes
 :class:`InProcess` runs them one by one in this process, :class:`ProcessPool` in spawned
 processes; another (Ray, Slurm) needs only these three methods. A job is plain data
 (picklable) and :func:`compute` is a module-level function, so any executor can ship both.
+``compute`` sets the process's random state and torch threads while it runs: an executor
+runs one at a time per process (processes, not threads, for parallel units).
 
 Each unit draws its random numbers from its own ``seed`` on ``threads`` torch threads,
 so its numbers do not depend on the executor, and it leaves the caller's global random

@@ -25,7 +25,7 @@ from typing import Any
 
 from ..errors import InvalidInputError, RunStoreError, UnknownNameError
 from ._config import parse_sets, resolve
-from ._execute import Executor, Job, compute, local
+from ._execute import Done, Executor, Job, compute, local
 from ._experiment import EXPERIMENTS, Experiment, register
 from ._experiment import get as get_experiment
 from ._folder import as_json, read_json, unit_key
@@ -33,8 +33,8 @@ from ._plan import Plan, plan
 from ._progress import Progress
 
 __all__ = [
-    "EXPERIMENTS", "Executor", "Experiment", "ExperimentRun", "Job", "Plan", "Result", "config",
-    "load", "names", "plan", "register", "run", "run_unit",
+    "EXPERIMENTS", "Done", "Executor", "Experiment", "ExperimentRun", "Job", "Plan", "Result",
+    "compute", "config", "load", "names", "plan", "register", "run", "run_unit",
 ]  # fmt: skip
 
 
