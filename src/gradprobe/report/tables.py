@@ -156,9 +156,12 @@ def layer_table(run: Run, step: int | None = None, title: str | None = None) -> 
         title = f"layers at step {t.step}" if t.step is not None else "no logged step"
     columns = t.columns
     keep = dict(_KEEP)
-    for key in ("saturated", "dead", "nonfinite"):  # a share column of zeros goes first
-        if not any((r.get(key) or 0) != 0 for r in t.rows):
-            keep[key] = 10
+    for key in ("saturated", "dead", "nonfinite"):
+        values = [r[key] for r in t.rows if r.get(key) is not None]
+        if all(v == 0 for v in values):
+            keep[key] = 10  # a column of zeros goes first
+        elif any(not v < 0.1 for v in values):  # a share a finding is made of (or NaN) stays
+            keep[key] = 88
     if keep["nonfinite"] > 10:
         keep["nonfinite"] = 95  # NaN/Inf is the first thing to see
     specs = [Col("layer", "name", 100, "left"), Col("type", "text", _TYPE_KEEP, "left")]
