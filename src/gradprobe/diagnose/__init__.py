@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import types
+from collections.abc import Mapping
 
 from ..errors import InvalidInputError
 from ..run import Run
@@ -19,10 +20,12 @@ from .thresholds import Thresholds
 
 
 def diagnose(
-    run: Run, thresholds: Thresholds | None = None, rules: list[str] | None = None
+    run: Run | str | os.PathLike,
+    thresholds: Thresholds | Mapping[str, float] | None = None,
+    rules: list[str] | str | None = None,
 ) -> list[Finding]:
     """Run every registered rule (or those named) over ``run`` (a Run or a run file's path);
-    most severe first."""
+    most severe first. ``thresholds``: a :class:`Thresholds` or a dict of its fields."""
     if isinstance(run, (str, os.PathLike)):
         run = Run.load(run)
     if not isinstance(run, Run):
@@ -30,9 +33,26 @@ def diagnose(
             f"diagnose needs a gradprobe Run (from gp.check, gp.watch or Run.load), got "
             f"{type(run).__name__}"
         )
-    ctx = Context(run, thresholds or Thresholds())
+    if thresholds is None:
+        thresholds = Thresholds()
+    elif isinstance(thresholds, Mapping):
+        thresholds = Thresholds(**thresholds)
+    elif not isinstance(thresholds, Thresholds):
+        raise InvalidInputError(
+            f"thresholds must be a gp.diagnose.Thresholds (or a dict of its fields), got "
+            f"{type(thresholds).__name__}"
+        )
+    if isinstance(rules, str):
+        rules = [rules]
+    try:
+        names = RULES.names() if rules is None else list(rules)
+    except TypeError:
+        raise InvalidInputError(
+            f"rules must be a list of rule names ({', '.join(RULES.names())}), got {rules!r}"
+        ) from None
+    ctx = Context(run, thresholds)
     findings: list[Finding] = []
-    for name in rules if rules is not None else RULES.names():
+    for name in names:
         findings.extend(RULES.get(name)(ctx))
     return sorted(findings, key=lambda f: (SEVERITY_ORDER[f.severity], f.step or 0))
 

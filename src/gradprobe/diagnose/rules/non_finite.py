@@ -123,6 +123,23 @@ def _target_finding(fraction: float, step: int | None) -> Finding:
     )
 
 
+def _loss_finding(loss: float, step: int) -> Finding:
+    """The loss is NaN/Inf while the output and the gradients were finite (the backward of
+    log(x < 0) is 1/x: finite), e.g. a loss of the user's own outside its domain."""
+    return Finding(
+        kind="non_finite",
+        layer="(loss)",
+        severity="error",
+        step=step,
+        evidence={"phase": "loss", "loss": str(loss)},
+        remedy=_LOSS,
+        message=(
+            f"the loss is {loss} although the model's output was finite (its gradients were "
+            f"finite too, so training would follow a meaningless loss)"
+        ),
+    )
+
+
 @RULES.register("non_finite")
 def non_finite(ctx: Context) -> list[Finding]:
     events = ctx.run.events()
@@ -133,6 +150,10 @@ def non_finite(ctx: Context) -> list[Finding]:
         first = min((e.step for e in events), default=ctx.steps[0] if ctx.steps else None)
         findings.append(_target_finding(target, first))
     forward = [e for e in events if e.phase == "forward"]
+    loss = ctx.run.meta.get("loss")
+    arrived = any(e.phase == "backward" and _ARRIVED in e.detail for e in events)
+    if isinstance(loss, float) and not np.isfinite(loss) and not (target or forward or arrived):
+        findings.append(_loss_finding(loss, min((e.step for e in events), default=0)))
     for event in events:
         layer = event.layer if event.layer is not None else "(input)"
         share = _SHARE.search(event.detail or "")
