@@ -118,15 +118,9 @@ def theory(
     plot: Annotated[Path | None, typer.Option(help="write the phase diagram to this PNG")] = None,
 ) -> None:
     """Mean-field predictions: q*, χ₁, depth scales, phase and gradient ratio across depth."""
-    from .report.terminal import console
-    from .theory._table import summary_table
+    from .app.theory import run_theory
 
-    console().print(summary_table(activation, sigma_w2, sigma_b2, depth, q0))
-    if plot is not None:
-        from .theory.phase import phase_diagram, plot_phase_diagram
-
-        plot_phase_diagram(phase_diagram(activation), plot, point=(sigma_w2, sigma_b2))
-        console().print(f"phase diagram written to {plot}")
+    raise typer.Exit(run_theory(activation, sigma_w2, sigma_b2, depth, q0, plot))
 
 
 @app.command("run")

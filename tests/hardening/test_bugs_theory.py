@@ -31,7 +31,7 @@ from gradprobe.theory import (
     resolve,
     spectrum_prediction,
 )
-from gradprobe.theory._table import summary_table
+from gradprobe.report.theory_table import summary_table
 from gradprobe.theory.kernels import D, V, dV
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "gradprobe"

@@ -6,8 +6,8 @@ import math
 
 from rich.table import Table
 
-from .meanfield import critical_sigma_w2, mean_field
-from .trajectory import propagate
+from ..theory.meanfield import critical_sigma_w2, mean_field
+from ..theory.trajectory import propagate
 
 _PHASE_STYLE = {"ordered": "cyan", "critical": "green", "chaotic": "magenta"}
 
