@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +40,21 @@ def register(experiment: Experiment) -> Experiment:
     return EXPERIMENTS.register(experiment.name, experiment)
 
 
+def load_builtin() -> None:
+    """Register the built-in experiments (``catalog/``), once; also in a fresh worker process.
+
+    The catalog depends on this registry, not the other way round: it is loaded by name,
+    as a plugin, so the registry has no import of it (and no import cycle)."""
+    importlib.import_module(f"{__package__}.catalog")
+
+
 def get(name: str) -> Experiment:
     """The experiment ``name``; the built-in ones are registered on first use."""
-    from . import catalog  # noqa: F401  (also in a fresh worker process)
-
+    load_builtin()
     return EXPERIMENTS.get(name)
+
+
+def names(pattern: str | None = None) -> list[str]:
+    """Registered experiment names (glob ``pattern`` to filter)."""
+    load_builtin()
+    return EXPERIMENTS.names(pattern)

@@ -26,7 +26,7 @@ from typing import Any
 from ..errors import InvalidInputError, RunStoreError, UnknownNameError
 from ._config import parse_sets, resolve
 from ._execute import Done, Executor, Job, compute, local
-from ._experiment import EXPERIMENTS, Experiment, register
+from ._experiment import EXPERIMENTS, Experiment, names, register
 from ._experiment import get as get_experiment
 from ._folder import as_json, read_json, unit_key
 from ._plan import Plan, plan
@@ -57,13 +57,6 @@ class ExperimentRun:
 
 
 Result = ExperimentRun  # the name of earlier versions
-
-
-def names(pattern: str | None = None) -> list[str]:
-    """Registered experiment names (glob ``pattern`` to filter)."""
-    from . import catalog  # noqa: F401  (registers the built-in experiments)
-
-    return EXPERIMENTS.names(pattern)
 
 
 def config(name: str, preset: str = "quick", **overrides: Any) -> Any:
