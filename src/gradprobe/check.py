@@ -52,7 +52,7 @@ class CheckResult:
 
     def table(self):
         """A rich Table: one row per layer in execution order."""
-        from .report.check_table import check_table
+        from .report.tables import check_table
 
         return check_table(self.run, self.loss)
 

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from gradprobe.cli import main
+from gradprobe.report.summary import fmt
 
 MODELS = textwrap.dedent(
     """
@@ -76,4 +77,4 @@ def test_check_html_json_and_terminal_show_the_same_theory(setup, capsys):
         if row["kind"] != "Linear" or row["grad_var"] is None:
             continue
         line = next(ln for ln in terminal.splitlines() if re.match(rf"\W*{row['name']}\s", ln))
-        assert f"{row['grad_var'] ** 0.5:.3g}" in line, (row["name"], line)
+        assert fmt(row["grad_var"] ** 0.5) in line, (row["name"], line)

@@ -10,8 +10,8 @@ from rich.text import Text
 from ..diagnose import diagnose
 from ..errors import InvalidInputError
 from ..report.figures import as_run, run_figures, save
-from ..report.run_report import layer_table
 from ..report.summary import verdict
+from ..report.tables import layer_table
 from ..report.terminal import console, findings_table
 
 _STYLE = {"healthy": "bold green", "warnings": "bold yellow", "errors": "bold red"}
@@ -26,11 +26,11 @@ def run_report(run: str | Path, html: Path | None = None, png: Path | None = Non
     run = as_run(_experiment_unit(run))
     out = console()
     findings = list(diagnose(run))
-    v = verdict(findings)
+    v = verdict(findings, run)
     out.print(Text(f"{run.path}: {len(run.steps)} logged step(s), {len(run.layers())} layers"))
     out.print(Text(v.sentence, style=_STYLE[v.word]))
     out.print(layer_table(run))
-    out.print(findings_table(findings))
+    out.print(findings_table(findings, verdict=v))
     drawn = run_figures(run) if png is not None or html is not None else ([], [])
     if png is not None:
         for spec, fig in drawn[0]:
@@ -42,7 +42,7 @@ def run_report(run: str | Path, html: Path | None = None, png: Path | None = Non
 
         path = write_html(run, html, findings, drawn=drawn)
         out.print(f"report: {path} ({path.stat().st_size / 1e3:.0f} kB)")
-    return 0 if v.word == "healthy" else 1
+    return v.exit_code
 
 
 def _check_outputs(html: Path | None, png: Path | None) -> None:

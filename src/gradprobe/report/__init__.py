@@ -2,5 +2,7 @@
 
 ``report.figures``: every figure from a stored run (``run_figures``), each also on its own;
 ``report.html``: ``render_html`` / ``write_html`` / ``Report`` (one self-contained file);
-``report.run_report``: ``gradprobe report RUN``; ``report.demo``: ``gradprobe demo``.
+``report.tables``: the check and run tables fitted to the terminal; ``report.summary``: the
+verdict and the per-layer rows both share. Rendering only: the commands' bodies are in
+:mod:`gradprobe.app`.
 """
