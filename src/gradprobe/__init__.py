@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from . import experiments, init, theory
     from .check import CheckResult, check
     from .diagnose import Finding, diagnose
+    from .fix import fix
     from .probe import guard, watch
     from .run import Run
 
@@ -35,6 +36,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "guard": ("gradprobe.probe", "guard"),
     "diagnose": ("gradprobe.diagnose", None),  # a callable module: gp.diagnose(run)
     "Finding": ("gradprobe.diagnose", "Finding"),
+    "fix": ("gradprobe.fix", None),  # a callable module: gp.fix(model, data)
     "Run": ("gradprobe.run", "Run"),
 }
 
@@ -50,6 +52,7 @@ __all__ = [  # noqa: RUF022  (grouped as DESIGN.md lists them)
     "guard",
     "diagnose",
     "Finding",
+    "fix",
     "Run",
 ]
 

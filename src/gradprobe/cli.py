@@ -107,6 +107,62 @@ def check(
 
 
 @app.command()
+def fix(
+    factory: Annotated[str, typer.Argument(help="MODULE:FACTORY, a class or function")],
+    data: Annotated[
+        Path | None, typer.Option(help="(inputs, targets) saved with torch.save")
+    ] = None,
+    input_shape: Annotated[
+        str | None, typer.Option(help="random inputs of this shape, e.g. 512,20 (with --task)")
+    ] = None,
+    task: Annotated[
+        str, typer.Option(help="with --input-shape: classes, classes:K or regression")
+    ] = "classes",
+    steps: Annotated[int, typer.Option(help="training steps per trial")] = 300,
+    lr: Annotated[float | None, typer.Option(help="learning rate (adam 1e-3, sgd 1e-2)")] = None,
+    optimizer: Annotated[str, typer.Option(help="adam | sgd")] = "adam",
+    loss: Annotated[str, typer.Option(help="auto | mse | ce")] = "auto",
+    batch_size: Annotated[int, typer.Option(help="mini-batch size")] = 64,
+    candidates: Annotated[
+        str, typer.Option(help="auto | all | remedy names, comma-separated")
+    ] = "auto",
+    workers: Annotated[int, typer.Option(help="trials in parallel processes")] = 1,
+    budget: Annotated[float | None, typer.Option(help="start no trial after SECONDS")] = None,
+    kwargs: Annotated[str | None, typer.Option(help="JSON keyword arguments for FACTORY")] = None,
+    seed: Annotated[int, typer.Option(help="seed for the model, the data order and trials")] = 0,
+    json_out: Annotated[bool, typer.Option("--json", help="print the trials as JSON")] = False,
+    html: Annotated[Path | None, typer.Option(help="also write the HTML report here")] = None,
+) -> None:
+    """Train the remedies that fit on copies; rank them by outcome.
+
+    Exit status 0 when the best trial is healthy and better than the model as given, 1 when
+    no remedy helps, 2 on bad usage.
+    """
+    from .app.fix import run_fix
+
+    raise typer.Exit(
+        run_fix(
+            factory,
+            data,
+            input_shape,
+            task,
+            kwargs,
+            steps=steps,
+            lr=lr,
+            optimizer=optimizer,
+            loss=loss,
+            batch_size=batch_size,
+            candidates=candidates,
+            workers=workers,
+            budget=budget,
+            seed=seed,
+            as_json=json_out,
+            html=html,
+        )
+    )
+
+
+@app.command()
 def theory(
     activation: Annotated[
         str, typer.Option(help="tanh, relu, gelu, ... or a torch.nn.functional name")

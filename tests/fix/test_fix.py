@@ -1,0 +1,205 @@
+"""gp.fix end to end on tiny setups: the user's model untouched, code == apply, the same
+results for any number of workers, the ranking, the budget, the report.
+
+Pass/fail lines compare trials of one run on a case with a huge margin, never a trained number
+against a fixed value: a 6-layer sigmoid stack under SGD lr 0.1 stays at the constant
+prediction's loss (~0.69) for 60 steps; with ReLU and He init the same steps bring the held-out
+loss to 0.27-0.44 of the baseline's (measured over 6 seeds of data and init), so the test
+asks for < 0.7 of it."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import gradprobe as gp
+from gradprobe.errors import GradprobeError, InvalidInputError
+from gradprobe.fix.recipe import Recipe
+from gradprobe.fix.result import Trial, rank
+
+from .conftest import mlp, sgd
+
+
+def broken():
+    return mlp(nn.Sigmoid, depth=6, width=16, n_in=2)
+
+
+def quick(model, data, **kw):
+    kw.setdefault("steps", 60)
+    kw.setdefault("progress", False)
+    kw.setdefault("optimizer", sgd(0.1))
+    return gp.fix(model, data, **kw)
+
+
+def hooks(model: nn.Module) -> int:
+    return sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+        for m in model.modules()
+    )
+
+
+def test_gp_fix_is_the_function_and_the_package():
+    assert callable(gp.fix) and gp.fix.try_remedies is not None
+    assert gp.fix.fix.__name__ == "fix"
+
+
+def test_the_users_model_is_never_modified(data):
+    model = broken()
+    state = copy.deepcopy(model.state_dict())
+    text, rng = str(model), torch.random.get_rng_state()
+    model.eval()
+    quick(model, data, candidates=["activation", "normalise"])
+    assert str(model) == text and not model.training and hooks(model) == 0
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    assert torch.equal(torch.random.get_rng_state(), rng)
+
+
+def test_a_huge_margin_repair_wins_in_the_same_run(data):
+    result = quick(broken(), data, candidates=["activation"])
+    best, base = result.best, result.baseline
+    assert not base.healthy and "not_learning" in base.problems
+    assert not best.is_baseline and best.final_loss < 0.7 * base.final_loss
+    assert result.improved and result.exit_code == (0 if best.healthy else 1)
+
+
+def test_code_text_equals_apply_on_the_best(data):
+    result = quick(broken(), data, candidates=["activation", "reinit"])
+    ns = {"model": broken(), "torch": torch, "nn": nn, "gp": gp, "batch": result.best.batch}
+    exec(result.best.code, ns)
+    applied = result.best.apply(broken())
+    assert str(ns["model"]) == str(applied)
+    theirs = ns["model"].state_dict()
+    assert applied.state_dict().keys() == theirs.keys()
+    for key, value in applied.state_dict().items():
+        assert torch.equal(value, theirs[key]), key
+
+
+def test_a_factory_is_built_fresh_for_every_trial(data):
+    calls = []
+
+    def factory():
+        calls.append(1)
+        return broken()
+
+    result = quick(factory, data, candidates=["activation"])
+    runs = len(result.trials) + sum(len(t.repeats) for t in result.trials)
+    assert len(calls) == 1 + runs  # one to read + one per trained copy
+
+
+def test_the_leaders_and_the_baseline_are_confirmed_on_another_seed(data):
+    result = quick(broken(), data, candidates=["activation"])
+    confirmed = [t for t in result.trials if t.repeats]
+    assert result.baseline in confirmed and result.best in confirmed
+    assert all(r.seed == 1 and r.losses != t.losses for t in confirmed for r in t.repeats)
+    none = quick(broken(), data, candidates=["activation"], confirm=0)
+    assert not any(t.repeats for t in none.trials)
+
+
+@pytest.mark.slow
+def test_results_are_identical_for_one_and_two_workers(data):
+    one = quick(broken(), data, steps=30, candidates=["activation", "lr"], workers=1)
+    two = quick(broken(), data, steps=30, candidates=["activation", "lr"], workers=2)
+    assert [t.name for t in one.trials] == [t.name for t in two.trials]
+    for a, b in zip(one.trials, two.trials, strict=True):
+        assert a.losses == b.losses and a.final_loss == b.final_loss, a.name
+        assert [f.kind for f in a.findings] == [f.kind for f in b.findings]
+
+
+def test_workers_refuse_what_cannot_be_pickled(data):
+    with pytest.raises(InvalidInputError, match=r"loss_fn.*cannot be pickled"):
+        quick(broken(), data, workers=2, loss_fn=lambda out, y: nn.functional.cross_entropy(out, y))
+
+
+def test_budget_stops_early_and_says_what_was_not_tried(data):
+    result = quick(broken(), data, candidates=["activation", "lr"], budget_s=0)
+    assert [t.is_baseline for t in result.trials] == [True]
+    assert "activation → ReLU" in result.not_tried and len(result.not_tried) >= 3
+    assert "not tried" in str(result)
+
+
+def _t(name, loss, healthy=True, changes=1, error=None, metric=None):
+    recipe = Recipe(tuple(gp.fix.Change("lr", f"{name}{i}") for i in range(changes)))
+    findings = [] if healthy else [gp.Finding("vanishing", "0", "warning", 0)]
+    return Trial(name, "", [loss], loss, metric, findings, healthy, 0.0, recipe, error=error)
+
+
+def test_rank_orders_by_outcome_and_breaks_ties_to_the_healthier():
+    trials = [
+        _t("worse", 0.5),
+        _t("sick-tie", 0.1001, healthy=False),
+        _t("healthy-tie", 0.1004),
+        _t("failed", math.nan, error="boom"),
+        _t("nan", math.nan),
+        _t("base", 0.3, changes=0),
+    ]
+    order = [t.name for t in rank(trials, higher=False)]
+    assert order[:4] == ["healthy-tie", "sick-tie", "base", "worse"]
+    assert set(order[4:]) == {"failed", "nan"}
+
+
+def test_rank_by_metric_higher_is_better_and_fewer_changes_win_a_tie():
+    trials = [
+        _t("a", 1.0, metric=0.8),
+        _t("b", 0.1, metric=0.9, changes=2),
+        _t("c", 0.1, metric=0.9),
+    ]
+    assert [t.name for t in rank(trials, higher=True)] == ["c", "b", "a"]
+
+
+def test_a_metric_ranks_the_trials(data):
+    x, y = data
+    seen = []
+
+    def accuracy(model):
+        seen.append(model.training)
+        return float((model(x).argmax(1) == y).float().mean())
+
+    result = quick(broken(), data, candidates=["activation"], metric=accuracy)
+    metrics = [t.metric for t in result.trials]
+    assert metrics == sorted(metrics, reverse=True) and seen and not any(seen)
+
+
+def test_print_json_and_html(data, tmp_path):
+    result = quick(broken(), data, candidates=["activation"])
+    text = str(result)
+    assert "held-out loss" in text and "as given" in text and "apply the best" in text
+    payload = json.loads(json.dumps(result.to_dict()))
+    assert payload["improved"] and payload["best"]["code"] == result.best.code
+    page = result.save_html(tmp_path / "fix.html").read_text()
+    assert 'id="fig-fix-curves"' in page and "data:image/png;base64," in page
+    assert result.best.name in page and 'id="layer-table"' in page  # the baseline's report
+
+
+def test_a_healthy_model_is_left_as_it_is(data):
+    result = quick(
+        mlp(depth=2, n_in=2), data, optimizer=lambda p: torch.optim.Adam(p, lr=1e-2), steps=100
+    )
+    assert result.baseline.healthy and result.best.is_baseline and result.exit_code == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"steps": 0}, "steps must be a positive integer"),
+        ({"workers": 0}, "workers must be"),
+        ({"budget_s": -1}, "budget_s"),
+        ({"metric": 3}, "metric must be callable"),
+        ({"candidates": "everything"}, "candidates must be"),
+        ({"candidates": ["no_such_remedy"]}, "unknown remedy"),
+        ({"batch_size": 0}, "batch_size"),
+    ],
+)
+def test_bad_arguments_say_what_to_pass(data, kwargs, match):
+    with pytest.raises(GradprobeError, match=match):
+        quick(broken(), data, **kwargs)
+
+
+def test_a_setup_that_cannot_train_is_a_clear_error(data):
+    x, _ = data
+    with pytest.raises(InvalidInputError, match="value targets must have the output's shape"):
+        quick(broken(), (x, torch.randn(len(x), 5)))

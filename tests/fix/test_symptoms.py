@@ -1,0 +1,54 @@
+"""Loss-curve symptoms on synthetic curves whose answer is known by construction."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from gradprobe.fix.symptoms import loss_symptoms
+
+REF = math.log(2)  # cross-entropy of the constant prediction on two balanced classes
+
+
+def kinds(curve, ref=REF):
+    return [s.kind for s in loss_symptoms(list(curve), ref)]
+
+
+def test_a_healthy_curve_has_no_symptom():
+    steps = np.arange(300)
+    noise = np.random.default_rng(0).normal(0, 0.01, 300)
+    assert kinds(0.69 * np.exp(-steps / 40) + 0.02 + np.abs(noise)) == []
+
+
+def test_a_flat_curve_is_not_learning():
+    assert kinds(np.full(300, 0.693)) == ["not_learning"]
+
+
+def test_a_non_finite_loss_is_diverging_at_its_step():
+    curve = [0.7] * 20 + [float("nan")]
+    (s,) = loss_symptoms(curve, REF)
+    assert s.kind == "diverging" and s.step == 20 and s.severity == "error"
+
+
+def test_a_rising_curve_is_diverging():
+    assert kinds(np.linspace(0.7, 3.0, 300)) == ["diverging"]
+
+
+def test_a_jumping_curve_is_oscillating():
+    curve = np.where(np.arange(300) % 2 == 0, 0.2, 1.0)  # mean 0.6 < ref: learning, barely
+    assert "oscillating" in kinds(curve)
+
+
+def test_a_curve_still_falling_far_from_good_is_slow():
+    steps = np.arange(300)
+    assert kinds(0.69 - 0.25 * steps / 300) == ["slow_convergence"]
+
+
+def test_a_short_curve_says_nothing():
+    assert kinds([0.7, 0.7, 0.7]) == []
+
+
+def test_without_a_reference_the_start_is_the_scale():
+    assert kinds(np.full(300, 5.0), ref=None) == ["not_learning"]
+    assert kinds(5.0 * np.exp(-np.arange(300) / 30), ref=None) == []
