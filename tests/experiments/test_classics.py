@@ -102,9 +102,11 @@ def test_remedies(tmp_path_factory):
     r = quick(tmp_path_factory, "remedies", steps=150, variants=variants)
     n = r.numbers
     assert "vanishing" in n["baseline"]["findings_at_init"]
-    # σ' <= 1/4: the first layer's gradient underflows float32 to exactly 0 at init
-    assert n["baseline"]["init_first_layer_underflow"] == [True]
-    assert n["batchnorm"]["init_first_layer_underflow"] == [False]
+    # at init, σ' <= 1/4 and √(n·Var w) = 1/√3 per layer: over 29 layers the first layer's
+    # ∂L/∂s is about (1/4 · 1/√3)^29 = 10^-24.4 of the last's (measured: 10^-24.8..-24.6
+    # over seeds 0-4, a normal float32 of ~5e-29, not 0); BatchNorm keeps it within 10^±0.2
+    ratio = {v: n[v]["init_log10_first_over_last"]["mean"] for v in variants}
+    assert ratio["baseline"] < -20 and abs(ratio["batchnorm"]) < 1
     for cure in ("batchnorm", "residual"):
         assert "vanishing" not in n[cure]["findings_at_init"]
     # in training, each variant against the baseline of the same run. Final loss, baseline
@@ -123,7 +125,9 @@ def test_rnn_vs_lstm_gradient_through_time_at_init(tmp_path_factory):
               train_variants=("lstm_fb1", "rnn_clip"))  # fmt: skip
     at200 = r.numbers["init"]["200"]
     assert at200["rnn"]["zero_at_t0"] == [True]  # underflows to exactly 0 in float32
-    assert at200["lstm"]["zero_at_t0"] == [True]  # forget bias 0: σ(0) = 1/2 per step
+    # forget bias 0: σ(0) = 1/2 per step; after 200 it is at float32's denormal floor (the
+    # largest entry 4e-45 for seed 0, whose float32 norm underflows to 0)
+    assert at200["lstm"]["first_over_last"]["mean"] < 1e-30
     fb3 = at200["lstm_fb3"]["first_over_last"]["mean"]
     assert fb3 > 0.1  # forget bias 3 keeps it flat (within an order of magnitude)
     at50 = r.numbers["init"]["50"]
