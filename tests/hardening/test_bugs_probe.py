@@ -555,3 +555,13 @@ def test_a_model_on_the_meta_device_was_watched():
         model = _mlp()
     with pytest.raises(InvalidInputError, match="meta"):
         gp.watch(model)
+
+
+def test_probe_md_wrote_gp_probe_log_spaced_which_a_fresh_import_lacks():
+    from pathlib import Path
+
+    from gradprobe.probe import log_spaced
+
+    doc = (Path(__file__).parents[2] / "docs" / "PROBE.md").read_text()
+    assert "gp.probe." not in doc and "from gradprobe.probe import log_spaced" in doc
+    assert log_spaced(10)(0) and log_spaced(10)(10) and not log_spaced(10)(5)

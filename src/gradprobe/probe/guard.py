@@ -9,12 +9,15 @@ whether to step). A step is *bad* when the global gradient norm is NaN/Inf, or, 
 exponential moving average of log-norms of good steps, ``ema`` weight). A bad step is
 skipped: the gradients are cleared (set to None) before the optimizer runs, so it updates
 nothing (the documented contract of ``torch.optim``: a parameter whose ``.grad`` is None is
-skipped, its state untouched). For any other optimizer, or a step with a closure (which
-would compute new gradients), the parameters and the optimizer state are also copied before
-and put back after the step. Either way a skipped step leaves weights and optimizer state
-exactly as a loop that skipped it by hand. After ``max_bad``
-consecutive bad steps the weights and optimizer state of the last snapshot are restored
-and ``on_restore(info)`` is called, so training continues instead of dying.
+skipped, its state untouched). For any other optimizer the parameters and the optimizer
+state are also copied before and put back after the step (it may update without
+gradients). A closure (``opt.step(closure)``, which computes the gradients) is wrapped: its
+gradients are judged once it has run, and a bad step is put back the same way. Either way a
+skipped step leaves weights and optimizer state exactly as a loop that skipped it by hand.
+The guard only adds hooks, so guards (and LR schedulers, which wrap ``optimizer.step``) can
+be created and closed in any order. After ``max_bad`` consecutive bad steps the weights
+and optimizer state of the last snapshot are restored and ``on_restore(info)`` is called,
+so training continues instead of dying.
 
 Snapshots are taken every ``snapshot_every`` good steps (and before the first step) as
 copies of ``model.state_dict()`` and ``optimizer.state_dict()`` on their own device:
