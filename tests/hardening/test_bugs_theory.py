@@ -18,6 +18,7 @@ from rich.console import Console
 from torch import nn
 
 from gradprobe.errors import GradprobeError, InvalidInputError
+from gradprobe.report.theory_table import summary_table
 from gradprobe.theory import (
     c_star,
     chi_1,
@@ -31,7 +32,6 @@ from gradprobe.theory import (
     resolve,
     spectrum_prediction,
 )
-from gradprobe.report.theory_table import summary_table
 from gradprobe.theory.kernels import D, V, dV
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "gradprobe"
@@ -284,3 +284,50 @@ def test_finite_width_and_trajectory_imported_each_other():
     for module in graph:
         visit(module, [])
     assert "trajectory" not in graph["finite_width"]
+
+
+def _tanh_stack():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 2))
+
+
+def _nan_weight():
+    model = _tanh_stack()
+    with torch.no_grad():
+        model[0].weight[0, 0] = math.nan
+    return model
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (_nan_weight, "NaN/Inf weights"),
+        (lambda: nn.Sequential(nn.LazyLinear(4), nn.ReLU(), nn.Linear(4, 2)), "not initialised"),
+        (lambda: nn.Sequential(nn.Linear(0, 4), nn.ReLU(), nn.Linear(4, 2)), "no weights"),
+        (lambda: _tanh_stack().to("meta"), "'meta' device"),
+    ],
+)
+def test_predict_crashed_or_warned_on_unusual_weights(make, match):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch: init of a 0-sized tensor
+        model = make()
+    with pytest.raises(InvalidInputError, match=match):
+        predict(model)
+
+
+def test_predict_refused_a_bare_linear_and_a_prelu():
+    one = predict(nn.Linear(4, 2))
+    assert len(one.layers) == 1 and one.layers[0].kind == "Linear"
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), nn.PReLU(init=0.1), nn.Linear(4, 2))
+    assert predict(model).layers[0].activation.startswith("prelu(0.1")
+
+
+def test_predict_of_a_half_model_on_a_huge_input_divided_by_zero():
+    """tanh saturates at q = 1e300: its output scale is 1, and the finite-width closure
+    must not divide by its square taken in units of q (1e-600 = 0)."""
+    model = _tanh_stack().half()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        layers = predict(model, 1e300).layers
+    assert all(np.isfinite(layer.q_rel_std) for layer in layers)

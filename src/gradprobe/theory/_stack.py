@@ -40,7 +40,25 @@ class Affine:
 
 
 def _affine(name: str, m: nn.Module) -> Affine:
-    w = m.weight.detach().double()
+    weight = m.weight
+    if isinstance(weight, nn.parameter.UninitializedParameter):
+        raise InvalidInputError(
+            f"layer {name!r} ({type(m).__name__}) is not initialised yet: run one forward pass"
+            " with a real batch first, then predict"
+        )
+    if weight.device.type == "meta":
+        raise InvalidInputError(
+            f"layer {name!r} is on the 'meta' device, which holds no weight values to read;"
+            " materialise the model (model.to_empty(device='cpu') and an init) first"
+        )
+    w = weight.detach().double()
+    if w.numel() == 0:
+        raise InvalidInputError(f"layer {name!r} has no weights (a dimension of size 0)")
+    if not torch.isfinite(w).all() or (m.bias is not None and not torch.isfinite(m.bias).all()):
+        raise InvalidInputError(
+            f"layer {name!r} has NaN/Inf weights or biases: there is no scale to predict from;"
+            " re-initialise it (gp.init.apply) or find where training made it non-finite"
+        )
     fan_in = w[0].numel()
     if isinstance(m, nn.Linear):
         fan_out, width = float(m.out_features), m.out_features
@@ -64,6 +82,8 @@ def _module_step(name: str, m: nn.Module):
         return _affine(name, m)
     if isinstance(m, _PASS_MODULES):
         return None
+    if isinstance(m, nn.PReLU) and m.weight.numel() == 1:  # one slope: an activation
+        return resolve(m)
     if any(True for _ in m.parameters()) or any(True for _ in m.buffers()):
         raise _refuse(name, f"a {type(m).__name__} (not an affine layer or an activation)")
     try:
@@ -138,6 +158,8 @@ def stack_steps(model: nn.Module) -> list:
     """Affine and Activation steps of ``model`` in execution order; an error for anything else."""
     if not isinstance(model, nn.Module):
         raise InvalidInputError(f"predict needs a torch nn.Module, got {type(model).__name__}")
+    if isinstance(model, _AFFINE):  # one layer on its own (fx would trace into its forward)
+        return [_affine(type(model).__name__, model)]
     try:
         steps = _traced_steps(model)
     except InvalidInputError:

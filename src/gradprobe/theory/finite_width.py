@@ -22,6 +22,7 @@ from ..errors import InvalidInputError
 from ._activations import resolve
 from ._checks import check_q0, check_variances
 from ._gauss import expect
+from .kernels import V
 
 
 @dataclass(frozen=True)
@@ -59,15 +60,15 @@ def _widths(widths, depth) -> np.ndarray:
     return w
 
 
-def _scaled_kernels(act, qm: float):
-    """t ↦ V(t·qm)/qm and t ↦ E[φ⁴](t·qm)/qm²: the kernels around qm in units of qm, so
-    that neither a vanishing (qm = 1e-300) nor a huge (qm = 1e200) signal under- or
-    overflows; closed forms where they exist."""
+def _scaled_kernels(act, qm: float, c: float):
+    """t ↦ V(t·qm)/c and t ↦ E[φ⁴](t·qm)/c², c = V(qm) the layer's output scale: neither a
+    vanishing (qm = 1e-300) nor a huge signal (qm = 1e200, or tanh's saturated output at
+    q = 1e299) under- or overflows; closed forms where they exist."""
     if act.closed == "relu":
-        return (lambda t: t / 2), (lambda t: 1.5 * t**2)
+        return (lambda t: t * qm / 2 / c), (lambda t: 1.5 * (t * qm / c) ** 2)
     if act.closed == "linear":
-        return (lambda t: t), (lambda t: 3 * t**2)
-    s = math.sqrt(qm)
+        return (lambda t: t * qm / c), (lambda t: 3 * (t * qm / c) ** 2)
+    s = math.sqrt(c)
 
     def v(t):
         return expect(lambda u: (act(u) / s) ** 2, t * qm, False, act.kinks).numpy()
@@ -108,7 +109,8 @@ def chain_spread(layers, q0: float) -> tuple[np.ndarray, np.ndarray]:
     Second-order moment closure in relative terms: s = ‖φ(h)‖²/n has mean μ and relative
     variance ρ = Var s/μ²; q = σ_w² s + σ_b² then has r = Var q/E[q]² = ρ (σ_w² μ/E q)², and
     with t = q/E q (mean 1, variance r): E s' ≈ V(1) + ½V″(1) r, E s'² ≈ g(1) + ½g″(1) r,
-    g = V² + (E φ⁴ − V²)/n (kernels in units of E q). Scale-free: exact at any magnitude.
+    g = V² + (E φ⁴ − V²)/n (kernels in units of the output's scale V(E q)): no under- or
+    overflow at any magnitude of the signal.
     """
     mean, std = np.empty(len(layers)), np.empty(len(layers))
     mu, rho = float(q0), 0.0  # the input is fixed: its mean square has no spread
@@ -123,10 +125,14 @@ def chain_spread(layers, q0: float) -> tuple[np.ndarray, np.ndarray]:
             a = 1.0 / (1.0 + sigma_b2 / signal) if signal > 0 else 0.0  # σ_w² μ / E q
             r = rho * a * a
             std[l] = qm * math.sqrt(r + 2 * (1 + r) / n)  # p = q χ²_n/n given q
-            v, m4 = _scaled_kernels(act, qm)
+            c = float(V(act, qm))  # the output's scale
+            if not c > 0:  # φ(h) = 0 for every h this layer sees: no signal after it
+                mu, rho = 0.0, 0.0
+                continue
+            v, m4 = _scaled_kernels(act, qm, c)
             v0, v2 = _moments(v)
             g0, g2 = _moments(lambda t, v=v, m4=m4, n=n: v(t) ** 2 + (m4(t) - v(t) ** 2) / n)
-            mu_t = v0 + 0.5 * v2 * r  # E s' / E q
-            mu = qm * mu_t
+            mu_t = v0 + 0.5 * v2 * r  # E s' / c, about 1
+            mu = c * mu_t
             rho = max((g0 + 0.5 * g2 * r) / mu_t**2 - 1, 0.0) if mu_t > 0 else 0.0
     return mean, std
