@@ -226,3 +226,22 @@ def test_every_bad_cli_input_is_a_gradprobe_error(tmp_path):
         run_from_cli("matrix_chain", "huge", [], tmp_path, False, 1, 1)
     with pytest.raises(GradprobeError):
         run_from_cli("no_such_experiment", "quick", [], tmp_path, False, 1, 1)
+
+
+def test_out_none_from_python_is_a_type_error(tmp_path):
+    with pytest.raises(InvalidInputError, match="out must be a folder path"):
+        gp.experiments.run("matrix_chain", out=None, quiet=True, depth=10, width=20)
+
+
+def test_run_unit_of_a_unit_not_in_the_plan_computes_it_anyway(tmp_path):
+    p = gp.experiments.plan("matrix_chain", out=tmp_path, seeds=2, depth=10, width=20)
+    with pytest.raises(InvalidInputError, match="not a unit of this plan"):
+        gp.experiments.run_unit(p, {"seed": 7})
+    assert not (p.folder / "units" / "seed=7").exists()
+
+
+def test_load_of_a_run_json_that_is_not_an_object_is_an_attribute_error(tmp_path):
+    (tmp_path / "run.json").write_text("[1, 2]")
+    (tmp_path / "result.json").write_text("{}")
+    with pytest.raises(RunStoreError, match=r"is not the run\.json of an experiment run"):
+        gp.experiments.load(tmp_path)

@@ -7,6 +7,7 @@ that cannot be read counts as not finished (the unit is computed again, from scr
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,8 @@ def plan(
     keys = [unit_key(u) for u in units]
     if len(set(keys)) != len(keys):
         raise InvalidInputError(f"experiment {name!r} produced duplicate units; check its grid")
+    if not isinstance(out, (str, os.PathLike)):
+        raise InvalidInputError(f"out must be a folder path, got {out!r}; e.g. out='runs/'")
     out = Path(out).expanduser()
     make_dir(out)
     folder, resuming = pick_folder(out, name, as_dict(cfg), resume)

@@ -68,6 +68,10 @@ def config(name: str, preset: str = "quick", **overrides: Any) -> Any:
 def run_unit(plan: Plan, unit: dict, threads: int = 1) -> dict:
     """Compute one unit of ``plan`` into ``plan.folder/units/KEY`` (a cluster worker's job)."""
     _check_counts(1, threads)
+    if unit not in plan.units:
+        raise InvalidInputError(
+            f"{unit!r} is not a unit of this plan of {plan.name}; pass one of plan.todo"
+        )
     return compute(_job(plan, unit, threads))[0]
 
 
@@ -168,7 +172,9 @@ def load(folder: str | Path) -> ExperimentRun:
     if not (folder / "run.json").is_file():
         raise RunStoreError(f"{folder} is not an experiment run folder (it has no run.json)")
     info = read_json(folder / "run.json")
-    name = info.get("experiment")
+    if not isinstance(info, dict) or "experiment" not in info:
+        raise RunStoreError(f"{folder / 'run.json'} is not the run.json of an experiment run")
+    name = info["experiment"]
     if not (folder / "result.json").is_file():
         raise RunStoreError(
             f"{folder} has no result.json (status {info.get('status')!r}); "
