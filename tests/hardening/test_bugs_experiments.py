@@ -245,3 +245,14 @@ def test_load_of_a_run_json_that_is_not_an_object_is_an_attribute_error(tmp_path
     (tmp_path / "result.json").write_text("{}")
     with pytest.raises(RunStoreError, match=r"is not the run\.json of an experiment run"):
         gp.experiments.load(tmp_path)
+
+
+def test_batch_larger_than_a_validation_split_trains_on_the_whole_split(tmp_path):
+    # glorot2010 trains on 80 % of digits (1150 examples) after a validation hold-out, which
+    # the config cannot know: the training loop refuses, naming the unit
+    tiny = ["nets=tanh", "init_width=8", "init_batch=8", "jacobian_examples=0", "train_width=8",
+            "datasets=digits", "lrs=0.1", "steps=1"]  # fmt: skip
+    with pytest.raises(InvalidInputError, match="batch=1200 is more than the 1150"):
+        cli(tmp_path, "glorot2010", *tiny, "batch=1200")
+    info = json.loads((tmp_path / "glorot2010" / "run.json").read_text())
+    assert info["status"] == "failed" and info["failed_unit"].startswith("part=train")

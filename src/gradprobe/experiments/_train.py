@@ -114,9 +114,15 @@ def train(
     Returns ``curve_steps``/``curve_loss``: the mean training loss over ``points`` equal
     windows (NaN stays NaN: a diverged run shows as such), and ``final_loss`` (last window).
     """
+    n = len(x)
+    if steps < 1 or batch < 1:
+        raise InvalidInputError(f"steps and batch must be >= 1, got steps={steps}, batch={batch}")
+    if batch > n:  # else every step would silently use the whole (smaller) split
+        raise InvalidInputError(
+            f"batch={batch} is more than the {n} training examples; pass --set batch={n} or less"
+        )
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
-    n = len(x)
     order = torch.randperm(n, generator=gen)
     pos = 0
     window = max(1, steps // points)
