@@ -565,3 +565,26 @@ def test_probe_md_wrote_gp_probe_log_spaced_which_a_fresh_import_lacks():
     doc = (Path(__file__).parents[2] / "docs" / "PROBE.md").read_text()
     assert "gp.probe." not in doc and "from gradprobe.probe import log_spaced" in doc
     assert log_spaced(10)(0) and log_spaced(10)(10) and not log_spaced(10)(5)
+
+
+def test_a_float64_model_could_not_be_watched():
+    """``norm`` asked float64 weights for a float32 norm (a narrowing error at ``watch()``);
+    float64 tensors were cast to float32, so values beyond 3.4e38 read as Inf."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1)).double()
+    x = torch.randn(16, 4, dtype=torch.float64) * 1e40
+    with gp.watch(model) as probe:
+        model(x).sum().backward()
+        probe.step()
+    v = _values(probe.run)
+    assert probe.run.events() == []  # no NaN/Inf anywhere
+    assert v[("(input)", "activation", "std")] == pytest.approx(_ref(x)["std"], rel=1e-9)
+    assert v[("0.weight", "weight", "norm")] == pytest.approx(_ref(model[0].weight)["norm"])
+
+
+def test_a_torchscript_model_raised_a_raw_runtime_error():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch >= 2.10 deprecates it
+        scripted = torch.jit.script(_mlp())
+    with pytest.raises(InvalidInputError, match="TorchScript"):
+        gp.watch(scripted)

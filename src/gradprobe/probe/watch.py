@@ -29,6 +29,11 @@ def _check_model(model: object, what: str) -> nn.Module:
             f"{what} needs a torch.nn.Module, got {type(model).__name__}; "
             "pass the model itself (not its output or its state_dict)"
         )
+    if isinstance(model, torch.jit.ScriptModule):
+        raise InvalidInputError(
+            f"{what} cannot hook a TorchScript module (torch.jit.script/trace): watch the "
+            "eager nn.Module, and script it after training (torch.compile models are fine)"
+        )
     if next(model.parameters(), None) is None:
         raise InvalidInputError(
             f"{type(model).__name__} has no parameters: there are no gradients to watch; "
