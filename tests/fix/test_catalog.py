@@ -163,3 +163,25 @@ def test_a_functional_activation_is_reported_not_swapped():
     s.model = Functional()
     assert REMEDIES.get("activation").fits(s) == []
     assert any("functions in forward()" in n for n in s.notes)
+
+
+def test_reinit_fits_an_early_divergence_without_an_init_finding():
+    """exploding/digits-relu8-std03: N(0, 0.3²) weights, NaN within a few SGD steps, no
+    finding at step 0; only lr and warm-up were offered, and none reached the healthy net."""
+    from gradprobe.fix.symptoms import Symptom
+
+    s = situation("reinit", [])
+    s.symptoms = [Symptom("diverging", 3, severity="error")]
+    assert REMEDIES.get("reinit").fits(s)
+    s.symptoms = [Symptom("diverging", 60, severity="error")]  # late: the init was fine
+    assert REMEDIES.get("reinit").fits(s) == []
+
+
+def test_lr_offers_the_factors_that_restore_the_update_ratio():
+    """slow/digits-adam-1e-5: ×3 and ×10 could not close a gap of ×100 in the step size."""
+    s = situation("lr", ["not_learning"])
+    s.update_ratio = 2e-5
+    factors = sorted(c.opts["factor"] for c in REMEDIES.get("lr").fits(s))
+    assert factors == [3.0, 10.0, 50.0, 500.0]
+    s.update_ratio = 1e-3  # moving normally: no big factor
+    assert sorted(c.opts["factor"] for c in REMEDIES.get("lr").fits(s)) == [3.0, 10.0]

@@ -90,6 +90,7 @@ def test_bad_usage_exits_2_with_one_line(models, capsys, extra, message):
     assert message in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
 def test_a_pickle_that_is_not_a_tensor_file_exits_2(models, capsys):
     import pickle
 

@@ -82,11 +82,11 @@ class Data:
         if self.cached is not None:
             gen = torch.Generator().manual_seed(seed)
             n = len(self.cached)
-            order = list(range(n))
+            epoch = list(range(n))
             for step in range(steps):
                 if step % n == 0 and seed != self.seed:
-                    order = torch.randperm(n, generator=gen).tolist()
-                yield self.cached[order[step % n]]
+                    epoch = torch.randperm(n, generator=gen).tolist()
+                yield self.cached[epoch[step % n]]
             return
         assert self.x is not None and self.y is not None
         n = self.x.shape[0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -33,7 +34,7 @@ def activation_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(n, m) for n, m in model.named_modules() if n and is_activation(m)]
 
 
-def _activation_class(name: str) -> type[nn.Module]:
+def _activation_class(name: str) -> Any:
     cls = getattr(nn, name, None)
     ok = isinstance(cls, type) and cls.__module__ == "torch.nn.modules.activation"
     if not ok or cls in (nn.MultiheadAttention, nn.Softmax, nn.Softmin, nn.LogSoftmax, nn.GLU):
@@ -73,19 +74,23 @@ def swap_activations(
     return model
 
 
-def _norm_for(layer: nn.Module, kind: str) -> nn.Module:
+def _norm_for(layer: Any, kind: str) -> nn.Module:
     weight = layer.weight
-    factory = {"device": weight.device, "dtype": weight.dtype}
+    device, dtype = weight.device, weight.dtype
     if isinstance(layer, nn.Linear):
         features = layer.out_features
         if kind == "batch":
-            return nn.BatchNorm1d(features, **factory)
-        return nn.LayerNorm(features, **factory)
-    channels = layer.out_channels
-    if kind == "layer":
-        return nn.GroupNorm(1, channels, **factory)  # LayerNorm over (C, *spatial)
-    batch = {nn.Conv1d: nn.BatchNorm1d, nn.Conv2d: nn.BatchNorm2d, nn.Conv3d: nn.BatchNorm3d}
-    return batch[type(layer)](channels, **factory)
+            return nn.BatchNorm1d(features, device=device, dtype=dtype)
+        return nn.LayerNorm(features, device=device, dtype=dtype)
+    channels = int(layer.out_channels)
+    if kind == "layer":  # LayerNorm over (C, *spatial)
+        return nn.GroupNorm(1, channels, device=device, dtype=dtype)
+    batch: dict[type, Any] = {
+        nn.Conv1d: nn.BatchNorm1d,
+        nn.Conv2d: nn.BatchNorm2d,
+        nn.Conv3d: nn.BatchNorm3d,
+    }
+    return batch[type(layer)](channels, device=device, dtype=dtype)
 
 
 def _check_kind(kind: str) -> None:

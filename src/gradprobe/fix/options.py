@@ -29,7 +29,7 @@ def _class_path(cls: type) -> str:
 
 def _defaults_of(cls: type) -> dict[str, Any]:
     try:
-        sig = inspect.signature(cls.__init__)
+        sig = inspect.signature(cls)
     except (TypeError, ValueError):
         return {}
     return {
@@ -120,7 +120,7 @@ class OptimizerSpec:
         defaults = _defaults_of(self.cls)
         args = [params]
         for k, v in self.options:
-            if k in defaults and _same(v, defaults[k]):
+            if k != "lr" and k in defaults and _same(v, defaults[k]):  # lr: always shown
                 continue
             if k not in defaults and k in ("differentiable", "foreach", "fused", "capturable"):
                 continue

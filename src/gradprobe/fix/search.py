@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from ..errors import InvalidInputError
@@ -85,8 +86,20 @@ def _check_args(model_or_factory, steps, workers, budget_s, metric, loss_fn, opt
             REMEDIES.get(name)  # an unknown name lists the known ones
 
 
-def _situation(cls, out: Outcome, model: nn.Module, setup: Setup) -> Situation:
+def update_ratio(run) -> float | None:
+    """The median update ratio ‖Δw‖/‖w‖ of the weights over a run's logged steps."""
+    try:
+        names, _, values = run.matrix("update", "ratio", role="param")
+    except Exception:  # a run without update ratios
+        return None
+    rows = [i for i, n in enumerate(names) if n.endswith("weight")]
+    finite = values[rows][np.isfinite(values[rows])] if rows else np.empty(0)
+    return float(np.median(finite)) if finite.size else None
+
+
+def _situation(cls, out: Outcome, model: nn.Module, setup: Setup, ratio) -> Situation:
     return cls(
+        update_ratio=ratio,
         findings=out.findings,
         symptoms=out.symptoms,
         model=model,
@@ -278,7 +291,8 @@ def fix(
             base = _trial(run_trial(setup, Recipe(), 0, strict=True), Recipe(), setup)
             trials[0] = base
             cls = Situation if candidates == "auto" else _Everything
-            situation = _situation(cls, _outcome_of(base), model, setup)
+            ratio = update_ratio(base.run) if base.run_path else None
+            situation = _situation(cls, _outcome_of(base), model, setup, ratio)
             singles = [Recipe((c,)) for c in choose(candidates, situation)]
             recipes.update(enumerate(singles, 1))
             recipes[0] = Recipe()
@@ -293,7 +307,9 @@ def fix(
 
             if bar is not None:
                 bar.update(task, total=1 + len(singles), completed=1, description="remedies")
-            jobs = [(i, r, None) for i, r in enumerate(singles, 1)]
+            jobs: list[tuple[int, Recipe, int | None]] = [
+                (i, r, None) for i, r in enumerate(singles, 1)
+            ]
             skipped = run_jobs(setup, jobs, workers, keep_going, done, pool)
             if not skipped:
                 tried = [trials[i] for i in range(1, len(singles) + 1)]

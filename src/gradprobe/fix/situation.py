@@ -27,6 +27,7 @@ class Situation:
     steps: int
     sample: Any = None
     seed: int = 0
+    update_ratio: float | None = None  # median ‖Δw‖/‖w‖ of the weights over the logged steps
     notes: list[str] = field(default_factory=list)
 
     def _serious(self) -> list:

@@ -103,7 +103,7 @@ def build(source: Any) -> nn.Module:
     return model
 
 
-def _total_norm(params: list[torch.Tensor], max_norm: float | None) -> torch.Tensor:
+def _total_norm(params: list, max_norm: float | None) -> torch.Tensor:
     grads = [p.grad for p in params if p.grad is not None]
     if max_norm is not None:
         return torch.nn.utils.clip_grad_norm_(params, max_norm)
