@@ -18,7 +18,8 @@ whose squares fall below float32's smallest normal ``2⁻¹²⁶`` weigh less th
 otherwise ``Σx`` and ``Σx²`` are accumulated in float64 (inputs ×1e30, gradients of 1e-30).
 On the CPU ``max|x|`` is known for free (below), so the fast path costs nothing; on other
 devices it is not known without a sync, so the sums are always float64 there (one
-conversion kernel per tensor, in chunks of ``CHUNK`` values to bound its memory).
+conversion kernel per tensor, in chunks of ``CHUNK`` values to bound its memory). Float64
+tensors keep float64 sums: exact for ``|x|`` between about 1e-150 and 1e150.
 
 On the CPU a 0-dim result is already in host memory, so reading it is not a
 synchronisation: there the rare work (counting NaN/Inf, values outside a fixed histogram
