@@ -10,6 +10,8 @@ import os
 import sys
 import types
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 from ..errors import InvalidInputError
 from ..run import Run
@@ -21,13 +23,13 @@ from .thresholds import Thresholds
 
 def diagnose(
     run: Run | str | os.PathLike,
-    thresholds: Thresholds | Mapping[str, float] | None = None,
+    thresholds: Thresholds | Mapping[str, Any] | None = None,
     rules: list[str] | str | None = None,
 ) -> list[Finding]:
     """Run every registered rule (or those named) over ``run`` (a Run or a run file's path);
     most severe first. ``thresholds``: a :class:`Thresholds` or a dict of its fields."""
     if isinstance(run, (str, os.PathLike)):
-        run = Run.load(run)
+        run = Run.load(Path(run))
     if not isinstance(run, Run):
         raise InvalidInputError(
             f"diagnose needs a gradprobe Run (from gp.check, gp.watch or Run.load), got "

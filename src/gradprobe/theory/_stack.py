@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.fx
@@ -39,7 +40,7 @@ class Affine:
     sigma_b2: float
 
 
-def _affine(name: str, m: nn.Module) -> Affine:
+def _affine(name: str, m: Any) -> Affine:  # Linear or ConvNd (torch types them as Module)
     weight = m.weight
     if isinstance(weight, nn.parameter.UninitializedParameter):
         raise InvalidInputError(
@@ -102,12 +103,12 @@ def _sequential_leaves(model: nn.Module, prefix: str = ""):
 
 def _node_step(gm: torch.fx.GraphModule, node: torch.fx.Node):
     if node.op == "call_module":
-        return _module_step(node.target, gm.get_submodule(node.target))
+        return _module_step(str(node.target), gm.get_submodule(str(node.target)))
     extra_args = [a for a in node.args[1:] if not isinstance(a, torch.fx.Node)]
     if node.op == "call_method":
         if node.target in _PASS_METHODS:
             return None
-        fn = getattr(torch, node.target, None)
+        fn = getattr(torch, str(node.target), None)
     else:
         if node.target in _PASS_FUNCTIONS:
             return None

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import torch
@@ -48,10 +48,10 @@ class Spectrum:
         return self.var_sq / self.mean_sq**2
 
 
-def _check_weights(weights: str) -> str:
-    if weights not in ("gaussian", "orthogonal"):
-        raise InvalidInputError(f"weights must be 'gaussian' or 'orthogonal', got {weights!r}")
-    return weights
+def _check_weights(weights: str) -> Weights:
+    if weights in ("gaussian", "orthogonal"):
+        return cast(Weights, weights)
+    raise InvalidInputError(f"weights must be 'gaussian' or 'orthogonal', got {weights!r}")
 
 
 class _Act(nn.Module):
@@ -131,7 +131,7 @@ def jacobian_spectrum(
     if isinstance(probes, bool) or not isinstance(probes, int) or probes < 2:
         raise InvalidInputError(f"probes must be an integer >= 2, got {probes!r}")
     v = torch.randn(probes, n, generator=generator, dtype=x.dtype)
-    _, vjp = torch.func.vjp(f, x)
+    vjp = torch.func.vjp(f, x)[1]  # (output, vjp_fn); has_aux=False
 
     def jvp(t):
         return torch.func.jvp(f, (x,), (t,))[1]

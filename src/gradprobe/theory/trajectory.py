@@ -163,7 +163,7 @@ def predict(model: nn.Module, input_var: float = 1.0) -> ModelPrediction:
             f" activation {steps[0].name!r}; predict the model without it and pass the input's"
             " second moment after that activation as input_var"
         )
-    groups = []  # (Affine, [activations after it])
+    groups: list[tuple[Affine, list[Activation]]] = []  # (Affine, activations after it)
     for step in steps:
         if isinstance(step, Affine):
             groups.append((step, []))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..context import Context, Profile
-from ..finding import Finding
+from ..finding import Finding, Kind
 from ..remedies import reinit, with_architecture
 from . import RULES
 
@@ -30,7 +30,7 @@ class _Hit:
 @RULES.register("depth_profile")
 def depth_profile(ctx: Context) -> list[Finding]:
     t = ctx.t
-    hits: dict[str, list] = {"vanishing": [], "exploding": []}
+    hits: dict[Kind, list] = {"vanishing": [], "exploding": []}
     for i, step in enumerate(ctx.steps):
         profile = ctx.gradient_profile(i)
         overflowed = not np.isfinite(ctx.grad_matrix[:, i]).all()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..context import Context
-from ..finding import Finding, Remedy
+from ..finding import Finding, Kind, Remedy
 from . import RULES
 
 
@@ -36,7 +36,7 @@ def updates(ctx: Context) -> list[Finding]:
         if not finite.size:
             continue
         median = float(np.median(finite))
-        for kind, bad, limit, text in (
+        cases: tuple[tuple[Kind, bool, float, str], ...] = (
             (
                 "large_updates",
                 median > ctx.t.large_update_ratio,
@@ -51,7 +51,8 @@ def updates(ctx: Context) -> list[Finding]:
                 "the weights barely move: its gradient vanishes (see other findings) or the "
                 "learning rate is too low",
             ),
-        ):
+        )
+        for kind, bad, limit, text in cases:
             if bad:
                 findings.append(
                     Finding(
