@@ -22,13 +22,18 @@ from gradprobe.report.theory_table import summary_table
 from gradprobe.theory import (
     c_star,
     chi_1,
+    chi_c,
+    correlation_map,
     critical_sigma_w2,
+    jacobian_spectrum,
+    length_map,
     mean_field,
     norm_spread,
     phase_diagram,
     predict,
     propagate,
     q_star,
+    random_mlp,
     resolve,
     spectrum_prediction,
 )
@@ -331,3 +336,44 @@ def test_predict_of_a_half_model_on_a_huge_input_divided_by_zero():
         warnings.simplefilter("error", RuntimeWarning)
         layers = predict(model, 1e300).layers
     assert all(np.isfinite(layer.q_rel_std) for layer in layers)
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: length_map("tanh", -1.0, 1.0, 0.0), "q must be a variance"),
+        (lambda: length_map("tanh", [1.0, math.nan], 1.0, 0.0), "q must be a variance"),
+        (lambda: length_map("tanh", "a", 1.0, 0.0), "array of numbers"),
+        (lambda: correlation_map("tanh", 2.0, 1.5, 0.1), r"c must be a correlation in \[-1, 1\]"),
+        (lambda: correlation_map("tanh", math.nan, 1.5, 0.1), "c must be a correlation"),
+        (lambda: chi_c("tanh", -3.0, 1.5, 0.1), "c must be a correlation"),
+        (lambda: chi_1("tanh", 1.5, 0.1, q=-1.0), "q must be a finite second moment"),
+        (lambda: norm_spread("relu", 2.0, 0.0, True, depth=3), "widths must be layer widths"),
+        (lambda: norm_spread("relu", 2.0, 0.0, 8, depth="3"), "depth must be an integer"),
+        (lambda: norm_spread("relu", 2.0, 0.0, [[8, "a"]]), "widths"),
+    ],
+)
+def test_out_of_domain_q_and_c_were_clamped_or_silently_wrong(call, match):
+    """Was: q = −1 gave 1e-300, q = NaN a number, c = 2 was clamped to 1, widths=True was one
+    layer of width 1: each is now refused, naming the argument and its domain."""
+    with pytest.raises(InvalidInputError, match=match):
+        call()
+
+
+def test_jacobian_of_a_nan_input_raised_a_linalg_error():
+    model = random_mlp("tanh", 4, 2, 1.0)
+    with pytest.raises(InvalidInputError, match="NaN/Inf"):
+        jacobian_spectrum(model, torch.tensor([math.nan, 1.0, 1.0, 1.0]))
+    linear = random_mlp("linear", 4, 2, 1.0)
+    with torch.no_grad():
+        for layer in (linear[0], linear[2]):
+            layer.weight.fill_(1e30)  # J = W₂W₁ has entries 4e60: past float32
+    with pytest.raises(InvalidInputError, match="Jacobian has NaN/Inf"):
+        jacobian_spectrum(linear, torch.ones(4))
+
+
+def test_critical_line_of_a_flat_activation_warned_divide_by_zero():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        line = phase_diagram(torch.sign, [1.0, 3.0], [0.0], depth=3).critical_line()
+    assert np.isnan(line).all()  # φ′ = 0 almost everywhere: χ₁ = 0, never critical

@@ -51,3 +51,17 @@ def check_q0(q0, name: str = "q0", limit: float = MAX_VARIANCE) -> float:
             f"{name} must be a finite second moment {bound} (mean of x² over input units), got {v}"
         )
     return v
+
+
+def check_array(values, name: str, low: float, high: float, what: str) -> np.ndarray:
+    """``values`` as a float array, every entry in [low, high] (NaN refused)."""
+    try:
+        a = np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        raise InvalidInputError(
+            f"{name} must be a number or an array of numbers, got {values!r}"
+        ) from None
+    if not ((a >= low) & (a <= high)).all():
+        bad = a[~((a >= low) & (a <= high))].ravel()[0]
+        raise InvalidInputError(f"{name} must be {what} in [{low:g}, {high:g}], got {bad}")
+    return a

@@ -20,7 +20,7 @@ import torch
 
 from ..errors import InvalidInputError
 from ._activations import resolve
-from ._checks import check_q0, check_variances
+from ._checks import check_depth, check_q0, check_variances
 from ._gauss import expect
 from .kernels import V
 
@@ -47,11 +47,20 @@ class Spread:
 
 
 def _widths(widths, depth) -> np.ndarray:
+    if isinstance(widths, bool) or (
+        isinstance(widths, (list, tuple)) and any(isinstance(n, bool) for n in widths)
+    ):
+        raise InvalidInputError(f"widths must be layer widths (integers >= 1), got {widths!r}")
     if np.isscalar(widths):
         if depth is None:
             raise InvalidInputError("give depth= when widths is a single number")
-        widths = [widths] * int(depth)
-    w = np.asarray(widths, dtype=float)
+        widths = [widths] * check_depth(depth)
+    try:
+        w = np.asarray(widths, dtype=float)
+    except (TypeError, ValueError):
+        raise InvalidInputError(
+            f"widths must be a list of layer widths >= 1 (or one width and depth=), got {widths!r}"
+        ) from None
     if w.ndim != 1 or w.size == 0 or not np.all(np.isfinite(w)) or np.any(w < 1):
         raise InvalidInputError(
             f"widths must be a non-empty list of layer widths >= 1 (or one width and depth=),"

@@ -97,6 +97,8 @@ def _as_vector_fn(model: nn.Module, x: Tensor):
             "pass one input as a 1-D tensor (the Jacobian is per input); for images flatten it"
             " and wrap the model, e.g. lambda v: model(v.view(1, 3, 32, 32)).flatten()"
         )
+    if x.is_floating_point() and not torch.isfinite(x).all():
+        raise InvalidInputError("the input contains NaN/Inf: the Jacobian there is not defined")
 
     def f(v: Tensor) -> Tensor:
         return model(v.unsqueeze(0)).reshape(-1)
@@ -125,6 +127,11 @@ def jacobian_spectrum(
     n = x.numel()
     if method == "exact" or (method == "auto" and n <= 512):
         jac = torch.func.jacrev(f)(x).detach()
+        if not torch.isfinite(jac).all():
+            raise InvalidInputError(
+                "the Jacobian has NaN/Inf entries (the model overflows at this input): check"
+                " it with gp.check, or scale the weights down"
+            )
         sv = torch.linalg.svdvals(jac.double())
         lam = torch.cat([sv**2, sv.new_zeros(max(0, n - sv.numel()))])  # JᵀJ has n eigenvalues
         return Spectrum(float(lam.mean()), float(lam.var(unbiased=False)), "exact", sv.numpy())

@@ -21,7 +21,7 @@ from scipy.optimize import brentq  # type: ignore[import-untyped]
 
 from ..errors import InvalidInputError
 from ._activations import resolve
-from ._checks import MAX_VARIANCE, check_q0, check_variances
+from ._checks import MAX_VARIANCE, check_array, check_q0, check_variances
 from .kernels import C, Cd, D, D_at, V, dV
 
 #: |ln χ₁| at most this is called critical: both depth scales exceed 100 layers.
@@ -35,7 +35,8 @@ _Q_INF = 1e8  # where kernels are evaluated when q* diverges (ReLU with σ_w² >
 def length_map(activation, q, sigma_w2: float, sigma_b2: float) -> np.ndarray:
     """q ↦ σ_w² E[φ(√q z)²] + σ_b² (Poole et al. 2016, eq. 3), vectorised over q."""
     sigma_w2, sigma_b2 = check_variances(sigma_w2, sigma_b2)
-    return (sigma_w2 * V(resolve(activation), np.asarray(q, float)) + sigma_b2).numpy()
+    q = check_array(q, "q", 0.0, math.inf, "a variance (mean square of the pre-activation)")
+    return (sigma_w2 * V(resolve(activation), q) + sigma_b2).numpy()
 
 
 def q_star(activation, sigma_w2: float, sigma_b2: float, q0: float = 1.0) -> float:
@@ -113,7 +114,7 @@ def correlation_map(activation, c, sigma_w2: float, sigma_b2: float) -> np.ndarr
     act = resolve(activation)
     sigma_w2, sigma_b2 = check_variances(sigma_w2, sigma_b2)
     q, norm = _eval_point(act, sigma_w2, sigma_b2, q_star(act, sigma_w2, sigma_b2))
-    c = np.asarray(c, float)
+    c = check_array(c, "c", -1.0, 1.0, "a correlation")
     if norm <= 1e-150:  # q* = 0: the signal vanished, angles are kept (linear regime)
         return c.copy()
     return ((sigma_w2 * C(act, q, q, c) + sigma_b2) / norm).numpy()
@@ -124,7 +125,7 @@ def chi_c(activation, c, sigma_w2: float, sigma_b2: float) -> np.ndarray:
     act = resolve(activation)
     sigma_w2, sigma_b2 = check_variances(sigma_w2, sigma_b2)
     q, norm = _eval_point(act, sigma_w2, sigma_b2, q_star(act, sigma_w2, sigma_b2))
-    c = np.asarray(c, float)
+    c = check_array(c, "c", -1.0, 1.0, "a correlation")
     if norm <= 1e-150:  # q* = 0: χ_c = χ₁ = σ_w² φ′(0)²
         return np.full_like(c, sigma_w2 * float(D(act, 0.0)))
     if np.all(c == 1.0):  # E[φ′(u)²]: the 1-D kernel, no 2-D quadrature needed

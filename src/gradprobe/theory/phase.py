@@ -46,7 +46,9 @@ class PhaseDiagram:
     def critical_line(self) -> np.ndarray:
         """σ_w² where χ₁ crosses 1, per σ_b² (linear interpolation on the grid; nan if none)."""
         out = np.full(len(self.sigma_b2), math.nan)
-        for i, row in enumerate(np.log(self.chi_1)):
+        with np.errstate(divide="ignore"):  # χ₁ = 0 (σ_w² = 0, or φ′ = 0): ln = −∞, ordered
+            logs = np.log(self.chi_1)
+        for i, row in enumerate(logs):
             cross = np.nonzero((row[:-1] < 0) & (row[1:] >= 0))[0]
             if cross.size:
                 j = cross[0]
