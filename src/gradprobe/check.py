@@ -22,11 +22,12 @@ from .diagnose import Finding, diagnose
 from .errors import InvalidInputError
 from .probe.record import record_step, split_inputs
 from .run import Run
+from .theory import prediction_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     from .fix.ranking import Ranking
 
-__all__ = ["CheckResult", "check", "input_scale", "prediction_rows"]
+__all__ = ["CheckResult", "check", "input_scale"]
 
 
 class CheckResult:
@@ -118,21 +119,6 @@ def input_scale(inputs: object) -> float:
         return 1.0
     scale = float(x.detach().double().pow(2).mean())
     return scale if math.isfinite(scale) and scale > 0 else 1.0
-
-
-def prediction_rows(model: nn.Module, input_var: float) -> list[dict] | None:
-    """theory.predict(model, input_var) as rows for a run's meta (non-finite values as None);
-    None where theory refuses the model (not a plain stack)."""
-    from .theory import predict
-
-    try:
-        rows = predict(model, input_var).to_rows()
-    except Exception:  # a prediction is optional: a model theory cannot read gets none
-        return None
-    return [
-        {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in r.items()}
-        for r in rows
-    ]
 
 
 def check(

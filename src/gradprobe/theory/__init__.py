@@ -17,7 +17,7 @@ theory computes only: its figures are in ``gradprobe.report.figures`` (the phase
 from __future__ import annotations
 
 from ._activations import Activation, activation_names, resolve
-from .attach import attach
+from .attach import attach, prediction_rows
 from .finite_width import Spread, norm_spread
 from .jacobian import Spectrum, jacobian_spectrum, random_mlp, spectrum_prediction
 from .meanfield import (
@@ -60,6 +60,7 @@ __all__ = [
     "norm_spread",
     "phase_diagram",
     "predict",
+    "prediction_rows",
     "propagate",
     "q_star",
     "random_mlp",
