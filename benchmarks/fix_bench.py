@@ -66,17 +66,35 @@ def dataset(name: str, seed: int = 0):
         x, y = make_circles(1500, noise=0.08, factor=0.5, random_state=seed)
     elif name == "blobs":
         x, y = make_blobs(1500, centers=5, n_features=8, cluster_std=2.5, random_state=seed)
-    elif name == "digits":
+    elif name == "blobs-raw":  # not standardised: |x| up to ~15, as make_blobs draws them
+        x, y = make_blobs(1500, centers=4, n_features=2, cluster_std=1.5, random_state=seed + 1)
+    elif name in ("digits", "digits-raw", "digits-img"):
         x, y = load_digits(return_X_y=True)
     else:
         raise ValueError(name)
     xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.3, random_state=seed, stratify=y)
-    mu, sd = xtr.mean(0), xtr.std(0) + 1e-8
-    f = lambda a: torch.tensor((a - mu) / sd, dtype=torch.float32)  # noqa: E731
+    if name.endswith("-raw"):
+        mu, sd = np.zeros(xtr.shape[1]), np.ones(xtr.shape[1])
+    elif name == "digits-img":  # one scale for every pixel, as images are normalised
+        mu, sd = xtr.mean(), xtr.std()
+    else:
+        mu, sd = xtr.mean(0), xtr.std(0) + 1e-8
+    shape = (-1, 1, 8, 8) if name == "digits-img" else (-1, xtr.shape[1])
+
+    def f(a):
+        return torch.tensor((a - mu) / sd, dtype=torch.float32).reshape(-1, *shape[1:])
+
     return f(xtr), torch.tensor(ytr), f(xte), torch.tensor(yte)
 
 
-SHAPES = {"circles": (2, 2), "blobs": (8, 5), "digits": (64, 10)}
+SHAPES = {
+    "circles": (2, 2),
+    "blobs": (8, 5),
+    "digits": (64, 10),
+    "blobs-raw": (2, 4),
+    "digits-raw": (64, 10),
+    "digits-img": (1, 10),
+}
 
 
 # ------------------------------------------------------------------------------- models
@@ -114,6 +132,32 @@ class Net:
 
 
 @dataclass(frozen=True)
+class Cnn(Net):
+    """A conv net on 8×8 digits: ``depth`` 3×3 convolutions of ``width`` channels (padding
+    1), a linear head on the flattened maps; init options as :class:`Net`."""
+
+    def __call__(self, seed: int = 0) -> nn.Sequential:
+        torch.manual_seed(seed)
+        layers: list[nn.Module] = []
+        for i in range(self.depth):
+            layers += [nn.Conv2d(1 if i == 0 else self.width, self.width, 3, padding=1)]
+            layers.append(ACTS[self.act]())
+        layers += [nn.Flatten(), nn.Linear(self.width * 64, 10)]
+        model = nn.Sequential(*layers)
+        weighted = [m for m in model if isinstance(m, (nn.Conv2d, nn.Linear))]
+        with torch.no_grad():
+            for i, m in enumerate(weighted):
+                if self.std == "he":
+                    nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                    nn.init.zeros_(m.bias)
+                elif self.std is not None:
+                    nn.init.normal_(m.weight, std=float(self.std))
+                if self.bias is not None and i < len(weighted) - 1:
+                    nn.init.constant_(m.bias, self.bias)
+        return model
+
+
+@dataclass(frozen=True)
 class Opt:
     name: str = "adam"
     lr: float = 1e-3
@@ -139,7 +183,8 @@ class Case:
 
 def case(label: str, net: Net, opt: Opt) -> Case:
     """A buggy setup; its healthy reference: the same depth and width, ReLU, He init, Adam."""
-    return Case(label, label.split("/")[0], net, opt, Net(net.dataset, net.depth, net.width))
+    healthy = type(net)(net.dataset, net.depth, net.width)
+    return Case(label, label.split("/")[0], net, opt, healthy)
 
 
 CASES = [
@@ -185,6 +230,30 @@ CASES = [
     case("slow/blobs-tanh-sgd-1e-3", Net("blobs", 3, 32, "tanh", None), Opt("sgd", 1e-3)),
     case("slow/digits-sgd-1e-3", Net("digits", 3, 64, "relu"), Opt("sgd", 1e-3)),
     case("slow/circles-sigmoid-sgd-1e-2", Net("circles", 2, 32, "sigmoid", None), Opt("sgd", 1e-2)),
+]
+
+
+# Written after the catalog and the thresholds were fixed, and run once as they were: other
+# architectures (conv nets), unscaled inputs, other depths. Reported on their own.
+EXTRA = [
+    case("vanishing/blobsraw-tanh6-sgd", Net("blobs-raw", 6, 32, "tanh", None), Opt("sgd", 0.01)),
+    case(
+        "vanishing/digitsimg-cnn-sigmoid4",
+        Cnn("digits-img", 4, 8, "sigmoid", None),
+        Opt("sgd", 0.1),
+    ),
+    case("vanishing/circles-tanh12-sgd", Net("circles", 12, 32, "tanh", None), Opt("sgd", 0.05)),
+    case(
+        "exploding/digitsimg-cnn-relu-std1", Cnn("digits-img", 3, 8, "relu", 1.0), Opt("sgd", 0.01)
+    ),
+    case("exploding/blobs-exp2-sgd", Net("blobs", 2, 32, "exp", None), Opt("sgd", 0.1)),
+    case("exploding/digitsraw-relu4-adam", Net("digits-raw", 4, 64, "relu", 0.5), Opt()),
+    case("dying_relu/digitsimg-cnn-bias-2", Cnn("digits-img", 3, 8, "relu", "he", -2.0), Opt()),
+    case("dying_relu/blobsraw-adam02", Net("blobs-raw", 4, 32, "relu"), Opt(lr=0.2)),
+    case("oscillating/circles-relu-sgd-lr5", Net("circles", 3, 32, "relu"), Opt("sgd", 5.0)),
+    case("oscillating/digitsimg-cnn-sgd1", Cnn("digits-img", 3, 8, "relu"), Opt("sgd", 1.0)),
+    case("slow/digitsimg-cnn-sgd-1e-4", Cnn("digits-img", 3, 8, "relu"), Opt("sgd", 1e-4)),
+    case("slow/blobsraw-adam-1e-5", Net("blobs-raw", 3, 32, "relu"), Opt(lr=1e-5)),
 ]
 
 
@@ -310,9 +379,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=None, help="run the cases whose name contains this")
     parser.add_argument("--quick", action="store_true", help="two cases, 40 steps (smoke)")
     parser.add_argument("--json", default=None, help="also write the rows as JSON here")
+    parser.add_argument("--extra", action="store_true", help="the cases written afterwards")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    cases = [c for c in CASES if args.only is None or args.only in c.name]
+    pool = EXTRA if args.extra else CASES
+    cases = [c for c in pool if args.only is None or args.only in c.name]
     if args.quick:
         from dataclasses import replace
 

@@ -14,10 +14,13 @@ from .conftest import Exp, mlp
 
 
 def test_swap_activations_replaces_only_the_types_named():
-    model = nn.Sequential(nn.Linear(4, 4), nn.Sigmoid(), nn.Linear(4, 4), nn.ReLU(), Exp())
+    model = nn.Sequential(
+        nn.Linear(4, 4), nn.Sigmoid(), nn.Linear(4, 4), nn.ReLU(), Exp(), nn.Linear(4, 2)
+    )
     out = gp.fix.swap_activations(model, "GELU", only=["Sigmoid", "Exp"])
     assert out is model
-    assert [type(m).__name__ for m in model] == ["Linear", "GELU", "Linear", "ReLU", "GELU"]
+    kinds = [type(m).__name__ for m in model]
+    assert kinds == ["Linear", "GELU", "Linear", "ReLU", "GELU", "Linear"]
 
 
 def test_swap_activations_passes_options():
@@ -125,3 +128,13 @@ def test_set_norm_first():
     assert layer.norm_first
     with pytest.raises(InvalidInputError, match=r"no nn\.TransformerEncoderLayer"):
         gp.fix.set_norm_first(mlp())
+
+
+def test_swap_activations_leaves_the_output_activation():
+    """A final Sigmoid feeding BCE is the output's, not a hidden layer's: swapping it for a
+    ReLU would break the loss."""
+    model = nn.Sequential(nn.Linear(4, 4), nn.Sigmoid(), nn.Linear(4, 1), nn.Sigmoid())
+    gp.fix.swap_activations(model, "ReLU", only=["Sigmoid"])
+    assert [type(m).__name__ for m in model] == ["Linear", "ReLU", "Linear", "Sigmoid"]
+    with pytest.raises(InvalidInputError, match="no activation module"):
+        gp.fix.swap_activations(nn.Sequential(nn.Linear(4, 1), nn.Sigmoid()), "ReLU")

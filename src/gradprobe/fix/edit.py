@@ -45,22 +45,37 @@ def _activation_class(name: str) -> Any:
     return cls
 
 
+def output_activations(model: nn.Module) -> set[int]:
+    """ids of the activation modules registered after the model's last weight layer: the
+    output's own (a final Sigmoid for BCE, a Tanh bounding a regression), not hidden ones."""
+    modules = list(model.modules())
+    last = max((i for i, m in enumerate(modules) if isinstance(m, _WEIGHT_LAYERS)), default=-1)
+    return {id(m) for m in modules[last + 1 :] if is_activation(m)}
+
+
 def swap_activations(
-    model: nn.Module, to: str, *, only: Iterable[str] | None = None, **options
+    model: nn.Module,
+    to: str,
+    *,
+    only: Iterable[str] | None = None,
+    hidden_only: bool = True,
+    **options,
 ) -> nn.Module:
-    """Replace every activation module (of the types named in ``only``: class names, e.g.
-    ``["Sigmoid"]``) with ``torch.nn.<to>(**options)``, in place; returns the model.
+    """Replace every hidden activation module (of the types named in ``only``: class names,
+    e.g. ``["Sigmoid"]``) with ``torch.nn.<to>(**options)``, in place; returns the model.
+    ``hidden_only``: leave the activations after the last weight layer (the output's).
 
     >>> swap_activations(nn.Sequential(nn.Linear(4, 4), nn.Sigmoid()), "ReLU")  # doctest: +SKIP
     """
     cls = _activation_class(to)
     wanted = None if only is None else set(only)
+    keep = output_activations(model) if hidden_only else set()
     swapped = 0
     for _, parent in list(model.named_modules()):
         for name, child in list(parent.named_children()):
-            if not is_activation(child) or (
-                wanted is not None and type(child).__name__ not in wanted
-            ):
+            if not is_activation(child) or id(child) in keep:
+                continue
+            if wanted is not None and type(child).__name__ not in wanted:
                 continue
             parent._modules[name] = cls(**options)  # keeps the Sequential's order
             swapped += 1

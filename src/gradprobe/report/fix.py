@@ -27,6 +27,16 @@ def _smooth(values: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(values, kernel, mode="valid")
 
 
+def _line(ax, losses: Sequence[float], window: int, **style) -> None:
+    """A running mean; a curve too short for it (it diverged at once) as its raw points."""
+    values = np.asarray(losses, dtype=float)
+    if values.size < 2 * window:
+        ax.plot(np.arange(values.size), values, marker="o", ms=3, **style)
+        return
+    smooth = _smooth(values, window)
+    ax.plot(np.arange(smooth.size) + window, smooth, **style)
+
+
 def curves_figure(
     curves: Sequence[tuple[str, Sequence[float]]],
     baseline: Sequence[float] | None = None,
@@ -55,11 +65,8 @@ def curves_figure(
             continue
         label, losses = curves[i]
         if baseline is not None:
-            b = _smooth(np.asarray(baseline, dtype=float), window)
-            ax.plot(np.arange(b.size) + window, b, color="0.7", lw=1.2, label="baseline")
-        v = _smooth(np.asarray(losses, dtype=float), window)
-        color = "C2" if i == best else "C0"
-        ax.plot(np.arange(v.size) + window, v, color=color, lw=1.4)
+            _line(ax, baseline, window, color="0.7", lw=1.2)
+        _line(ax, losses, window, color="C2" if i == best else "C0", lw=1.4)
         if len(losses) < steps:  # stopped early: the loss went NaN/Inf
             ax.axvline(len(losses), color="C3", lw=0.8, ls="--")
         ax.set_title(label if len(label) <= 34 else label[:33] + "…", fontsize=8, loc="left")

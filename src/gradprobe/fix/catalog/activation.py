@@ -15,7 +15,7 @@ from torch import nn
 
 from ...init import apply as init_apply
 from ...probe.modules import activation_of
-from ..edit import activation_modules, swap_activations
+from ..edit import activation_modules, output_activations, swap_activations
 from . import REMEDIES, Remedy
 
 _SATURATING_ANSWERS = ("saturated", "vanishing", "not_learning", "slow_convergence")
@@ -51,7 +51,8 @@ class ActivationSwap(Remedy):
     summary = "swap saturating/exponential activations for ReLU, dying ReLUs for LeakyReLU"
 
     def fits(self, s):
-        acts = activation_modules(s.model)
+        output = output_activations(s.model)  # the output's own activation stays
+        acts = [(n, m) for n, m in activation_modules(s.model) if id(m) not in output]
         if not acts:
             if s.present(self.answers):
                 s.note(
