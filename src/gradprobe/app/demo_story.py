@@ -1,12 +1,14 @@
 """``gradprobe demo``, chapters 2-5: inits on digits, the Glorot figure, five remedies, and a
-``check`` that diagnoses a broken model and re-checks the remedy.
+``check`` that diagnoses a broken model and re-checks the remedy, then ``gp.fix`` that trains
+the remedies on copies and shows the before/after loss curves.
 
 Chapters 2-4 run the registered experiments (``gp.experiments.run``) with small overrides
-and draw from the Run files they store; chapter 5 calls ``gp.check`` directly.
+and draw from the Run files they store; chapter 5 calls ``gp.check`` and ``gp.fix`` directly.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -218,7 +220,7 @@ def _broken(seed: int) -> torch.nn.Sequential:
     return model
 
 
-@chapter("check", "gradprobe check on a broken model: diagnosis, remedy, re-check")
+@chapter("check", "gradprobe check and gp.fix on a broken model: diagnosis, remedies trained")
 def _check(out: Path, seed: int) -> dict:
     import gradprobe as gp
 
@@ -228,6 +230,7 @@ def _check(out: Path, seed: int) -> dict:
     x, y = split.x_train[:256], split.y_train[:256]
     model = _broken(seed)
     path = out / "runs" / "broken.sqlite"
+    path.parent.mkdir(parents=True, exist_ok=True)  # chapter 5 may run on its own
     for suffix in ("", "-wal", "-shm"):
         Path(str(path) + suffix).unlink(missing_ok=True)
     result = gp.check(model, x, y, path=path)
@@ -245,4 +248,36 @@ def _check(out: Path, seed: int) -> dict:
         f"[bold]{verdict}[/] ({len(fixed.findings)} finding(s)).",
         markup=True,
     )
-    return {"result": result, "fixed": fixed, "scheme": scheme, "files": []}
+    trained, files = _fix(out, seed, split)
+    return {"result": result, "fixed": fixed, "scheme": scheme, "fix": trained, "files": files}
+
+
+def _fix(out: Path, seed: int, split) -> tuple:
+    """gp.fix on the same broken model: the remedies its findings call for, trained on copies
+    for 150 SGD steps on digits; the baseline's and the winner's loss curves side by side."""
+    import gradprobe as gp
+
+    from ..report.fix import curves_figure
+
+    con = console()
+    con.print(
+        "A re-check at init cannot see training. gp.fix trains the model as given and each "
+        "remedy its findings call for, on copies (same batches, same seed), and ranks them:"
+    )
+    x, y = split.x_train[:1200], split.y_train[:1200]
+    result = gp.fix(
+        _broken(seed),
+        (x, y),
+        optimizer=functools.partial(torch.optim.SGD, lr=0.01),
+        steps=150,
+        seed=seed,
+    )
+    con.print(result)
+    base, best = result.baseline, result.best
+    png = save(
+        curves_figure([("as given", base.losses), (best.name, best.losses)], base.losses, best=1),
+        out / "fix_curves.png",
+    )
+    html = result.save_html(out / "fix.html")
+    con.print(f"Figure: {png}   report: {html}")
+    return result, [png, html]
