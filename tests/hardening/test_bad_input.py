@@ -22,7 +22,7 @@ CASES = {
     "no parameters": (lambda m: gp.check(nn.Sequential(nn.ReLU()), X), "no parameters"),
     "wrong shape": (lambda m: gp.check(m, torch.randn(5, 7)), "shaped as the model expects"),
     "wrong dtype": (lambda m: gp.check(m, X.double()), "dtype"),
-    "another device": (lambda m: gp.check(m, X.to("meta")), "move them"),
+    "another device": (lambda m: gp.check(m, X.to("meta")), "meta.*no values"),
     "loss not scalar": (lambda m: gp.check(m, X, loss_fn=lambda y: y.sum(0)), "scalar"),
     "class target of wrong shape": (
         lambda m: gp.check(m, X, torch.randint(0, 3, (4,))),
@@ -30,7 +30,7 @@ CASES = {
     ),
     "value target of wrong shape": (lambda m: gp.check(m, X, torch.randn(5, 2)), "output's shape"),
     "broadcastable value target": (lambda m: gp.check(m, X, torch.randn(5, 1)), "output's shape"),
-    "inputs None": (lambda m: gp.check(m, None), "tensor, a tuple"),
+    "inputs None": (lambda m: gp.check(m, None), "a tensor, a non-empty tuple"),
     "every=0": (lambda m: gp.watch(m, every=0), "positive integer"),
     "updates=0": (lambda m: gp.watch(m, updates=0), "updates=1 for every logged step"),
     "updates='all'": (lambda m: gp.watch(m, updates="all"), "number of steps >= 1"),
