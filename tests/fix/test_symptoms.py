@@ -59,3 +59,12 @@ def test_a_plateau_just_below_the_prior_is_not_learning():
     called healthy when the threshold was 10 % below the constant prediction."""
     curve = np.concatenate([np.linspace(1.1, 0.63, 60), np.full(240, 0.62)])
     assert kinds(curve) == ["not_learning"]
+
+
+def test_a_first_loss_far_above_the_prior_is_an_initial_loss_problem():
+    """exploding/digitsimg-cnn-relu-std1: N(0, 1) conv weights start the cross-entropy at 90
+    (ln 10 = 2.3 for the constant prediction); no layer finding fired at init, so no re-init
+    was tried."""
+    curve = np.concatenate([[90.0, 40.0, 10.0], np.linspace(3.0, 0.1, 297)])
+    assert kinds(curve, ref=math.log(10)) == ["initial_loss"]
+    assert kinds(np.linspace(1.1, 0.05, 300)) == []  # He init on 2 classes starts at ~1.6×

@@ -15,6 +15,10 @@ targets' variance for MSE; None for a loss of the user's own).
 * ``slow_convergence``: learning, but ``last > 0.5 · scale`` and the last quarter is still
   more than 5 % below the third: it would need many more steps.
 
+* ``initial_loss``: the first step's loss above ``3 · ref``: the outputs start far too
+  large (Karpathy 2019, "A recipe for training neural networks": a classifier should start
+  near −log(1/C), the constant prediction's loss); the init's scale is the cause.
+
 These guide which remedies are tried (they are permissive on purpose: the training of each
 candidate decides); a trial with a symptom is not healthy. When the diagnosis itself reads
 the loss (``not_learning``, ``diverging``, ``oscillating`` findings), both are used.
@@ -28,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-KINDS = ("diverging", "not_learning", "oscillating", "slow_convergence")
+KINDS = ("diverging", "not_learning", "oscillating", "slow_convergence", "initial_loss")
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,16 @@ def loss_symptoms(losses: list[float], ref: float | None = None) -> list[Symptom
         step = int(np.argmax(values > 1.5 * first))
         return [Symptom("diverging", step, ev, f"the loss rose from {first:.3g} to {last:.3g}")]
     out = []
+    if ref is not None and math.isfinite(ref) and ref > 0 and values[0] > 3 * ref:
+        out.append(
+            Symptom(
+                "initial_loss",
+                0,
+                {"initial_loss": float(values[0]), "reference": ref, "ratio": values[0] / ref},
+                f"the loss starts at {values[0]:.3g}, {values[0] / ref:.3g}× the constant "
+                f"prediction's {ref:.3g}: the outputs start far too large",
+            )
+        )
     floor = min(first, ref) if ref is not None and math.isfinite(ref) else first
     if last >= 0.8 * floor:
         what = "the constant prediction's" if ref is not None else "its starting"
@@ -107,7 +121,8 @@ def loss_symptoms(losses: list[float], ref: float | None = None) -> list[Symptom
         )
     q = max(1, n // 4)
     third, fourth = float(values[-2 * q : -q].mean()), float(values[-q:].mean())
-    if not out and last > 0.5 * scale and fourth < 0.95 * third:
+    learning = not any(x.kind in ("not_learning", "oscillating") for x in out)
+    if learning and last > 0.5 * scale and fourth < 0.95 * third:
         out.append(
             Symptom(
                 "slow_convergence",

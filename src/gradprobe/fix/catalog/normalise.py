@@ -27,6 +27,7 @@ class InsertNorm(Remedy):
     answers = (
         "dead_units",
         "exploding",
+        "initial_loss",
         "not_learning",
         "saturated",
         "slow_convergence",

@@ -1,7 +1,8 @@
 """Re-initialisation: a variance-preserving scheme for the activations in use, LSUV, an
 orthogonal init, and Fixup for residual models.
 
-Only when the baseline shows a problem at initialisation (its first logged step), or its loss
+Only when the baseline shows a problem at initialisation (its first logged step, or a first
+loss far above the constant prediction's), or its loss
 diverged within the first tenth of the steps (a weight scale too large for the depth makes
 the first updates overshoot before any finding can be logged): a model whose own init is
 healthy and trains keeps it. Every scheme is applied with ``nonlinearity="auto"`` (the
@@ -21,7 +22,7 @@ from ..edit import activation_modules
 from . import REMEDIES, Remedy
 from .activation import kind_of
 
-_AT_INIT = ("dead_units", "exploding", "non_finite", "saturated", "vanishing")
+_AT_INIT = ("dead_units", "exploding", "initial_loss", "non_finite", "saturated", "vanishing")
 _EARLY = ("diverging",)  # in the first tenth of the steps
 
 
