@@ -165,14 +165,16 @@ def test_weight_norm_is_of_the_weights_the_step_used():
 @pytest.mark.parametrize(
     ("every", "updates", "want"),
     [
-        (1, True, [0, 10, 20]),  # the default: at least 10 steps apart
-        (3, True, [0, 12, 24]),  # the first logged step 10 or more steps after the last
-        (1, 7, [0, 7, 14, 21]),
+        # every logged step before EARLY_STEPS (20), then at least 10 steps apart (the default)
+        (1, True, [*range(20), 20]),
+        (3, True, [0, 3, 6, 9, 12, 15, 18, 24]),  # then the first logged step 10 or more after
+        (1, 7, [*range(20), 21]),
         (5, 1, [0, 5, 10, 15, 20]),  # every logged step
         (1, False, []),
     ],
 )
 def test_update_ratio_is_measured_on_logged_steps_at_least_n_apart(every, updates, want):
+    assert gp.probe.EARLY_STEPS == gp.probe.Probe.EARLY_STEPS == 20
     model = _mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     x, y = torch.randn(8, 12), torch.randint(0, 7, (8,))

@@ -14,6 +14,7 @@ from typing import NamedTuple
 import torch
 
 from . import reducers as R
+from ._attention import AttentionCall
 from ._distributed import local
 from ._stats import Backward, Forward
 from .modules import BwdRec, Slot
@@ -65,6 +66,8 @@ class StepState:
     rnn_inputs: list[RnnInput] = field(default_factory=list)
     outputs: dict[int, Output] = field(default_factory=dict)  # id(output tensor) -> Output
     weight_norms: dict[int, slice] = field(default_factory=dict)  # param index -> ‖w‖ slot
+    attention: list[AttentionCall] = field(default_factory=list)  # samples of attention calls
+    running: list[Slot] = field(default_factory=list)  # watched modules in their forward now
 
     def unlogged(self, phase: str) -> Unlogged:
         return self.unlogged_forward if phase == "forward" else self.unlogged_backward

@@ -19,11 +19,14 @@ from typing import NamedTuple
 import torch
 
 from ..run import Histogram
+from . import _attention as A
 from . import reducers as R
+from ._attention import AttentionCall
 from ._distributed import is_shard, local
 from .modules import BwdRec, Slot, real_values
 
 Row = tuple[str, str, str, float]  # (layer, quantity, stat, value)
+LOW = (torch.float16, torch.bfloat16)  # dtypes whose range is recorded (range_used)
 
 
 class Forward(NamedTuple):
@@ -36,6 +39,7 @@ class Forward(NamedTuple):
     unit_max: torch.Tensor | None  # ReLU family: per-unit max over the batch (device)
     samples: int  # the batch those maxima were taken over (dim 0)
     hist: slice | None  # histograms=True
+    dtype: torch.dtype  # of the recorded tensor (range_used for float16/bfloat16)
 
 
 class Backward(NamedTuple):
@@ -47,6 +51,7 @@ class Backward(NamedTuple):
     moments: slice  # reducers.MomentSums
     time_norms: slice | None  # RNN outputs: ‖∂L/∂h_t‖ per time step
     hist: slice | None  # histograms=True, outputs only
+    dtype: torch.dtype
 
 
 class Dead(NamedTuple):
@@ -65,6 +70,7 @@ class Weight(NamedTuple):
     norm: slice
     delta: slice | None
     prev: slice | None
+    used: bool = True  # taken in the backward: the weights the step used
 
 
 @dataclass
@@ -95,7 +101,7 @@ class Recorder:
             unit = R.unit_max(t)
         samples = t.shape[0] if t.dim() > 1 else t.numel()
         hist = self._hist(pk, ranges, (slot.id, "a"), t, mom)
-        return Forward(slot, t.numel(), m, sat, unit, samples, hist)
+        return Forward(slot, t.numel(), m, sat, unit, samples, hist, t.dtype)
 
     def backward(
         self, pk: R.Packer, ranges: dict, rec: BwdRec, g: torch.Tensor, time_dim, op: str
@@ -104,7 +110,7 @@ class Recorder:
         m = pk.add(*mom, op=op)
         tn = None if time_dim is None else pk.add(R.time_norms(g, time_dim), op="norms_grad")
         h = self._hist(pk, ranges, (rec.slot.id, "g"), g, mom) if rec.kind == "out" else None
-        return Backward(rec, g.numel(), m, tn, h)
+        return Backward(rec, g.numel(), m, tn, h, g.dtype)
 
     def param_grads(self, state, params: list, owner: dict) -> None:
         """Distributed: every parameter's ``.grad`` once the backward and the gradient sync
@@ -162,6 +168,7 @@ class Recorder:
             mo = _combine(cs, host)
             out.rows += _moment_rows(name, q, mo, len(cs))
             out.rows.append((name, q, "mean", mo.mean))
+            _range_used(name, q, cs, host, out)
             if cs[0].saturated is not None:
                 sat = sum(host[c.saturated][0] for c in cs if c.saturated is not None)
                 out.rows.append((name, q, "saturated", sat / mo.n))
@@ -174,7 +181,9 @@ class Recorder:
                 out.series.append((name, "activation_rms_per_call", per_call))
             self._hist_rows(name, q, [c.hist for c in cs], host, out)
 
-    def backward_rows(self, calls: list[Backward], host: list[float], out: Rows) -> None:
+    def backward_rows(self, calls: list[Backward], host: list[float], out: Rows) -> float | None:
+        """Rows of the step's gradients; returns the global gradient norm ``sqrt(Σ ‖g‖²)``
+        over the parameters (None: no parameter gradient), also stored as a row."""
         by_slot: dict[int, list[Backward]] = defaultdict(list)
         params: dict[str, Backward] = {}
         for c in calls:
@@ -187,6 +196,7 @@ class Recorder:
             mo = _combine(cs, host)
             out.rows += _moment_rows(name, q, mo, len(cs))
             out.rows.append((name, q, "norm", mo.norm))
+            _range_used(name, q, cs, host, out)
             if len(cs) > 1:
                 norms = [_combine([c], host).norm for c in cs]
                 out.series.append((name, "grad_output_norm_per_call", norms))
@@ -195,10 +205,18 @@ class Recorder:
                     key = "rnn_grad_output_t" + ("" if i == 0 else f"#{i}")
                     out.series.append((name, key, list(host[c.time_norms])))
             self._hist_rows(name, q, [c.hist for c in cs], host, out)
+        total = 0.0
         for pname, c in params.items():
             mo = _combine([c], host)
             out.rows += _moment_rows(pname, "param_grad", mo, None)
             out.rows.append((pname, "param_grad", "norm", mo.norm))
+            _range_used(pname, "param_grad", [c], host, out)
+            total += mo.q
+        if not params:
+            return None
+        norm = math.sqrt(total) if total >= 0 else math.nan
+        out.rows.append(("(model)", "grad_norm", "global", norm))
+        return norm
 
     @staticmethod
     def weight_rows(weights: list[Weight], host: list[float], out: Rows) -> None:
@@ -210,6 +228,17 @@ class Recorder:
                 if prev > 0 or math.isnan(prev):  # undefined for weights that were all 0
                     ratio = delta / prev if prev > 0 else prev
                     out.rows.append((w.name, "update", "ratio", ratio))
+
+    @staticmethod
+    def attention_rows(calls: list[AttentionCall], host: list[float], out: Rows) -> None:
+        """Per attention module: its calls' samples combined (``_attention.combine``)."""
+        by_name: dict[str, list[list[float]]] = defaultdict(list)
+        for c in calls:
+            by_name[c.name].append(host[c.values])
+        for name, values in by_name.items():
+            stats = A.combine(values)
+            for stat, v in (stats or {}).items():
+                out.rows.append((name, "attention", stat, v))
 
     def _hist_rows(self, name, quantity, slices, host, out: Rows) -> None:
         slices = [s for s in slices if s is not None]
@@ -223,6 +252,15 @@ class Recorder:
                 h.zero + o.zero, h.nan + o.nan, h.posinf + o.posinf, h.neginf + o.neginf,
             )  # fmt: skip
         out.hists.append((name, quantity, h))
+
+
+def _range_used(name: str, q: str, calls, host: list[float], out: Rows) -> None:
+    """float16/bfloat16 tensors: ``max|x| / finfo(dtype).max``, the largest over the calls
+    (how close the values came to the dtype's overflow, 65504 for float16)."""
+    used = [_combine([c], host).max_abs / torch.finfo(c.dtype).max for c in calls if c.dtype in LOW]
+    if used:
+        worst = math.nan if any(math.isnan(u) for u in used) else max(used)
+        out.rows.append((name, q, "range_used", worst))
 
 
 def first_bad(calls: list[Forward] | list[Backward], host: list[float]):

@@ -13,10 +13,12 @@ from collections import defaultdict
 import torch
 
 from ..run import Event
+from . import _training as T
 from . import reducers as R
 from ._distributed import is_shard, local
 from ._state import Snapshot, StepState
 from ._stats import Recorder, Rows, Weight, first_bad
+from ._training import TrainingScalars
 
 BIG = 2**62
 STRIDE = 2**20  # positions per step in a first-non-finite code: step * STRIDE + position
@@ -40,6 +42,7 @@ class FirstNonFinite:
         self._intern: dict[tuple, tuple] = {}
         self.rank: int | None = None  # distributed: this process's rank, named in events
         self._aranges: dict[tuple, torch.Tensor] = {}
+        self.on_forward_event = None  # (step) -> None: a forward event read on the host
 
     @property
     def tracking_forward(self) -> bool:
@@ -49,17 +52,22 @@ class FirstNonFinite:
     def tracking_backward(self) -> bool:
         return self.track and "backward" not in self.found
 
-    def check_unlogged(self, state: StepState, phase: str, t, where, one_process: bool) -> None:
+    def check_unlogged(
+        self, state: StepState, phase: str, t, where, one_process: bool, value=None
+    ) -> None:
         """A tensor of a step that is not logged (``reducers.finite_sum``). On the CPU in one
         process it is read at once, which costs nothing; on an accelerator, or distributed
         (ranks agree on the first event), it stays on the device until the next logged step
-        (``push_flags``)."""
+        (``push_flags``). ``value``: a sum of ``t`` computed already (``‖g‖²`` of a parameter
+        gradient), used instead on the host."""
         host = one_process and R.on_host(t.device)
-        s = R.finite_sum(t, host)
+        s = value if host and value is not None else R.finite_sum(t, host)
         if host:
             if not math.isfinite(s.item()) and R.nonfinite_fraction(t) > 0:
                 # (a zero fraction: Σx overflowed float32, large values but no NaN/Inf yet)
                 self.host_record(phase, state.index, where, None)
+                if phase == "forward" and self.on_forward_event is not None:
+                    self.on_forward_event(state.index)
         else:
             state.unlogged(phase).add(s, where)
 
@@ -104,6 +112,18 @@ class FirstNonFinite:
             amount = "" if frac is None else f" ({frac:.3g} of its values)"
             self._add(phase, step, entry, amount, rank)
 
+    def record_update(self, step: int, param: str, grad_norm: float) -> None:
+        """The weights of ``param`` became NaN/Inf in the optimizer's step of ``step``, whose
+        gradients were finite (an event of phase ``"update"``)."""
+        if self.track and "update" not in self.found:
+            detail = (
+                f"the weights of parameter {param} became NaN/Inf in the optimizer step (the "
+                f"step's gradients were finite: global gradient norm {grad_norm:.3g})"
+            )
+            event = Event(step, "update", param, detail)
+            self.found["update"] = event
+            self.pending.append(event)
+
     def _add(self, phase: str, step: int, entry, amount: str, rank=None) -> None:
         rank = self.rank if rank is None else rank
         if rank is not None:  # distributed: where it happened
@@ -144,15 +164,83 @@ class FirstNonFinite:
 
 class Finisher:
     """Ends a logged step: queues what is read at the end (weights, dead units, codes of
-    earlier steps), makes the one host copy, names the first NaN/Inf and stores the rows."""
+    earlier steps, the per-step scalars of ``_training``), makes the one host copy, names the
+    first NaN/Inf and stores the rows."""
 
     def __init__(
-        self, run, params: list, snapshot: Snapshot, recorder: Recorder, first: FirstNonFinite
-    ) -> None:
+        self, run, params: list, snapshot: Snapshot, recorder: Recorder, first: FirstNonFinite,
+        training: TrainingScalars,
+    ) -> None:  # fmt: skip
         self.run, self.params, self.snapshot = run, params, snapshot
-        self.recorder, self.first = recorder, first
+        self.recorder, self.first, self.training = recorder, first, training
         self.positions_known: set[str] = set()
         self._frozen: list[str] | None = None  # as last stored in run.meta["frozen_params"]
+        self._dtypes: dict[str, str] = {}  # as last stored in run.meta["layer_dtypes"]
+        self.weights_finite = True  # until the weights are first seen holding NaN/Inf
+        self.device_flags = False  # accelerators: weights_flag() at every step's end
+        self._first_bad: torch.Tensor | None = None  # per parameter, at the first bad step
+
+    # -- weights that became NaN/Inf in the optimizer's step ("update" events) ------------
+    def _watching_weights(self) -> bool:
+        return self.weights_finite and self.first.track and "update" not in self.first.found
+
+    def weights_flag(self):
+        """Accelerators: 1.0 on the device when the weights hold NaN/Inf after this step."""
+        if not (self.device_flags and self._watching_weights()):
+            return None
+        bad = T.weights_flags(self.params)
+        if bad is None:
+            return None
+        # the parameters of the first step that had any (no sync: where, on the device)
+        old = self._first_bad
+        self._first_bad = bad if old is None else torch.where(old.amax() > 0, old, bad)
+        return bad.amax()
+
+    def _first_bad_param(self) -> str | None:
+        names = [n for n, p in self.params if p.requires_grad and p.numel()]
+        if self._first_bad is not None:
+            for name, v in zip(names, self._first_bad.tolist(), strict=False):
+                if v > 0:
+                    return name
+        return T.first_nonfinite_param(self.params)
+
+    def check_update(self, step: int, find_param) -> None:
+        """The weights were seen holding NaN/Inf after ``step``'s update: an event when that
+        step's gradients were finite (``find_param()`` names the first bad parameter)."""
+        if not self._watching_weights():
+            return
+        self.weights_finite = False
+        gn = self.training.last_grad_norm
+        if gn is not None and gn[0] == step and math.isfinite(gn[1]):
+            name = find_param()
+            if name is not None:
+                self.first.record_update(step, name, gn[1])
+
+    def _updates_of(self, state: StepState, weights, host, bad_steps, rows) -> None:
+        """On the host path: a weight norm the backward took (the weights after the previous
+        update) that is NaN/Inf; on the device path: the steps flagged by ``weights_flag``."""
+        if not self._watching_weights():
+            return
+        if bad_steps:
+            t = bad_steps[0]
+            gn = [r[3] for r in rows.get(t, ()) if r[1] == "grad_norm"]
+            if gn:
+                self.training.last_grad_norm = (t, gn[0])
+            self.check_update(t, self._first_bad_param)
+            return
+        if self.device_flags:
+            return
+        for w in weights:
+            if w.used and not math.isfinite(float(host[w.norm][0])):
+                self.check_update(state.index - 1, lambda w=w: w.name)
+                return
+
+    def flush_training(self, step: int) -> None:
+        """At close: the per-step scalars not stored yet, each at its own step."""
+        if self.training.pending:
+            rows, _ = self.training.flush()
+            for s, rs in sorted(rows.items()):
+                self.run.write_step(s, rs, mark_step=False)
 
     def finish_logged(self, state: StepState, write: bool) -> int:
         """Returns the number of steps written (0 or 1)."""
@@ -160,7 +248,9 @@ class Finisher:
         weights = self._queue_weights(state) if write else []
         dead = rec.dead(pk, state.forward)
         codes = [(ph, pk.add(c, op="code")) for ph, c in first.device_codes()]
+        queued = self.training.queue(pk) if write else []
         host = pk.to_host()
+        steps, bad_steps = self.training.take(queued, host) if write else ({}, [])
         for phase, sl in codes:  # earlier, unlogged steps come first
             first.resolve_code(phase, int(host[sl][0]), pk.rank_of(sl.start))
         f, at = first_bad(state.forward, host)
@@ -171,11 +261,19 @@ class Finisher:
             first.host_record("backward", state.index, b.rec.key(), host[at] / b.n, pk.rank_of(at))
         if not write:
             return 0
-        out = Rows()
+        out = Rows(steps.pop(state.index, []))
+        for s, rs in sorted(steps.items()):  # earlier unlogged steps: loss, lr, grad norm
+            self.run.write_step(s, rs, mark_step=False)
         positions = self._positions(state)
         rec.forward_rows(state.forward, dead, host, out)
-        rec.backward_rows(state.backward, host, out)
+        grad_norm = rec.backward_rows(state.backward, host, out)
+        if grad_norm is not None:
+            steps.setdefault(state.index, []).append(out.rows[-1])
+        self._updates_of(state, weights, host, bad_steps, steps)
+        if grad_norm is not None:
+            self.training.last_grad_norm = (state.index, grad_norm)
         rec.weight_rows(weights, host, out)
+        rec.attention_rows(state.attention, host, out)
         seen: dict[str, int] = defaultdict(int)
         for r in state.rnn_inputs:  # ∂L/∂x_t per RNN call ("#k": the k-th later call)
             k = seen[r.slot.name]
@@ -185,7 +283,18 @@ class Finisher:
         self.run.write_step(state.index, out.rows, positions, out.series, out.hists, first.pending)
         first.pending = []
         self._note_frozen()
+        self._note_dtypes(state)
         return 1
+
+    def _note_dtypes(self, state: StepState) -> None:
+        """``run.meta["layer_dtypes"]``: the dtype of each module's recorded output (float16
+        under autocast, ...), as of the last logged step; stored when it changes."""
+        dtypes = {**self._dtypes}
+        for c in state.forward:
+            dtypes[c.slot.name] = str(c.dtype).removeprefix("torch.")
+        if dtypes != self._dtypes:
+            self._dtypes = dtypes
+            self.run.set_meta("layer_dtypes", dtypes)
 
     def _note_frozen(self) -> None:
         """``run.meta["frozen_params"]``: the parameters with ``requires_grad=False`` at the
@@ -212,10 +321,10 @@ class Finisher:
                 w = local(p.detach())
                 w_sl = taken[i] if i in taken else pk.add(R.norm(w, scratch), op=op)
                 if not (update and i in taken and snap.has(i)):
-                    out.append(Weight(name, w_sl, None, None))
+                    out.append(Weight(name, w_sl, None, None, i in taken))
                     continue
                 delta = pk.add(snap.delta(i, w, scratch), op=op)
-                out.append(Weight(name, w_sl, delta, pk.add(snap.prev_norm(i), op=op)))
+                out.append(Weight(name, w_sl, delta, pk.add(snap.prev_norm(i), op=op), True))
         return out
 
     def _positions(self, state: StepState) -> dict[str, int]:

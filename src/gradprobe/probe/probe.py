@@ -8,40 +8,42 @@ transaction, ``_step``). What is recorded and how each stat is defined: docs/PRO
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import logging
 import time
-import warnings
 import weakref
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from ..errors import GradprobeWarning, InvalidInputError, RunStoreError
 from ..run import Run
 from . import reducers as R
+from ._attention import AttentionHooks
 from ._distributed import Reducer, is_shard, local
+from ._lifecycle import Lifecycle
 from ._state import Output, RnnInput, Snapshot, StepState
 from ._stats import Recorder
 from ._step import Finisher, FirstNonFinite
+from ._training import MODEL, TrainingScalars, check_loss, first_nonfinite_param, learning_rates
 from .hooks import HookSet
 from .modules import BwdRec, Slot, primary_tensor, real_values, rnn_time_dim, watched_modules
 from .schedules import Schedule
 
 INPUT = "(input)"
 UPDATE_GAP = 10  # updates=True: the update ratio on logged steps at least this many steps apart
+EARLY_STEPS = 20  # the update ratio on every logged step before this one (a too-large first step)
 
 
-class Probe:
+class Probe(AttentionHooks, Lifecycle):
     """Hooks on a model, plus the :class:`~gradprobe.Run` they fill. Use as a context manager.
 
     Public: ``run``, ``model``, ``hooks`` (``hooks.active = False`` pauses recording),
     ``warnings`` (probe failures), ``guard`` and ``skipped`` (``watch(..., guard=True)``),
-    ``step()``, ``step_index``, ``seconds``, ``closed``, ``close()``. Everything else is the
-    probe's own state.
+    ``step(loss=None)``, ``step_index``, ``seconds``, ``closed``, ``close()``,
+    ``EARLY_STEPS``. Everything else is the probe's own state.
     """
+
+    EARLY_STEPS = EARLY_STEPS
 
     def __init__(
         self,
@@ -85,7 +87,16 @@ class Probe:
             distributed.bind(lambda: self._state, self._pack_param_grads)
             self._first.rank = distributed.rank
         self._snapshot = Snapshot()
-        self._finisher = Finisher(run, self._params, self._snapshot, self._recorder, self._first)
+        self._training = TrainingScalars(distributed)
+        self._finisher = Finisher(
+            run, self._params, self._snapshot, self._recorder, self._first, self._training
+        )
+        self._optimizer = optimizer  # its learning rates are recorded every step
+        self._ended_by_optimizer = False  # optimizer= ended the step; step(loss=) may follow
+        self._on_host = distributed is None and all(R.on_host(p.device) for _, p in self._params)
+        self._first.on_forward_event = self._weights_after_update
+        self._finisher.weights_finite = first_nonfinite_param(self._params) is None
+        self._finisher.device_flags = not self._on_host
         self._step_seconds = 0.0
         self._started = time.perf_counter()
         self._last_update: int | None = None  # the last step whose update ratio was measured
@@ -106,6 +117,8 @@ class Probe:
             self.run.add_layer(s.name, "module", type(s.module).__name__, act)
         for n, p in self._params:
             self.run.add_layer(n, "param", "Parameter", None, tuple(p.shape))
+        if all(s.name != MODEL for s in self._slots):  # a container root: for the loss rows
+            self.run.add_layer(MODEL, "model", type(self.model).__name__, None)
 
     def _install(self, optimizer: torch.optim.Optimizer | None) -> None:
         root = self._slots[0]
@@ -114,8 +127,9 @@ class Probe:
             self.hooks.forward_pre(s.module, self._pre_hook(s), s.name)
             self.hooks.forward(s.module, self._fwd_hook(s), s.name)
         self._hook_params()
+        self._install_attention()
         if optimizer is not None:
-            self.hooks.optimizer_step(optimizer, lambda *_: self.step())
+            self.hooks.optimizer_step(optimizer, lambda *_: self._auto_step())
 
     def _hook_params(self) -> None:
         """A gradient hook on every trainable parameter; one unfrozen later gets its hook at
@@ -137,9 +151,11 @@ class Probe:
         if not logged:
             return
         gap, last = self._updates, self._last_update
-        st.update = bool(gap and (last is None or self._step - last >= gap))
-        if st.update:
+        regular = bool(gap and (last is None or self._step - last >= gap))
+        st.update = regular or bool(gap and self._step < EARLY_STEPS)
+        if regular:
             self._last_update = self._step
+        if st.update:
             self._snapshot.take(self._params, self._recorder.scratch)
 
     @property
@@ -169,6 +185,7 @@ class Probe:
 
     def _input_hook(self, slot: Slot) -> Callable:
         def hook(module, args, kwargs=None):
+            self._ended_by_optimizer = False  # a new forward: step(loss=) ends a new step
             if not self.hooks.active or not self._want_fwd():
                 return
             t, st = primary_tensor((args, kwargs)), self._state
@@ -183,9 +200,12 @@ class Probe:
 
     def _pre_hook(self, slot: Slot) -> Callable:
         def hook(module, args):
+            st = self._state
+            if st.logged and self.hooks.active:
+                st.running.append(slot)  # SDPA calls are the innermost running module's
             if not self.hooks.active or not self._want_bwd():
                 return None
-            st, new_args = self._state, None
+            new_args = None
             for i, a in enumerate(args):
                 if not isinstance(a, torch.Tensor):
                     continue
@@ -209,11 +229,13 @@ class Probe:
         def hook(module, args, output):
             if not self.hooks.active:
                 return
+            st = self._state
+            if st.running and st.running[-1] is slot:
+                st.running.pop()
             # the forward search may have ended (a NaN found) while the backward goes on
             want_fwd, want_bwd = self._want_fwd(), self._want_bwd()
             if not (want_fwd or want_bwd):
                 return
-            st = self._state
             if st.logged:
                 st.called.setdefault(slot.name)
             t = primary_tensor(output)
@@ -235,8 +257,12 @@ class Probe:
 
     def _param_hook(self, rec: BwdRec, index: int) -> Callable:
         def hook(param):
-            if self.hooks.active and self._want_bwd() and param.grad is not None:
-                st = self._state
+            if not self.hooks.active or param.grad is None:
+                return
+            st = self._state
+            if not st.logged:  # every step: ‖g‖² for the global norm, and the NaN/Inf search
+                self._unlogged_grad(rec, index, param.grad)
+            else:
                 self._record_bwd(rec, param.grad, None)
                 if st.logged and index not in st.weight_norms:
                     # ‖w‖ of the weights this step used: the backward just read them, so
@@ -248,6 +274,21 @@ class Probe:
                     st.weight_norms[index] = st.packer.add(wn, op=op)
 
         return hook
+
+    def _unlogged_grad(self, rec: BwdRec, index: int, g: torch.Tensor) -> None:
+        if g.numel() == 0:
+            return
+        if g.dtype.is_complex or g.layout != torch.strided:
+            g = real_values(g)
+        first = self._first
+        if self._dist is not None:  # read after the gradient sync (_pack_param_grads)
+            self._dist.after_backward()
+            if first.tracking_backward:
+                first.check_unlogged(self._state, "backward", local(g), rec.key(), False)
+            return
+        sq = self._training.param_grad(index, g)
+        if first.tracking_backward:
+            first.check_unlogged(self._state, "backward", g, rec.key(), True, value=sq)
 
     def _rnn_input_hook(self, slot: Slot, time_dim: int | None) -> Callable:
         step = self._step
@@ -282,20 +323,46 @@ class Probe:
             self._first.check_unlogged(st, "backward", g, rec.key(), self._dist is None)
 
     def _pack_param_grads(self) -> None:
-        if self._state.logged and self.hooks.active:
+        if not self.hooks.active:
+            return
+        if self._state.logged:
             self._recorder.param_grads(self._state, self._params, self._param_slot)
+        else:
+            self._training.dist_grads(self._params, self._dist.rank if self._dist else 0)
 
     # -- steps -----------------------------------------------------------------------------
-    def step(self) -> None:
-        """Mark the end of a training step (after ``optimizer.step()``).
+    def step(self, loss=None, *, lr=None) -> None:
+        """Mark the end of a training step (after ``optimizer.step()``); ``loss`` (a tensor
+        or a number) is recorded for the step, on every step, without a host sync.
 
-        A failure while recording (a hook that failed earlier, a full disk) is recorded as
-        a warning and the step's numbers are dropped; it never stops the training loop.
+        ``lr``: the learning rate used (a number, or one per param group) when the probe has
+        no ``optimizer=`` to read it from. With ``optimizer=``, the optimizer's step has
+        already ended the step: a ``step(loss=...)`` right after it (before the next
+        forward) gives that step its loss and starts no other. A failure while recording (a
+        hook that failed earlier, a full disk) is recorded as a warning and the step's
+        numbers are dropped; it never stops the training loop.
         """
         self._check_open()
+        loss = check_loss(loss)
+        if self._ended_by_optimizer:
+            self._ended_by_optimizer = False
+            self._training.late(self._step - 1, loss, lr)
+            return
+        self._end_step(loss, lr)
+
+    def _auto_step(self) -> None:
+        """``optimizer.step()`` (or the guard) ended the step."""
+        self._end_step(None, None)
+        self._ended_by_optimizer = True
+
+    def _end_step(self, loss, lr) -> None:
         t0 = time.perf_counter()
         st = self._state
         try:
+            if lr is None and self._optimizer is not None:
+                lr = learning_rates(self._optimizer)
+            flag = self._finisher.weights_flag()
+            self._training.end_step(st.index, st.logged, loss, lr, flag)
             if st.logged:
                 self._recorded += self._finisher.finish_logged(st, write=True)
             else:
@@ -306,92 +373,7 @@ class Probe:
         self._begin_step()
         self._step_seconds += time.perf_counter() - t0
 
-    @property
-    def seconds(self) -> float:
-        """Host time spent inside the probe so far: its hooks and ``step()`` (on an
-        accelerator, kernels it queued may finish later). Compare with the wall time of the
-        training loop to see what watching costs on your model; stored at close as
-        ``run.meta["probe_seconds"]`` beside ``run.meta["watched_seconds"]``."""
-        return self.hooks.seconds + self._step_seconds
-
-    def _guard_skipped(self, skipped) -> None:
-        """The guard skipped this step's optimizer step (the step still ends, when the guard's
-        post-hook calls ``step()``): listed in the run; no update ratio for it."""
-        self.skipped.append(skipped)
-        self._state.skipped = True
-        with contextlib.suppress(Exception):
-            self.run.set_meta(
-                "guard_skipped",
-                [{"step": s.step, "reason": s.reason, "origin": s.origin} for s in self.skipped],
-            )
-
-    def _hook_failed(self, where: str, err: Exception) -> None:
-        """Record a probe failure as a warning in the run (once per place and error type)."""
-        key = (where.split(" ")[0], type(err).__name__)
-        if key in self._failed:
-            return
-        self._failed.add(key)
-        message = f"{where}: {type(err).__name__}: {err}"
-        self.warnings.append(message)
-        logging.getLogger("gradprobe").warning("gradprobe probe failed at %s", message)
-        with contextlib.suppress(Exception):  # the store itself may be what failed
-            self.run.set_meta("warnings", self.warnings)
-
-    def close(self) -> None:
-        """Remove every hook (idempotent) and record any pending first-non-finite event.
-
-        Closing a probe whose ``step()`` was never called warns (``GradprobeWarning``): it
-        recorded nothing, and ``run.meta["steps_recorded"]`` says 0."""
-        self._close(warn_empty=True)
-
-    def _close(self, warn_empty: bool) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self.guard is not None:
-            self.guard.close()
-        try:
-            self.hooks.remove()
-        finally:
-            self._snapshot.clear()
-            self._recorder.scratch = R.Scratch()  # free the buffers
-            st = self._state
-            try:  # a step cut short (an exception) still names its first non-finite
-                st.packer.reduce_fn = None  # no collective here: other ranks may be gone
-                if st.logged and (st.forward or st.backward):
-                    self._finisher.finish_logged(st, write=False)
-                elif not st.logged:
-                    self._first.push_flags(st)
-                self._first.flush(self._step)
-            except RunStoreError:
-                pass  # a full disk: run.close() below warns once, saying what was kept
-            finally:
-                watched = time.perf_counter() - self._started
-                self.run.close(  # the closing meta, then the lock and the WAL are let go
-                    meta={
-                        "closed_at_step": self._step,
-                        "steps_recorded": self._recorded,
-                        "probe_seconds": round(self.seconds, 6),
-                        "watched_seconds": round(watched, 6),
-                    }
-                )
-        if warn_empty and self._step == 0:
-            warnings.warn(
-                "gradprobe recorded no step: probe.step() was never called, so the run is "
-                "empty (run.meta['steps_recorded'] == 0); call probe.step() after each "
-                "optimizer.step(), or pass optimizer=opt to gp.watch() to have it called",
-                GradprobeWarning,
-                stacklevel=3,
-            )
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise InvalidInputError(
-                "this probe is closed; call probe.step() inside the `with gp.watch(...)` block"
-            )
-
-    def __enter__(self) -> Probe:
-        return self
-
-    def __exit__(self, exc_type, *exc: object) -> None:
-        self._close(warn_empty=exc_type is None)  # no warning over the loop's own error
+    def _weights_after_update(self, step: int) -> None:
+        """The forward of ``step`` (unlogged, read on the host) was the first non-finite: did
+        the weights become NaN/Inf in the optimizer's step before it?"""
+        self._finisher.check_update(step - 1, lambda: first_nonfinite_param(self._params))

@@ -205,20 +205,33 @@ def norm(t: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
     updates ``‖w - w_prev‖``): then float64 sums. Float64 tensors stay float64."""
     if t.dtype == torch.float64:
         return torch.linalg.vector_norm(t)
+    if not on_host(t.device):
+        v = (t if t.dtype == torch.float32 else t.float()).reshape(-1)
+        return torch.dot(v, v).sqrt()
+    return sq_norm(t, scratch).sqrt()
+
+
+def sq_norm(t: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
+    """‖t‖₂² (0-dim), exact as :func:`norm`: float32 dot where float32 is exact enough (known
+    for free on the CPU), float64 sums otherwise; on other devices always float64 (one
+    ``vector_norm(dtype=float64)``). NaN/Inf in ``t`` give NaN/Inf."""
+    if t.dtype == torch.float64:
+        v = t.reshape(-1)
+        return torch.dot(v, v)
+    if not on_host(t.device):
+        return torch.linalg.vector_norm(t, dtype=torch.float64).square()
     v = (t if t.dtype == torch.float32 else t.float()).reshape(-1)
     q = torch.dot(v, v)
-    if not on_host(q.device):
-        return q.sqrt()
     qv = q.item()
     if v.numel() * _LO <= qv < _HI:  # float32 was exact enough (module docstring)
-        return q.sqrt()
+        return q
     if qv == 0:  # all zero (cheap to tell), or everything underflowed
         lo, hi = torch.aminmax(v) if v.numel() else (q, q)
         if lo.item() == 0 == hi.item():
             return q
     elif not math.isfinite(qv) and not v.isfinite().all():  # NaN/Inf, not an overflow
-        return q.sqrt()
-    return _sums64(v, scratch)[1].sqrt()
+        return q
+    return _sums64(v, scratch)[1]
 
 
 def time_norms(g: torch.Tensor, time_dim: int) -> torch.Tensor:

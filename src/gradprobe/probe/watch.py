@@ -17,10 +17,10 @@ from ..run import RunWriter
 from ._distributed import rank_path
 from ._distributed import resolve as resolve_distributed
 from .guard import Guard, check_options
-from .probe import UPDATE_GAP, Probe
+from .probe import EARLY_STEPS, UPDATE_GAP, Probe
 from .schedules import Schedule, as_schedule
 
-__all__ = ["Probe", "watch"]
+__all__ = ["EARLY_STEPS", "Probe", "watch"]
 
 
 def _check_model(model: object, what: str) -> nn.Module:
@@ -175,7 +175,7 @@ def watch(
 
         try:
             probe.guard = Guard(
-                model, optimizer, on_skip=on_skip, on_step=probe.step,
+                model, optimizer, on_skip=on_skip, on_step=probe._auto_step,
                 **guard_options,
             )  # fmt: skip
         except BaseException:

@@ -1,0 +1,280 @@
+"""Attention logits and entropy, on a sample, without asking the model for its attention weights.
+
+Two sources: a forward pre-hook on every ``nn.MultiheadAttention`` (its inputs and projection
+weights give q and k), and a thin wrapper around ``F.scaled_dot_product_attention`` (torch's
+SDPA; Hugging Face's default ``"sdpa"`` attention and hand-written attention that calls it),
+whose calls are attributed to the innermost watched module running at the time. Both work
+on logged steps only, from detached q and k under ``no_grad`` (a few small new tensors; no
+random numbers, nothing written into the model's tensors): training is unchanged.
+
+Sample: the first example of the batch, up to ``HEADS`` heads and up to ``QUERIES`` query
+positions (evenly spaced, both), every key. Per (head, query) row, with ``z = q·k · scale``
+(``scale = 1/√d`` unless the call gave one), masked positions removed and additive masks added
+as the softmax sees them: ``p = softmax(z)``, entropy ``H = -Σ p ln p`` (nats). Recorded:
+``max_logit`` (max of ``q·k · scale`` over allowed positions, without additive biases, so
+Dehghani et al. 2023's growth of the logits shows), ``entropy`` (mean of H over rows),
+``entropy_min`` (the lowest per-head mean, a collapsed head), ``entropy_uniform`` (mean of
+``ln(keys allowed)``, the entropy of uniform attention).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HEADS, QUERIES = 4, 64
+_FIELDS = 5  # max_logit, Σ entropy, rows, min per-head mean entropy, Σ ln(keys)
+
+
+class AttentionCall(NamedTuple):
+    """One attention call on a logged step: where its five numbers are in the packer."""
+
+    name: str
+    values: slice
+
+
+def _pick(n: int, limit: int, device) -> torch.Tensor | None:
+    """``limit`` evenly spaced indices of ``range(n)`` (None: all of them)."""
+    if n <= limit:
+        return None
+    return torch.linspace(0, n - 1, limit, device=device).round().long()
+
+
+def stats(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    scale: float,
+    allowed: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The five numbers of a sample: ``q`` (h, m, d) and ``k`` (h, S, d); ``allowed`` a bool
+    mask and ``bias`` an additive one, both broadcastable to (h, m, S). A 1-dim float tensor."""
+    with torch.autocast(q.device.type, enabled=False):  # float32, whatever the caller's autocast
+        z = torch.matmul(q.float(), k.float().transpose(-1, -2)) * scale
+    if bias is not None:
+        bias = bias.float()
+        ok = bias > torch.finfo(torch.float32).min / 2  # -inf, or finfo.min as HF writes it
+        allowed = ok if allowed is None else allowed & ok
+    if allowed is None:
+        allowed = torch.ones((), dtype=torch.bool, device=z.device)
+    allowed = allowed.expand_as(z)
+    neg = torch.tensor(-math.inf, device=z.device)
+    max_logit = torch.where(allowed, z, neg).amax()
+    zz = z if bias is None else z + torch.where(allowed, bias, 0.0)
+    p = torch.softmax(torch.where(allowed, zz, neg), dim=-1)
+    keys = allowed.sum(-1)  # (h, m)
+    valid = keys > 0
+    ent = torch.where(valid, torch.special.entr(p).sum(-1), 0.0)
+    rows = valid.sum(-1)  # per head
+    head_mean = torch.where(rows > 0, ent.sum(-1) / rows.clamp(min=1), math.inf)
+    uniform = torch.where(valid, keys.clamp(min=1).float().log(), 0.0).sum()
+    return torch.stack(
+        [max_logit, ent.sum(), rows.sum().float(), head_mean.amin(), uniform]
+    ).detach()
+
+
+def sdpa_sample(
+    query, key, value=None, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
+    enable_gqa=False, **_,
+) -> torch.Tensor | None:  # fmt: skip
+    """The sample of one ``F.scaled_dot_product_attention`` call (its own arguments)."""
+    if query.dim() < 3 or key.dim() < 3:
+        return None
+    lead = (0,) * (query.dim() - 3)
+    q0, k0 = query.detach()[lead], key.detach()[(0,) * (key.dim() - 3)]  # (H, L, E), (Hk, S, E)
+    H, L, E = q0.shape
+    Hk, S = k0.shape[0], k0.shape[1]
+    hs = _pick(H, HEADS, q0.device)
+    qi = _pick(L, QUERIES, q0.device)
+    heads = torch.arange(H, device=q0.device) if hs is None else hs
+    kv = heads // max(H // Hk, 1) if Hk != H else heads
+    q = q0[heads] if qi is None else q0[heads][:, qi]
+    k = k0[kv]
+    allowed = bias = None
+    if attn_mask is not None:
+        m = attn_mask.detach().expand(*query.shape[:-1], S)[lead]  # (H, L, S), a view
+        m = m[heads] if qi is None else m[heads][:, qi]
+        if m.dtype == torch.bool:
+            allowed = m
+        else:
+            bias = m
+    if is_causal:
+        rows = torch.arange(L, device=q0.device) if qi is None else qi
+        causal = torch.arange(S, device=q0.device)[None, :] <= rows[:, None]
+        allowed = causal if allowed is None else allowed & causal
+    s = 1.0 / math.sqrt(E) if scale is None else float(scale)
+    return stats(q, k, s, allowed, bias)
+
+
+def _mha_mask(mask, n_heads: int, heads, qi, key_mask: bool):
+    """An MHA mask (True = masked out, or additive) as (allowed, bias) for example 0."""
+    if mask is None:
+        return None, None
+    m = mask.detach()
+    if key_mask:  # key_padding_mask (N, S) or (S,)
+        m = (m[0] if m.dim() == 2 else m)[None, None, :]
+    elif m.dim() == 3:  # (N·H, L, S): example 0 is the first H
+        m = m[:n_heads][heads]
+        m = m if qi is None else m[:, qi]
+    else:  # (L, S)
+        m = (m if qi is None else m[qi])[None]
+    if m.dtype == torch.bool:
+        return ~m, None
+    return None, m
+
+
+def mha_sample(module: nn.MultiheadAttention, args: tuple, kwargs: dict) -> torch.Tensor | None:
+    """The sample of one ``nn.MultiheadAttention`` call, from its inputs and weights."""
+    names = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask")
+    bound = dict(zip(names, args, strict=False))
+    bound.update(kwargs)
+    query, key = bound.get("query"), bound.get("key")
+    if not isinstance(query, torch.Tensor) or not isinstance(key, torch.Tensor):
+        return None
+    E, H = module.embed_dim, module.num_heads
+    hd = E // H
+    batched = query.dim() == 3
+    if batched:
+        q_in = query[0] if module.batch_first else query[:, 0]
+        k_in = key[0] if module.batch_first else key[:, 0]
+    else:
+        q_in, k_in = query, key
+    q_in, k_in = q_in.detach(), k_in.detach()
+    L, S = q_in.shape[0], k_in.shape[0]
+    if module._qkv_same_embed_dim:
+        w = module.in_proj_weight.detach()
+        wq, wk = w[:E], w[E : 2 * E]
+    else:
+        wq, wk = module.q_proj_weight.detach(), module.k_proj_weight.detach()
+    b = module.in_proj_bias
+    bq, bk = (None, None) if b is None else (b.detach()[:E], b.detach()[E : 2 * E])
+    hs, qi = _pick(H, HEADS, q_in.device), _pick(L, QUERIES, q_in.device)
+    heads = torch.arange(H, device=q_in.device) if hs is None else hs
+    qx = q_in if qi is None else q_in[qi]
+    q = F.linear(qx, wq.to(qx.dtype), None if bq is None else bq.to(qx.dtype))
+    k = F.linear(k_in, wk.to(k_in.dtype), None if bk is None else bk.to(k_in.dtype))
+    q = q.reshape(q.shape[0], H, hd).transpose(0, 1)[heads]  # (h, m, hd)
+    k = k.reshape(S, H, hd).transpose(0, 1)
+    extra = 0
+    if module.bias_k is not None:
+        k = torch.cat([k, module.bias_k.detach().reshape(H, 1, hd).to(k.dtype)], dim=1)
+        extra += 1
+    if module.add_zero_attn:
+        k = torch.cat([k, k.new_zeros(H, 1, hd)], dim=1)
+        extra += 1
+    k = k[heads]
+    allowed, bias = _mha_mask(bound.get("attn_mask"), H, heads, qi, key_mask=False)
+    ka, kb = _mha_mask(bound.get("key_padding_mask"), H, heads, qi, key_mask=True)
+    if bound.get("is_causal") and bound.get("attn_mask") is None:
+        rows = torch.arange(L, device=q.device) if qi is None else qi
+        allowed = torch.arange(S, device=q.device)[None, None, :] <= rows[None, :, None]
+    allowed = _both(allowed, ka, torch.logical_and)
+    bias = _both(bias, kb, torch.add)
+    if extra:  # the added keys are never masked
+        allowed = None if allowed is None else F.pad(allowed, (0, extra), value=True)
+        bias = None if bias is None else F.pad(bias, (0, extra), value=0.0)
+    return stats(q, k, 1.0 / math.sqrt(hd), allowed, bias)
+
+
+def _both(a, b, op):
+    if a is None or b is None:
+        return a if b is None else b
+    return op(a, b)
+
+
+def combine(values: list[list[float]]) -> dict[str, float] | None:
+    """The calls of one module in a step: max of the maxima, means over all rows, min."""
+    rows = sum(v[2] for v in values)
+    if rows <= 0:
+        return None
+    return {
+        "max_logit": max(v[0] for v in values),
+        "entropy": sum(v[1] for v in values) / rows,
+        "entropy_min": min(v[3] for v in values),
+        "entropy_uniform": sum(v[4] for v in values) / rows,
+        "calls": float(len(values)),
+    }
+
+
+# -- the SDPA wrapper (one per process, shared by every open probe) ----------------------
+_observers: list[Callable] = []
+_original: Callable | None = None
+
+
+def _sdpa(query, key, value, *args, **kwargs):
+    if _observers:
+        for fn in list(_observers):
+            fn(query, key, value, args, kwargs)
+    return _original(query, key, value, *args, **kwargs)  # type: ignore[misc]
+
+
+def observe(fn: Callable) -> None:
+    """Call ``fn(query, key, value, args, kwargs)`` before every SDPA call (install the
+    wrapper if it is not in place)."""
+    global _original
+    if F.scaled_dot_product_attention is not _sdpa:
+        _original = F.scaled_dot_product_attention
+        F.scaled_dot_product_attention = _sdpa
+    _observers.append(fn)
+
+
+def unobserve(fn: Callable) -> None:
+    """Stop calling ``fn``; the last observer gone, torch's function is put back (unless
+    someone wrapped it after us: then our wrapper stays, as a pass-through)."""
+    global _original
+    if fn in _observers:
+        _observers.remove(fn)
+    if not _observers and F.scaled_dot_product_attention is _sdpa and _original is not None:
+        F.scaled_dot_product_attention = _original
+        _original = None
+
+
+def sdpa_call(args: tuple, kwargs: dict) -> dict:
+    """The SDPA call's optional arguments by name (positional ones after value)."""
+    names = ("attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
+    return {**dict(zip(names, args, strict=False)), **kwargs}
+
+
+class AttentionHooks:
+    """Part of :class:`~gradprobe.probe.probe.Probe`: attention samples on logged steps, from
+    a pre-hook on each ``nn.MultiheadAttention`` and from the SDPA wrapper."""
+
+    def _install_attention(self) -> None:
+        for s in self._slots[1:]:  # type: ignore[attr-defined]
+            if isinstance(s.module, nn.MultiheadAttention):
+                self.hooks.forward_pre(s.module, self._mha_hook(s), f"{s.name} attention", True)  # type: ignore[attr-defined]
+        self._sdpa_observer = self.hooks.wrap(self._on_sdpa, "attention")  # type: ignore[attr-defined]
+        observe(self._sdpa_observer)
+
+    def _remove_attention(self) -> None:
+        observer = getattr(self, "_sdpa_observer", None)
+        if observer is not None:
+            unobserve(observer)
+
+    def _keep_sample(self, name: str, values: torch.Tensor | None) -> None:
+        st = self._state  # type: ignore[attr-defined]
+        if values is not None:
+            st.attention.append(AttentionCall(name, st.packer.add(values, op="rank0")))
+
+    def _mha_hook(self, slot) -> Callable:
+        def hook(module, args, kwargs):
+            if self.hooks.active and self._state.logged:  # type: ignore[attr-defined]
+                with torch.no_grad():
+                    self._keep_sample(slot.name, mha_sample(module, args, kwargs))
+
+        return hook
+
+    def _on_sdpa(self, query, key, value, args, kwargs) -> None:
+        st = self._state  # type: ignore[attr-defined]
+        if not (self.hooks.active and st.logged and st.running):  # type: ignore[attr-defined]
+            return
+        slot = st.running[-1]  # the innermost watched module: it called SDPA
+        if isinstance(slot.module, nn.MultiheadAttention):
+            return  # its own pre-hook took the sample
+        with torch.no_grad():
+            self._keep_sample(slot.name, sdpa_sample(query, key, value, **sdpa_call(args, kwargs)))
