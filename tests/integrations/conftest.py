@@ -7,7 +7,8 @@ import gradprobe as gp
 
 
 def make_run(path=None, steps: int = 3):
-    """Three logged steps of a tanh/ReLU MLP; step 1 feeds +Inf, step 2 a NaN."""
+    """Three logged steps of a tanh/ReLU MLP, with their loss and lr; step 1 feeds +Inf, step
+    2 a NaN."""
     g = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     model = torch.nn.Sequential(
@@ -15,17 +16,18 @@ def make_run(path=None, steps: int = 3):
         torch.nn.Linear(12, 3),
     )  # fmt: skip
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    with gp.watch(model, histograms=True, bins=16, path=path) as probe:
+    with gp.watch(model, histograms=True, bins=16, path=path, optimizer=opt) as probe:
         for i in range(steps):
             x = torch.randn(20, 6, generator=g)
             if i == 1:
                 x[3, 2] = float("inf")
             if i == 2:
                 x[0, 0] = float("nan")
-            model(x).pow(2).mean().backward()
+            loss = model(x).pow(2).mean()
+            loss.backward()
             opt.step()
             opt.zero_grad()
-            probe.step()
+            probe.step(loss=loss)  # optimizer= ended the step: this gives it its loss
     return probe.run
 
 

@@ -53,6 +53,12 @@ def test_trainer_callback_watches_steps_and_logs_findings(tmp_path):
     trainer.train()
     run = cb.run
     assert run.steps == [0, 1, 2, 3]  # one probe step per optimizer step
+    # the loss: the mean of the step's micro-batch losses, as the Trainer logs it
+    logged = [e["loss"] for e in trainer.state.log_history if "loss" in e and "step" in e]
+    assert list(run.matrix("loss", "value")[2][0]) == pytest.approx(logged, rel=1e-5)
+    lrs = [e["learning_rate"] for e in trainer.state.log_history if "learning_rate" in e]
+    assert list(run.matrix("lr", "value")[2][0]) == pytest.approx(lrs, rel=1e-9)
+    assert run.matrix("grad_norm", "global")[1] == [0, 1, 2, 3]
     _, _, calls = run.matrix("activation", "calls")
     assert (calls == 2).all()  # two micro-batches per step, no evaluation forwards
     assert len(cb.probe.hooks) == 0

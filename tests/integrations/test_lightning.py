@@ -19,10 +19,13 @@ class Tiny(L.LightningModule):
         )
         with torch.no_grad():
             self.net[0].weight.mul_(scale)
+        self.losses: list[float] = []
 
     def training_step(self, batch, _):
         x, y = batch
-        return torch.nn.functional.mse_loss(self.net(x), y)
+        loss = torch.nn.functional.mse_loss(self.net(x), y)
+        self.losses.append(loss.item())
+        return loss
 
     def validation_step(self, batch, _):
         x, y = batch
@@ -55,9 +58,14 @@ def _fit(tmp_path, module, **callback_options):
 
 def test_watch_during_fit_and_findings_in_the_logger(tmp_path):
     torch.manual_seed(0)
-    cb, trainer = _fit(tmp_path, Tiny(scale=30.0), histograms=True)  # saturates the tanh
+    module = Tiny(scale=30.0)
+    cb, trainer = _fit(tmp_path, module, histograms=True)  # saturates the tanh
     run = cb.run
     assert run.steps == [0, 1, 2, 3, 4]  # one step per training batch
+    # the callback passes the loss training_step returned, and the optimizer's lr
+    assert list(run.matrix("loss", "value")[2][0]) == module.losses
+    assert list(run.matrix("lr", "value")[2][0]) == [0.1] * 5
+    assert run.matrix("grad_norm", "global")[1] == [0, 1, 2, 3, 4]
     _, _, calls = run.matrix("activation", "calls")
     assert (calls == 1).all()  # validation forwards are not recorded
     assert any(f.kind == "saturated" for f in cb.findings)

@@ -12,6 +12,7 @@ pytest.importorskip(
 )
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from gradprobe.integrations._common import scalar_name
 from gradprobe.integrations.tensorboard import buckets, to_tensorboard
 
 GUIDE = {"scalars": 0, "histograms": 0, "tensors": 0}
@@ -37,7 +38,7 @@ def test_every_recorded_scalar_is_in_the_event_file(stored_run, events):
     for quantity, stat in stored_run.quantities():
         names, steps, values = stored_run.matrix(quantity, stat, role=None)
         for i, name in enumerate(names):
-            tag = f"gradprobe/{quantity}/{stat}/{name}"
+            tag = "gradprobe/" + scalar_name(quantity, stat, name)
             assert tag in tags
             written = {e.step: e.value for e in events.Scalars(tag)}
             for j, step in enumerate(steps):
@@ -47,6 +48,17 @@ def test_every_recorded_scalar_is_in_the_event_file(stored_run, events):
                     nan += math.isnan(written[step])
     assert checked > 200
     assert nan > 0  # NaN statistics (step 2) are written, not dropped
+
+
+def test_loss_lr_and_gradient_norm_are_scalars(stored_run, events):
+    for tag, (quantity, stat) in {
+        "loss": ("loss", "value"), "lr": ("lr", "value"), "grad_norm": ("grad_norm", "global"),
+    }.items():  # fmt: skip
+        written = [e.value for e in events.Scalars(f"gradprobe/{tag}")]
+        _, _, want = stored_run.matrix(quantity, stat)
+        assert len(written) == 3
+        for a, b in zip(written, want[0], strict=True):
+            assert _same(float(np.float32(b)), a), tag
 
 
 def test_histograms_keep_nan_inf_and_zero_counts(stored_run, events):

@@ -9,6 +9,7 @@ import pytest
 from gradprobe.errors import GradprobeError
 
 pytest.importorskip("wandb", reason="needs the wandb extra: pip install -e '.[wandb]'")
+from gradprobe.integrations._common import scalar_name
 from gradprobe.integrations.wandb import to_wandb
 
 from . import _wandb_file
@@ -40,7 +41,7 @@ def test_history_holds_every_recorded_scalar(stored_run, logged):
         names, steps, values = stored_run.matrix(quantity, stat, role=None)
         for i, name in enumerate(names):
             for j, step in enumerate(steps):
-                tag = f"gradprobe/{quantity}/{stat}/{name}"
+                tag = "gradprobe/" + scalar_name(quantity, stat, name)
                 if tag not in rows[step]:
                     continue  # never recorded at this step (e.g. updates before a snapshot)
                 got = rows[step][tag]
@@ -52,6 +53,18 @@ def test_history_holds_every_recorded_scalar(stored_run, logged):
                     assert got == pytest.approx(want, rel=1e-12)
                 checked += 1
     assert checked > 200 and nan > 0
+
+
+def test_loss_lr_and_gradient_norm_in_the_history(stored_run, logged):
+    _, history, _ = logged
+    rows = {row["_step"]: row for row in history}
+    _, steps, loss = stored_run.matrix("loss", "value")
+    assert steps == [0, 1, 2]
+    for j, step in enumerate(steps):
+        got = rows[step]["gradprobe/loss"]
+        assert (got == "NaN" or math.isnan(got)) if math.isnan(loss[0, j]) else got == loss[0, j]
+        assert rows[step]["gradprobe/lr"] == 0.05
+        assert "gradprobe/grad_norm" in rows[step]
 
 
 def test_histograms_and_their_nonfinite_counts(stored_run, logged):

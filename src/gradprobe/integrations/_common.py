@@ -1,9 +1,11 @@
 """What every adapter shares: the optional-package check, and a Run read as logging records.
 
-A stored run becomes, per logged step, scalars named ``{quantity}/{stat}/{layer}`` (NaN kept
-as NaN, never dropped) and, when the run has histograms, one histogram per layer and
-quantity plus its exact counts of zeros, NaN, +Inf and -Inf and of values outside its range
-as scalars named ``{quantity}/hist_{what}/{layer}``.
+A stored run becomes, per step, scalars named ``{quantity}/{stat}/{layer}`` (NaN kept as
+NaN, never dropped); the whole model's per-step scalars have short names, on every step:
+``loss``, ``lr`` (``lr/group{i}`` when the param groups differ) and ``grad_norm``. When the
+run has histograms: one histogram per layer and quantity plus its exact counts of zeros,
+NaN, +Inf and -Inf and of values outside its range as scalars named
+``{quantity}/hist_{what}/{layer}``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,13 @@ from ..run import Histogram, Run
 
 HIST_QUANTITIES = ("activation", "grad_output")
 HIST_COUNTS = ("zero", "nan", "posinf", "neginf", "below", "above")
+TRAINING = ("loss", "lr", "grad_norm")  # per-step scalars of the whole model ("(model)")
+
+
+def learning_rates(optimizer) -> list | None:
+    """``lr`` of every param group of an optimizer (None without one)."""
+    groups = getattr(optimizer, "param_groups", None)
+    return [g["lr"] for g in groups if "lr" in g] if groups else None
 
 
 class MissingExtraError(GradprobeError, ImportError):
@@ -56,12 +65,21 @@ def load_run(run: Run | str) -> Run:
     )
 
 
+def scalar_name(quantity: str, stat: str, layer: str) -> str:
+    """A row's name for a logger: ``loss``, ``lr``, ``lr/group1``, ``grad_norm`` for the whole
+    model's per-step scalars, ``{quantity}/{stat}/{layer}`` for everything else."""
+    if layer == "(model)" and quantity in TRAINING:
+        return quantity if stat in ("value", "global") else f"{quantity}/{stat}"
+    return f"{quantity}/{stat}/{layer}"
+
+
 def records(run: Run, histograms: bool = True, prefix: str = "") -> Iterator[StepRecords]:
-    """The run, one :class:`StepRecords` per logged step, in step order."""
+    """The run, one :class:`StepRecords` per step (logged steps, and the steps that have only
+    the loss, lr and gradient norm), in step order."""
     by_step: dict[int, StepRecords] = {s: StepRecords(s) for s in run.steps}
     for step, name, quantity, stat, value in run.rows():
         rec = by_step.setdefault(step, StepRecords(step))
-        rec.scalars[f"{prefix}{quantity}/{stat}/{name}"] = value
+        rec.scalars[prefix + scalar_name(quantity, stat, name)] = value
     if histograms and run.meta.get("histograms"):
         layers = [la.name for la in run.layers(role=None) if la.role != "param"]
         for step, rec in by_step.items():

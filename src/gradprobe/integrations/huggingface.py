@@ -4,7 +4,9 @@
 >>> Trainer(model, args, train_dataset=ds, callbacks=[GradprobeTrainerCallback()])  # doctest: +SKIP
 
 One probe step per optimizer step (every micro-batch of a gradient-accumulation step lands
-in the same probe step); evaluation forwards are not recorded (the hooks only listen between
+in the same probe step), with its loss (the mean of the ``loss`` the model returned for the
+step's micro-batches) and the optimizer's learning rates at the step's start; evaluation
+forwards are not recorded (the hooks only listen between
 ``on_step_begin`` and ``on_step_end``). At the end the findings go to ``state.log_history``
 (the count per severity, and the findings' text), to the ``transformers`` logger, and, when
 ``report_to`` names them, to TensorBoard (``<logging_dir>/gradprobe``) and to the active
@@ -16,7 +18,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import ProbeOwner, finding_counts, require
+import torch
+
+from ._common import ProbeOwner, finding_counts, learning_rates, require
 
 
 def _build():
@@ -35,15 +39,32 @@ def _build():
         def on_train_begin(self, args, state, control, model=None, **kwargs):
             self._start_probe(model)
             self.probe.hooks.active = False  # listen from on_step_begin only
+            self._optimizer, self._lrs, self._losses = kwargs.get("optimizer"), None, []
+            # the loss the model returns (ModelOutput.loss); removed with the probe's hooks
+            self.probe.hooks.forward(model, self._take_loss, "(model) loss")
+
+        def _take_loss(self, module, args, output) -> None:
+            if self.probe is None or not self.probe.hooks.active:
+                return
+            loss = getattr(output, "loss", None)
+            if loss is None and isinstance(output, dict):
+                loss = output.get("loss")
+            if isinstance(loss, torch.Tensor) and loss.numel() == 1:
+                self._losses.append(loss.detach().reshape(()))
 
         def on_step_begin(self, args, state, control, **kwargs):
             if self.probe is not None and not self.probe._closed:
                 self.probe.hooks.active = True
+                self._lrs = learning_rates(kwargs.get("optimizer") or self._optimizer)
+                self._losses = []
 
         def on_step_end(self, args, state, control, **kwargs):
             if self.probe is not None and not self.probe._closed:
-                self.probe.step()
+                ls = self._losses
+                loss = None if not ls else ls[0] if len(ls) == 1 else torch.stack(ls).mean()
+                self.probe.step(loss=loss, lr=self._lrs)
                 self.probe.hooks.active = False
+                self._losses = []
 
         def on_train_end(self, args, state, control, **kwargs):
             if not self._finish_probe() or not state.is_world_process_zero:

@@ -3,19 +3,23 @@
 >>> from gradprobe.integrations.lightning import GradprobeCallback    # doctest: +SKIP
 >>> trainer = L.Trainer(callbacks=[GradprobeCallback()])               # doctest: +SKIP
 
-One probe step per training batch (forward, backward and optimizer step of that batch);
-validation and sanity-check forwards are not recorded. At the end of training the findings
-(and, with ``log_run=True``, every recorded number) go through the trainer's loggers: a
-TensorBoardLogger gets event files, a WandbLogger gets W&B history, any other logger gets
-``log_metrics`` (the count of findings per severity, and the scalars). Findings are also
-printed on rank 0. Under DDP/FSDP every rank watches and rank 0 writes (``distributed``).
+One probe step per training batch (forward, backward and optimizer step of that batch), with
+the batch's loss (what ``training_step`` returned) and the first optimizer's learning rates
+as they were when the batch began; validation and sanity-check forwards are not recorded.
+At the end of training the findings (and, with ``log_run=True``, every recorded number) go
+through the trainer's loggers: a TensorBoardLogger gets event files, a WandbLogger gets W&B
+history, any other logger gets ``log_metrics`` (the count of findings per severity, and the
+scalars). Findings are also printed on rank 0. Under DDP/FSDP every rank watches and rank 0
+writes (``distributed``).
 """
 
 from __future__ import annotations
 
 import importlib
 
-from ._common import ProbeOwner, finding_counts, records, require
+import torch
+
+from ._common import ProbeOwner, finding_counts, learning_rates, records, require
 
 
 def _lightning():
@@ -51,10 +55,15 @@ def _build():
         # -- recording ----------------------------------------------------------------
         def on_train_start(self, trainer, pl_module) -> None:
             self._start_probe(pl_module)
+            self._lrs = None
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            optimizers = getattr(trainer, "optimizers", None) or []
+            self._lrs = learning_rates(optimizers[0]) if optimizers else None
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             if self.probe is not None:
-                self.probe.step()
+                self.probe.step(loss=_loss_of(outputs), lr=self._lrs)
 
         def on_validation_start(self, trainer, pl_module) -> None:
             if self.probe is not None:
@@ -80,6 +89,14 @@ def _build():
     # picklable (ddp_spawn pickles callbacks): found again as this module's attribute
     GradprobeCallback.__qualname__ = "GradprobeCallback"
     return GradprobeCallback
+
+
+def _loss_of(outputs):
+    """The loss ``training_step`` returned: a tensor, or the ``"loss"`` of a dict."""
+    loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+    if isinstance(loss, torch.Tensor) and loss.numel() == 1:
+        return loss.detach()
+    return None
 
 
 def _log(logger, run, findings, log_run: bool) -> None:
