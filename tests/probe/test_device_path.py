@@ -28,10 +28,11 @@ def _record(every=1, poison=False, **kw):
     g = torch.Generator().manual_seed(1)
     with gp.watch(model, every=every, histograms=True, **kw) as probe:
         for _ in range(4):
-            model(torch.randn(10, 6, generator=g)).pow(2).sum().backward()
+            loss = model(torch.randn(10, 6, generator=g)).pow(2).sum()
+            loss.backward()
             opt.step()
             opt.zero_grad()
-            probe.step()
+            probe.step(loss=loss)
     run = probe.run
     hists = {
         (la.name, q, s): run.histogram(la.name, q, s)

@@ -43,6 +43,36 @@ class Encoder(nn.Module):
         return self.head(self.layer(x).mean(1))
 
 
+class GPT(nn.Module):
+    """Causal self-attention through F.scaled_dot_product_attention, with attention dropout."""
+
+    def __init__(self):
+        super().__init__()
+        self.ln = nn.LayerNorm(16)
+        self.qkv = nn.Linear(16, 48)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        B, L, D = x.shape
+        q, k, v = self.qkv(self.ln(x)).view(B, L, 3, 4, 4).permute(2, 0, 3, 1, 4)
+        a = nn.functional.scaled_dot_product_attention(
+            q, k, v, dropout_p=0.1 if self.training else 0.0, is_causal=True
+        )
+        return self.head((x + a.transpose(1, 2).reshape(B, L, D)).mean(1))
+
+
+class BF16(nn.Module):
+    """A forward under CPU autocast: bfloat16 outputs (range_used is recorded)."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(10, 32), nn.GELU(), nn.Linear(32, 4))
+
+    def forward(self, x):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return self.net(x).float()
+
+
 CASES = {
     "mlp": (
         lambda: nn.Sequential(nn.Linear(10, 32), nn.Tanh(), nn.Linear(32, 32), nn.ReLU(),
@@ -52,6 +82,8 @@ CASES = {
     "cnn_bn": (CNN, lambda g: torch.randn(8, 3, 6, 6, generator=g)),
     "lstm": (LSTMNet, lambda g: torch.randn(8, 7, 5, generator=g)),
     "transformer": (Encoder, lambda g: torch.randn(8, 6, 16, generator=g)),
+    "sdpa": (GPT, lambda g: torch.randn(8, 6, 16, generator=g)),
+    "bf16": (BF16, lambda g: torch.randn(16, 10, generator=g)),
 }  # fmt: skip
 
 
@@ -72,7 +104,7 @@ def _train(name, probe_kwargs, tmp_path=None, steps=20):
             opt.zero_grad()
             losses.append(loss.detach().clone())
             if probe is not None:
-                probe.step()
+                probe.step(loss=loss)
 
     if probe_kwargs is None:
         loop()
@@ -93,6 +125,12 @@ def test_probe_never_changes_training(name, tmp_path):
     ):
         assert torch.equal(p, q), n
     assert run.steps == list(range(20))
+    quantities = set(run.quantities())
+    assert {("loss", "value"), ("grad_norm", "global")} <= quantities
+    if name in ("transformer", "sdpa"):
+        assert ("attention", "entropy") in quantities
+    if name == "bf16":
+        assert ("activation", "range_used") in quantities
 
 
 def test_probe_never_changes_training_when_steps_are_skipped():

@@ -266,3 +266,38 @@ def test_finite_data_gives_no_nan_in_the_table():
     assert ("1.weight", "param_grad", "std") not in v  # PReLU's single slope
     assert ("0.bias", "update", "ratio") not in v  # ‖w_prev‖ = 0
     assert ("0.bias", "update", "ratio") in _values(probe.run, step=1)
+
+
+def test_range_used_of_bfloat16_tensors_and_the_layer_dtypes():
+    """``max|x| / finfo(dtype).max`` of low-precision outputs and gradients, by hand."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 4)).to(torch.bfloat16)
+    outs, grads = {}, {}
+    for name, m in model.named_children():
+        m.register_forward_hook(lambda m, a, o, name=name: outs.__setitem__(name, o.detach()))
+        m.register_full_backward_hook(
+            lambda m, gi, go, name=name: grads.__setitem__(name, go[0].detach())
+        )
+    x = (torch.randn(5, 8, dtype=torch.bfloat16) * 100).requires_grad_()
+    with gp.watch(model) as probe:
+        (model(x).float() * 3e3).sum().backward()
+        probe.step()
+    v = {(la, q, s): val for _, la, q, s, val in probe.run.rows()}
+    top = torch.finfo(torch.bfloat16).max
+    for name in ("0", "1", "2"):
+        want = outs[name].abs().max().float().item() / top
+        assert v[(name, "activation", "range_used")] == pytest.approx(want, rel=1e-6)
+        want = grads[name].abs().max().float().item() / top
+        assert v[(name, "grad_output", "range_used")] == pytest.approx(want, rel=1e-6)
+    assert v[("0.weight", "param_grad", "range_used")] == pytest.approx(
+        model[0].weight.grad.abs().max().float().item() / top, rel=1e-6
+    )
+    assert probe.run.meta["layer_dtypes"] == {
+        "(input)": "bfloat16", "0": "bfloat16", "1": "bfloat16", "2": "bfloat16"
+    }  # fmt: skip
+    f32 = _mlp()  # float32 tensors have no range_used row
+    with gp.watch(f32) as probe:
+        f32(torch.randn(4, 12)).sum().backward()
+        probe.step()
+    assert not any(s == "range_used" for _, s in probe.run.quantities())
+    assert set(probe.run.meta["layer_dtypes"].values()) == {"float32"}

@@ -207,11 +207,13 @@ class TrainingScalars:
 
 
 def weights_flags(params: list) -> torch.Tensor | None:
-    """Per trainable parameter, 1.0 (on the device) when it holds NaN/Inf: one fused norm."""
+    """Per trainable parameter, 1.0 (on the device) when it holds NaN/Inf: one fused max|w|
+    (finite iff every value is; a 2-norm would overflow for large finite weights)."""
     ws = [local(p.detach()) for _, p in params if p.requires_grad and p.numel()]
     if not ws:
         return None
-    return (~torch.isfinite(torch.stack([n.float() for n in torch._foreach_norm(ws)]))).float()
+    top = torch._foreach_norm(ws, math.inf)
+    return (~torch.isfinite(torch.stack([n.float() for n in top]))).float()
 
 
 def first_nonfinite_param(params: list) -> str | None:

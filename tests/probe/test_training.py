@@ -1,0 +1,215 @@
+"""What the probe records on every step for the whole model ("(model)"): the loss, the
+learning rate, the global gradient norm; and weights made NaN/Inf by the optimizer's step."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import gradprobe as gp
+from gradprobe.probe import reducers
+
+
+def _mlp():
+    torch.manual_seed(0)
+    layers = [nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 3)]
+    return nn.Sequential(*layers)
+
+
+def _values(run, quantity, stat):
+    names, steps, m = run.matrix(quantity, stat)
+    assert names == ["(model)"]
+    return dict(zip(steps, m[0].tolist(), strict=True))
+
+
+def _train(steps=10, every=4, accumulate=1, **watch):
+    """Returns the run, the losses and the global gradient norms by hand (torch's own)."""
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    g = torch.Generator().manual_seed(1)
+    losses, norms = [], []
+    with gp.watch(model, every=every, **watch) as probe:
+        for _ in range(steps):
+            for _ in range(accumulate):
+                loss = model(torch.randn(8, 6, generator=g)).pow(2).mean()
+                loss.backward()
+            grads = [p.grad for p in model.parameters()]
+            norms.append(torch.nn.utils.get_total_norm(grads, norm_type=2.0).item())
+            losses.append(loss.item())
+            opt.step()
+            opt.zero_grad()
+            probe.step(loss=loss)
+    return probe.run, losses, norms
+
+
+@pytest.mark.parametrize("device_path", [False, True])
+def test_loss_and_grad_norm_are_recorded_on_every_step_logged_or_not(monkeypatch, device_path):
+    if device_path:  # the accelerator code path: values stay on the device until a logged step
+        monkeypatch.setattr(reducers, "on_host", lambda device: False)
+    run, losses, norms = _train(steps=11, every=4)
+    assert run.steps == [0, 4, 8]  # logged steps; the loss is at every step
+    assert _values(run, "loss", "value") == dict(enumerate(losses))
+    got = _values(run, "grad_norm", "global")
+    assert list(got) == list(range(11))  # steps 9 and 10 written at close
+    assert list(got.values()) == pytest.approx(norms, rel=1e-6)
+
+
+def test_grad_norm_is_of_the_accumulated_gradient_and_skips_frozen_parameters():
+    run, _, norms = _train(steps=5, every=2, accumulate=3)  # three backwards per step
+    assert list(_values(run, "grad_norm", "global").values()) == pytest.approx(norms, rel=1e-6)
+    model = _mlp()
+    model[0].weight.requires_grad_(False)
+    want = []
+    with gp.watch(model, every=2) as probe:
+        for _ in range(3):
+            model(torch.randn(4, 6)).sum().backward()
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
+            want.append(torch.nn.utils.get_total_norm(grads).item())
+            model.zero_grad()
+            probe.step()
+    assert list(_values(probe.run, "grad_norm", "global").values()) == pytest.approx(want)
+
+
+def test_a_nonfinite_loss_is_data_and_numbers_are_accepted():
+    model = _mlp()
+    with gp.watch(model, every=2) as probe:
+        for loss in (1.5, torch.tensor(float("nan")), torch.tensor([float("inf")]), 2):
+            model(torch.randn(4, 6)).sum().backward()
+            model.zero_grad()
+            probe.step(loss=loss)
+    got = _values(probe.run, "loss", "value")
+    assert got[0] == 1.5 and math.isnan(got[1]) and got[2] == math.inf and got[3] == 2.0
+
+
+@pytest.mark.parametrize(
+    ("loss", "match"),
+    [
+        (torch.ones(4), r"shape \(4,\).*loss\.mean\(\)"),
+        ("0.5", "a number or a one-value tensor, got str"),
+        (True, "got bool"),
+        (torch.tensor(1 + 2j), "complex"),
+    ],
+)
+def test_a_loss_that_is_not_one_number_is_an_error(loss, match):
+    model = _mlp()
+    with gp.watch(model) as probe:
+        model(torch.randn(4, 6)).sum().backward()
+        with pytest.raises(gp.GradprobeError, match=match):
+            probe.step(loss=loss)
+        probe.step()
+
+
+def test_the_learning_rate_of_every_step_and_of_each_group():
+    model = _mlp()
+    opt = torch.optim.SGD(
+        [{"params": model[0].parameters(), "lr": 0.01}, {"params": model[2:].parameters()}],
+        lr=0.1,
+    )
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+    used = []
+    with gp.watch(model, every=3, optimizer=opt) as probe:
+        for _ in range(5):
+            model(torch.randn(4, 6)).sum().backward()
+            used.append([g["lr"] for g in opt.param_groups])
+            opt.step()  # ends the probe's step: the lr this step used
+            opt.zero_grad()
+            sched.step()
+    assert list(_values(probe.run, "lr", "value").values()) == [u[0] for u in used]
+    assert list(_values(probe.run, "lr", "group1").values()) == [u[1] for u in used]
+    with gp.watch(model, every=1) as probe:  # no optimizer: lr= given by the caller
+        model(torch.randn(4, 6)).sum().backward()
+        probe.step(lr=[0.2, 0.2])
+    assert ("lr", "group0") not in probe.run.quantities()  # the groups agree: one value
+    assert _values(probe.run, "lr", "value") == {0: 0.2}
+
+
+def test_step_with_the_loss_after_the_optimizer_ended_the_step_starts_no_other():
+    """The DESIGN example: watch(optimizer=opt) and probe.step(loss=loss) after opt.step()."""
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    losses = []
+    with gp.watch(model, optimizer=opt) as probe:
+        for _ in range(4):
+            loss = model(torch.randn(8, 6)).pow(2).mean()
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            probe.step(loss=loss)
+            losses.append(loss.item())
+    assert probe.run.steps == [0, 1, 2, 3] and probe.step_index == 4
+    assert list(_values(probe.run, "loss", "value").values()) == losses
+
+
+def _blow_up(device_path, monkeypatch, poison=None, blow_at=5):
+    """At ``blow_at`` the gradients are scaled by 1e30 after the probe read them (still finite)
+    and the lr is 1e10: the optimizer's step takes the weights past float32's range."""
+    if device_path:
+        monkeypatch.setattr(reducers, "on_host", lambda device: False)
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    g = torch.Generator().manual_seed(3)
+    with gp.watch(model, every=3, optimizer=opt) as probe:
+        for i in range(9):
+            x = torch.randn(8, 6, generator=g)
+            if poison == i:
+                x[0, 0] = float("nan")
+            loss = model(x).pow(2).mean()
+            loss.backward()
+            if i == blow_at:
+                for p in model.parameters():
+                    p.grad.mul_(1e30)
+            for group in opt.param_groups:
+                group["lr"] = 1e10 if i == blow_at else 0.01
+            opt.step()
+            opt.zero_grad()
+            if i == blow_at:
+                bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
+    return probe.run, bad[0] if blow_at < 9 else None
+
+
+@pytest.mark.parametrize("device_path", [False, True])
+def test_weights_made_nonfinite_by_the_optimizer_step_are_an_update_event(monkeypatch, device_path):
+    run, first_bad = _blow_up(device_path, monkeypatch)
+    ev = run.first_nonfinite("update")
+    assert ev is not None and (ev.step, ev.layer) == (5, first_bad), run.events()
+    assert "became NaN/Inf in the optimizer step" in ev.detail
+    assert math.isfinite(_values(run, "grad_norm", "global")[5])
+    assert run.first_nonfinite("forward").step == 6  # the next forward, as before
+
+
+@pytest.mark.parametrize("device_path", [False, True])
+def test_a_nan_from_the_data_is_no_update_event(monkeypatch, device_path):
+    run, _ = _blow_up(device_path, monkeypatch, poison=4, blow_at=99)
+    assert run.first_nonfinite("forward").step == 4
+    assert run.first_nonfinite("update") is None  # the step's gradients were NaN already
+
+
+def test_no_host_read_on_unlogged_steps_on_the_device_path(monkeypatch):
+    """On an accelerator an unlogged step must not synchronise: no value is read on the host
+    (``item``, ``tolist``, ``float``, ``cpu``, ``numpy``) between two logged steps."""
+    monkeypatch.setattr(reducers, "on_host", lambda device: False)
+    reads = []
+    for name in ("item", "tolist", "__float__", "__bool__", "cpu", "numpy"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *a, _original=original, _name=name, **k):
+            reads.append(_name)
+            return _original(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    g = torch.Generator().manual_seed(0)
+    with gp.watch(model, every=1000, optimizer=opt) as probe:
+        for i in range(300):  # more than COMPACT values: stacked on the device meanwhile
+            loss = model(torch.randn(8, 6, generator=g)).pow(2).mean()
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            probe.step(loss=loss)
+            if i == 0:
+                reads.clear()  # the logged step 0 copies once
+        unlogged = list(reads)
+    assert unlogged == []  # (the close then copies once)
+    assert len(_values(probe.run, "loss", "value")) == 300  # all there after close
