@@ -68,3 +68,11 @@ def test_a_first_loss_far_above_the_prior_is_an_initial_loss_problem():
     curve = np.concatenate([[90.0, 40.0, 10.0], np.linspace(3.0, 0.1, 297)])
     assert kinds(curve, ref=math.log(10)) == ["initial_loss"]
     assert kinds(np.linspace(1.1, 0.05, 300)) == []  # He init on 2 classes starts at ~1.6×
+
+
+def test_a_high_first_loss_that_then_trains_well_is_only_a_note():
+    """Healthy He-init nets on unscaled inputs (|x| up to 16) start above 3× the prior's loss
+    and train well with Adam: three of them were flagged as unhealthy."""
+    curve = np.concatenate([[9.0], np.linspace(2.0, 0.05, 299)])
+    (s,) = loss_symptoms(list(curve), REF)
+    assert s.kind == "initial_loss" and s.severity == "info"

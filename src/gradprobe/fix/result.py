@@ -100,7 +100,7 @@ class Trial:
         """Kinds of its warnings and errors, from the layers and the loss curve (on every
         seed it was trained with)."""
         kinds = [f.kind for f in self.findings if f.severity in ("warning", "error")]
-        kinds += [s.kind for s in self.symptoms]
+        kinds += [s.kind for s in self.symptoms if s.severity in ("warning", "error")]
         kinds += [k for r in self.repeats for k in r.problems]
         return list(dict.fromkeys(kinds))
 

@@ -126,7 +126,8 @@ def choose(candidates, s: Situation) -> list[Change]:
 
 def _repeat(out: Outcome) -> Repeat:
     serious = [f.kind for f in out.findings if f.severity in SERIOUS]
-    problems = tuple(dict.fromkeys([*serious, *(x.kind for x in out.symptoms)]))
+    felt = [x.kind for x in out.symptoms if x.severity in SERIOUS]
+    problems = tuple(dict.fromkeys([*serious, *felt]))
     return Repeat(
         out.seed,
         out.score_loss,
@@ -157,7 +158,9 @@ def _trial(out: Outcome, recipe: Recipe, setup: Setup) -> Trial:
         final_loss=out.score_loss,
         metric=out.metric,
         findings=out.findings,
-        healthy=out.error is None and not serious and not out.symptoms,
+        healthy=out.error is None
+        and not serious
+        and not any(x.severity in SERIOUS for x in out.symptoms),
         seconds=out.seconds,
         recipe=recipe,
         symptoms=out.symptoms,

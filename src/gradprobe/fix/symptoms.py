@@ -17,7 +17,9 @@ targets' variance for MSE; None for a loss of the user's own).
 
 * ``initial_loss``: the first step's loss above ``3 · ref``: the outputs start far too
   large (Karpathy 2019, "A recipe for training neural networks": a classifier should start
-  near −log(1/C), the constant prediction's loss); the init's scale is the cause.
+  near −log(1/C), the constant prediction's loss); the init's scale is the cause. Only a
+  note (severity info) when training then went well: unscaled inputs start high too, and
+  Adam copes.
 
 These guide which remedies are tried (they are permissive on purpose: the training of each
 candidate decides); a trial with a symptom is not healthy. When the diagnosis itself reads
@@ -27,7 +29,7 @@ the loss (``not_learning``, ``diverging``, ``oscillating`` findings), both are u
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -132,4 +134,6 @@ def loss_symptoms(losses: list[float], ref: float | None = None) -> list[Symptom
                 f"quarters) but at {last:.3g} is more than half of {scale:.3g}",
             )
         )
+    if len(out) == 1 and out[0].kind == "initial_loss":  # and then it trained well
+        out[0] = replace(out[0], severity="info")
     return out
