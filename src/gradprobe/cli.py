@@ -190,6 +190,10 @@ def run_experiment(
     resume: Annotated[bool, typer.Option(help="continue the latest run; skip done units")] = False,
     workers: Annotated[int, typer.Option(help="parallel processes for the sweep")] = 1,
     threads: Annotated[int, typer.Option(help="torch threads per process")] = 1,
+    executor: Annotated[str, typer.Option(help="local | ray: where the units run")] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="with --executor ray: the cluster's HOST:PORT")
+    ] = None,
     list_: Annotated[bool, typer.Option("--list", help="list the experiments and exit")] = False,
 ) -> None:
     """Run a registered experiment; writes OUT/NAME/ with run.json, result.json and runs."""
@@ -203,7 +207,9 @@ def run_experiment(
         return
     if name is None:
         raise GradprobeError("name an experiment (gradprobe run --list shows them)")
-    result = run_from_cli(name, preset, set_ or [], out, resume, workers, threads)
+    result = run_from_cli(
+        name, preset, set_ or [], out, resume, workers, threads, executor, address
+    )
     console().print(f"{name}: done; numbers in {result.folder / 'result.json'}", markup=False)
 
 

@@ -1,38 +1,46 @@
-"""Computing units: :func:`compute` does one, an :class:`Executor` runs many.
+"""Computing units: :func:`compute` does one, an executor (:mod:`gradprobe.executors`) runs many.
 
-The executor is the seam between the runner and where units run. It takes
-:class:`Job` s (``submit``) and hands back each one's :class:`Done` as it finishes
-(``completed``); ``close`` ends it, ``cancel=True`` dropping what has not started.
-:class:`InProcess` runs them one by one in this process, :class:`ProcessPool` in spawned
-processes; another (Ray, Slurm) needs only these three methods. A job is plain data
-(picklable) and :func:`compute` is a module-level function, so any executor can ship both.
-``compute`` sets the process's random state and torch threads while it runs: an executor
-runs one at a time per process (processes, not threads, for parallel units).
+A :class:`Job` is one unit as plain, picklable data; calling it (``job()``, what every
+executor does) computes the unit into a scratch folder of the machine it runs on and
+returns a :class:`Record`: its numbers, seconds and files as bytes. The driver writes the
+record into the run folder (:func:`store`, ``unit.json`` last), so the run folder has one
+writer, the workers need no shared file system, and a task that fails or is killed leaves
+nothing in it. An executor of your own may instead call :func:`compute` itself on a shared
+folder and hand back ``Done(key, numbers, seconds)``: the unit is then already written.
 
 Each unit draws its random numbers from its own ``seed`` on ``threads`` torch threads,
 so its numbers do not depend on the executor, and it leaves the caller's global random
-state (torch, numpy, ``random``) and thread count as they were.
+state (torch, numpy, ``random``) and thread count as they were. ``compute`` sets the
+process's random state and torch threads while it runs: an executor runs one at a time
+per process (processes, not threads, for parallel units).
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import random
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, RunStoreError
+from ..executors import Done, Executor
+from ..executors import make as make_executor
+from ..executors.local import InProcess, ProcessPool
+from ._experiment import Experiment
 from ._experiment import get as get_experiment
 from ._folder import write_json
+
+__all__ = ["Done", "Executor", "InProcess", "Job", "ProcessPool", "Record", "compute", "store"]
 
 
 @dataclass(frozen=True)
@@ -43,24 +51,24 @@ class Job:
     config: Any
     unit: dict
     key: str
-    folder: str  # the unit's own folder (run_folder/units/KEY)
+    folder: str  # the unit's own folder (run_folder/units/KEY) in the driver's run folder
     threads: int = 1
+    # the experiment itself, for workers that cannot look it up by name (one registered in
+    # a script or a notebook, on a Ray worker); None: by name
+    spec: Experiment | None = field(default=None, repr=False, compare=False)
+
+    def __call__(self) -> Record:
+        return compute_record(self)
 
 
 @dataclass(frozen=True)
-class Done:
-    """A finished job: its numbers and seconds, or the error it raised."""
+class Record:
+    """A computed unit, as it travels back to the driver: numbers, seconds and its files
+    (paths relative to the unit folder, their bytes)."""
 
-    key: str
-    numbers: dict | None
+    numbers: dict
     seconds: float
-    error: BaseException | None = None
-
-
-class Executor(Protocol):
-    def submit(self, job: Job) -> None: ...
-    def completed(self) -> Iterator[Done]: ...  # each submitted job once, as it finishes
-    def close(self, cancel: bool = False) -> None: ...
+    files: dict[str, bytes] = field(repr=False, default_factory=dict)
 
 
 @contextlib.contextmanager
@@ -90,7 +98,7 @@ def _out_of_memory(err: BaseException) -> bool:
 
 def compute(job: Job) -> tuple[dict, float]:
     """Compute one unit into ``job.folder`` (emptied first) and write its unit.json last."""
-    exp = get_experiment(job.experiment)
+    exp = job.spec if job.spec is not None else get_experiment(job.experiment)
     path = Path(job.folder)
     if path.exists():  # an interrupted attempt: start the unit again from scratch
         shutil.rmtree(path)
@@ -115,61 +123,47 @@ def compute(job: Job) -> tuple[dict, float]:
     return numbers, seconds
 
 
-class InProcess:
-    """Runs the jobs one after another in this process, when ``completed`` is iterated."""
-
-    name = "in-process"
-
-    def __init__(self) -> None:
-        self._queue: list[Job] = []
-
-    def submit(self, job: Job) -> None:
-        self._queue.append(job)
-
-    def completed(self) -> Iterator[Done]:
-        while self._queue:
-            job = self._queue.pop(0)
-            try:
-                numbers, seconds = compute(job)
-            except Exception as err:  # KeyboardInterrupt goes through
-                yield Done(job.key, None, 0.0, err)
-            else:
-                yield Done(job.key, numbers, seconds)
-
-    def close(self, cancel: bool = False) -> None:
-        self._queue.clear()
+def compute_record(job: Job) -> Record:
+    """Compute one unit in a scratch folder of this machine; its numbers and files, as bytes."""
+    scratch = Path(tempfile.mkdtemp(prefix="gradprobe-unit-"))
+    try:
+        numbers, seconds = compute(replace(job, folder=str(scratch / "unit")))
+        root = scratch / "unit"
+        files = {
+            p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != "unit.json"
+        }
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return Record(numbers, seconds, files)
 
 
-class ProcessPool:
-    """Runs the jobs in ``workers`` spawned processes (fork after torch threads can hang)."""
-
-    name = "process-pool"
-
-    def __init__(self, workers: int) -> None:
-        import multiprocessing
-
-        self._pool = ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"))
-        self._futures: dict[Future, str] = {}
-
-    def submit(self, job: Job) -> None:
-        self._futures[self._pool.submit(compute, job)] = job.key
-
-    def completed(self) -> Iterator[Done]:
-        for fut in as_completed(list(self._futures)):
-            key = self._futures.pop(fut)
-            try:
-                numbers, seconds = fut.result()
-            except Exception as err:
-                yield Done(key, None, 0.0, err)
-            else:
-                yield Done(key, numbers, seconds)
-
-    def close(self, cancel: bool = False) -> None:
-        # cancel: no waiting for running units (Ctrl-C reaches the workers too); what they
-        # finish before they stop is still written, and resume picks it up
-        self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
+def store(job: Job, record: Record) -> None:
+    """Write a unit's record into ``job.folder``: its files into a hidden sibling folder,
+    unit.json last, then one rename; the unit folder is whole or absent (a crash in between
+    leaves only the hidden folder, which the next attempt removes)."""
+    final = Path(job.folder)
+    partial = final.with_name(f".{final.name}.partial")
+    for path in (partial, final):
+        if path.exists():
+            shutil.rmtree(path)
+    try:
+        partial.mkdir(parents=True)
+        for rel, data in record.files.items():
+            target = partial / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+    except OSError as err:
+        raise RunStoreError(
+            f"cannot write the unit {job.key} into {partial}: {err.strerror or err}; check "
+            "that the folder is writable and the disk has space, then run again with --resume"
+        ) from None
+    unit = {"unit": job.unit, "numbers": record.numbers, "seconds": record.seconds}
+    write_json(partial / "unit.json", unit)
+    os.replace(partial, final)
 
 
-def local(workers: int) -> Executor:
+def local(workers: int, threads: int = 1) -> Executor:
     """In this process for one worker, else a pool of ``workers`` spawned processes."""
-    return InProcess() if workers <= 1 else ProcessPool(workers)
+    return make_executor("local", workers=workers, threads=threads)

@@ -1,4 +1,5 @@
-"""The progress bar of a run (a rich bar on the terminal; nothing when quiet)."""
+"""The progress bar of a run (a rich bar on the terminal; nothing when quiet): units done of
+all, how many are running and failed, the time spent and the time left."""
 
 from __future__ import annotations
 
@@ -10,20 +11,54 @@ class Progress:
 
     def __init__(self, label: str, total: int, done: int = 0, quiet: bool = False) -> None:
         self.label, self.total, self.done, self.quiet = label, total, done, quiet
+        self.running, self.failed = 0, 0
         self._bar = None
         self._task = None
 
     def __enter__(self) -> Progress:
         if not self.quiet:
-            from ..report.terminal import progress
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
-            self._bar = progress(transient=False)
+            from ..report.terminal import console
+
+            self._bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[state]}"),
+                TimeElapsedColumn(),
+                TextColumn("left"),
+                TimeRemainingColumn(),
+                console=console(),
+                transient=False,
+            )
             self._bar.start()
-            self._task = self._bar.add_task(self.label, total=self.total, completed=self.done)
+            self._task = self._bar.add_task(
+                self.label, total=self.total, completed=self.done, state=self._state()
+            )
         return self
 
-    def advance(self) -> None:
+    def _state(self) -> str:
+        return f"running {self.running}" + (f", failed {self.failed}" if self.failed else "")
+
+    def update(self, running: int | None = None, failed: int = 0) -> None:
+        """Units running now (None: as before) and ``failed`` more that failed."""
+        self.running = self.running if running is None else running
+        self.failed += failed
+        if self._bar is not None:
+            self._bar.update(self._task, state=self._state())
+
+    def advance(self, running: int | None = None) -> None:
+        """One more unit done; ``running``: how many run now."""
         self.done += 1
+        self.update(running)
         if self._bar is not None:
             self._bar.advance(self._task)
 

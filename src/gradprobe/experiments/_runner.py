@@ -24,8 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInputError, RunStoreError, UnknownNameError
+from ..executors import Done, Executor, slots
+from ..executors import check as check_executor
+from ..executors import make as make_executor
 from ._config import parse_sets, resolve
-from ._execute import Done, Executor, Job, compute, local
+from ._execute import Job, Record, compute, store
 from ._experiment import EXPERIMENTS, Experiment, names, register
 from ._experiment import get as get_experiment
 from ._folder import as_json, read_json, unit_key
@@ -75,8 +78,8 @@ def run_unit(plan: Plan, unit: dict, threads: int = 1) -> dict:
     return compute(_job(plan, unit, threads))[0]
 
 
-def _job(p: Plan, unit: dict, threads: int) -> Job:
-    return Job(p.name, p.config, unit, unit_key(unit), str(p.unit_folder(unit)), threads)
+def _job(p: Plan, unit: dict, threads: int, spec: Experiment | None = None) -> Job:
+    return Job(p.name, p.config, unit, unit_key(unit), str(p.unit_folder(unit)), threads, spec)
 
 
 def _cores() -> int:
@@ -104,7 +107,8 @@ def run(
     workers: int = 1,
     threads: int = 1,
     quiet: bool = False,
-    executor: Executor | None = None,
+    executor: Executor | str | None = None,
+    address: str | None = None,
     **overrides: Any,
 ) -> ExperimentRun:
     """Run experiment ``name`` with ``preset`` and ``overrides``; return its :class:`ExperimentRun`.
@@ -113,40 +117,65 @@ def run(
     to do; run.json records how many); each unit uses ``threads`` torch threads (1 by
     default: a fixed count keeps the numbers identical whatever ``workers`` is).
     ``resume=True`` continues the latest run folder of this experiment (same config),
-    skipping its finished units. ``executor``: run the units elsewhere (any object with
-    the three methods of :class:`~gradprobe.experiments._execute.Executor`).
+    skipping its finished units. ``executor``: ``"local"`` (the default: in this process,
+    or ``workers`` processes), ``"ray"`` (a Ray task per unit, each with ``threads`` CPUs;
+    ``address``: the cluster to join, None for a Ray instance on this machine), or any
+    object with the three methods of :class:`gradprobe.executors.Executor`.
 
     >>> gp.experiments.run("init_gradients", out="runs/", seeds=2)   # doctest: +SKIP
     """
     _check_counts(workers, threads)
-    if executor is not None and workers != 1:
+    named = executor is None or executor == "local"
+    if not named and workers != 1:
         raise InvalidInputError("pass workers= or executor=, not both (the executor decides)")
+    check_executor("local" if executor is None else executor, address)  # before any folder
     return execute(plan(name, out, preset, resume=resume, **overrides), executor, workers,
-                   threads, quiet)  # fmt: skip
+                   threads, quiet, address)  # fmt: skip
 
 
 def execute(
-    p: Plan, executor: Executor | None, workers: int, threads: int, quiet: bool
+    p: Plan,
+    executor: Executor | str | None,
+    workers: int,
+    threads: int,
+    quiet: bool,
+    address: str | None = None,
 ) -> ExperimentRun:
-    """Compute ``p.todo`` with ``executor`` (else a local one), then summarise."""
+    """Compute ``p.todo`` with ``executor`` (else a local one), then summarise. A unit's
+    record comes back to this process, which writes it (:func:`store`)."""
     assert p.status is not None, "a Plan from plan()"
     exp = get_experiment(p.name)
     numbers = dict(p.finished)
     used = min(workers, len(p.todo)) or 1
-    ex = executor if executor is not None else local(used)
-    p.status.running(used if executor is None else None, threads, type(ex).__name__)
-    failed = None
+    local = executor is None or executor == "local"
+    try:  # starting Ray can fail after the plan: the folder then says so
+        ex = make_executor(executor or "local", workers=used, address=address, cpus=threads,
+                           threads=threads)  # fmt: skip
+    except BaseException as err:
+        p.status.stopped(err, None)
+        raise
+    p.status.running(used if local else None, threads, type(ex).__name__)
+    failed, jobs = None, {}
     with Progress(f"{p.name} ({p.preset})", len(p.units), len(numbers), quiet) as bar:
         try:
             for unit in p.todo:
-                ex.submit(_job(p, unit, threads))
+                job = jobs[unit_key(unit)] = _job(p, unit, threads, exp)
+                ex.submit(job)
+            bar.update(running=min(len(jobs), slots(ex) or len(jobs)))
             for done in ex.completed():
                 if done.error is not None:
                     failed = done.key
+                    bar.update(failed=1)
                     raise done.error
-                numbers[done.key] = done.numbers
-                p.status.unit_done(done.key, done.seconds)
-                bar.advance()
+                if isinstance(done.value, Record):  # computed elsewhere: written here
+                    store(jobs[done.key], done.value)
+                    value, seconds = done.value.numbers, done.value.seconds
+                else:  # an executor that ran compute() itself has written the unit
+                    value, seconds = done.value, done.seconds
+                numbers[done.key] = value
+                p.status.unit_done(done.key, seconds)
+                left = len(p.units) - len(numbers)
+                bar.advance(running=min(left, slots(ex) or left))
         except BaseException as err:
             ex.close(cancel=True)
             p.status.stopped(err, failed)
@@ -200,10 +229,17 @@ def load(folder: str | Path) -> ExperimentRun:
 
 
 def run_from_cli(
-    name: str, preset: str, sets: list[str], out: Path, resume: bool, workers: int, threads: int
+    name: str,
+    preset: str,
+    sets: list[str],
+    out: Path,
+    resume: bool,
+    workers: int,
+    threads: int,
+    executor: str = "local",
+    address: str | None = None,
 ) -> ExperimentRun:
     """``gradprobe run NAME --set k=v ...``: parse, run; every bad input is a GradprobeError."""
     overrides = parse_sets(sets)
-    return run(
-        name, out=out, preset=preset, resume=resume, workers=workers, threads=threads, **overrides
-    )
+    return run(name, out=out, preset=preset, resume=resume, workers=workers, threads=threads,
+               executor=executor, address=address, **overrides)  # fmt: skip
