@@ -16,7 +16,8 @@ from typing import Any
 from ..errors import InvalidInputError
 from ..run import Run
 from .context import Context
-from .finding import SEVERITY_ORDER, Finding, Remedy
+from .finding import SEVERITY_ORDER, Cause, Finding, Remedy
+from .link import link
 from .rules import RULES
 from .thresholds import Thresholds
 
@@ -56,11 +57,13 @@ def diagnose(
     findings: list[Finding] = []
     for name in names:
         findings.extend(RULES.get(name)(ctx))
+    findings = link(ctx, findings)  # symptoms in the loss named with their causes
     return sorted(findings, key=lambda f: (SEVERITY_ORDER[f.severity], f.step or 0))
 
 
 __all__ = [
     "RULES",
+    "Cause",
     "Context",
     "Finding",
     "Remedy",

@@ -44,6 +44,29 @@ class Remedy:
 
 
 @dataclass(frozen=True)
+class Cause:
+    """A finding in the layers that preceded a symptom in the loss: its ``kind``, ``layer``
+    and ``onset``, and ``summary``, what it is in a few words a user can act on."""
+
+    kind: str
+    layer: str | None
+    onset: int | None
+    summary: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "layer": self.layer,
+            "onset": self.onset,
+            "summary": self.summary,
+        }
+
+
+#: kinds seen in the loss curve (the others are causes seen in the layers)
+SYMPTOMS = ("not_learning", "stalled", "diverging", "loss_spike", "oscillating")
+
+
+@dataclass(frozen=True)
 class Finding:
     """One diagnosed problem.
 
@@ -52,6 +75,8 @@ class Finding:
     step it is reported at, ``onset`` the first step it was seen (0 = present at
     initialisation; by default ``step``); ``evidence`` holds the numbers that triggered it
     and the threshold; ``time_step`` is set for problems through time in recurrent layers.
+    A symptom in the loss lists in ``causes`` the findings in the layers that preceded it
+    (the most specific first); ``end`` is the last step of a symptom's step range.
     """
 
     kind: Kind
@@ -63,6 +88,8 @@ class Finding:
     message: str = ""
     time_step: int | None = None
     onset: int | None = None
+    causes: tuple[Cause, ...] = ()
+    end: int | None = None
 
     def __post_init__(self) -> None:
         if self.onset is None and self.step is not None:  # first seen where it is reported
@@ -80,6 +107,7 @@ class Finding:
             "step": self.step,
             "onset": self.onset,
             "time_step": self.time_step,
+            "end": self.end,
             "message": self.message,
             "evidence": dict(self.evidence),
             "remedy": {
@@ -87,4 +115,5 @@ class Finding:
                 "scheme": self.remedy.scheme,
                 "code": self.remedy.code,
             },
+            "causes": [c.to_dict() for c in self.causes],
         }

@@ -58,6 +58,21 @@ class Thresholds:
     fluctuation_spread: float = 10.0  # max/min of per-layer gradient rms, between lowest and output
     min_layers: int = 3  # fewer weight layers: no depth profile to judge
     min_dead_batch: int = 16  # examples a step needs before its dead units are judged
+    # -- training time (docs/DIAGNOSIS.md, "Training-time"): the loss curve, then the layers
+    min_loss_steps: int = 20  # loss values needed before the curve is judged (NaN/Inf always)
+    not_learning_drop: float = 0.1  # the smoothed loss fell less than this share of its start
+    stall_level: float = 0.5  # a plateau above this share of the start is a stall, not the end
+    stall_fraction: float = 0.3  # ... when it lasts at least this share of the run
+    diverge_rise: float = 0.5  # rise above the best, as a share of max(fall so far, best)
+    spike_mads: float = 8.0  # a loss above the rolling median by this many robust sigmas ...
+    spike_rise: float = 0.25  # ... and by this share of the median is a spike
+    oscillation_amplitude: float = 0.15  # robust σ of the late loss's scatter, share of the start
+    early_update_steps: int = 20  # update ratios judged step by step up to this step
+    attention_logit: float = 100.0  # max q·k/√d: softmax is one-hot long before (e^100)
+    overflow_fraction: float = 0.1  # max|x| / the dtype's largest finite value (float16 65504)
+    time_exploding_ratio: float = 1e2  # ∂L/∂x at t=0 over its value at the last time step
+    grad_norm_growth: float = 1e2  # global gradient norm over its median of the first steps
+    early_update_ratio: float = 0.25  # ‖Δw‖/‖w‖ of one of the first steps (Adam's ≈ lr/rms w)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -119,6 +134,20 @@ _RULES = (
         ("small_update_ratio", 0, math.inf, True, True),
         ("fluctuation_spread", 1, math.inf, False, True),
         ("min_layers", 2, math.inf, False, True),
+        ("min_loss_steps", 4, math.inf, False, True),
+        ("not_learning_drop", 0, 1, True, True),
+        ("stall_level", 0, 1, False, True),
+        ("stall_fraction", 0, 1, True, True),
+        ("diverge_rise", 0, math.inf, True, True),
+        ("spike_mads", 0, math.inf, True, True),
+        ("spike_rise", 0, math.inf, False, True),
+        ("oscillation_amplitude", 0, math.inf, True, True),
+        ("early_update_steps", 1, math.inf, False, True),
+        ("attention_logit", 0, math.inf, True, True),
+        ("overflow_fraction", 0, 1, True, True),
+        ("time_exploding_ratio", 1, math.inf, True, True),
+        ("grad_norm_growth", 1, math.inf, True, True),
+        ("early_update_ratio", 0, math.inf, True, True),
     ),
     _ordered("vanishing_error_ratio", "vanishing_ratio", _EXTREME),
     _ordered("exploding_ratio", "exploding_error_ratio", _EXTREME),

@@ -118,9 +118,34 @@ def _findings(findings) -> list[dict]:
                 "evidence": _evidence(f.evidence),
                 "remedy": getattr(f.remedy, "text", str(f.remedy)),
                 "code": getattr(f.remedy, "code", None),
+                **_when(f),
             }
         )
     return rows
+
+
+def _when(f) -> dict:
+    """The timeline's columns of a finding: onset, end of its step range, its causes."""
+    onset, end = getattr(f, "onset", None), getattr(f, "end", None)
+    causes = [getattr(c, "summary", str(c)) for c in getattr(f, "causes", ())]
+    return {
+        "onset": onset,
+        "end": end if end is not None and end != onset else None,
+        "causes": causes,
+    }
+
+
+def _timeline(findings, drawn) -> dict | None:
+    """The timeline section: its figure (when drawn) and the findings in order of onset."""
+    figure = next(
+        ({"title": s.title, "png": png_base64(f)} for s, f in drawn if s.name == "timeline"), None
+    )
+    rows = sorted(
+        (r for r in _findings(findings) if r["onset"] is not None), key=lambda r: r["onset"]
+    )
+    if figure is None and not any(r["end"] is not None or r["causes"] for r in rows):
+        return None
+    return {"figure": figure, "rows": rows}
 
 
 def render_html(
@@ -156,7 +181,12 @@ def render_html(
         "columns": table.columns,
         "reference": table.reference,
         "rows": table.rows,
-        "figures": [{"name": s.name, "title": s.title, "png": png_base64(f)} for s, f in drawn],
+        "timeline": _timeline(findings, drawn),
+        "figures": [
+            {"name": s.name, "title": s.title, "png": png_base64(f)}
+            for s, f in drawn
+            if s.name != "timeline"  # drawn in its own section
+        ],
         "extra": [
             {
                 "name": Path(p).stem,

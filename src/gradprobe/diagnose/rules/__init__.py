@@ -11,10 +11,14 @@ from ..._registry import Registry
 RULES: Registry = Registry("diagnosis rule")
 
 from . import (  # noqa: E402,F401  (each module registers its rule)
+    attention,
     dead_units,
     depth_profile,
     fluctuation,
+    grad_norm,
+    loss,
     non_finite,
+    overflow,
     recorded,
     saturated,
     through_time,

@@ -1,4 +1,9 @@
-"""``dead_units``: ReLU-family units that are ≤ 0 for every example of the batch."""
+"""``dead_units``: ReLU-family units that are ≤ 0 for every example of the batch.
+
+Dead at the first logged step: the init (biases, weight scale) is the cause. Dying later,
+after large updates, is the step size's doing (a too-high learning rate pushes the
+pre-activations of whole units below 0 for good): the remedy is then a lower learning rate
+or warm-up, not an init the model already has."""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from ..context import Context
 from ..finding import Finding, Remedy
 from . import RULES
 from ._fraction import fraction_findings
+from ._onset import during_training
 
 REMEDY = Remedy(
     "units that never fire get no gradient: initialise biases to 0 (or a small positive "
@@ -18,7 +24,7 @@ REMEDY = Remedy(
 
 @RULES.register("dead_units")
 def dead_units(ctx: Context) -> list[Finding]:
-    return fraction_findings(
+    found = fraction_findings(
         ctx,
         [m.name for m in ctx.modules if m.activation == "relu"],
         "dead",
@@ -32,3 +38,5 @@ def dead_units(ctx: Context) -> list[Finding]:
         ),
         min_samples=ctx.t.min_dead_batch,  # on fewer examples "dead" is chance, see Thresholds
     )
+    leaky = "LeakyReLU keeps a gradient for negative inputs, so units can come back"
+    return [during_training(ctx, f, "dead", leaky) for f in found]

@@ -9,8 +9,14 @@ what it saw). The rule names the origin, not only the first module it reached:
   NaN/Inf in its backward;
 - the loss, when the gradient was already NaN/Inf as it arrived at the last module.
 
+- the optimizer's step, when the weights turned NaN/Inf in it (an ``update`` event): the
+  gradients were finite, the update was too large (lr × gradient, or Adam's m̂/(√v̂ + ε)
+  with a tiny ε) — the step size is the cause, and every NaN/Inf of the later steps'
+  forward and backward passes follows from it.
+
 A NaN that only follows from an earlier one (a backward NaN after a forward NaN or a bad
-target, on the same or a later step) is reported as ``info`` pointing to its cause.
+target, on the same or a later step; anything after non-finite weights) is reported as
+``info`` pointing to its cause.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ import numpy as np
 from ...run import Event
 from ..context import Context
 from ..finding import Finding, Remedy
+from ..training import clip, step_size
 from . import RULES
+from .updates import peak_before
 
 # the probe's event details (probe/_step.py) name how a backward NaN arose
 _ARRIVED = "already NaN/Inf"  # when it reached the last module: the loss, or outside modules
@@ -91,6 +99,12 @@ _LOSS = Remedy(
 
 def _describe(event: Event, layer: str, amount: str) -> tuple[str, str]:
     """(what happened, where) for one event, in words; ``amount`` the share of values."""
+    if event.phase == "update":
+        return (
+            f"the weights of {layer} became NaN/Inf{amount} in the optimizer step (the "
+            f"gradients it used were finite)",
+            layer,
+        )
     if event.phase == "forward":
         if layer == "(input)":
             return f"the model input contains NaN/Inf{amount}", layer
@@ -140,6 +154,24 @@ def _loss_finding(loss: float, step: int) -> Finding:
     )
 
 
+_UPDATED = "(optimizer step) "
+
+
+def _update_remedy(ctx: Context, event: Event) -> Remedy:
+    """The optimizer step overflowed the weights: the step size, and clipping."""
+    what = f"the optimizer step at step {event.step} made the weights of {event.layer} NaN/Inf"
+    peak = peak_before(ctx, event.step)
+    cut = clip(ctx, event.step, what)
+    if peak is None:
+        return Remedy(
+            f"{what}: lower the learning rate; {cut.text}",
+            None,
+            "for group in opt.param_groups:\n    group['lr'] /= 10\n" + (cut.code or ""),
+        )
+    lower = step_size(ctx, peak, event.step, f"{what} after update ratios of up to {peak:.2g}")
+    return Remedy(f"{lower.text}; and {cut.text}", None, f"{lower.code}\n{cut.code}")
+
+
 @RULES.register("non_finite")
 def non_finite(ctx: Context) -> list[Finding]:
     events = ctx.run.events()
@@ -160,13 +192,20 @@ def non_finite(ctx: Context) -> list[Finding]:
         amount = f" ({share.group(1)} of its values)" if share else ""
         what, where = _describe(event, layer, amount)
         cause = None
-        if event.phase == "backward":
+        updated = [u for u in events if u.phase == "update" and u.step < event.step]
+        if event.phase != "update" and updated:
+            cause = _UPDATED + (updated[0].layer or "")
+        elif event.phase == "backward":
             earlier = [e for e in forward if e.step <= event.step]
             if earlier:
                 cause = earlier[0].layer or "(input)"
             elif target is not None and _ARRIVED in event.detail:
                 cause = "(target)"
-        if cause is not None:
+        if cause is not None and cause.startswith(_UPDATED):
+            source = f"the weights of {cause[len(_UPDATED) :]} made NaN/Inf by the optimizer step"
+            remedy = Remedy(f"a consequence of {source}: fix that one (see its finding)")
+            message = f"step {event.step}: {what}; a consequence of {source}"
+        elif cause is not None:
             source = _SOURCE.get(cause, f"the NaN/Inf {cause} produced in the forward pass")
             remedy = Remedy(f"a consequence of {source}: fix that one (see its finding)")
             message = f"step {event.step}: {what}; a consequence of {source}"
@@ -179,6 +218,8 @@ def non_finite(ctx: Context) -> list[Finding]:
                 )
             elif where == "(loss)":
                 remedy = _LOSS
+            elif event.phase == "update":
+                remedy = _update_remedy(ctx, event)
             else:
                 remedy = _module_remedy(ctx, event)
             message = (

@@ -7,6 +7,7 @@ from ..finding import Finding, Remedy
 from ..remedies import reinit
 from . import RULES
 from ._fraction import fraction_findings
+from ._onset import during_training
 
 
 @RULES.register("saturated")
@@ -19,7 +20,7 @@ def saturated(ctx: Context) -> list[Finding]:
         base.scheme,
         base.code,
     )
-    return fraction_findings(
+    found = fraction_findings(
         ctx,
         layers,
         "saturated",
@@ -32,3 +33,5 @@ def saturated(ctx: Context) -> list[Finding]:
             f"range from a bound; threshold {ctx.t.saturated_fraction:.0%})"
         ),
     )
+    norm = "normalisation before the activation keeps its inputs in the curved range"
+    return [during_training(ctx, f, "saturated", norm) for f in found]

@@ -1,12 +1,36 @@
-"""``large_updates`` / ``small_updates``: the update ratio ‖Δw‖/‖w‖ per parameter per step."""
+"""``large_updates`` / ``small_updates``: the update ratio ‖Δw‖/‖w‖ of each weight.
+
+Judged step by step over the first ``early_update_steps`` steps (the probe measures every
+logged step there): Adam's first step moves every weight by ≈ lr, so its ratio is
+lr / rms(w), and a step that changes a weight by more than ``early_update_ratio`` (25 %)
+of its norm, 250× the usual ~1e-3, is what a missing warm-up or a too-high learning rate
+does (Xiong et al. 2020; Liu et al. 2020). A median over the run would hide it: the
+ratio falls once Adam's second moments fill in. The line sits above what healthy runs
+show (up to 0.10: Adam at lr 1e-2 on an LSTM of width 32, whose weights have rms 0.1;
+docs/DIAGNOSIS.md) and below the broken ones (0.39 to > 1). Over the whole run the
+median is judged too: above ``large_update_ratio`` (10 %) the learning rate stays too
+high; below ``small_update_ratio`` the weights do not move.
+
+One finding per kind names the weight that is furthest off and lists the others
+(``per_weight``); its onset is the first step any weight crossed. Frozen weights
+(``meta["frozen_params"]``, or without a gradient on any step) are skipped: their ratio is
+0 by design. Steps where the recorded learning rate is 0 (a warm-up's first) do not count
+towards ``small_updates``.
+"""
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..context import Context
-from ..finding import Finding, Kind, Remedy
+from ..finding import Finding, Remedy
+from ..training import lr_series, raise_lr, step_size
 from . import RULES
+
+TOP = 8  # weights listed by name in the evidence
 
 
 def _frozen(ctx: Context, params: list[str]) -> set[str]:
@@ -20,49 +44,179 @@ def _frozen(ctx: Context, params: list[str]) -> set[str]:
     return frozen
 
 
-@RULES.register("updates")
-def updates(ctx: Context) -> list[Finding]:
-    params = [la.name for la in ctx.run.layers("param") if la.name.endswith("weight")]
-    if not params:
-        return []
+def _is_weight(name: str) -> bool:
+    return name.rsplit(".", 1)[-1].startswith("weight")  # weight, weight_ih_l0, weight_hh_l0
+
+
+@dataclass(frozen=True)
+class Ratios:
+    """Update ratios of the trained weights: ``values[weight, step]`` at ``steps``."""
+
+    names: list[str]
+    steps: np.ndarray
+    values: np.ndarray
+
+    def early(self, until: int) -> np.ndarray:
+        return self.values[:, self.steps < until]
+
+    def medians(self) -> np.ndarray:
+        return _rows(self.values, np.median)
+
+
+def _rows(a: np.ndarray, reduce) -> np.ndarray:
+    """``reduce`` of each row's finite values (NaN for a row without any)."""
+    out = np.full(a.shape[0], np.nan)
+    for i, row in enumerate(a):
+        finite = row[np.isfinite(row)]
+        if finite.size:
+            out[i] = reduce(finite)
+    return out
+
+
+def _row_max(a: np.ndarray) -> np.ndarray:
+    return _rows(a, np.max)
+
+
+def ratios(ctx: Context) -> Ratios | None:
+    """The update ratios the rule judges (None when the run has none)."""
+    if ("update", "ratio") not in set(ctx.run.quantities()):
+        return None
+    params = [la.name for la in ctx.run.layers("param") if _is_weight(la.name)]
     frozen = _frozen(ctx, params)
     params = [n for n in params if n not in frozen]
     if not params:
+        return None
+    values = ctx.matrix("update", "ratio", params)
+    lr = lr_series(ctx)
+    steps = np.asarray(ctx.steps, dtype=int)
+    if lr is not None:  # a warm-up's lr = 0 step moves nothing by design
+        zero = np.array([(lr.at(int(s)) or 0.0) == 0.0 for s in steps])
+        values = np.where(zero[None, :], np.nan, values)
+    if not np.isfinite(values).any():
+        return None
+    return Ratios(params, steps, values)
+
+
+def _top(names, values, reverse: bool) -> dict[str, float]:
+    order = sorted(range(len(names)), key=lambda i: values[i], reverse=reverse)
+    return {names[i]: float(values[i]) for i in order[:TOP]}
+
+
+@RULES.register("updates")
+def updates(ctx: Context) -> list[Finding]:
+    r = ratios(ctx)
+    if r is None:
         return []
-    ratios = ctx.matrix("update", "ratio", params)
-    findings = []
-    for name, row in zip(params, ratios, strict=True):
-        finite = row[np.isfinite(row)]
-        if not finite.size:
-            continue
-        median = float(np.median(finite))
-        cases: tuple[tuple[Kind, bool, float, str], ...] = (
-            (
-                "large_updates",
-                median > ctx.t.large_update_ratio,
-                ctx.t.large_update_ratio,
-                "the learning rate is too high for this layer: lower it, clip gradients, or "
-                "use warm-up",
-            ),
-            (
-                "small_updates",
-                median < ctx.t.small_update_ratio,
-                ctx.t.small_update_ratio,
-                "the weights barely move: its gradient vanishes (see other findings) or the "
-                "learning rate is too low",
-            ),
+    return [f for f in (_large(ctx, r), _small(ctx, r)) if f is not None]
+
+
+def _large(ctx: Context, r: Ratios) -> Finding | None:
+    limit, first_limit = ctx.t.large_update_ratio, ctx.t.early_update_ratio
+    early = r.early(ctx.t.early_update_steps)
+    medians = r.medians()
+    peaks = _row_max(early)
+    over_early = peaks > first_limit
+    over_median = medians > limit
+    over = over_early | over_median
+    if not over.any():
+        return None
+    # the triggering value of each weight: its early peak, else its median over the run
+    value = np.where(over_early, peaks, medians)
+    first: dict[int, tuple[int, float]] = {}  # weight -> (step it first crossed, its ratio then)
+    for i in np.nonzero(over)[0]:
+        row, line = (early[i], first_limit) if over_early[i] else (r.values[i], limit)
+        crossed = np.nonzero(row > line)[0]
+        k = int(crossed[0]) if crossed.size else int(np.nanargmax(row))
+        first[int(i)] = (int(r.steps[k]), float(row[k]))
+    onset = min(step for step, _ in first.values())
+    worst = int(np.nanargmax(np.where(over, value, -np.inf)))
+    name, peak = r.names[worst], float(value[worst])
+    early_seen = bool(over_early[worst])
+    row = early[worst] if early_seen else r.values[worst]
+    at = int(r.steps[int(np.argmax(np.where(np.isfinite(row), row, -np.inf)))])
+    names = [r.names[i] for i in np.nonzero(over)[0]]
+    line = first_limit if early_seen else limit
+    if early_seen:
+        what = (
+            f"the first updates moved {name} by {peak:.3g} of its norm in one step (step "
+            f"{at}; ~1e-3 is usual)"
         )
-        for kind, bad, limit, text in cases:
-            if bad:
-                findings.append(
-                    Finding(
-                        kind=kind,
-                        layer=name,
-                        severity="warning",
-                        step=ctx.steps[int(np.nonzero(np.isfinite(row))[0][0])],
-                        evidence={"median_update_ratio": median, "threshold": limit},
-                        remedy=Remedy(text),
-                        message=f"median ‖Δw‖/‖w‖ = {median:.3g} per step (threshold {limit:g})",
-                    )
-                )
-    return findings
+    else:
+        what = f"the updates move {name} by a median {peak:.3g} of its norm per step"
+    more = f"; {len(names) - 1} other weight(s) too" if len(names) > 1 else ""
+    # the learning rate is scaled by the ratio where the weight first crossed: later ratios
+    # of a run that is already blowing up measure the blow-up, not the learning rate
+    start_step, start_ratio = first[worst]
+    return Finding(
+        kind="large_updates",
+        layer=name,
+        severity="error" if peak > 1.0 else "warning",
+        step=onset,
+        onset=onset,
+        evidence={
+            "update_ratio": peak,
+            "judged_on": "first steps" if early_seen else "median over the run",
+            "at_step": at,
+            "first_over": start_ratio,
+            "first_over_step": start_step,
+            "median_update_ratio": float(medians[worst]),
+            "threshold": line,
+            "weights_over": len(names),
+            "per_weight": _top(names, [float(value[r.names.index(n)]) for n in names], True),
+            "early_ratios": [float(v) for v in early[worst] if math.isfinite(v)],
+        },
+        remedy=step_size(ctx, start_ratio, start_step, what),
+        message=f"{what}{more}",
+    )
+
+
+def _small(ctx: Context, r: Ratios) -> Finding | None:
+    limit = ctx.t.small_update_ratio
+    counts = np.isfinite(r.values).sum(axis=1)
+    medians = r.medians()
+    under = (medians < limit) & (counts >= 1)
+    if not under.any():
+        return None
+    idx = np.nonzero(under)[0]
+    worst = int(idx[np.argmin(medians[idx])])
+    name, median = r.names[worst], float(medians[worst])
+    onset = int(r.steps[np.nonzero(np.isfinite(r.values[worst]))[0][0]])
+    names = [r.names[i] for i in idx]
+    everywhere = len(names) * 2 > len(r.names)
+    if everywhere:
+        remedy = raise_lr(ctx, float(np.median(medians[idx])))
+    else:
+        remedy = Remedy(
+            "the weights barely move: its gradient vanishes (see other findings) or the "
+            "learning rate is too low"
+        )
+    more = f"; {len(names) - 1} other weight(s) too" if len(names) > 1 else ""
+    return Finding(
+        kind="small_updates",
+        layer=name,
+        severity="warning",
+        step=onset,
+        onset=onset,
+        evidence={
+            "median_update_ratio": median,
+            "threshold": limit,
+            "weights_under": len(names),
+            "weights": len(r.names),
+            "per_weight": _top(names, [float(medians[r.names.index(n)]) for n in names], False),
+        },
+        remedy=remedy,
+        message=f"median ‖Δw‖/‖w‖ of {name} = {median:.3g} per step (threshold {limit:g}){more}",
+    )
+
+
+def peak_before(ctx: Context, step: int | None, layer: str | None = None) -> float | None:
+    """The largest update ratio measured up to ``step`` (of the weights of module ``layer``
+    when it has any, else of every weight): what the weights went through before a problem
+    that appeared during training."""
+    r = ratios(ctx)
+    if r is None or step is None:
+        return None
+    rows = [i for i, n in enumerate(r.names) if layer and n.startswith(layer + ".")]
+    values = r.values[rows or list(range(len(r.names))), :][:, r.steps <= step]
+    finite = values[np.isfinite(values)]
+    return float(finite.max()) if finite.size else None

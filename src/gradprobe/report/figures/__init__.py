@@ -21,6 +21,7 @@ from .histograms import histograms_figure
 from .profile import attach_theory, profile_figure, profiles_figure
 from .recurrent import recurrent_figure
 from .theory import phase_diagram_figure, theory_points
+from .timeline import timeline_figure
 from .training import heatmap_figure, training_lines_figure
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "recurrent_figure",
     "run_figures",
     "save",
+    "timeline_figure",
     "training_lines_figure",
 ]
 
@@ -77,7 +79,21 @@ def _phase(run: Run):
     return phase_diagram_figure(acts[0], points)
 
 
+def _loss_recorded(run: Run) -> bool:
+    """The loss was passed to the probe on two or more steps (a one-step check has none)."""
+    if ("loss", "value") not in set(run.quantities()):
+        return False
+    return len(run.matrix("loss", "value", role=None)[1]) > 1
+
+
 FIGURES: list[FigureSpec] = [
+    FigureSpec(
+        "timeline",
+        "Timeline: the loss and the onset of each finding",
+        timeline_figure,
+        "the loss on two or more steps (probe.step(loss=loss))",
+        _loss_recorded,
+    ),
     FigureSpec(
         "profile",
         "Per-layer profile against depth",

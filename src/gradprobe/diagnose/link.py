@@ -1,0 +1,258 @@
+"""Symptoms in the loss linked to the causes in the layers that preceded them.
+
+After every rule has run, :func:`link`:
+
+1. gives each symptom (``not_learning``, ``stalled``, ``diverging``, ``loss_spike``,
+   ``oscillating``) the cause findings whose onset is not after the symptom's end, the
+   most specific first (:func:`_rank`: through time, overflow, attention, non-finite
+   weights, the gradient norm, large updates, units that died in training, small updates,
+   the rest), in ``causes`` and in its message; its remedy is the first cause's, with the
+   next one's added. A ``stalled`` with no cause is ``info`` (healthy runs have plateaus).
+   A symptom with no cause found falls back on the update ratios (10× off the usual ~1e-3
+   either way), else on a remedy for the symptom alone;
+2. replaces an init remedy on a problem that appeared during training (onset after the
+   first logged step) by the step size's: re-initialising is only the remedy when the init
+   is the cause;
+3. gives a NaN/Inf that followed half-precision values near their limit the precision
+   remedy (bf16, a GradScaler) instead of a guess at log/sqrt/exp;
+4. lowers a cause of severity error that no symptom followed to a warning, in a run whose
+   loss was recorded (a cause without a symptom yet is a warning, with its onset).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .context import Context
+from .finding import SYMPTOMS, Cause, Finding, Remedy
+from .rules.updates import peak_before, ratios
+from .series import loss_series
+from .training import TARGET_EARLY_RATIO, raise_lr, step_size
+
+
+def _rank(f: Finding) -> int:
+    """Lower is more specific: the change that fixes this cause is the one to make."""
+    phase = f.evidence.get("phase")
+    if f.kind == "exploding" and f.time_step is not None:
+        return 0  # clipping, through time
+    if f.kind == "overflow":
+        return 1
+    if f.kind == "attention_logits":
+        return 2
+    if f.kind == "non_finite" and phase == "update":
+        return 3
+    if f.kind == "exploding" and f.layer is None:
+        return 4
+    if f.kind == "large_updates":
+        return 5
+    if f.kind in ("dead_units", "saturated") and f.evidence.get("appeared") == "during training":
+        return 6
+    if f.kind == "small_updates":
+        return 7
+    if f.kind == "non_finite":
+        return 8
+    return 9
+
+
+def _summary(f: Finding) -> str:
+    e, at = f.evidence, f.layer
+    if f.kind == "large_updates":
+        return f"update ratios of {e.get('update_ratio', 0):.2g} at {at} (step {e.get('at_step')})"
+    if f.kind == "small_updates":
+        return f"weights moving by only {e.get('median_update_ratio', 0):.2g} of their norm a step"
+    if f.kind in ("dead_units", "saturated"):
+        frac = e.get("dead_fraction", e.get("saturated_fraction", 0))
+        word = "dead" if f.kind == "dead_units" else "saturated"
+        return f"{frac:.0%} of {at}'s units {word} from step {f.onset}"
+    if f.kind == "attention_logits":
+        return f"attention logits of {at} at {e.get('max_logit', 0):.3g} by step {f.onset}"
+    if f.kind == "overflow":
+        return (
+            f"{e.get('dtype')} values of {at} at {e.get('range_used', 0):.0%} of the dtype's "
+            f"limit from step {f.onset}"
+        )
+    if f.kind == "exploding" and f.time_step is not None:
+        return (
+            f"the gradient of {at} growing {e.get('ratio_first_to_last', 0):.3g}× back "
+            f"through time (step {f.onset})"
+        )
+    if f.kind == "exploding" and at is None:
+        return f"the gradient norm growing {e.get('growth', 0):.3g}× from step {f.onset}"
+    if f.kind in ("vanishing", "exploding"):
+        ratio = e.get("ratio_lowest_to_output", e.get("ratio_first_to_max"))
+        return f"{f.kind} gradients at {at} ({ratio:.3g}×, step {f.onset})"
+    if f.kind == "non_finite":
+        return f"NaN/Inf in {at} ({e.get('phase')}) at step {f.onset}"
+    return f"{f.kind} at {at} (step {f.onset})"
+
+
+def link(ctx: Context, findings: list[Finding]) -> list[Finding]:
+    findings = [_during_training(ctx, f) for f in findings]
+    findings = _precision(findings)
+    causes = [
+        f
+        for f in findings
+        if f.kind not in SYMPTOMS and f.kind != "no_steps" and f.severity != "info"
+    ]
+    cause_ids = {id(c) for c in causes}
+    linked: set[int] = set()
+    out = []
+    for f in findings:
+        if f.kind in SYMPTOMS:
+            end = f.end if f.end is not None else (f.step or 0)
+            before = [c for c in causes if (c.onset or 0) <= end]
+            linked |= {id(c) for c in before}
+            out.append(_with_causes(ctx, f, before))
+        else:
+            out.append(f)
+    if not _loss_judged(ctx):
+        return out
+    quiet = {"symptom": "none in the loss yet"}
+    return [
+        dataclasses.replace(f, severity="warning", evidence={**f.evidence, **quiet})
+        if f.severity == "error" and id(f) in cause_ids and id(f) not in linked
+        else f
+        for f in out
+    ]
+
+
+def _loss_judged(ctx: Context) -> bool:
+    s = loss_series(ctx.run)
+    if s is None:
+        return False
+    return s.first_nonfinite is not None or len(s) >= ctx.t.min_loss_steps
+
+
+def _with_causes(ctx: Context, symptom: Finding, before: list[Finding]) -> Finding:
+    before = sorted(before, key=lambda c: (_rank(c), c.onset or 0))  # most specific first
+    found = [Cause(c.kind, c.layer, c.onset, _summary(c)) for c in before]
+    if before:
+        ranked = sorted(before, key=lambda c: (_rank(c), c.onset or 0))
+        first = ranked[0].remedy
+        second = next((c.remedy for c in ranked[1:] if c.kind != ranked[0].kind), None)
+        text, code = first.text, first.code
+        if second is not None and second.text and second.text != text:
+            text += f". Also: {second.text}"
+            if second.code and second.code != code:
+                code = f"{code}\n{second.code}" if code else second.code
+        remedy = Remedy(text, first.scheme, code)
+    else:
+        weak = _weak_cause(ctx, symptom)
+        if weak is not None:
+            found, remedy = [weak[0]], weak[1]
+        else:
+            remedy = _ALONE[symptom.kind]
+    said = "; ".join(c.summary for c in found)
+    message = symptom.message + (f". Before it: {said}" if found else "")
+    # a plateau with nothing wrong in the layers is how healthy runs look between phases too
+    severity = "info" if symptom.kind == "stalled" and not found else symptom.severity
+    return dataclasses.replace(
+        symptom, causes=tuple(found), remedy=remedy, message=message, severity=severity
+    )
+
+
+def _weak_cause(ctx: Context, symptom: Finding) -> tuple[Cause, Remedy] | None:
+    """Update ratios 10× off the usual ~1e-3, below the rules' lines, that explain the
+    symptom: too large before a rise, a spike or an oscillation; too small under a curve
+    that does not fall."""
+    r = ratios(ctx)
+    if r is None:
+        return None
+    early = r.early(ctx.t.early_update_steps)
+    finite = early[np.isfinite(early)]
+    medians = r.medians()
+    medians = medians[np.isfinite(medians)]
+    if symptom.kind in ("diverging", "oscillating", "loss_spike") and finite.size:
+        peak = float(finite.max())
+        typical = float(np.median(medians)) if medians.size else peak
+        if max(peak, typical) > TARGET_EARLY_RATIO:
+            value = max(peak, typical)
+            what = f"update ratios of up to {value:.2g}, 10× the usual ~1e-3"
+            remedy = step_size(ctx, value, symptom.onset, what)
+            return Cause("large_updates", None, int(r.steps[0]), what), remedy
+    if symptom.kind in ("not_learning", "stalled") and medians.size:
+        typical = float(np.median(medians))
+        if typical < 1e-4:
+            what = f"weights moving by only {typical:.2g} of their norm per step (~1e-3 is usual)"
+            return Cause("small_updates", None, int(r.steps[0]), what), raise_lr(ctx, typical)
+    return None
+
+
+_ALONE = {
+    "not_learning": Remedy(
+        "no cause was seen in the layers: check that the learning rate is not far off (try "
+        "3× up and down), that the targets match the inputs (a shuffled-label run learns as "
+        "little), and that the loss is the one meant"
+    ),
+    "stalled": Remedy(
+        "no cause was seen in the layers: lower the learning rate at the plateau (a decay "
+        "schedule), or give the model more capacity",
+        None,
+        "sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.3, patience=50)",
+    ),
+    "diverging": Remedy(
+        "lower the learning rate and clip the gradient norm",
+        None,
+        "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)",
+    ),
+    "oscillating": Remedy(
+        "the optimiser jumps across the valley: lower the learning rate (3–10×) or use "
+        "momentum with a smaller step"
+    ),
+    "loss_spike": Remedy(
+        "clip the gradient norm and look at the batches of the spike steps (a bad batch "
+        "spikes the loss once)",
+        None,
+        "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)",
+    ),
+}
+
+
+def _during_training(ctx: Context, f: Finding) -> Finding:
+    """A depth-profile problem that began after the first logged step, with an init
+    remedy: the step size instead (with the update ratio that came before it)."""
+    if f.kind not in ("vanishing", "exploding") or f.time_step is not None or f.layer is None:
+        return f
+    code = f.remedy.code or ""
+    if not ctx.steps or f.onset is None or f.onset <= ctx.steps[0]:
+        return f
+    if not (f.remedy.scheme or code.startswith("gp.init")):
+        return f
+    peak = peak_before(ctx, f.onset)
+    what = f"{f.kind} gradients that appeared during training (step {f.onset}), not at init"
+    if peak is not None and peak > TARGET_EARLY_RATIO:
+        remedy = step_size(ctx, peak, f.onset, f"{what}, after update ratios of up to {peak:.2g}")
+    else:
+        remedy = Remedy(
+            f"{what}: re-initialising would not keep it from coming back; lower the "
+            f"learning rate or warm it up, and add normalisation",
+        )
+    return dataclasses.replace(
+        f, remedy=remedy, evidence={**f.evidence, "appeared": "during training"}
+    )
+
+
+def _precision(findings: list[Finding]) -> list[Finding]:
+    over = [f for f in findings if f.kind == "overflow"]
+    if not over:
+        return findings
+    first = min(over, key=lambda f: f.onset or 0)
+    out = []
+    for f in findings:
+        if (
+            f.kind == "non_finite"
+            and f.severity == "error"
+            and f.evidence.get("phase") in ("forward", "backward")
+            and (f.step or 0) >= (first.onset or 0)
+        ):
+            f = dataclasses.replace(
+                f,
+                remedy=first.remedy,
+                message=f"{f.message}; it follows {_summary(first)}: an overflow of "
+                f"{first.evidence.get('dtype')}'s range, not a log/sqrt/division",
+                evidence={**f.evidence, "overflow_at": first.layer},
+            )
+        out.append(f)
+    return out

@@ -1,0 +1,82 @@
+"""``exploding`` over training: the global gradient norm grows far beyond where it began.
+
+The probe records ‖∇L‖ over all parameters on every step (``(model)/grad_norm/global``).
+Its median over the first ten steps is the baseline; a step whose norm exceeds
+``grad_norm_growth`` (100×) that baseline, or turns NaN/Inf after finite steps, is an
+explosion (healthy runs move within ~10×: the norm often rises a few times as the loss
+falls). The remedy is clipping at the baseline norm (Pascanu et al. 2013), with a lower
+learning rate; for recurrent nets the through-time rule says where it grows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..context import Context
+from ..finding import Finding
+from ..series import model_series
+from ..training import clip
+from . import RULES
+
+BASELINE = 10  # first steps whose median norm is the baseline
+
+
+@RULES.register("grad_norm")
+def grad_norm(ctx: Context) -> list[Finding]:
+    s = model_series(ctx.run, "grad_norm", "global")
+    if s is None or len(s) <= BASELINE:
+        return []
+    head = s.values[:BASELINE]
+    head = head[np.isfinite(head) & (head > 0)]
+    if head.size < BASELINE // 2:
+        return []
+    base = float(np.median(head))
+    with np.errstate(invalid="ignore"):
+        over = (s.values > ctx.t.grad_norm_growth * base) | ~np.isfinite(s.values)
+    over[:BASELINE] = False
+    idx = np.nonzero(over)[0]
+    if not idx.size:
+        return []
+    i = int(idx[0])
+    step = int(s.steps[i])
+    finite = s.values[np.isfinite(s.values)]
+    peak = float(finite.max()) if finite.size else float("nan")
+    with np.errstate(invalid="ignore"):
+        climb = np.nonzero(s.values[:i] <= np.sqrt(ctx.t.grad_norm_growth) * base)[0]
+    rising = int(s.steps[int(climb[-1]) + 1]) if climb.size and climb[-1] + 1 < i else step
+    value = float(s.values[i])
+    what = (
+        f"the global gradient norm grew from {base:.3g} (median of the first {BASELINE} steps) "
+        f"to {value:.3g} at step {step}"
+        + (f" (rising from step {rising})" if rising < step else "")
+        + (f", peak {peak:.3g}" if np.isfinite(peak) and peak > value else "")
+    )
+    recurrent = bool(ctx.recurrent)
+    return [
+        Finding(
+            kind="exploding",
+            layer=None,
+            severity="error"
+            if value > ctx.t.grad_norm_growth**2 * base or not np.isfinite(value)
+            else "warning",
+            step=step,
+            onset=step,
+            evidence={
+                "measured_on": "global gradient norm over training",
+                "grad_norm": value,
+                "baseline": base,
+                "growth": value / base if np.isfinite(value) else float("inf"),
+                "threshold": ctx.t.grad_norm_growth,
+                "rising_from": rising,
+                "peak": peak,
+                "steps_over": int(idx.size),
+            },
+            remedy=clip(
+                ctx,
+                rising,
+                "the gradients explode during training"
+                + (" through the recurrence" if recurrent else ""),
+            ),
+            message=what,
+        )
+    ]

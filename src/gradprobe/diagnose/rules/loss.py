@@ -1,0 +1,281 @@
+"""Symptoms in the loss curve: ``not_learning``, ``stalled``, ``diverging`` (a NaN/Inf loss
+included), ``oscillating``, ``loss_spike`` — each with its step range (``onset`` … ``end``).
+
+Read on the loss the probe stores on every step (``probe.step(loss=loss)``), smoothed by a
+centred rolling median over ``w`` = a tenth of the run (5 to 50 steps). ``start`` is the
+median of the first three losses, ``best`` the lowest smoothed value, ``final`` the median of
+the last ``w``; ``noise`` σ̂ = 1.4826·MAD of the losses around the smoothed curve.
+
+- ``diverging`` (error): the loss became NaN/Inf; or ``final − best`` exceeds
+  ``diverge_rise`` × max(start − best, |best| / 4) and 3σ̂ (σ̂ of the last third too: a
+  loss that only scatters more is oscillating, not rising; it rose back half-way to where
+  it began, or by an eighth above its best when it had not fallen, and stayed there).
+  Onset: where the rise began.
+- ``not_learning`` (warning): the smoothed loss never fell ``not_learning_drop`` (10 %)
+  below the start.
+- ``stalled`` (warning; info when no cause in the layers preceded it: healthy runs sit on
+  plateaus too): it fell, then stayed within noise of its best (3σ̂/√w, or 2 %) for
+  at least ``stall_fraction`` of the run while still above ``stall_level`` (½) of the start:
+  stopped improving, not converged.
+- ``oscillating`` (warning): over the second half, the losses scatter around the smoothed
+  curve (robust σ̂) by more than ``oscillation_amplitude`` (15 %) of the start: the
+  optimiser jumps across the valley instead of descending it. Minibatch noise stays at
+  2–6 % of the start on healthy runs with batches of 16–32 (docs/DIAGNOSIS.md), though it
+  can be 40 % of a low late loss — hence the start, not the level, as the scale.
+- ``loss_spike`` (warning): a loss above the median of the ``w`` losses before it by more
+  than ``spike_mads`` robust sigmas and ``spike_rise`` of that median, that comes back down
+  within ``w`` steps (one that does not is a rise, judged as diverging). Its false-alarm
+  rate on healthy runs is measured in docs/DIAGNOSIS.md.
+
+Losses below zero (a log-likelihood, an ELBO) have no scale to judge shares of: only the
+NaN/Inf, diverging and spike tests apply to them. Fewer than ``min_loss_steps`` finite
+losses: only NaN/Inf is judged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..context import Context
+from ..finding import Finding, Remedy
+from ..series import Series, centred_median, loss_series, noise, robust_sigma, trailing, window
+from . import RULES
+
+LOSS = "(loss)"
+_LINKED = Remedy("see the causes listed: none was found in the layers before it")
+
+
+@RULES.register("loss")
+def loss(ctx: Context) -> list[Finding]:
+    s = loss_series(ctx.run)
+    if s is None or not len(s):
+        return []
+    finite = s.finite_prefix()
+    out: list[Finding] = []
+    curve = _Curve(finite, ctx) if len(finite) >= ctx.t.min_loss_steps else None
+    if s.first_nonfinite is not None:
+        out.append(_nonfinite(s, curve))
+    if curve is None:
+        return out
+    rise = curve.diverging() if s.first_nonfinite is None else None
+    if rise is not None:
+        out.append(rise)
+    elif curve.positive:
+        out += curve.progress()
+        out += curve.oscillating()
+    out += curve.spikes()
+    return out
+
+
+class _Curve:
+    def __init__(self, s: Series, ctx: Context) -> None:
+        self.t, self.steps, self.x = ctx.t, s.steps, s.values
+        n = self.x.size
+        self.w = window(n)
+        self.m = centred_median(self.x, self.w)
+        self.start = float(np.median(self.x[: min(3, n)]))
+        self.final = float(np.median(self.x[-self.w :]))
+        self.best_i = int(np.argmin(self.m))
+        self.best = float(self.m[self.best_i])
+        self.noise = noise(self.x, self.w)
+        tail = max(2 * self.w, n // 3)
+        self.tail_noise = robust_sigma((self.x - self.m)[-tail:])  # scatter near the end
+        self.positive = bool(self.x.min() >= 0 and self.start > 0)
+
+    def evidence(self, **more) -> dict:
+        return {
+            "start_loss": self.start,
+            "best_loss": self.best,
+            "best_step": int(self.steps[self.best_i]),
+            "final_loss": self.final,
+            "steps_judged": int(self.x.size),
+            "window": self.w,
+            "noise": self.noise,
+            **more,
+        }
+
+    def finding(self, kind, severity, i0, i1, message, **evidence) -> Finding:
+        return Finding(
+            kind=kind,
+            layer=LOSS,
+            severity=severity,
+            step=int(self.steps[i0]),
+            onset=int(self.steps[i0]),
+            end=int(self.steps[i1]),
+            evidence=self.evidence(**evidence),
+            remedy=_LINKED,
+            message=message,
+        )
+
+    def rise_start(self) -> int:
+        """Index where the smoothed loss last sat near its best before rising half-way:
+        within its noise (3σ̂, at least 5 % of the best), and at most a tenth of the rise."""
+        rise = self.final - self.best
+        after = self.m[self.best_i :]
+        high = np.nonzero(after > self.best + 0.5 * rise)[0]
+        j = self.best_i + (int(high[0]) if high.size else after.size - 1)
+        near = min(max(3 * self.noise, 0.05 * abs(self.best)), 0.1 * rise)
+        low = np.nonzero(self.m[self.best_i : j + 1] <= self.best + near)[0]
+        return self.best_i + (int(low[-1]) if low.size else 0)
+
+    def diverging(self) -> Finding | None:
+        rise = self.final - self.best
+        scale = max(self.start - self.best, 0.25 * abs(self.best))
+        if rise <= self.t.diverge_rise * scale or rise <= 3 * max(self.noise, self.tail_noise):
+            return None
+        i = self.rise_start()
+        return self.finding(
+            "diverging",
+            "error",
+            i,
+            self.x.size - 1,
+            f"the loss rose from {self.best:.4g} (step {int(self.steps[self.best_i])}) to "
+            f"{self.final:.4g} by the end, from about step {int(self.steps[i])} (it had "
+            f"started at {self.start:.4g})",
+            rise=rise,
+            threshold=self.t.diverge_rise,
+        )
+
+    def progress(self) -> list[Finding]:
+        t, n = self.t, self.x.size
+        drop = (self.start - self.best) / self.start
+        if drop < t.not_learning_drop:
+            return [
+                self.finding(
+                    "not_learning",
+                    "warning",
+                    0,
+                    n - 1,
+                    f"the loss has not fallen {t.not_learning_drop:.0%} below its start over "
+                    f"{n} steps ({self.start:.4g} → best {self.best:.4g}, {drop:.1%} lower)",
+                    drop=drop,
+                    threshold=t.not_learning_drop,
+                )
+            ]
+        tol = max(3 * self.noise / np.sqrt(self.w), 0.02 * abs(self.best))
+        i = int(np.nonzero(self.m <= self.best + tol)[0][0])
+        flat = n - i
+        if self.best < t.stall_level * self.start or flat < max(2 * self.w, t.stall_fraction * n):
+            return []
+        return [
+            self.finding(
+                "stalled",
+                "warning",
+                i,
+                n - 1,
+                f"the loss stopped improving at step ~{int(self.steps[i])}: it stayed within "
+                f"{tol:.2g} of {self.best:.4g} for the last {flat} steps, "
+                f"{self.best / self.start:.0%} of where it started ({self.start:.4g})",
+                drop=drop,
+                plateau_steps=int(flat),
+                stall_level=t.stall_level,
+            )
+        ]
+
+    def oscillating(self) -> list[Finding]:
+        n, half = self.x.size, self.x.size // 2
+        resid = self.x - self.m
+        amp = robust_sigma(resid[half:])
+        limit = self.t.oscillation_amplitude * self.start
+        level = float(np.median(self.m[half:]))
+        fall = float(self.m[half] - self.m[-1])
+        if amp <= limit:
+            return []
+        # onset: the first window whose scatter is over the line
+        scatter = np.array([robust_sigma(resid[max(0, j - self.w) : j + 1]) for j in range(n)])
+        over = np.nonzero(scatter > limit)[0]
+        i = max(0, int(over[0]) - self.w) if over.size else half
+        return [
+            self.finding(
+                "oscillating",
+                "warning",
+                i,
+                n - 1,
+                f"the loss jumps by ±{amp:.3g} around its trend over the second half, "
+                f"{amp / level:.0%} of its level {level:.3g} ({amp / self.start:.0%} of its "
+                f"start {self.start:.4g}); the trend moved by {-fall:+.3g}",
+                amplitude=amp,
+                level=level,
+                fall_second_half=fall,
+                threshold=self.t.oscillation_amplitude,
+            )
+        ]
+
+    def spikes(self) -> list[Finding]:
+        t, x, w = self.t, self.x, self.w
+        med, sg = trailing(x, w)
+        excess = x - med
+        with np.errstate(invalid="ignore"):
+            hit = (excess > t.spike_mads * sg) & (excess > t.spike_rise * np.abs(med))
+        idx = np.nonzero(hit)[0]
+        episodes: list[tuple[int, int]] = []
+        for i in idx:
+            if episodes and i - episodes[-1][1] <= 2:
+                episodes[-1] = (episodes[-1][0], int(i))
+            else:
+                episodes.append((int(i), int(i)))
+        kept = []
+        for a, b in episodes:
+            level = med[a]
+            back = x[b + 1 : b + 1 + w]
+            if back.size and (back <= level + 0.5 * excess[a]).any():
+                kept.append((a, b))
+        if not kept:
+            return []
+        peaks = [a + int(np.argmax(x[a : b + 1])) for a, b in kept]
+        ratios = [
+            float(x[p] / med[a]) if med[a] > 0 else float("inf")
+            for p, (a, _) in zip(peaks, kept, strict=True)
+        ]
+        top = int(np.argmax(ratios))
+        a0, b_last = kept[0][0], kept[-1][1]
+        shown = [int(self.steps[p]) for p in peaks]
+        return [
+            self.finding(
+                "loss_spike",
+                "warning",
+                a0,
+                b_last,
+                f"{len(kept)} loss spike(s), the first at step {int(self.steps[a0])}; the largest "
+                f"at step {shown[top]} is "
+                f"{ratios[top]:.3g}× the median of the {w} steps before it",
+                spikes=len(kept),
+                spike_steps=shown[:20],
+                largest_ratio=ratios[top],
+                threshold_mads=t.spike_mads,
+                threshold_rise=t.spike_rise,
+            )
+        ]
+
+
+def _nonfinite(s: Series, curve: _Curve | None) -> Finding:
+    k = s.first_nonfinite
+    assert k is not None
+    step, value = int(s.steps[k]), float(s.values[k])
+    onset = step
+    evidence: dict = {"non_finite": True, "loss": str(value), "steps_judged": int(k)}
+    if k:
+        evidence["last_finite_loss"] = float(s.values[k - 1])
+    said = ""
+    x = s.values[:k]
+    if curve is None and k >= 2 and x.min() > 0 and x[-1] > 1.5 * x.min():  # a short rise
+        i = int(np.argmin(x))
+        onset = int(s.steps[i])
+        evidence.update(best_loss=float(x[i]), best_step=onset)
+        said = f", after rising from {float(x[i]):.4g} from step {onset}"
+    if curve is not None and curve.final - curve.best > max(3 * curve.noise, 0.1 * abs(curve.best)):
+        i = curve.rise_start()
+        onset = int(curve.steps[i])
+        evidence.update(best_loss=curve.best, best_step=int(curve.steps[curve.best_i]))
+        said = f", after rising from {curve.best:.4g} from about step {onset}"
+    return Finding(
+        kind="diverging",
+        layer=LOSS,
+        severity="error",
+        step=step,
+        onset=onset,
+        end=step,
+        evidence=evidence,
+        remedy=_LINKED,
+        message=f"the loss became {value} at step {step}{said}",
+    )

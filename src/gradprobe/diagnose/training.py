@@ -1,0 +1,210 @@
+"""Remedies for what goes wrong during training, as code: the step size (a lower learning
+rate, warm-up, Pre-LN), gradient clipping with a max-norm read from the run, QK-norm or
+logit capping for attention, bf16 or a GradScaler for float16 — and the facts they need
+(the learning rate at a step, which attention blocks are Post-LN).
+
+Numbers written into the code are chosen from the run: the lower learning rate brings the
+first steps' update ratio to ``TARGET_EARLY_RATIO``; the warm-up is long enough for the
+first step to stay there; the clipping norm is the median global gradient norm of the
+steps before the trouble began.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .context import Context
+from .finding import Remedy
+from .series import Series, model_series, sig
+
+#: the first steps' ‖Δw‖/‖w‖ a lower learning rate aims at: Adam's first step is ≈ lr per
+#: element (its bias correction makes |m̂/√v̂| ≈ 1), so the first update ratio is lr / rms(w)
+#: and ~1e-2 is where healthy runs start (then fall towards ~1e-3)
+TARGET_EARLY_RATIO = 1e-2
+
+_ATTENTION = ("Attention", "MultiheadAttention", "SelfAttention")
+_NORMS = ("LayerNorm", "RMSNorm")
+
+
+def lr_series(ctx: Context) -> Series | None:
+    return model_series(ctx.run, "lr", "value")
+
+
+def lr_at(ctx: Context, step: int | None) -> float | None:
+    s = lr_series(ctx)
+    if s is None or step is None:
+        return None
+    v = s.at(step)
+    return v if v is not None and math.isfinite(v) and v > 0 else None
+
+
+def peak_lr(ctx: Context) -> float | None:
+    s = lr_series(ctx)
+    if s is None:
+        return None
+    finite = s.values[(s.values > 0) & (s.values < math.inf)]
+    return float(finite.max()) if finite.size else None
+
+
+def warmed_up(ctx: Context) -> bool:
+    """The recorded learning rate rose over the first steps (a warm-up is in place)."""
+    s = lr_series(ctx)
+    if s is None or len(s) < 2:
+        return False
+    first, top = s.values[0], peak_lr(ctx)
+    return bool(top is not None and math.isfinite(first) and first < 0.5 * top)
+
+
+def attention_modules(ctx: Context) -> list[str]:
+    return [m.name for m in ctx.modules if any(a in (m.module_type or "") for a in _ATTENTION)]
+
+
+def post_ln_blocks(ctx: Context) -> list[str]:
+    """Blocks whose attention runs before their first LayerNorm/RMSNorm (Post-LN: the norm
+    sits after the residual sum, Vaswani et al. 2017), from the execution order. In Pre-LN
+    (GPT-2, ``norm_first=True``) the block's first norm runs before its attention."""
+    order = {m.name: m.position for m in ctx.modules}
+    out = []
+    for name in attention_modules(ctx):
+        block = name.rsplit(".", 1)[0] if "." in name else ""
+        if not block or any(b and name.startswith(b + ".") for b in out):
+            continue
+        norms = [
+            m.name
+            for m in ctx.modules
+            if m.name.startswith(block + ".") and any(n in (m.module_type or "") for n in _NORMS)
+        ]
+        if norms and min(order[n] for n in norms) > order[name]:
+            out.append(block)
+    return out
+
+
+def _new_lr_line(lr: float | None, factor: float) -> tuple[str, str]:
+    if lr is None:
+        return f"{factor:.2g}× lower", f"lr = lr / {sig(factor, 2):g}"
+    new = sig(lr / factor, 1)
+    return (
+        f"{new:g} instead of {sig(lr, 3):g}",
+        f"for group in opt.param_groups:\n    group['lr'] = {new:g}",
+    )
+
+
+def warmup_steps(peak_ratio: float) -> int:
+    """Steps of linear warm-up that keep the first update near TARGET_EARLY_RATIO (the first
+    step then uses lr / n); at least 100, rounded up to a hundred."""
+    n = max(100.0, peak_ratio / TARGET_EARLY_RATIO)
+    return int(math.ceil(n / 100.0) * 100)
+
+
+def step_size(ctx: Context, peak_ratio: float, step: int | None, what: str) -> Remedy:
+    """Lower the learning rate or warm it up (and Pre-LN for a Post-LN transformer): the
+    step size, not the init, is the cause of ``what``."""
+    lr = lr_at(ctx, step) or peak_lr(ctx)
+    factor = max(2.0, peak_ratio / TARGET_EARLY_RATIO)
+    new, line = _new_lr_line(lr, factor)
+    n = warmup_steps(peak_ratio)
+    warm = (
+        f"warmup = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / {n}))"
+        "\n# warmup.step() after each opt.step()"
+    )
+    parts = [f"{what}: the step size is too large for these weights, not their init"]
+    advice = [f"lower the learning rate ({new})"]
+    if not warmed_up(ctx):
+        advice.append(f"warm it up over the first {n} steps")
+    code = [line] + ([warm] if not warmed_up(ctx) else [])
+    post = post_ln_blocks(ctx)
+    if post:
+        advice.append(
+            f"or put each LayerNorm before its sub-layer (Pre-LN: {len(post)} Post-LN "
+            f"block(s) such as {post[0]}; Xiong et al. 2020 show Post-LN needs warm-up)"
+        )
+        code.append("nn.TransformerEncoderLayer(..., norm_first=True)")
+    return Remedy(
+        f"{parts[0]}; " + ", ".join(advice),
+        None,
+        "\n".join(code),
+    )
+
+
+def raise_lr(ctx: Context, median_ratio: float) -> Remedy:
+    """The weights barely move although their gradients reach them: a larger step."""
+    lr = peak_lr(ctx)
+    factor = min(1e3, 1e-3 / max(median_ratio, 1e-12))
+    if lr is None:
+        return Remedy(
+            f"the learning rate is too low: the weights move by {median_ratio:.2g} of their norm "
+            f"per step, ~1e-3 is usual; raise it about {factor:.2g}×",
+            None,
+            f"lr = lr * {sig(factor, 1):g}",
+        )
+    new = sig(lr * factor, 1)
+    return Remedy(
+        f"the learning rate {sig(lr, 3):g} is too low: the weights move by {median_ratio:.2g} "
+        f"of their norm per step, ~1e-3 is usual; try {new:g}",
+        None,
+        f"for group in opt.param_groups:\n    group['lr'] = {new:g}",
+    )
+
+
+def clip_norm(ctx: Context, before: int | None) -> float:
+    """A max-norm for clip_grad_norm_: the median global gradient norm recorded before step
+    ``before`` (the healthy steps), at most its first 50; 1.0 when none was recorded."""
+    s = model_series(ctx.run, "grad_norm", "global")
+    if s is None:
+        return 1.0
+    head = s.before(before) if before is not None else s
+    vals = head.values[np.isfinite(head.values) & (head.values > 0)][:50] if len(head) else []
+    if not len(vals):
+        vals = s.values[np.isfinite(s.values) & (s.values > 0)][:5]
+    return sig(float(np.median(vals)), 2) if len(vals) else 1.0
+
+
+def clip(ctx: Context, before: int | None, what: str) -> Remedy:
+    norm = clip_norm(ctx, before)
+    return Remedy(
+        f"{what}: clip the gradient norm before each optimizer step (max_norm {norm:g}, the "
+        f"median norm of the steps before it grew; Pascanu et al. 2013), and lower the "
+        f"learning rate if it keeps hitting the clip",
+        None,
+        f"torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm={norm:g})"
+        "  # before opt.step()",
+    )
+
+
+def qk_norm(what: str) -> Remedy:
+    return Remedy(
+        f"{what}: normalise queries and keys per head before their dot product (QK-norm, "
+        f"Dehghani et al. 2023; Wortsman et al. 2023), or cap the logits (cap·tanh(z/cap), "
+        f"Gemma 2), and lower the learning rate",
+        None,
+        "self.q_norm, self.k_norm = nn.LayerNorm(head_dim), nn.LayerNorm(head_dim)\n"
+        "q, k = self.q_norm(q), self.k_norm(k)  # before softmax(q @ k.transpose(-2, -1) / √d)\n"
+        "# or: scores = 50.0 * torch.tanh(scores / 50.0)",
+    )
+
+
+def precision(dtype: str, phase: str, what: str) -> Remedy:
+    if dtype == "bfloat16":
+        return Remedy(
+            f"{what}: bfloat16 has float32's range, so these values are exploding, not a "
+            f"precision problem: lower the learning rate and clip gradients",
+            None,
+            "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)",
+        )
+    if phase == "grad_output":
+        return Remedy(
+            f"{what}: float16 tops out at 65504; scale the loss with a GradScaler (it lowers "
+            f"the scale when gradients overflow and skips that step) or train in bfloat16",
+            None,
+            'scaler = torch.amp.GradScaler("cuda")\nscaler.scale(loss).backward()\n'
+            "scaler.step(opt)\nscaler.update()",
+        )
+    return Remedy(
+        f"{what}: float16 tops out at 65504; autocast to bfloat16 (float32's range) instead, "
+        f"or keep this module in float32",
+        None,
+        'with torch.autocast(device_type="cuda", dtype=torch.bfloat16):\n'
+        "    loss = loss_fn(model(x), y)",
+    )

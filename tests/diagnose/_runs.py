@@ -1,0 +1,117 @@
+"""Training runs written by hand, number by number, for the training-time rules: the loss,
+learning rate and global gradient norm on every step (layer "(model)", as the probe stores
+them), per-layer rows on the logged steps."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gradprobe.run import Event, RunWriter
+
+MODULES = [("0", "Linear", None), ("1", "ReLU", "relu"), ("2", "Linear", None)]
+WEIGHTS = ["0.weight", "2.weight"]
+
+
+def training_run(
+    loss=None,
+    lr=None,
+    grad_norm=None,
+    logged=None,
+    modules=MODULES,
+    params=WEIGHTS,
+    events=(),
+    series=None,
+):
+    """``loss``/``lr``/``grad_norm``: one value per step (arrays, from step 0); ``logged``:
+    {step: [(layer, quantity, stat, value), ...]} (the logged steps); ``series``: {step:
+    [(layer, quantity, values)]}."""
+    run = RunWriter.create(None)
+    run.add_layer("(input)", "input")
+    run.add_layer("(model)", "module")
+    for name, module_type, activation in modules:
+        run.add_layer(name, "module", module_type, activation)
+    for name in params:
+        run.add_layer(name, "param", "Parameter")
+    positions = {name: i + 1 for i, (name, *_) in enumerate(modules)}
+    logged = dict(logged or {})
+    n = max(len(x) for x in (loss, lr, grad_norm, [None]) if x is not None)
+    n = max(n, max(logged, default=-1) + 1)
+    for step in range(n):
+        rows = []
+        for q, s, values in (("loss", "value", loss), ("lr", "value", lr)):
+            if values is not None and step < len(values):
+                rows.append(("(model)", q, s, float(values[step])))
+        if grad_norm is not None and step < len(grad_norm):
+            rows.append(("(model)", "grad_norm", "global", float(grad_norm[step])))
+        mine = [e for e in events if e.step == step]
+        if step in logged:
+            run.write_step(
+                step,
+                rows + list(logged[step]),
+                positions=positions,
+                series=(series or {}).get(step, ()),
+                events=mine,
+            )
+        else:
+            run.write_step(step, rows, events=mine, mark_step=False)
+    return run
+
+
+def noisy(values, scale=0.02, seed=0):
+    """``values`` × (1 + scale·N(0, 1)): minibatch noise."""
+    g = np.random.default_rng(seed)
+    values = np.asarray(values, dtype=float)
+    return values * (1 + scale * g.standard_normal(values.size))
+
+
+def decaying(n=200, start=2.3, end=0.1, rate=0.03):
+    return end + (start - end) * np.exp(-rate * np.arange(n))
+
+
+def updates(ratio, weights=WEIGHTS):
+    return [(w, "update", "ratio", ratio) for w in weights] + [
+        (w, "param_grad", "rms", 1.0) for w in weights
+    ]
+
+
+__all__ = ["Event", "decaying", "noisy", "training_run", "updates"]
+
+
+# -- a broken and a healthy run for each training-time rule (test_known_cases.BROKEN) -----------
+
+
+def _attention(peak):
+    modules = [("attn", "MultiheadAttention", None), ("head", "Linear", None)]
+    logged = {s: [("attn", "attention", "max_logit", peak * (s + 1) / 30)] for s in range(30)}
+    return training_run(loss=decaying(30), modules=modules, params=["head.weight"], logged=logged)
+
+
+def _overflow(used):
+    logged = {
+        0: [("2", "activation", "range_used", used), ("2", "activation", "max_abs", used * 65504)]
+    }
+    return training_run(loss=[1.0], logged=logged)
+
+
+KNOWN = {
+    # rule: (a run where it must fire, one where it must not, the kind, its severities)
+    "loss": (
+        lambda: training_run(loss=noisy(np.full(100, 2.3), 0.02)),
+        lambda: training_run(loss=noisy(decaying(100), 0.02)),
+        "not_learning",
+        {"warning"},
+    ),
+    "attention": (
+        lambda: _attention(500.0),
+        lambda: _attention(20.0),
+        "attention_logits",
+        {"warning"},
+    ),
+    "overflow": (lambda: _overflow(0.5), lambda: _overflow(1e-3), "overflow", {"warning"}),
+    "grad_norm": (
+        lambda: training_run(grad_norm=np.concatenate([np.ones(10), np.geomspace(1, 1e4, 10)])),
+        lambda: training_run(grad_norm=np.linspace(1, 5, 20)),
+        "exploding",
+        {"warning"},
+    ),
+}

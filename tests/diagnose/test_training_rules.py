@@ -1,0 +1,362 @@
+"""The training-time rules against runs written by hand: each fires where the numbers say
+so, at the step they say, and stays silent on the healthy twin (issue 16)."""
+
+import numpy as np
+import pytest
+
+from gradprobe.diagnose import Thresholds, diagnose
+from gradprobe.run import Event
+
+from ._runs import WEIGHTS, decaying, noisy, training_run, updates
+
+
+def only(findings, kind):
+    found = [f for f in findings if f.kind == kind]
+    assert len(found) == 1, [str(f) for f in findings]
+    return found[0]
+
+
+def serious(findings):
+    return [f for f in findings if f.severity in ("warning", "error")]
+
+
+# -- the loss curve ----------------------------------------------------------------------------
+
+
+def test_a_healthy_decaying_noisy_loss_has_no_symptom():
+    for seed in range(5):
+        run = training_run(loss=noisy(decaying(), 0.05, seed))
+        assert diagnose(run, rules="loss") == []
+
+
+def test_a_flat_loss_is_not_learning_from_step_0():
+    run = training_run(loss=noisy(np.full(200, 2.3), 0.02))
+    f = only(diagnose(run, rules="loss"), "not_learning")
+    assert (f.severity, f.layer, f.onset, f.end) == ("warning", "(loss)", 0, 199)
+    assert f.evidence["drop"] < 0.1
+
+
+def test_a_plateau_high_above_the_start_is_stalled_where_it_began():
+    loss = np.concatenate([np.linspace(2.3, 1.6, 60), np.full(140, 1.6)])
+    f = only(diagnose(training_run(loss=noisy(loss, 0.01)), rules="loss"), "stalled")
+    assert 45 <= f.onset <= 65 and f.end == 199
+    assert f.evidence["plateau_steps"] >= 130
+
+
+def test_a_plateau_near_zero_is_converged_not_stalled():
+    loss = np.concatenate([np.linspace(2.3, 0.05, 60), np.full(140, 0.05)])
+    assert diagnose(training_run(loss=noisy(loss, 0.05)), rules="loss") == []
+
+
+def test_a_rise_after_learning_is_diverging_from_where_it_rose():
+    loss = np.concatenate([decaying(120, 2.3, 0.5, 0.05), np.linspace(0.5, 2.4, 80)])
+    f = only(diagnose(training_run(loss=noisy(loss, 0.02)), rules="loss"), "diverging")
+    assert f.severity == "error" and 110 <= f.onset <= 135
+    assert f.evidence["final_loss"] > 2 and f.evidence["best_loss"] < 0.6
+
+
+def test_a_nan_loss_is_diverging_at_its_step_with_the_rise_before_it():
+    loss = np.concatenate([decaying(60), np.geomspace(0.5, 1e6, 20), [np.inf, np.nan]])
+    f = only(diagnose(training_run(loss=loss), rules="loss"), "diverging")
+    assert f.step == 80 and f.end == 80 and f.evidence["non_finite"]
+    assert 55 <= f.onset <= 65  # the rise began where the loss stopped falling
+    assert f.evidence["loss"] == "inf"
+
+
+def test_a_nan_loss_of_a_short_run_is_judged_too():
+    f = only(diagnose(training_run(loss=[2.3, 2.2, 40.0, np.nan]), rules="loss"), "diverging")
+    assert f.step == 3 and f.onset == 1  # rising from the lowest value
+
+
+def test_a_short_run_is_not_judged_on_its_curve():
+    assert diagnose(training_run(loss=np.full(10, 2.3)), rules="loss") == []
+
+
+def test_one_spike_is_found_at_its_step_and_noise_is_not():
+    loss = noisy(decaying(), 0.03)
+    loss[150] *= 3
+    f = only(diagnose(training_run(loss=loss), rules="loss"), "loss_spike")
+    assert (f.onset, f.end, f.evidence["spikes"]) == (150, 150, 1)
+    assert f.evidence["largest_ratio"] == pytest.approx(3, rel=0.15)
+
+
+def test_a_jump_that_stays_up_is_no_spike():
+    loss = noisy(np.concatenate([decaying(150, 2.3, 0.4), np.full(50, 3.0)]), 0.02)
+    kinds = {f.kind for f in diagnose(training_run(loss=loss), rules="loss")}
+    assert "loss_spike" not in kinds and "diverging" in kinds
+
+
+def test_a_loss_that_jumps_across_the_valley_is_oscillating():
+    g = np.random.default_rng(0)
+    loss = np.concatenate([decaying(100, 2.3, 1.5), 1.5 + g.uniform(-1.2, 1.2, 100)])
+    f = only(diagnose(training_run(loss=loss), rules="loss"), "oscillating")
+    assert f.severity == "warning" and 60 <= f.onset <= 110
+    assert f.evidence["amplitude"] > 0.15 * 2.3
+
+
+def test_negative_losses_are_judged_on_spikes_and_rises_only():
+    loss = noisy(np.full(200, -3.0), 0.02)
+    assert diagnose(training_run(loss=loss), rules="loss") == []  # no "not learning" share
+
+
+# -- update ratios, judged step by step early ----------------------------------------------------
+
+
+def _ratios(early, late=1e-3, n=100):
+    return {s: updates(early if s < 20 else late) for s in range(n) if s < 20 or s % 2 == 0}
+
+
+def test_large_first_updates_are_found_although_the_median_is_healthy():
+    run = training_run(loss=decaying(100), lr=np.full(100, 1e-2), logged=_ratios(0.5))
+    f = only(diagnose(run, rules="updates"), "large_updates")
+    assert (f.onset, f.evidence["judged_on"], f.evidence["first_over"]) == (0, "first steps", 0.5)
+    assert f.evidence["median_update_ratio"] < 0.5
+    assert "warm" in f.remedy.text and "LambdaLR" in f.remedy.code
+    assert "group['lr'] = 0.0002" in f.remedy.code  # 1e-2 × 0.01 / 0.5
+
+
+def test_first_updates_of_a_healthy_adam_lstm_are_not_large():
+    run = training_run(loss=decaying(60), logged=_ratios(0.1))  # Adam lr 1e-2 on rms 0.1
+    assert diagnose(run, rules="updates") == []
+
+
+def test_a_warmed_up_run_gets_no_warmup_advice():
+    lr = np.minimum(1.0, (np.arange(60) + 1) / 20) * 1e-2
+    run = training_run(loss=decaying(60), lr=lr, logged=_ratios(0.5))
+    f = only(diagnose(run, rules="updates"), "large_updates")
+    assert "LambdaLR" not in (f.remedy.code or "")
+
+
+def test_the_lr_factor_comes_from_the_first_crossing_not_the_blow_up():
+    logged = {s: updates(0.5 * 100**s) for s in range(5)}
+    run = training_run(loss=[0.2, 30, 700, 1e9, 1e20], lr=np.ones(5), logged=logged)
+    f = only(diagnose(run, rules="updates"), "large_updates")
+    assert f.evidence["first_over"] == 0.5 and "group['lr'] = 0.02" in f.remedy.code
+
+
+# -- dead and saturated units that appear during training -----------------------------------------
+
+
+def _dead(values):
+    rows = {}
+    for s, v in enumerate(values):
+        rows[s] = [("1", "activation", "dead", v), ("1", "activation", "dead_samples", 32)]
+        rows[s] += updates(0.4 if s < 3 else 1e-3)
+    return rows
+
+
+def test_units_that_die_during_training_blame_the_step_size():
+    run = training_run(
+        loss=decaying(10), lr=np.full(10, 0.05), logged=_dead([0.05] * 3 + [0.8] * 7)
+    )
+    f = only(diagnose(run, rules="dead_units"), "dead_units")
+    assert f.onset == 3 and f.evidence["appeared"] == "during training"
+    assert "kaiming" not in (f.remedy.code or "") and "learning rate" in f.remedy.text
+    assert f.evidence["update_ratio_before"] == pytest.approx(0.4)
+
+
+def test_units_dead_at_init_keep_the_init_remedy():
+    run = training_run(loss=decaying(10), logged=_dead([0.8] * 10))
+    f = only(diagnose(run, rules="dead_units"), "dead_units")
+    assert f.onset == 0 and f.evidence["appeared"] == "at initialisation"
+    assert "kaiming" in f.remedy.code
+
+
+def test_saturation_during_training_blames_the_step_size():
+    modules = [("0", "Linear", None), ("1", "Tanh", "saturating:-1,1"), ("2", "Linear", None)]
+    logged = {
+        s: [("1", "activation", "saturated", 0.0 if s < 4 else 0.6), *updates(0.5)]
+        for s in range(8)
+    }
+    run = training_run(loss=decaying(8), modules=modules, logged=logged)
+    f = only(diagnose(run, rules="saturated"), "saturated")
+    assert f.onset == 4 and "xavier" not in (f.remedy.code or "")
+
+
+# -- attention, overflow, gradient norm, through time, the optimizer step -------------------------
+
+ATTENTION = [("attn", "MultiheadAttention", None), ("head", "Linear", None)]
+
+
+def test_attention_logits_that_grow_past_100_are_found_at_their_step():
+    logits = np.geomspace(5, 600, 50)
+    logged = {
+        s: [
+            ("attn", "attention", "max_logit", logits[s]),
+            ("attn", "attention", "entropy", 2.5 - s / 25),
+        ]
+        for s in range(50)
+    }
+    run = training_run(loss=decaying(50), modules=ATTENTION, params=["head.weight"], logged=logged)
+    f = only(diagnose(run, rules="attention"), "attention_logits")
+    assert f.onset == int(np.argmax(logits > 100)) and f.layer == "attn"
+    assert f.evidence["max_logit_peak"] == pytest.approx(600)
+    assert "QK-norm" in f.remedy.text and "q_norm" in f.remedy.code
+
+
+def test_a_sharp_healthy_head_is_no_attention_finding():
+    logged = {
+        s: [("attn", "attention", "max_logit", 25.0), ("attn", "attention", "entropy", 0.01)]
+        for s in range(30)
+    }
+    run = training_run(loss=decaying(30), modules=ATTENTION, params=["head.weight"], logged=logged)
+    assert diagnose(run, rules="attention") == []
+
+
+def test_float16_near_its_limit_is_overflow_before_the_first_nan():
+    logged = {
+        s: [
+            ("2", "activation", "range_used", 0.01 * 2**s),
+            ("2", "activation", "max_abs", 655.04 * 2**s),
+        ]
+        for s in range(7)
+    }
+    events = (Event(7, "forward", "2", "the output of 2 contained NaN/Inf (0.01 of its values)"),)
+    logged[7] = []
+    run = training_run(loss=decaying(8), logged=logged, events=events)
+    found = diagnose(run)
+    f = only(found, "overflow")
+    assert (f.onset, f.layer, f.evidence["dtype"], f.evidence["nonfinite_step"]) == (
+        4,
+        "2",
+        "float16",
+        7,
+    )
+    assert "GradScaler" in f.remedy.text or "bfloat16" in f.remedy.text
+    nan = only(found, "non_finite")
+    assert "bfloat16" in nan.remedy.text and "65504" in nan.remedy.text  # not log/sqrt/exp
+
+
+def test_bfloat16_near_its_limit_is_exploding_not_precision():
+    logged = {0: [("2", "activation", "range_used", 0.5), ("2", "activation", "max_abs", 1.7e38)]}
+    f = only(diagnose(training_run(loss=[1.0], logged=logged), rules="overflow"), "overflow")
+    assert f.evidence["dtype"] == "bfloat16" and "clip" in f.remedy.code
+
+
+def test_a_gradient_norm_that_explodes_gets_clipping_at_the_recorded_norm():
+    norm = np.concatenate([np.full(15, 2.0), 2.0 * 3.0 ** np.arange(1, 15)])
+    f = only(
+        diagnose(training_run(loss=decaying(29), grad_norm=norm), rules="grad_norm"), "exploding"
+    )
+    assert f.layer is None and f.onset == 15 + int(np.argmax(3.0 ** np.arange(1, 15) > 100))
+    assert "max_norm=2" in f.remedy.code
+
+
+def test_a_healthy_gradient_norm_that_grows_a_few_times_is_not_exploding():
+    norm = np.linspace(1, 8, 200)
+    assert diagnose(training_run(loss=decaying(), grad_norm=norm), rules="grad_norm") == []
+
+
+def _rnn(norms_t, grad_norm=None):
+    modules = [("rnn", "GRU", None), ("head", "Linear", None)]
+    series = {0: [("rnn", "rnn_grad_input_t", list(norms_t))]}
+    return training_run(
+        loss=decaying(30),
+        grad_norm=grad_norm,
+        modules=modules,
+        params=["head.weight"],
+        logged={0: []},
+        series=series,
+    )
+
+
+def test_a_gradient_that_grows_back_through_time_is_exploding_with_clipping():
+    run = _rnn(np.geomspace(1e4, 1.0, 40), grad_norm=np.full(30, 0.5))
+    f = only(diagnose(run, rules="through_time"), "exploding")
+    assert (f.layer, f.time_step, f.onset) == ("rnn", 0, 0)
+    assert f.evidence["ratio_first_to_last"] == pytest.approx(1e4)
+    assert "clip_grad_norm_" in f.remedy.code and "max_norm=0.5" in f.remedy.code
+
+
+def test_through_time_vanishing_is_still_vanishing():
+    f = only(diagnose(_rnn(np.geomspace(1e-4, 1.0, 40)), rules="through_time"), "vanishing")
+    assert f.time_step == 0
+
+
+UPDATE = "the weights of parameter 0.weight became NaN/Inf in the optimizer step"
+
+
+def test_weights_made_nan_by_the_optimizer_step_are_the_origin():
+    events = (
+        Event(5, "update", "0.weight", UPDATE + " (the step's gradients were finite)"),
+        Event(6, "forward", "0", "the output of 0 contained NaN/Inf (1 of its values)"),
+    )
+    logged = {s: updates(0.6) for s in range(5)}
+    run = training_run(
+        loss=[2.3, 3, 9, 90, 1e4, 1e8, np.nan], lr=np.ones(7), logged=logged, events=events
+    )
+    found = [f for f in diagnose(run) if f.kind == "non_finite"]
+    origin = [f for f in found if f.severity == "error"]
+    assert [f.layer for f in origin] == ["0.weight"] and origin[0].evidence["phase"] == "update"
+    assert "optimizer step" in origin[0].message
+    assert "clip_grad_norm_" in origin[0].remedy.code and "group['lr']" in origin[0].remedy.code
+    forward = [f for f in found if f.evidence["phase"] == "forward"]
+    assert forward and forward[0].severity == "info" and "optimizer step" in forward[0].message
+
+
+# -- links ----------------------------------------------------------------------------------------
+
+
+def test_a_symptom_names_its_causes_and_takes_the_first_ones_remedy():
+    loss = noisy(np.full(60, 2.3), 0.01)
+    run = training_run(loss=loss, lr=np.full(60, 1e-2), logged=_ratios(0.5))
+    found = diagnose(run)
+    symptom = only(found, "not_learning")
+    assert [c.kind for c in symptom.causes] == ["large_updates"]
+    assert symptom.causes[0].onset == 0 and "update ratios of 0.5" in symptom.message
+    assert symptom.remedy.code == only(found, "large_updates").remedy.code
+
+
+def test_a_cause_without_a_symptom_is_a_warning_with_its_onset():
+    logged = {s: updates(5.0 if s < 3 else 1e-3) for s in range(40)}
+    run = training_run(loss=noisy(decaying(40), 0.01), logged=logged)
+    f = only(diagnose(run), "large_updates")
+    assert f.severity == "warning" and f.onset == 0  # an error line (> 1) without a symptom
+    assert f.evidence["symptom"] == "none in the loss yet"
+
+
+def test_a_stall_without_a_cause_is_information():
+    loss = np.concatenate([np.linspace(2.3, 1.6, 60), np.full(140, 1.6)])
+    f = only(diagnose(training_run(loss=noisy(loss, 0.01))), "stalled")
+    assert f.severity == "info" and f.causes == ()
+
+
+def test_a_symptom_without_cause_falls_back_on_small_update_ratios():
+    logged = {s: updates(5e-6) for s in range(0, 200, 10)}
+    run = training_run(loss=noisy(np.full(200, 2.3), 0.01), lr=np.full(200, 1e-4), logged=logged)
+    f = only(diagnose(run), "not_learning")
+    assert [c.kind for c in f.causes] == ["small_updates"] and "0.02" in f.remedy.code
+
+
+def test_vanishing_that_appears_during_training_gets_no_init_remedy():
+    modules = [(str(i), "Linear", None) for i in range(4)]
+    weights = [f"{i}.weight" for i in range(4)]
+    logged = {}
+    for s in range(10):
+        fall = 1.0 if s < 5 else 1e-3
+        logged[s] = [(str(i), "grad_output", "rms", fall ** (3 - i)) for i in range(4)]
+        logged[s] += updates(0.5 if s < 3 else 1e-3, weights)
+    run = training_run(loss=decaying(10), modules=modules, params=weights, logged=logged)
+    f = only(diagnose(run, rules="depth_profile"), "vanishing")
+    assert f.onset == 5 and f.evidence["appeared"] == "during training"
+    assert not (f.remedy.code or "").startswith("gp.init")
+
+
+def test_causes_and_step_range_are_in_to_dict():
+    loss = noisy(np.full(60, 2.3), 0.01)
+    run = training_run(loss=loss, lr=np.full(60, 1e-2), logged=_ratios(0.5))
+    d = only(diagnose(run), "not_learning").to_dict()
+    assert d["end"] == 59 and d["causes"][0]["kind"] == "large_updates"
+
+
+def test_new_thresholds_are_checked():
+    from gradprobe.errors import GradprobeError
+
+    with pytest.raises(GradprobeError, match="not_learning_drop"):
+        Thresholds(not_learning_drop=1.5)
+    with pytest.raises(GradprobeError, match="min_loss_steps"):
+        Thresholds(min_loss_steps=2)
+    assert Thresholds(spike_mads=5).spike_mads == 5
+
+
+assert WEIGHTS  # the two weights every hand-written run has
