@@ -5,16 +5,16 @@ from __future__ import annotations
 from gradprobe.run import Event, RunWriter
 
 
-def synthetic_run(modules, steps, params=(), meta=None, events=()):
+def synthetic_run(modules, steps, params=(), meta=None, events=(), shapes=None):
     """An in-memory run. ``modules``: (name, module_type, activation) in execution order;
     ``steps``: {step: [(layer, quantity, stat, value), ...]}; ``params``: parameter names;
-    ``events``: :class:`Event` s (stored with their step)."""
+    ``events``: :class:`Event` s (stored with their step); ``shapes``: {param: shape}."""
     run = RunWriter.create(None, meta=meta)
     run.add_layer("(input)", "input")
     for name, module_type, activation in modules:
         run.add_layer(name, "module", module_type, activation)
     for name in params:
-        run.add_layer(name, "param", "Parameter")
+        run.add_layer(name, "param", "Parameter", None, (shapes or {}).get(name))
     positions = {name: i for i, (name, *_) in enumerate(modules)}
     for step, rows in sorted(steps.items()):
         mine = [e for e in events if e.step == step]

@@ -1,4 +1,17 @@
-"""What the rules read from a Run: layer order, gradient profile across depth, facts."""
+"""What the rules read from a Run: layer order, blocks, the profiles across depth, facts.
+
+Depth is counted in blocks (:mod:`gradprobe.diagnose.blocks`); the depth rule compares, per
+block of the chain (the blocks, or in a plain stack its weight layers but the output one):
+
+- ``backward``: ‖∂L/∂h‖ at the block's output, the back-propagated gradient. The batch's
+  norm is √batch × the per-example one (in mean square), so between blocks it compares
+  per-example norms: the pooling, the token count, the final norm and the loss's mean all
+  divide every block's gradient alike and cancel.
+- ``relative``: ‖∂L/∂θ‖ / ‖θ‖ over the block's parameters: the step SGD takes on them,
+  relative to their size, per unit of learning rate, i.e. how fast that block learns.
+
+See docs/DIAGNOSIS.md ("Depth: what is compared, and against what") for the derivation.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +22,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..run import Run
+from .blocks import Block, Structure, is_norm, structure
 from .thresholds import Thresholds
 
-_NORM_TYPES = ("BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm", "RMSNorm")
 _RECURRENT = ("RNN", "LSTM", "GRU")
+_ACTIVATION_TYPES = ("tanh", "sigmoid", "hardtanh", "softsign", "relu", "leakyrelu", "gelu", "silu")
 
 
 @dataclass(frozen=True)
 class Profile:
-    """Per-layer values at one step, lowest layer first, and their fitted per-layer factor."""
+    """Per-layer (or per-block) values at one step, lowest first, and their fitted factor."""
 
     layers: list[str]
     values: np.ndarray
@@ -60,6 +74,10 @@ class Context:
     def steps(self) -> list[int]:
         return self.run.steps
 
+    @functools.cached_property
+    def _quantities(self) -> set[tuple[str, str]]:
+        return set(self.run.quantities())
+
     def matrix(self, quantity: str, stat: str, layers: list[str]):
         """array[layer, step] of (quantity, stat) for ``layers`` (NaN where missing)."""
         names, steps, values = self.run.matrix(quantity, stat)
@@ -72,6 +90,7 @@ class Context:
                     out[j, col[s]] = values[index[name], k]
         return out
 
+    # -- the Glorot profile over every weight layer (plain stacks; runs without norms) ------
     def gradient_profile(self, step_index: int, stat: str = "rms") -> Profile | None:
         """Back-propagated gradient (∂L/∂ output of each weight layer) across depth at a step."""
         grads = self.grad_matrix[:, step_index]
@@ -92,21 +111,100 @@ class Context:
 
     @functools.cached_property
     def grad_matrix(self) -> np.ndarray:
-        return self._rms("grad_output")
+        return self._rms("grad_output", self.weight_layers)
 
     @functools.cached_property
     def activation_matrix(self) -> np.ndarray:
-        return self._rms("activation")
+        return self._rms("activation", self.weight_layers)
 
-    def _rms(self, quantity: str) -> np.ndarray:
-        """rms per weight layer and step; an rms of exactly 0 where max|x| > 0 (a sum of
-        squares that underflowed in float32, below ~1e-23) is replaced by max|x|, an upper
-        bound that keeps the layer in the profile: a layer that small is never "missing"."""
-        rms = self.matrix(quantity, "rms", self.weight_layers)
-        if not (rms == 0).any() or (quantity, "max_abs") not in set(self.run.quantities()):
-            return rms
-        peak = self.matrix(quantity, "max_abs", self.weight_layers)
-        return np.where((rms == 0) & (peak > 0), peak, rms)
+    def _rms(self, quantity: str, layers: list[str], stat: str = "rms") -> np.ndarray:
+        """``stat`` (rms or norm) per layer and step; a value of exactly 0 where max|x| > 0
+        (a sum of squares that underflowed in float32, below ~1e-23) is replaced by max|x|,
+        an upper bound that keeps the layer in the profile: a layer that small is never
+        "missing"."""
+        values = self.matrix(quantity, stat, layers)
+        if not (values == 0).any() or (quantity, "max_abs") not in self._quantities:
+            return values
+        peak = self.matrix(quantity, "max_abs", layers)
+        return np.where((values == 0) & (peak > 0), peak, values)
+
+    # -- blocks ------------------------------------------------------------------------------
+    @functools.cached_property
+    def structure(self) -> Structure:
+        tied = self.run.meta.get("tied_params")
+        return structure(
+            self.run.layers("module"),
+            self.run.layers("param"),
+            tied if isinstance(tied, dict) else None,
+        )
+
+    @functools.cached_property
+    def chain(self) -> list[Block]:
+        """The blocks the depth judgement compares, lowest first: a plain stack's weight
+        layers but its output layer (whose gradient is the loss's, of another shape)."""
+        s = self.structure
+        return list(s.blocks) if not s.plain else list(s.blocks[:-1])
+
+    @functools.cached_property
+    def backward_matrix(self) -> np.ndarray:
+        """array[block, step]: ‖∂L/∂(block output)‖ (the batch's norm; rms for runs that
+        stored only rms, which for same-sized outputs gives the same ratios)."""
+        outputs = [b.output or b.name for b in self.chain]
+        stat = "norm" if ("grad_output", "norm") in self._quantities else "rms"
+        return self._rms("grad_output", outputs, stat)
+
+    @functools.cached_property
+    def relative_matrix(self) -> np.ndarray:
+        """array[block, step]: ‖∂L/∂θ‖ / ‖θ‖ over the block's trained parameters (NaN
+        without both norms: frozen blocks, runs that did not record them)."""
+        out = np.full((len(self.chain), len(self.steps)), np.nan)
+        if not {("param_grad", "norm"), ("weight", "norm")} <= self._quantities:
+            return out
+        for j, b in enumerate(self.chain):
+            params = list(b.params) or list(b.matrices)
+            if not params:
+                continue
+            g = self.matrix("param_grad", "norm", params)
+            w = self.matrix("weight", "norm", params)
+            trained = np.isfinite(g)  # frozen parameters have no gradient row
+            g2 = np.where(trained, g, 0.0) ** 2
+            w2 = np.where(trained & np.isfinite(w), w, 0.0) ** 2
+            with np.errstate(divide="ignore", invalid="ignore"):
+                r = np.sqrt(g2.sum(0)) / np.sqrt(w2.sum(0))
+            out[j] = np.where(trained.any(0) & (w2.sum(0) > 0), r, np.nan)
+        return out
+
+    def block_profile(self, which: str, step_index: int) -> Profile | None:
+        """The chain's ``backward`` or ``relative`` profile at a step (finite, > 0 values);
+        None with fewer than two blocks (``min_layers`` weight layers in a plain stack)."""
+        values = (self.backward_matrix if which == "backward" else self.relative_matrix)[
+            :, step_index
+        ]
+        keep = np.isfinite(values) & (values > 0)
+        need = 2 if not self.structure.plain else max(2, self.t.min_layers - 1)
+        if keep.sum() < need:
+            return None
+        names = [b.name for b, k in zip(self.chain, keep, strict=True) if k]
+        return Profile(names, values[keep])
+
+    def stream_growth(self, step_index: int) -> list[tuple[str, float]]:
+        """(block, rms of its output / rms of what entered it) for each block that has both:
+        how much one block scales the residual stream in the forward pass."""
+        if self.structure.plain:
+            return []
+        order = sorted(self.modules, key=lambda m: m.position)
+        rms = dict(zip([m.name for m in order], self._rms("activation", [m.name for m in order])[
+            :, step_index
+        ], strict=True))  # fmt: skip
+        out, previous = [], None
+        for b in self.structure.blocks:
+            before = [m for m in order if m.position < b.start]
+            source = previous if previous is not None else (before[-1].name if before else None)
+            into, result = rms.get(source, np.nan), rms.get(b.output, np.nan)
+            if np.isfinite(into) and np.isfinite(result) and into > 0:
+                out.append((b.name, float(result / into)))
+            previous = b.output
+        return out
 
     # -- facts for remedies -------------------------------------------------------------
     def module_type(self, name: str | None) -> str:
@@ -117,25 +215,24 @@ class Context:
 
     @functools.cached_property
     def activation_kinds(self) -> set[str]:
+        """The activations in use, by name: "relu", "gelu", "tanh", "sigmoid", ... (from
+        the module types and the probe's labels, which see Hugging Face's classes and the
+        functional activation of a Transformer layer)."""
         kinds = set()
         for m in self.modules:
             t = (m.module_type or "").lower()
-            if t in (
-                "tanh",
-                "sigmoid",
-                "hardtanh",
-                "softsign",
-                "relu",
-                "leakyrelu",
-                "gelu",
-                "silu",
-            ):
+            if t in _ACTIVATION_TYPES:
                 kinds.add(t)
+            label = m.activation or ""
+            if label == "relu":
+                kinds.add("relu")
+            elif label.startswith("smooth:"):
+                kinds.add(label.split(":", 1)[1])
         return kinds
 
     @functools.cached_property
     def has_normalisation(self) -> bool:
-        return any(any(k in (m.module_type or "") for k in _NORM_TYPES) for m in self.modules)
+        return any(is_norm(m.module_type) for m in self.modules)
 
     @functools.cached_property
     def recurrent(self) -> list[str]:
@@ -143,4 +240,5 @@ class Context:
 
     @property
     def depth(self) -> int:
-        return len(self.weight_layers)
+        """Blocks (or, in a plain stack, weight layers)."""
+        return self.structure.depth if self.structure.blocks else len(self.weight_layers)

@@ -1,46 +1,96 @@
-"""Remedies that fit the cause: the activation in use, the architecture, the layer type."""
+"""Remedies that fit the cause: the activation in use, the architecture, the init it has.
+
+An init is proposed only where one can fix the cause and the model does not already have
+it (:mod:`gradprobe.diagnose.expected` reads the scale of the stored weights); otherwise
+the remedy names what can: the activation, normalisation, a residual path, the width,
+Pre-LN, DeepNorm or warm-up. Code strings name ``gp.init.apply`` and the model edits of
+:mod:`gradprobe.fix` (``swap_activations``, ``insert_norm``, ``set_norm_first``).
+"""
 
 from __future__ import annotations
 
 from .context import Context
-from .finding import Remedy
+from .expected import SCHEME_GAIN2, has_scale, narrow_sum, typical_gain2
+from .finding import Kind, Remedy
+
+_SIGMOID = Remedy(
+    "sigmoid's slope is at most 1/4 and its mean is 0.5, so the gradient shrinks at every "
+    "layer whatever the init (Glorot & Bengio 2010): use ReLU with He init (or tanh), and "
+    "batch normalisation",
+    "kaiming_normal",
+    "gp.fix.swap_activations(model, 'ReLU', only=['Sigmoid']); "
+    "gp.init.apply(model, 'kaiming_normal')",
+)
+_ARCHITECTURE = (
+    "residual connections or batch/layer normalisation make a deep stack robust to the "
+    "init (He et al. 2016; Ioffe & Szegedy 2015)"
+)
+
+
+def _scheme(ctx: Context) -> tuple[str, str | None, str]:
+    """(scheme, activation it is scaled for, words) that fits the activations in use."""
+    kinds = ctx.activation_kinds
+    if kinds & {"relu", "leakyrelu"}:
+        return "kaiming_normal", "relu", "Kaiming/He (gain √2 for ReLU, He et al. 2015)"
+    if kinds & {"tanh", "hardtanh", "softsign"}:
+        return (
+            "lecun_normal",
+            None,
+            "LeCun (σ² = 1/fan_in: tanh's critical point at zero bias, Schoenholz et al. 2017)",
+        )
+    if "gelu" in kinds:
+        return "kaiming_normal", "gelu", "Kaiming with GELU's numeric gain"
+    if "silu" in kinds:
+        return "kaiming_normal", "silu", "Kaiming with SiLU's numeric gain"
+    return "lsuv", None, "a variance-preserving scheme (LSUV on a data batch)"
 
 
 def reinit(ctx: Context) -> Remedy:
-    """The initialisation that fits the activations the model uses."""
+    """The initialisation that fits the activations the model uses (the activation itself
+    where no init can fix it: sigmoid)."""
     kinds = ctx.activation_kinds
-    if kinds & {"relu", "leakyrelu"}:
-        return Remedy(
-            "re-initialise with Kaiming/He (gain √2 for ReLU, He et al. 2015) or LSUV",
-            "kaiming_normal",
-            "gp.init.apply(model, 'kaiming_normal')",
-        )
-    if "sigmoid" in kinds:
-        return Remedy(
-            "sigmoid's slope is at most 1/4 and its mean is 0.5, so gradients shrink at "
-            "every layer (Glorot & Bengio 2010): use tanh or ReLU, or at least Xavier init "
-            "and batch normalisation",
-            "xavier_normal",
-            "gp.init.apply(model, 'xavier_normal')",
-        )
-    if kinds & {"tanh", "hardtanh", "softsign"}:
-        return Remedy(
-            "re-initialise with Xavier/Glorot (gain 5/3 before tanh) or LSUV",
-            "xavier_normal",
-            "gp.init.apply(model, 'xavier_normal')",
-        )
-    if kinds & {"gelu", "silu"}:
-        return Remedy(
-            "re-initialise with Kaiming using the activation's numeric gain, or LSUV",
-            "kaiming_normal",
-            "gp.init.apply(model, 'kaiming_normal')",
-        )
-    return Remedy(
-        "re-initialise with a variance-preserving scheme (LeCun/Kaiming for the "
-        "activation used, or LSUV on a data batch)",
-        "lsuv",
-        "gp.init.apply(model, 'lsuv', data=batch)",
+    if not ctx.structure.plain:
+        return _blocks(ctx)
+    if "sigmoid" in kinds and not kinds & {"relu", "tanh", "gelu", "silu"}:
+        return _SIGMOID
+    scheme, _, words = _scheme(ctx)
+    code = (
+        "gp.init.apply(model, 'lsuv', data=batch)"
+        if scheme == "lsuv"
+        else f"gp.init.apply(model, {scheme!r})"
     )
+    return Remedy(f"re-initialise with {words}", scheme, code)
+
+
+def _blocks(ctx: Context) -> Remedy:
+    """Saturating or off-scale units inside the blocks of a residual architecture: its own
+    init (fan-in scale, or N(0, 0.02) in Transformers), and GELU for a saturating MLP."""
+    kinds = ctx.activation_kinds
+    gain2 = typical_gain2(ctx)
+    scale = ""
+    if gain2 is not None and gain2 > 4:
+        scale = (
+            f"its weights are at σ² · fan_in = {gain2:.3g}, far above fan-in scale (~1): "
+            f"re-initialise with the architecture's own scheme; "
+        )
+    if kinds & {"sigmoid", "tanh", "hardtanh", "softsign"}:
+        return Remedy(
+            f"{scale}a saturating activation inside the blocks (Transformers and Mixers use "
+            f"GELU) starves the branch of gradient: swap it for GELU",
+            None,
+            "gp.fix.swap_activations(model, 'GELU', only=['Sigmoid', 'Tanh'])",
+        )
+    return stream_scale(ctx)
+
+
+def already_has(ctx: Context, remedy: Remedy) -> bool:
+    """Whether the model's hidden weights already have the scale ``remedy``'s scheme sets."""
+    scheme = remedy.scheme
+    if scheme is None or scheme == "lsuv":
+        return False
+    _, act, _ = _scheme(ctx)
+    gain2 = SCHEME_GAIN2.get((scheme, act), SCHEME_GAIN2.get((scheme, None)))
+    return gain2 is not None and has_scale(ctx, gain2)
 
 
 def with_architecture(ctx: Context, remedy: Remedy) -> Remedy:
@@ -48,11 +98,82 @@ def with_architecture(ctx: Context, remedy: Remedy) -> Remedy:
     if ctx.depth >= 10 and not ctx.has_normalisation:
         text = (
             f"{remedy.text}; the network is a plain stack of {ctx.depth} weight layers "
-            f"without normalisation: residual connections or batch/layer normalisation make "
-            f"it robust to the init (He et al. 2016; Ioffe & Szegedy 2015)"
+            f"without normalisation: {_ARCHITECTURE}"
         )
         return Remedy(text, remedy.scheme, remedy.code)
     return remedy
+
+
+def depth_remedy(ctx: Context, kind: Kind) -> Remedy:
+    """What fixes a vanishing or exploding profile across depth, for this architecture."""
+    s = ctx.structure
+    if not s.plain:
+        if not ctx.has_normalisation:
+            return Remedy(
+                f"{len(s.blocks)} residual blocks without normalisation: add BatchNorm (or "
+                f"LayerNorm) inside each block, or scale each residual branch down at init "
+                f"(Fixup, Zhang et al. 2019; SkipInit, De & Smith 2020) with He-initialised "
+                f"weights",
+                "fixup",
+                "gp.init.apply(model, 'fixup')",
+            )
+        return stream_scale(ctx)
+    base = reinit(ctx)
+    if base is _SIGMOID:
+        return with_architecture(ctx, base)
+    if already_has(ctx, base):
+        width, _ = narrow_sum(ctx)
+        narrow = (
+            f"; its hidden layers are narrow (Σ 1/width = {width:.2g}): widen them"
+            if width >= ctx.t.narrow_width
+            else ""
+        )
+        return Remedy(
+            f"the weights already have the scale {base.scheme} sets (σ² · fan_in = "
+            f"{typical_gain2(ctx):.3g}), so re-initialising will not help{narrow}; "
+            f"{_ARCHITECTURE}",
+            None,
+            "gp.fix.insert_norm(model)",
+        )
+    return with_architecture(ctx, base)
+
+
+def stream_scale(ctx: Context) -> Remedy:
+    """A block structure with normalisation whose weights are far off their scale."""
+    gain2 = typical_gain2(ctx)
+    said = f" (σ² · fan_in = {gain2:.3g} where fan-in scaling gives ~1)" if gain2 else ""
+    return Remedy(
+        f"the weights are far from the scale this architecture is initialised at{said}: "
+        f"re-initialise with its own scheme (Hugging Face models: their _init_weights, "
+        f"N(0, 0.02) for GPT-2, BERT and ViT; torch layers: reset_parameters())",
+        None,
+        "model.apply(model._init_weights)  # Hugging Face; else each layer's reset_parameters()",
+    )
+
+
+def post_ln(ctx: Context) -> Remedy:
+    """A deep Post-LN stack: its normalisation placement, not its init, is the cause."""
+    return Remedy(
+        f"{ctx.structure.depth} Post-LN blocks need a learning-rate warm-up (Xiong et al. "
+        f"2020), or move the LayerNorm before each sublayer (Pre-LN, norm_first=True), or "
+        f"scale the residual as DeepNorm does (x·α + f(x) with α = (2N)^¼, Wang et al. 2022)",
+        None,
+        "gp.fix.set_norm_first(model)  # or: torch.optim.lr_scheduler.LambdaLR(opt, "
+        "lambda s: min(1.0, (s + 1) / 4000))",
+    )
+
+
+def narrow(ctx: Context, width: float) -> Remedy:
+    """A plain ReLU stack too narrow for its depth: widen it; no init changes that."""
+    return Remedy(
+        f"the stack is too narrow for its depth (Σ 1/width = {width:.2g} over its hidden "
+        f"layers; the log-variance of its signal is about 5 Σ 1/width, Hanin & Rolnick 2018, "
+        f"and whole examples die in a layer of a few ReLUs, Lu et al. 2019): widen the "
+        f"layers (or use fewer), or add normalisation and residual connections; "
+        f"re-initialising cannot fix it",
+        None,
+        "gp.fix.insert_norm(model)",
+    )
 
 
 def recurrent(ctx: Context, module_type: str) -> Remedy:

@@ -10,6 +10,20 @@ for the depths and widths we test (e.g. 30 layers of width 256: √(5·30/256) �
 log, ×2.2). A ratio beyond 100× either way is therefore not fluctuation; beyond 10⁵× the
 lowest layers effectively do not learn (or overflow).
 
+Depth is judged per block (``diagnose/blocks.py``) on two profiles, the per-example
+back-propagated gradient at each block's output and the relative gradient ‖∂L/∂θ‖/‖θ‖ of
+each block's parameters, with the same ratio lines. Residual, normalised stacks drift
+polynomially with depth (the stream's variance grows like the block count, De & Smith
+2020): a healthy BatchNorm ResNet of 24 blocks reads ×36-40 (×1.17 per block), a Pre-LN
+Transformer of 24 ×4-7. So a block structure is flagged only where the change is also
+exponential, more than ``block_rate`` = 1.25 per block. Post-LN stacks of
+``post_ln_blocks`` = 18 or more whose gradient grows towards the output by
+``post_ln_growth`` need warm-up (Xiong et al. 2020; Liu et al. 2020 saw 18 Post-LN layers
+fail where 6 trained; measured growth 1.6-2.4 at 18-48 layers, DeepNorm 1.05). A plain
+ReLU stack with Σ 1/n_l ≥ ``narrow_width`` over its hidden widths is too narrow: the
+log-variance of its signal is about 5 Σ 1/n_l (Hanin & Rolnick 2018). Every number:
+docs/DIAGNOSIS.md.
+
 Activations. Saturation: a tanh/sigmoid output within 1% of the function's range from one
 of its bounds (|tanh| ≥ 0.98; probe definition, docs/PROBE.md); Glorot & Bengio saw the top
 sigmoid layer at ~100% early in training. Dead ReLUs: a unit is dead when ≤ 0 for every
@@ -55,7 +69,12 @@ class Thresholds:
     dead_error_fraction: float = 0.9
     large_update_ratio: float = 1e-1  # ‖Δw‖/‖w‖ per step
     small_update_ratio: float = 1e-6
-    fluctuation_spread: float = 10.0  # max/min of per-layer gradient rms, between lowest and output
+    # -- depth in blocks (docs/DIAGNOSIS.md, "Depth"): healthy zoo spans 0.1-40, see there
+    block_rate: float = 1.25  # ×/block a residual, normalised stack may drift (zoo max 1.17)
+    block_growth: float = 10.0  # one block scaling the stream's rms by more (zoo max 1.7)
+    post_ln_blocks: int = 18  # Post-LN this deep needs warm-up (Liu et al. 2020: 18 failed)
+    post_ln_growth: float = 1.25  # ... when its gradient grows this much towards the output
+    narrow_width: float = 1.0  # Σ 1/width over a plain ReLU stack's hidden layers
     min_layers: int = 3  # fewer weight layers: no depth profile to judge
     min_dead_batch: int = 16  # examples a step needs before its dead units are judged
     # -- training time (docs/DIAGNOSIS.md, "Training-time"): the loss curve, then the layers
@@ -132,7 +151,11 @@ _RULES = (
         ("min_dead_batch", 1, math.inf, False, True),
         ("large_update_ratio", 0, math.inf, True, True),
         ("small_update_ratio", 0, math.inf, True, True),
-        ("fluctuation_spread", 1, math.inf, False, True),
+        ("block_rate", 1, math.inf, False, True),
+        ("block_growth", 1, math.inf, True, True),
+        ("post_ln_blocks", 2, math.inf, False, True),
+        ("post_ln_growth", 1, math.inf, False, True),
+        ("narrow_width", 0, math.inf, True, True),
         ("min_layers", 2, math.inf, False, True),
         ("min_loss_steps", 4, math.inf, False, True),
         ("not_learning_drop", 0, 1, True, True),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -16,46 +17,130 @@ _SATURATING: dict[type, tuple[float, float]] = {
     nn.Softsign: (-1.0, 1.0),
     nn.Hardsigmoid: (0.0, 1.0),
 }
-# ReLU family: a unit can die (<= 0 for every example).
-_RELU = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.CELU, nn.SELU,
-    nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish,
-)  # fmt: skip
+# Units can die: the output is exactly 0, with a gradient of exactly 0, for every x <= 0.
+_RELU = (nn.ReLU, nn.ReLU6)
+# A negative output still has a gradient (GELU's and SiLU's minimum is near x = -0.75 and
+# -1.28; ELU's slope is e^x; LeakyReLU's a constant): "<= 0 on every example" is not dead.
+_SMOOTH: dict[type, str] = {
+    nn.GELU: "gelu", nn.SiLU: "silu", nn.Mish: "mish", nn.ELU: "elu", nn.CELU: "celu",
+    nn.SELU: "selu", nn.LeakyReLU: "leakyrelu", nn.PReLU: "prelu", nn.RReLU: "rrelu",
+    nn.Hardswish: "hardswish", nn.Softplus: "softplus",
+}  # fmt: skip
+# Activation modules of other libraries, by class name (Hugging Face's GELUActivation,
+# NewGELUActivation, FastGELUActivation, QuickGELUActivation, GELUTanh, SiLUActivation,
+# MishActivation, ReLUSquaredActivation; timm's GELU, QuickGELU, Swish): parameterless leaves.
+_BY_NAME = (
+    ("ReLUSquared", "relu", "relu"),
+    ("GELU", "smooth", "gelu"),
+    ("SiLU", "smooth", "silu"),
+    ("Swish", "smooth", "silu"),
+    ("Mish", "smooth", "mish"),
+)
+# Modules that apply an activation given as a function to their ``linear1``'s output.
+_FUNCTIONAL_OWNERS = (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer)
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 
 
 @dataclass(frozen=True)
 class Activation:
-    """``kind`` is "saturating" (with bounds ``lo``, ``hi``) or "relu"."""
+    """``kind``: "saturating" (bounds ``lo``, ``hi``: the saturated fraction is measured),
+    "relu" (a unit can die: the dead fraction is measured) or "smooth" (GELU, SiLU, ELU,
+    LeakyReLU, ...: neither applies). ``name`` is the function ("relu", "gelu", "tanh").
+    ``pre``: the module's output is the activation's *input* (``linear1`` of a Transformer
+    layer whose activation is a function): for ReLU, ``pre <= 0`` is the same dead unit."""
 
     kind: str
     lo: float = 0.0
     hi: float = 0.0
+    name: str = ""
+    pre: bool = False
 
     def label(self) -> str:
-        return f"saturating:{self.lo:g},{self.hi:g}" if self.kind == "saturating" else self.kind
+        if self.kind == "saturating":
+            return f"saturating:{self.lo:g},{self.hi:g}"
+        if self.kind == "smooth":
+            return f"smooth:{self.name}"
+        return self.kind
+
+    @property
+    def can_die(self) -> bool:
+        """Whether the dead-unit fraction means anything for this activation."""
+        return self.kind == "relu"
+
+
+# linear1 of a watched Transformer layer -> the functional activation that follows it; set
+# by watched_modules (a module's Slot sees only the module), weak so models are not kept.
+_FUNCTIONAL: weakref.WeakKeyDictionary[nn.Module, Activation] = weakref.WeakKeyDictionary()
 
 
 def activation_of(module: nn.Module) -> Activation | None:
+    """The activation ``module`` is (or, for a Transformer layer's ``linear1`` whose
+    activation is a function, the one applied to its output); None if it is none."""
+    if module in _FUNCTIONAL:
+        return _FUNCTIONAL[module]
     if isinstance(module, _RELU):  # before Hardtanh: ReLU6 subclasses it
-        return Activation("relu")
+        return Activation("relu", name="relu6" if isinstance(module, nn.ReLU6) else "relu")
+    for cls, name in _SMOOTH.items():
+        if isinstance(module, cls):
+            return Activation("smooth", name=name)
     if isinstance(module, nn.Hardtanh):
-        return Activation("saturating", float(module.min_val), float(module.max_val))
+        return Activation("saturating", float(module.min_val), float(module.max_val), "hardtanh")
     for cls, (lo, hi) in _SATURATING.items():
         if isinstance(module, cls):
-            return Activation("saturating", lo, hi)
+            return Activation("saturating", lo, hi, cls.__name__.lower())
+    if next(module.children(), None) is None and next(module.parameters(), None) is None:
+        cls_name = type(module).__name__
+        for key, kind, name in _BY_NAME:
+            if key in cls_name:
+                return Activation(kind, name=name)
     return None
+
+
+def functional_activation(fn: object) -> Activation | None:
+    """The activation a Transformer layer's ``activation`` attribute names, when it is a
+    function (``F.relu``, ``F.gelu``, ``torch.tanh``); a module is watched by itself."""
+    if isinstance(fn, nn.Module) or not callable(fn):
+        return None
+    name = getattr(fn, "__name__", "").lower().lstrip("_")
+    if name in ("relu", "relu_"):
+        return Activation("relu", name="relu", pre=True)
+    smooth = {"gelu": "gelu", "silu": "silu", "mish": "mish", "elu": "elu", "leaky_relu":
+              "leakyrelu", "selu": "selu", "celu": "celu", "softplus": "softplus"}  # fmt: skip
+    if name in smooth:
+        return Activation("smooth", name=smooth[name], pre=True)
+    return None  # a saturating function's bounds apply to its output, not linear1's
 
 
 def watched_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Every module but pure containers (Sequential, ModuleList, ModuleDict), whose output
-    is one of their children's. The root keeps the name ``"(model)"``."""
+    is one of their children's. The root keeps the name ``"(model)"``. A Transformer layer's
+    functional activation is noted for its ``linear1`` (see :func:`activation_of`)."""
     out = []
     for name, module in model.named_modules():
+        if isinstance(module, _FUNCTIONAL_OWNERS) and isinstance(module.linear1, nn.Module):
+            act = functional_activation(getattr(module, "activation", None))
+            if act is None:
+                _FUNCTIONAL.pop(module.linear1, None)
+            else:
+                _FUNCTIONAL[module.linear1] = act
         if isinstance(module, _CONTAINERS):
             continue
         out.append((name or "(model)", module))
     return out
+
+
+def tied_parameters(model: nn.Module) -> dict[str, str]:
+    """``{alias: name}`` of parameters registered under more than one name (a tied head:
+    GPT-2's ``lm_head.weight`` is ``transformer.wte.weight``); ``name`` is the one
+    ``named_parameters()`` lists."""
+    first: dict[int, str] = {}
+    tied = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in first:
+            tied[name] = first[id(p)]
+        else:
+            first[id(p)] = name
+    return tied
 
 
 def primary_tensor(output: object) -> torch.Tensor | None:

@@ -1,90 +1,235 @@
-"""``vanishing`` / ``exploding``: the back-propagated gradient profile across depth.
+"""``vanishing`` / ``exploding``: the gradient across depth, counted in blocks.
 
-At each logged step the rms of ∂L/∂(output of each weight layer) is taken lowest layer
-first; the ratio lowest/output and the fitted per-layer growth factor are the evidence.
-The first step where the ratio crosses a threshold is reported, with how many steps did.
-When gradients overflowed (some are NaN/Inf), the forward profile takes their place: the
-growth of the output rms from the lowest weight layer to the highest, which is what
-overflowed them.
+At each logged step two profiles over the chain of blocks (``Context.chain``: the repeated
+blocks of the module tree, or a plain stack's weight layers but the output one), lowest
+first:
+
+- ``backward``: ‖∂L/∂h‖ at each block's output (per-example norms, compared block to block);
+- ``relative``: ‖∂L/∂θ‖/‖θ‖ of each block's parameters (how fast SGD moves that block).
+
+Either one's ratio first/last beyond ``vanishing_ratio`` / ``exploding_ratio`` is a finding;
+in a residual, normalised block structure only where it is also exponential, more than
+``block_rate`` per block (such stacks drift polynomially with depth when healthy). The
+first step that crosses is reported, with how many did. On the first step, a block that
+scales the residual stream's rms by more than ``block_growth`` is ``exploding`` in the
+forward pass (weights far above their fan-in scale); a deep Post-LN stack whose gradient
+grows towards the output is ``vanishing`` at its first block, with warm-up, Pre-LN or
+DeepNorm as the remedy (Xiong et al. 2020; Wang et al. 2022). When gradients overflowed
+(NaN/Inf), the forward profile takes their place: the growth of the output rms from the
+lowest weight layer to the highest, which is what overflowed them. Runs without the
+per-block statistics (written by hand) are judged on the per-layer rms profile.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from ..context import Context, Profile
 from ..finding import Finding, Kind
-from ..remedies import reinit, with_architecture
+from ..remedies import depth_remedy, post_ln, stream_scale
 from . import RULES
+
+_WORDS = {
+    "backward": "back-propagated gradient ‖∂L/∂h‖",
+    "relative": "relative gradient ‖∂L/∂θ‖/‖θ‖",
+    "rms": "back-propagated gradient (rms)",
+}
 
 
 class _Hit:
-    """A profile that crossed a threshold; ``ratio`` is lowest/output for gradients and
-    output/lowest for the forward signal (both > 1 when exploding)."""
+    """A profile that crossed a line; ``ratio`` first/last (output/lowest for the forward
+    signal: both > 1 when exploding), ``growth`` the fitted factor per block."""
 
-    def __init__(self, profile: Profile, ratio: float, source: str) -> None:
-        self.profile, self.ratio, self.source = profile, ratio, source
-        self.growth = profile.growth if source == "backward" else 1 / profile.growth
+    def __init__(self, profile: Profile, measure: str, ratio: float | None = None) -> None:
+        self.profile, self.measure = profile, measure
+        self.ratio = profile.ratio if ratio is None else ratio
+        self.growth = profile.growth if measure != "forward" else 1 / profile.growth
+
+
+def _crossing(ctx: Context, p: Profile, measure: str) -> Kind | None:
+    t = ctx.t
+    kind: Kind | None = None
+    if p.ratio < t.vanishing_ratio:
+        kind = "vanishing"
+    elif p.ratio > t.exploding_ratio:
+        kind = "exploding"
+    if kind is None or ctx.structure.plain:
+        return kind
+    rate = p.ratio ** (1 / max(len(p.values) - 1, 1))  # per block, the stack's own drift
+    return kind if abs(math.log(rate)) > math.log(t.block_rate) else None
+
+
+def _hits(ctx: Context) -> dict[Kind, list[tuple[int, _Hit]]]:
+    t = ctx.t
+    hits: dict[Kind, list[tuple[int, _Hit]]] = {"vanishing": [], "exploding": []}
+    legacy = not ctx.chain or not np.isfinite(ctx.backward_matrix).any()
+    for i, step in enumerate(ctx.steps):
+        if not np.isfinite(ctx.grad_matrix[:, i]).all():  # gradients overflowed
+            forward = ctx.activation_profile(i)
+            if forward is not None and 1 / forward.ratio > t.exploding_ratio:
+                hits["exploding"].append((step, _Hit(forward, "forward", 1 / forward.ratio)))
+                continue
+        profiles = [("rms", ctx.gradient_profile(i))] if legacy else [
+            ("backward", ctx.block_profile("backward", i)),
+            ("relative", ctx.block_profile("relative", i)),
+        ]  # fmt: skip
+        for measure, p in profiles:
+            kind = None if p is None else _crossing(ctx, p, measure)
+            if kind is not None and p is not None:
+                hits[kind].append((step, _Hit(p, measure)))
+                break  # one measure per step: the backward signal first
+    return hits
+
+
+def _finding(ctx: Context, kind: Kind, found: list[tuple[int, _Hit]]) -> Finding:
+    t = ctx.t
+    step, hit = found[0]
+    p = hit.profile
+    worst = [h.ratio for _, h in found]
+    vanishing = kind == "vanishing"
+    threshold = t.vanishing_ratio if vanishing else t.exploding_ratio
+    error_limit = t.vanishing_error_ratio if vanishing else t.exploding_error_ratio
+    is_error = hit.ratio < error_limit if vanishing else hit.ratio > error_limit
+    unit = "layer" if ctx.structure.plain or hit.measure in ("rms", "forward") else "block"
+    evidence = {  # a plain stack's blocks are its weight layers
+        "measured_on": "activations" if hit.measure == "forward" else "gradients",
+        "measure": hit.measure,
+        "ratio_first_to_last": hit.ratio,
+        "growth_per_block": hit.growth,
+        "threshold": threshold,
+        "error_threshold": error_limit,
+        "blocks": len(p.layers),
+        "ratio_to_last_per_block": {
+            n: float(v / p.values[-1]) for n, v in zip(p.layers, p.values, strict=True)
+        },
+        "steps_affected": len(found),
+        "worst_ratio": min(worst) if vanishing else max(worst),
+    }
+    if unit == "block":
+        evidence["block_rate"] = t.block_rate
+    evidence.update(_glorot(ctx, step))
+    if hit.measure == "forward":
+        message = (
+            f"the forward signal grows {hit.ratio:.3g}× from {p.layers[0]} to {p.layers[-1]} "
+            f"(×{hit.growth:.3g} per layer) until gradients overflow to NaN/Inf "
+            f"(threshold {threshold:g})"
+        )
+    else:
+        message = (
+            f"the {_WORDS[hit.measure]} at the lowest {unit} {p.layers[0]} is {hit.ratio:.3g}× "
+            f"the one at {p.layers[-1]} (×{hit.growth:.3g} per {unit} over {len(p.layers)} "
+            f"{unit}s; threshold {threshold:g}"
+            + (f", and more than ×{t.block_rate:g} per block)" if unit == "block" else ")")
+        )
+    return Finding(
+        kind=kind,
+        layer=p.layers[0],
+        severity="error" if is_error else "warning",
+        step=step,
+        evidence=evidence,
+        remedy=depth_remedy(ctx, kind),
+        message=message,
+    )
+
+
+def _glorot(ctx: Context, step: int) -> dict:
+    """The classic per-layer ratio (rms of ∂L/∂output, lowest weight layer over the output
+    one) where it means what it says: a plain stack, every layer of the same kind."""
+    if not ctx.structure.plain:
+        return {}
+    p = ctx.gradient_profile(ctx.steps.index(step))
+    if p is None:
+        return {}
+    return {
+        "ratio_lowest_to_output": p.ratio,
+        "growth_per_layer": p.growth,
+        "layers": len(p.layers),
+        "ratio_to_output_per_layer": {
+            n: float(v / p.values[-1]) for n, v in zip(p.layers, p.values, strict=True)
+        },
+    }
+
+
+def _stream(ctx: Context) -> list[Finding]:
+    """A block that multiplies the residual stream's scale at the first logged step."""
+    if not ctx.steps:
+        return []
+    growth = ctx.stream_growth(0)
+    over = [(name, g) for name, g in growth if g > ctx.t.block_growth]
+    if not over:
+        return []
+    name, g = max(over, key=lambda item: item[1])
+    return [
+        Finding(
+            kind="exploding",
+            layer=name,
+            severity="warning",
+            step=ctx.steps[0],
+            evidence={
+                "measured_on": "activations",
+                "measure": "stream",
+                "stream_growth": g,
+                "threshold": ctx.t.block_growth,
+                "stream_growth_per_block": dict(growth),
+            },
+            remedy=stream_scale(ctx),
+            message=(
+                f"block {name} scales the residual stream's rms by {g:.3g}× at initialisation "
+                f"(threshold {ctx.t.block_growth:g}): its weights are far above their fan-in "
+                f"scale, so softmax and saturating units see huge inputs"
+            ),
+        )
+    ]
+
+
+def _post_ln(ctx: Context) -> list[Finding]:
+    """A deep Post-LN stack whose gradient grows towards the output (Xiong et al. 2020)."""
+    s, t = ctx.structure, ctx.t
+    if s.norm_place != "post" or s.depth < t.post_ln_blocks or not ctx.steps:
+        return []
+    growths = []
+    for which in ("relative", "backward"):
+        p = ctx.block_profile(which, 0)
+        if p is not None:
+            growths.append((which, float(p.values[-1] / p.values.min())))
+    if not growths:
+        return []
+    which, growth = max(growths, key=lambda item: item[1])
+    if growth < t.post_ln_growth:
+        return []  # balanced (DeepNorm's residual scaling, or an init that fixes it)
+    return [
+        Finding(
+            kind="vanishing",
+            layer=s.blocks[0].name,
+            severity="warning",
+            step=ctx.steps[0],
+            evidence={
+                "measured_on": "gradients",
+                "measure": which,
+                "norm_place": "post",
+                "blocks": s.depth,
+                "growth_towards_output": growth,
+                "threshold": t.post_ln_growth,
+                "post_ln_blocks": t.post_ln_blocks,
+            },
+            remedy=post_ln(ctx),
+            message=(
+                f"{s.depth} Post-LN blocks: the {_WORDS[which]} grows {growth:.3g}× towards the "
+                f"output (threshold {t.post_ln_growth:g}), so the top blocks take the largest "
+                f"steps while the lower ones barely move; Post-LN this deep diverges without "
+                f"warm-up (Xiong et al. 2020; Liu et al. 2020)"
+            ),
+        )
+    ]
 
 
 @RULES.register("depth_profile")
 def depth_profile(ctx: Context) -> list[Finding]:
-    t = ctx.t
-    hits: dict[Kind, list] = {"vanishing": [], "exploding": []}
-    for i, step in enumerate(ctx.steps):
-        profile = ctx.gradient_profile(i)
-        overflowed = not np.isfinite(ctx.grad_matrix[:, i]).all()
-        if overflowed:
-            forward = ctx.activation_profile(i)
-            if forward is not None and 1 / forward.ratio > t.exploding_ratio:
-                # the forward signal grew output/lowest = 1/ratio, ×1/growth per layer
-                hits["exploding"].append((step, _Hit(forward, 1 / forward.ratio, "forward")))
-                continue
-        if profile is None:
-            continue
-        if profile.ratio < t.vanishing_ratio:
-            hits["vanishing"].append((step, _Hit(profile, profile.ratio, "backward")))
-        elif profile.ratio > t.exploding_ratio:
-            hits["exploding"].append((step, _Hit(profile, profile.ratio, "backward")))
-    findings = []
-    for kind, found in hits.items():
-        if not found:
-            continue
-        step, hit = found[0]
-        p, source = hit.profile, hit.source
-        ratios = [h.ratio for _, h in found]
-        worst = min(ratios) if kind == "vanishing" else max(ratios)
-        error_limit = t.vanishing_error_ratio if kind == "vanishing" else t.exploding_error_ratio
-        is_error = hit.ratio < error_limit if kind == "vanishing" else hit.ratio > error_limit
-        threshold = t.vanishing_ratio if kind == "vanishing" else t.exploding_ratio
-        per_layer = {n: float(v / p.values[-1]) for n, v in zip(p.layers, p.values, strict=True)}
-        findings.append(
-            Finding(
-                kind=kind,
-                layer=p.layers[0],
-                severity="error" if is_error else "warning",
-                step=step,
-                evidence={
-                    "measured_on": "gradients" if source == "backward" else "activations",
-                    "ratio_lowest_to_output": hit.ratio,
-                    "growth_per_layer": hit.growth,
-                    "threshold": threshold,
-                    "error_threshold": error_limit,
-                    "layers": len(p.layers),
-                    "ratio_to_output_per_layer": per_layer,
-                    "steps_affected": len(found),
-                    "worst_ratio": worst,
-                },
-                remedy=with_architecture(ctx, reinit(ctx)),
-                message=(
-                    f"the gradient at the lowest layer {p.layers[0]} is {hit.ratio:.3g}× the one "
-                    f"at the output layer {p.layers[-1]} (×{hit.growth:.3g} per layer over "
-                    f"{len(p.layers)} layers; threshold {threshold:g})"
-                    if source == "backward"
-                    else f"the forward signal grows {hit.ratio:.3g}× from {p.layers[0]} to "
-                    f"{p.layers[-1]} (×{hit.growth:.3g} per layer) until gradients overflow to "
-                    f"NaN/Inf (threshold {threshold:g})"
-                ),
-            )
-        )
+    findings = [_finding(ctx, kind, found) for kind, found in _hits(ctx).items() if found]
+    if not any(f.kind == "exploding" for f in findings):
+        findings += _stream(ctx)
+    if not any(f.kind == "vanishing" for f in findings):
+        findings += _post_ln(ctx)
     return findings
