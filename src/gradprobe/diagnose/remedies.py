@@ -133,7 +133,7 @@ def depth_remedy(ctx: Context, kind: Kind) -> Remedy:
             f"{typical_gain2(ctx):.3g}), so re-initialising will not help{narrow}; "
             f"{_ARCHITECTURE}",
             None,
-            "gp.fix.insert_norm(model)",
+            "model = gp.fix.insert_norm(model)",
         )
     return with_architecture(ctx, base)
 
@@ -171,8 +171,6 @@ def narrow(ctx: Context, width: float) -> Remedy:
         f"and whole examples die in a layer of a few ReLUs, Lu et al. 2019): widen the "
         f"layers (or use fewer), or add normalisation and residual connections; "
         f"re-initialising cannot fix it",
-        None,
-        "gp.fix.insert_norm(model)",
     )
 
 
