@@ -1,7 +1,13 @@
-"""Overhead of gradprobe's probe and of its peers on the reference workload (issue 3).
+"""Overhead of gradprobe's probe and of its peers on two workloads (issues 3 and 16).
 
-Workload: MLP 784 -> 5 x 1000 tanh -> 10, cross-entropy, SGD, batch 128, random data,
-``torch.set_num_threads(2)``. Every configuration runs in this one process on its own copy of
+Reference workload: MLP 784 -> 5 x 1000 tanh -> 10, cross-entropy, SGD, batch 128, random
+data, ``torch.set_num_threads(2)``. Transformer workload: a GPT-2-style decoder written here
+in plain torch (4 pre-LN blocks, d 128, 4 heads, causal ``F.scaled_dot_product_attention``,
+GELU MLP, vocabulary 256), sequence 64, batch 16, AdamW, next-token cross-entropy on random
+tokens, ``torch.set_num_threads(1)``. The probe is used as the DESIGN loop does:
+``gp.watch(model, optimizer=opt)`` and ``probe.step(loss=loss)`` after ``opt.step()``, so
+the loss, the learning rate, the global gradient norm (and, on the transformer, the attention
+samples) are recorded. Every configuration runs in this one process on its own copy of
 the model (same initial weights, its own SGD). They take turns: in each cycle, in a new
 shuffled order, every configuration trains 10 consecutive steps (``--run``), so plain
 training and every configuration see the same machine within seconds of each other (on a
@@ -13,8 +19,9 @@ cycles. Peers that work in the background (TensorBoard's writer thread, wandb's 
 process) would slow whatever runs beside them, so each is measured in its own group with
 plain training.
 
-    .venv/bin/python benchmarks/overhead.py                       # the table in BENCHMARKS.md
+    .venv/bin/python benchmarks/overhead.py                       # the tables in BENCHMARKS.md
     .venv/bin/python benchmarks/overhead.py --steps 50 --only "(b),(d)"   # a quick look
+    .venv/bin/python benchmarks/overhead.py --workload transformer        # one workload
 
 Peers are skipped when their package is missing (``pip install -c constraints.txt -e .[bench]``).
 """
@@ -32,9 +39,11 @@ import time
 import warnings
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import gradprobe as gp
+from gradprobe.probe import EARLY_STEPS
 
 BASE = "plain training"
 
@@ -47,18 +56,88 @@ def make_model(device: str) -> nn.Module:
     return nn.Sequential(*layers).to(device)
 
 
+class Block(nn.Module):
+    """A pre-LN GPT-2 block: causal self-attention through SDPA, then a GELU MLP."""
+
+    def __init__(self, d: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.ln1, self.qkv, self.proj = nn.LayerNorm(d), nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.ln2, self.fc, self.act = nn.LayerNorm(d), nn.Linear(d, 4 * d), nn.GELU()
+        self.out = nn.Linear(4 * d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, L, D = x.shape
+        qkv = self.qkv(self.ln1(x)).view(B, L, 3, self.heads, D // self.heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.proj(a.transpose(1, 2).reshape(B, L, D))
+        return x + self.out(self.act(self.fc(self.ln2(x))))
+
+
+class GPT(nn.Module):
+    def __init__(self, vocab=256, d=128, layers=4, heads=4, seq=64) -> None:
+        super().__init__()
+        self.tok, self.pos = nn.Embedding(vocab, d), nn.Embedding(seq, d)
+        self.blocks = nn.ModuleList(Block(d, heads) for _ in range(layers))
+        self.ln, self.head = nn.LayerNorm(d), nn.Linear(d, vocab)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.tok(idx) + self.pos(torch.arange(idx.shape[1], device=idx.device))
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.ln(x))
+
+
+class Workload:
+    """A model, its data, its loss and optimizer, the threads it runs on."""
+
+    def __init__(self, name: str, device: str, threads: int | None) -> None:
+        self.name = name
+        if name == "reference":
+            self.threads = threads or 2
+            self.x = torch.randn(128, 784, device=device)
+            self.y = torch.randint(0, 10, (128,), device=device)
+            self.make = lambda: make_model(device)
+            self.loss_fn = nn.CrossEntropyLoss()
+            self.optimizer = lambda ps: torch.optim.SGD(ps, lr=1e-3)
+            self.label = "MLP 784 → 5×1000 tanh → 10, SGD, batch 128"
+        else:
+            self.threads = threads or 1
+            self.x = torch.randint(0, 256, (16, 64), device=device)
+            self.y = torch.randint(0, 256, (16, 64), device=device)
+            self.make = lambda: GPT().to(device)
+            self.loss_fn = lambda out, y: F.cross_entropy(
+                out.reshape(-1, out.shape[-1]), y.reshape(-1)
+            )
+            self.optimizer = lambda ps: torch.optim.AdamW(ps, lr=3e-4)
+            self.label = "GPT-2-style, 4 layers, d 128, sequence 64, batch 16, AdamW"
+
+
 @contextlib.contextmanager
 def plain(model, opt):
     yield lambda step, loss: None
 
 
 def probe_config(**kwargs):
+    """``watch(model, optimizer=opt, ...)``: the optimizer's step ends the probe's step, and
+    ``probe.step(loss=loss)`` after it gives the step its loss (the DESIGN loop)."""
+
     @contextlib.contextmanager
     def config(model, opt):
-        with gp.watch(model, **kwargs) as probe:
-            yield lambda step, loss: probe.step()
+        with gp.watch(model, optimizer=opt, **kwargs) as probe:
+            yield lambda step, loss: probe.step(loss=loss)
 
     return config
+
+
+def early_then(n: int):
+    """Every step of the first ``EARLY_STEPS``, then every ``n``-th."""
+
+    def schedule(step: int) -> bool:
+        return step < EARLY_STEPS or step % n == 0
+
+    return schedule
 
 
 @contextlib.contextmanager
@@ -169,6 +248,7 @@ def configurations() -> dict:
         "(c) everything + histograms, every step": probe_config(histograms=True),
         "(c') (c) with the update ratio on every step": probe_config(histograms=True, updates=1),
         "(d) (b) with every=10": probe_config(every=10),
+        "(d') (b) every step of the first 20, then every 10th": probe_config(every=early_then(10)),
         "(e) first-non-finite only (no step logged)": probe_config(every=10**9),
         "floor: ‖g‖, ‖w‖ per parameter by hand (no hooks)": floor_norms,
     }
@@ -199,15 +279,15 @@ class Lane:
         with self.around():
             loss = loss_fn(self.model(x), y)
             loss.backward()
-            self.after(self.step, loss)
             self.opt.step()
+            self.after(self.step, loss)  # after the optimizer's step, as in the DESIGN loop
             self.opt.zero_grad()
         sync()
         self.step += 1
         return clock() - t0
 
 
-def measure(configs: dict, make, x, y, args, sync, clock, rng) -> dict[str, list[float]]:
+def measure(configs: dict, wl: Workload, args, sync, clock, rng) -> dict[str, list[float]]:
     """Cycles in which every configuration, in a new shuffled order, trains ``args.run``
     consecutive steps (warm caches, as in a real loop; the first step of a turn finds the
     previous configuration's data in the cache). Returns, per configuration, its time per turn
@@ -215,15 +295,15 @@ def measure(configs: dict, make, x, y, args, sync, clock, rng) -> dict[str, list
     in ten costs more, and the amortised cost is the one that matters); turn ``i`` of every
     configuration comes from the same cycle, seconds apart, so slow drifts of the machine
     (other jobs, memory bandwidth, clock speed) hit them alike."""
-    init = make().state_dict()
-    loss_fn = nn.CrossEntropyLoss()
+    init = wl.make().state_dict()
+    x, y, loss_fn = wl.x, wl.y, wl.loss_fn
     sums: dict[str, list[float]] = {k: [] for k in configs}
     with contextlib.ExitStack() as stack:
         lanes = {}
         for k, config in configs.items():
-            model = make()
+            model = wl.make()
             model.load_state_dict(init)
-            opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+            opt = wl.optimizer(model.parameters())
             lanes[k] = Lane(config, model, opt, stack)
             for _ in range(args.warmup):
                 lanes[k].run_step(x, y, loss_fn, sync, clock)
@@ -245,7 +325,14 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, default=300, help="timed steps per configuration")
     ap.add_argument("--run", type=int, default=10, help="steps per turn (a multiple of 10)")
     ap.add_argument("--warmup", type=int, default=10, help="untimed steps first (a multiple of 10)")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workload", choices=["both", "reference", "transformer"], default="both")
+    ap.add_argument(
+        "--threads", type=int, default=None, help="default: 2 (reference), 1 (transformer)"
+    )
+    ap.add_argument(
+        "--peers", choices=["reference", "all", "none"], default="reference",
+        help="which workloads also measure the peers (TensorBoard, wandb, ...)",
+    )  # fmt: skip
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
@@ -258,19 +345,26 @@ def main(argv=None) -> None:
         "--only", default="", help="comma-separated label prefixes to run, e.g. '(b),(d),floor'"
     )
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    names = ["reference", "transformer"] if args.workload == "both" else [args.workload]
+    for name in names:
+        run_workload(Workload(name, args.device, args.threads), args)
+
+
+def run_workload(wl: Workload, args) -> None:
+    torch.set_num_threads(wl.threads)
     torch.manual_seed(args.seed)
     device = args.device
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    x = torch.randn(128, 784, device=device)
-    y = torch.randint(0, 10, (128,), device=device)
     configs = configurations()
+    if args.peers == "none" or (args.peers == "reference" and wl.name != "reference"):
+        configs = {k: v for k, v in configs.items() if not k.startswith("peer")}
     folder = tempfile.mkdtemp()
 
     @contextlib.contextmanager
     def file_config(model, opt):
-        with gp.watch(model, path=os.path.join(folder, "run.sqlite")) as probe:
-            yield lambda step, loss: probe.step()
+        path = os.path.join(folder, f"{wl.name}.sqlite")
+        with gp.watch(model, optimizer=opt, path=path, overwrite=True) as probe:
+            yield lambda step, loss: probe.step(loss=loss)
 
     configs["(b') (b) stored in a SQLite file"] = file_config
     if args.only:
@@ -285,13 +379,13 @@ def main(argv=None) -> None:
     ratios: dict[str, list[float]] = {}
     base_steps = []
     for group in groups:
-        sums = measure(group, lambda: make_model(device), x, y, args, sync, clock, rng)
+        sums = measure(group, wl, args, sync, clock, rng)
         base_steps += [t / args.run for t in sums[BASE]]
         for k, ts in sums.items():
             ratios.setdefault(k, [a / b for a, b in zip(ts, sums[BASE], strict=True)])
     print(
-        f"\nReference workload on {device} ({args.threads} threads, {args.clock} clock), "
-        f"torch {torch.__version__}, {os.cpu_count()} CPUs, load average "
+        f"\n{wl.name.capitalize()} workload ({wl.label}) on {device} ({wl.threads} threads, "
+        f"{args.clock} clock), torch {torch.__version__}, {os.cpu_count()} CPUs, load average "
         f"{' '.join(f'{v:.1f}' for v in os.getloadavg())} at the end; {args.steps} steps per "
         f"configuration in turns of {args.run}"
     )
@@ -300,7 +394,7 @@ def main(argv=None) -> None:
     print("|---|---:|---:|")
     for k, rs in ratios.items():
         q1, _, q3 = statistics.quantiles(rs, n=4) if len(rs) > 1 else (rs[0],) * 3
-        print(f"| {k} | {statistics.median(rs):.3f}× | {q1:.2f}–{q3:.2f} |")
+        print(f"| {k} | {statistics.median(rs):.3f}× | {q1:.2f}–{q3:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -143,7 +143,7 @@ def test_the_sample_is_four_heads_and_64_queries_of_the_first_example():
 
 
 def test_attention_is_sampled_on_logged_steps_only_and_the_wrapper_is_put_back():
-    original = F.scaled_dot_product_attention
+    original, softmax = F.scaled_dot_product_attention, F.softmax
     model = SDPA(is_causal=True)
     with gp.watch(model, every=2) as probe:
         assert F.scaled_dot_product_attention is not original  # the thin wrapper
@@ -153,13 +153,13 @@ def test_attention_is_sampled_on_logged_steps_only_and_the_wrapper_is_put_back()
         for _ in range(3):
             model(torch.randn(2, 6, 16)).sum().backward()
             probe.step()
-    assert F.scaled_dot_product_attention is original
+    assert F.scaled_dot_product_attention is original and F.softmax is softmax
     df = probe.run.to_pandas()
     assert sorted(set(df[df.quantity == "attention"].step)) == [0, 2]
     assert _attention._observers == []
 
 
-def test_hugging_face_gpt2_attention_against_its_eager_weights():
+def test_hugging_face_gpt2_attention_sdpa_and_eager_against_its_attention_weights():
     transformers = pytest.importorskip("transformers")
     config = transformers.GPT2Config(
         vocab_size=50, n_positions=32, n_embd=16, n_layer=2, n_head=2, attn_pdrop=0.0,
@@ -182,8 +182,12 @@ def test_hugging_face_gpt2_attention_against_its_eager_weights():
     sdpa.config._attn_implementation = "eager"  # the same weights, attention returned
     with torch.no_grad():
         probs = sdpa(ids, output_attentions=True).attentions
+    with gp.watch(sdpa) as eager:  # eager attention is sampled at its softmax
+        sdpa(ids, labels=ids).loss.backward()
+        eager.step()
     for i, p in enumerate(probs):
         got = _rows(probe.run, f"transformer.h.{i}.attn")
+        _check(_rows(eager.run, f"transformer.h.{i}.attn"), got)
         ent = torch.special.entr(p[0].double()).sum(-1)  # example 0, every head and query
         assert got["entropy"] == pytest.approx(float(ent.mean()), rel=1e-5)
         assert got["entropy_min"] == pytest.approx(float(ent.mean(-1).min()), rel=1e-5)
@@ -196,3 +200,37 @@ def test_hugging_face_gpt2_attention_against_its_eager_weights():
         causal = torch.tril(torch.ones(12, 12, dtype=torch.bool)).expand(2, 12, 12)
         assert got["max_logit"] == pytest.approx(float(logits[causal].max()), rel=1e-5)
         assert got["calls"] == 1
+
+
+class CausalSelfAttention(nn.Module):
+    """Hand-written eager attention: softmax(q kᵀ/√d + mask) through F.softmax."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.qkv = nn.Linear(16, 48)
+
+    def forward(self, x):
+        B, L, _ = x.shape
+        q, k, v = self.qkv(x).view(B, L, 3, 2, 8).permute(2, 0, 3, 1, 4)
+        self.qk = (q.detach(), k.detach())
+        mask = torch.full((L, L), float("-inf")).triu(1)
+        p = F.softmax(q @ k.transpose(-1, -2) / math.sqrt(8) + mask, dim=-1)
+        return (p @ v).transpose(1, 2).reshape(B, L, 16)
+
+
+def test_eager_softmax_attention_in_an_attention_module():
+    model = CausalSelfAttention()
+    x = torch.randn(3, 9, 16, generator=torch.Generator().manual_seed(5))
+    with gp.watch(model) as probe:
+        model(x).sum().backward()
+        probe.step()
+    q, k = (t[0] for t in model.qk)
+    logits = q @ k.transpose(1, 2) / math.sqrt(8)
+    allowed = torch.tril(torch.ones(9, 9, dtype=torch.bool)).expand(2, 9, 9)
+    _check(_rows(probe.run, "(model)"), _by_hand(logits, allowed))
+    other = nn.Sequential(nn.Linear(4, 4), nn.Softmax(-1))  # not an attention module: no rows
+    with gp.watch(other) as probe:
+        F.softmax(other(torch.randn(2, 3, 4)), dim=-1).sum().backward()
+        probe.step()
+    assert not any(q == "attention" for q, _ in probe.run.quantities())

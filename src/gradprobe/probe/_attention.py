@@ -56,6 +56,11 @@ def stats(
     mask and ``bias`` an additive one, both broadcastable to (h, m, S). A 1-dim float tensor."""
     with torch.autocast(q.device.type, enabled=False):  # float32, whatever the caller's autocast
         z = torch.matmul(q.float(), k.float().transpose(-1, -2)) * scale
+    return logit_stats(z, allowed, bias)
+
+
+def logit_stats(z: torch.Tensor, allowed=None, bias=None) -> torch.Tensor:
+    """:func:`stats` from the logits ``z`` (h, m, S) themselves."""
     if bias is not None:
         bias = bias.float()
         ok = bias > torch.finfo(torch.float32).min / 2  # -inf, or finfo.min as HF writes it
@@ -83,7 +88,7 @@ def sdpa_sample(
     enable_gqa=False, **_,
 ) -> torch.Tensor | None:  # fmt: skip
     """The sample of one ``F.scaled_dot_product_attention`` call (its own arguments)."""
-    if query.dim() < 3 or key.dim() < 3:
+    if not isinstance(key, torch.Tensor) or query.dim() < 3 or key.dim() < 3:
         return None
     lead = (0,) * (query.dim() - 3)
     q0, k0 = query.detach()[lead], key.detach()[(0,) * (key.dim() - 3)]  # (H, L, E), (Hk, S, E)
@@ -181,6 +186,20 @@ def mha_sample(module: nn.MultiheadAttention, args: tuple, kwargs: dict) -> torc
     return stats(q, k, 1.0 / math.sqrt(hd), allowed, bias)
 
 
+def softmax_sample(x: torch.Tensor) -> torch.Tensor | None:
+    """Eager attention (Hugging Face's ``"eager"``, hand-written ``softmax(q kᵀ/√d + mask)``):
+    the sample of the softmax's input (..., H, L, S), whose masked entries are ``-inf`` or
+    near ``finfo(dtype).min`` (an additive bias other than the mask is in the logits)."""
+    if x.dim() < 3 or not x.is_floating_point():
+        return None
+    z0 = x.detach()[(0,) * (x.dim() - 3)]  # (H, L, S)
+    hs, qi = _pick(z0.shape[0], HEADS, z0.device), _pick(z0.shape[1], QUERIES, z0.device)
+    z = z0 if hs is None else z0[hs]
+    z = (z if qi is None else z[:, qi]).float()
+    allowed = z > torch.finfo(x.dtype).min / 2  # -inf and finfo.min: masked out
+    return logit_stats(z, allowed)
+
+
 def _both(a, b, op):
     if a is None or b is None:
         return a if b is None else b
@@ -201,42 +220,57 @@ def combine(values: list[list[float]]) -> dict[str, float] | None:
     }
 
 
-# -- the SDPA wrapper (one per process, shared by every open probe) ----------------------
-_observers: list[Callable] = []
-_original: Callable | None = None
+# -- thin wrappers of F.scaled_dot_product_attention and F.softmax (one per process, shared
+# by every open probe; without an open probe torch's functions are in place) -------------
+_observers: list[Callable] = []  # fn(kind, args, kwargs)
+_originals: dict[str, Callable] = {}
+_installed: set[str] = set()  # our wrapper is in place, or still called by a later wrapper
 
 
-def _sdpa(query, key, value, *args, **kwargs):
+def _sdpa(*args, **kwargs):
     if _observers:
         for fn in list(_observers):
-            fn(query, key, value, args, kwargs)
-    return _original(query, key, value, *args, **kwargs)  # type: ignore[misc]
+            fn("sdpa", args, kwargs)
+    return _originals["scaled_dot_product_attention"](*args, **kwargs)
+
+
+def _softmax(*args, **kwargs):
+    if _observers:
+        for fn in list(_observers):
+            fn("softmax", args, kwargs)
+    return _originals["softmax"](*args, **kwargs)
+
+
+_WRAPPERS = {"scaled_dot_product_attention": _sdpa, "softmax": _softmax}
 
 
 def observe(fn: Callable) -> None:
-    """Call ``fn(query, key, value, args, kwargs)`` before every SDPA call (install the
-    wrapper if it is not in place)."""
-    global _original
-    if F.scaled_dot_product_attention is not _sdpa:
-        _original = F.scaled_dot_product_attention
-        F.scaled_dot_product_attention = _sdpa
+    """Call ``fn(kind, args, kwargs)`` ("sdpa" or "softmax") before every call of those two
+    functions of ``torch.nn.functional`` (installing the wrappers if they are not in place)."""
+    for name, wrapper in _WRAPPERS.items():
+        if name not in _installed:
+            _originals[name] = getattr(F, name)
+            setattr(F, name, wrapper)
+            _installed.add(name)
     _observers.append(fn)
 
 
 def unobserve(fn: Callable) -> None:
-    """Stop calling ``fn``; the last observer gone, torch's function is put back (unless
-    someone wrapped it after us: then our wrapper stays, as a pass-through)."""
-    global _original
+    """Stop calling ``fn``; the last observer gone, torch's functions are put back (unless
+    someone wrapped ours after us: then ours stays in their chain, as a pass-through)."""
     if fn in _observers:
         _observers.remove(fn)
-    if not _observers and F.scaled_dot_product_attention is _sdpa and _original is not None:
-        F.scaled_dot_product_attention = _original
-        _original = None
+    if _observers:
+        return
+    for name, wrapper in _WRAPPERS.items():
+        if name in _installed and getattr(F, name) is wrapper:
+            setattr(F, name, _originals[name])
+            _installed.discard(name)
 
 
 def sdpa_call(args: tuple, kwargs: dict) -> dict:
-    """The SDPA call's optional arguments by name (positional ones after value)."""
-    names = ("attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
+    """An SDPA call's arguments by name."""
+    names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale")
     return {**dict(zip(names, args, strict=False)), **kwargs}
 
 
@@ -269,12 +303,20 @@ class AttentionHooks:
 
         return hook
 
-    def _on_sdpa(self, query, key, value, args, kwargs) -> None:
+    def _on_sdpa(self, kind: str, args: tuple, kwargs: dict) -> None:
         st = self._state  # type: ignore[attr-defined]
         if not (self.hooks.active and st.logged and st.running):  # type: ignore[attr-defined]
             return
-        slot = st.running[-1]  # the innermost watched module: it called SDPA
+        slot = st.running[-1]  # the innermost watched module: it made the call
         if isinstance(slot.module, nn.MultiheadAttention):
             return  # its own pre-hook took the sample
         with torch.no_grad():
-            self._keep_sample(slot.name, sdpa_sample(query, key, value, **sdpa_call(args, kwargs)))
+            if kind == "sdpa":
+                call = sdpa_call(args, kwargs)
+                if isinstance(call.get("query"), torch.Tensor):
+                    self._keep_sample(slot.name, sdpa_sample(**call))
+            elif kind == "softmax" and "attention" in type(slot.module).__name__.lower():
+                x = args[0] if args else kwargs.get("input")
+                dim = args[1] if len(args) > 1 else kwargs.get("dim")
+                if isinstance(x, torch.Tensor) and dim in (-1, x.dim() - 1):
+                    self._keep_sample(slot.name, softmax_sample(x))
