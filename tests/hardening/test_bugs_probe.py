@@ -588,3 +588,56 @@ def test_a_torchscript_model_raised_a_raw_runtime_error():
         scripted = torch.jit.script(_mlp())
     with pytest.raises(InvalidInputError, match="TorchScript"):
         gp.watch(scripted)
+
+
+# ----------------------------------------------------------------- issue 16: training time
+def test_a_step_call_after_the_optimizer_hook_added_an_empty_step():
+    """``watch(optimizer=opt)`` plus ``probe.step()`` after ``opt.step()`` (the DESIGN loop)
+    ended two steps per iteration: every other step was empty. Now the call gives the step
+    the optimizer ended its loss, and starts no other."""
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gp.watch(model, optimizer=opt) as probe:
+        for _ in range(3):
+            loss = model(torch.randn(4, 6)).pow(2).mean()
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            probe.step(loss=loss)
+    assert probe.run.steps == [0, 1, 2] and probe.run.meta["closed_at_step"] == 3
+    _, steps, _ = probe.run.matrix("loss", "value")
+    assert steps == [0, 1, 2]
+
+
+def test_weights_made_nan_by_the_optimizer_step_were_blamed_on_the_forward():
+    """SGD at a huge lr: the gradients were finite, the optimizer's step put Inf in the
+    weights, and the run only said the next forward's Linear "contained NaN/Inf". Now an
+    event of phase "update" names the step and the parameter."""
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gp.watch(model, every=10, optimizer=opt) as probe:
+        for i in range(4):
+            model(torch.randn(4, 6)).pow(2).mean().backward()
+            if i == 1:
+                for p in model.parameters():
+                    p.grad.mul_(1e30)  # after the probe read them: finite, but huge
+                opt.param_groups[0]["lr"] = 1e10
+            opt.step()
+            opt.zero_grad()
+    event = probe.run.first_nonfinite("update")
+    assert event is not None and event.step == 1 and event.layer.endswith(("weight", "bias"))
+    assert probe.run.first_nonfinite("forward").step == 2
+
+
+def test_the_loss_of_a_sequential_model_had_no_layer_to_be_stored_at():
+    """A model whose root is a container has no "(model)" module; its loss is stored at a
+    layer "(model)" of role "model", which is not among the modules."""
+    model = _mlp()
+    with gp.watch(model) as probe:
+        loss = model(torch.randn(4, 6)).sum()
+        loss.backward()
+        probe.step(loss=loss)
+    assert probe.warnings == []
+    assert probe.run.matrix("loss", "value")[2][0, 0] == loss.item()
+    assert "(model)" not in [la.name for la in probe.run.layers()]
+    assert [la.role for la in probe.run.layers(None) if la.name == "(model)"] == ["model"]
