@@ -43,6 +43,7 @@ __all__ = ["AT", "MomentSums", "Moments", "Packer", "Scratch", "combine", "momen
 
 T = TypeVar("T")
 CHUNK = 1 << 22  # values per float64 conversion (32 MiB of temporaries at most)
+SPLIT_MINMAX = 1 << 19  # CPU: up to this many values, amin and amax rather than aminmax
 # float32 sums are exact enough while n·max² < 2**FAST_HI and max² >= n·2**FAST_LO
 FAST_HI, FAST_LO = 125, -86
 _HI, _LO = 2.0**FAST_HI, 2.0**FAST_LO
@@ -93,7 +94,9 @@ def moments(x: torch.Tensor, scratch: Scratch | None = None) -> MomentSums:
         return MomentSums(s, q, lo, hi, bad)
     if v.dtype != torch.float32 and v.dtype != torch.float64:
         v = v.float()
-    lo, hi = torch.aminmax(v)
+    # a tensor just written is in cache: there amin + amax beat aminmax (1.5x at 2^17 values,
+    # one thread); beyond it one pass over memory wins
+    lo, hi = (v.amin(), v.amax()) if v.numel() <= SPLIT_MINMAX else torch.aminmax(v)
     a, b = lo.item(), hi.item()
     if not math.isfinite(a + b):  # NaN/Inf: the sums are NaN/Inf anyway
         return MomentSums(v.sum(), torch.dot(v, v), lo, hi, v.numel() - torch.isfinite(v).sum())
