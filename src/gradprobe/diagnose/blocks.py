@@ -102,7 +102,8 @@ class Structure:
     stem: list[WeightLayer] = field(default_factory=list)
     head: list[WeightLayer] = field(default_factory=list)
     plain: bool = True
-    norm_place: str | None = None  # "pre" / "post": where each block's norm sits
+    norm_place: str | None = None  # "pre" / "post": where each block's norm sits (by order)
+    last_norm: dict[str, str] = field(default_factory=dict)  # block -> its last leaf, a norm
 
     @property
     def depth(self) -> int:
@@ -231,11 +232,13 @@ class _Tree:
         return out
 
 
-def _norm_place(blocks: list[Block], modules: list[Layer]) -> str | None:
+def _norm_place(blocks: list[Block], modules: list[Layer]) -> tuple[str | None, dict]:
     """ "pre" when every block's first executed leaf is a norm, "post" when its last one
-    (dropout aside) is: Post-LN normalises after the residual sum (Xiong et al. 2020)."""
+    (dropout aside) is: Post-LN normalises after the residual sum (Xiong et al. 2020). Also
+    each block's last norm, for "post": that the block's output *is* that norm's output
+    (not a ResNet's BatchNorm before its sum) is checked on the recorded values."""
     if not blocks:
-        return None
+        return None, {}
     ran = [m for m in modules if m.position is not None and m.name != ROOT]
     names = {m.name for m in ran}
     leaves = [  # a module none of whose submodules ran (MHA calls out_proj functionally)
@@ -245,18 +248,19 @@ def _norm_place(blocks: list[Block], modules: list[Layer]) -> str | None:
         and "Dropout" not in (m.module_type or "")
         and (m.module_type or "") != "Identity"
     ]
-    places = set()
+    places, last = set(), {}
     for b in blocks:
         own = [m for m in leaves if _inside(m.name, b.name)]
         if not own:
-            return None
+            return None, {}
         if is_norm(own[0].module_type):
             places.add("pre")
         elif is_norm(own[-1].module_type):
             places.add("post")
+            last[b.name] = own[-1].name
         else:
             places.add(None)
-    return places.pop() if len(places) == 1 else None
+    return (places.pop() if len(places) == 1 else None), last
 
 
 def structure(modules: list[Layer], params: list[Layer], tied: dict | None = None) -> Structure:
@@ -279,7 +283,8 @@ def structure(modules: list[Layer], params: list[Layer], tied: dict | None = Non
     first, last = blocks[0].start, blocks[-1].end
     stem = [la for la in rest if la.position < first]
     head = [la for la in rest if la.position > last]
-    return Structure(blocks, stem, head, plain=False, norm_place=_norm_place(blocks, modules))
+    place, last_norm = _norm_place(blocks, modules)
+    return Structure(blocks, stem, head, False, place, last_norm)
 
 
 def _params_in(node: str, params: list[Layer]) -> tuple[str, ...]:

@@ -139,6 +139,23 @@ class Context:
         )
 
     @functools.cached_property
+    def norm_place(self) -> str | None:
+        """Where the blocks' norms sit: "pre", "post" (each block's output is its last
+        norm's, value for value at the first step: the norm after the residual sum) or None."""
+        s = self.structure
+        if s.norm_place != "post":
+            return s.norm_place
+        if not self.steps or not s.last_norm:
+            return None
+        pairs = [(b.output, s.last_norm.get(b.name)) for b in s.blocks]
+        if any(out is None or norm is None for out, norm in pairs):
+            return None
+        names = [n for pair in pairs for n in pair]
+        rms = self.matrix("activation", "rms", names)[:, 0]
+        same = np.isclose(rms[0::2], rms[1::2], rtol=1e-6, atol=0) & np.isfinite(rms[0::2])
+        return "post" if same.all() else None
+
+    @functools.cached_property
     def chain(self) -> list[Block]:
         """The blocks the depth judgement compares, lowest first: a plain stack's weight
         layers but its output layer (whose gradient is the loss's, of another shape)."""

@@ -9,6 +9,8 @@ Pre-LN, DeepNorm or warm-up. Code strings name ``gp.init.apply`` and the model e
 
 from __future__ import annotations
 
+import numpy as np
+
 from .context import Context
 from .expected import SCHEME_GAIN2, has_scale, narrow_sum, typical_gain2
 from .finding import Kind, Remedy
@@ -160,6 +162,28 @@ def post_ln(ctx: Context) -> Remedy:
         None,
         "gp.fix.set_norm_first(model)  # or: torch.optim.lr_scheduler.LambdaLR(opt, "
         "lambda s: min(1.0, (s + 1) / 4000))",
+    )
+
+
+def dead_at_init(ctx: Context) -> Remedy | None:
+    """Dead ReLUs at initialisation in a model that already has He weights and zero biases
+    (so re-initialising with them would change nothing): the layers are too narrow; None
+    when the init is a possible cause (then the bias/Kaiming remedy applies)."""
+    if not has_scale(ctx, SCHEME_GAIN2[("kaiming_normal", "relu")]):
+        return None
+    biases = [la.name for la in ctx.run.layers("param") if la.name.endswith(".bias")]
+    if biases and ctx.steps:
+        norms = ctx.matrix("weight", "norm", biases)[:, 0]
+        if np.isfinite(norms).any() and np.nanmax(norms) > 0:
+            return None  # biases that are not zero: they may be what kills the units
+    width, _ = narrow_sum(ctx)
+    return Remedy(
+        f"the weights already have He's scale and the biases are zero, so no init will "
+        f"revive these units: with layers this narrow (Σ 1/width = {width:.2g}) whole units "
+        f"die by chance (Lu et al. 2019); widen the layers, use LeakyReLU, or add "
+        f"normalisation",
+        None,
+        "gp.fix.swap_activations(model, 'LeakyReLU')",
     )
 
 

@@ -187,7 +187,7 @@ def _stream(ctx: Context) -> list[Finding]:
 def _post_ln(ctx: Context) -> list[Finding]:
     """A deep Post-LN stack whose gradient grows towards the output (Xiong et al. 2020)."""
     s, t = ctx.structure, ctx.t
-    if s.norm_place != "post" or s.depth < t.post_ln_blocks or not ctx.steps:
+    if ctx.norm_place != "post" or s.depth < t.post_ln_blocks or not ctx.steps:
         return []
     growths = []
     for which in ("relative", "backward"):
