@@ -247,6 +247,7 @@ class Case:
     autocast: torch.dtype | None = None
     loss: str = "ce"  # "ce" | "mse" (on one-hot targets)
     raw: bool = False  # digits left at the pixel scale (~0-16): un-normalised inputs
+    scale: float = 1.0  # inputs multiplied by this (readings in the hundreds)
 
 
 def _batches(case: Case, gen: torch.Generator):
@@ -259,6 +260,8 @@ def _batches(case: Case, gen: torch.Generator):
     batches = digit_batches(case.batch, gen, images=case.data == "images")
     if case.raw:
         return ((4 * x + 4, y) for x, y in batches)
+    if case.scale != 1.0:
+        return ((case.scale * x, y) for x, y in batches)
     return batches
 
 
@@ -339,6 +342,14 @@ HEALTHY = {
         "lstm_clipped", RecurrentLM, _adam(1e-2), "tokens", steps=200, batch=16, clip=1.0
     ),
     "mlp_adam": Case("mlp_adam", mlp, _adam(1e-3), "digits", steps=200),
+    "mlp_fp16_autocast": Case(
+        "mlp_fp16_autocast",
+        lambda: mlp((64, 256, 256, 10)),
+        _adam(1e-3),
+        "digits",
+        steps=100,
+        autocast=torch.float16,
+    ),
 }
 
 BROKEN = {
@@ -350,9 +361,11 @@ BROKEN = {
     "fp16_overflow": Case(
         "fp16_overflow",
         lambda: mlp((64, 256, 256, 10)),
-        _sgd(0.5),
+        _sgd(0.01),
         "digits",
+        steps=60,
         autocast=torch.float16,
+        scale=250.0,
     ),
     "dying_relu": Case("dying_relu", lambda: mlp((64, 128, 128, 10)), _adam(0.05), "digits"),
     "sgd_lr_1_nan": Case(

@@ -15,8 +15,9 @@ After every rule has run, :func:`link`:
    is the cause;
 3. gives a NaN/Inf that followed half-precision values near their limit the precision
    remedy (bf16, a GradScaler) instead of a guess at log/sqrt/exp;
-4. lowers a cause of severity error that no symptom followed to a warning, in a run whose
-   loss was recorded (a cause without a symptom yet is a warning, with its onset).
+4. lowers causes of severity error to warnings in a run whose recorded loss shows no
+   symptom (a cause without a symptom yet is a warning, with its onset); NaN/Inf stays an
+   error.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ import numpy as np
 
 from .context import Context
 from .finding import SYMPTOMS, Cause, Finding, Remedy
-from .rules.updates import peak_before, ratios
+from .rules.updates import first_ratio, peak_before, ratios
 from .series import loss_series
-from .training import TARGET_EARLY_RATIO, raise_lr, step_size
+from .training import TARGET_EARLY_RATIO, post_ln_blocks, raise_lr, step_size
 
 
 def _rank(f: Finding) -> int:
@@ -57,6 +58,14 @@ def _rank(f: Finding) -> int:
 
 
 def _summary(f: Finding) -> str:
+    """A cause in a few words; the finding's own message if its evidence is not the usual."""
+    try:
+        return _words(f)
+    except (TypeError, ValueError):
+        return f"{f.kind} at {f.layer} (step {f.onset}): {f.message}"
+
+
+def _words(f: Finding) -> str:
     e, at = f.evidence, f.layer
     if f.kind == "large_updates":
         return f"update ratios of {e.get('update_ratio', 0):.2g} at {at} (step {e.get('at_step')})"
@@ -82,7 +91,8 @@ def _summary(f: Finding) -> str:
         return f"the gradient norm growing {e.get('growth', 0):.3g}× from step {f.onset}"
     if f.kind in ("vanishing", "exploding"):
         ratio = e.get("ratio_lowest_to_output", e.get("ratio_first_to_max"))
-        return f"{f.kind} gradients at {at} ({ratio:.3g}×, step {f.onset})"
+        said = f"{ratio:.3g}×, " if isinstance(ratio, (int, float)) else ""
+        return f"{f.kind} gradients at {at} ({said}step {f.onset})"
     if f.kind == "non_finite":
         return f"NaN/Inf in {at} ({e.get('phase')}) at step {f.onset}"
     return f"{f.kind} at {at} (step {f.onset})"
@@ -97,22 +107,20 @@ def link(ctx: Context, findings: list[Finding]) -> list[Finding]:
         if f.kind not in SYMPTOMS and f.kind != "no_steps" and f.severity != "info"
     ]
     cause_ids = {id(c) for c in causes}
-    linked: set[int] = set()
     out = []
     for f in findings:
         if f.kind in SYMPTOMS:
             end = f.end if f.end is not None else (f.step or 0)
             before = [c for c in causes if (c.onset or 0) <= end]
-            linked |= {id(c) for c in before}
             out.append(_with_causes(ctx, f, before))
         else:
             out.append(f)
-    if not _loss_judged(ctx):
+    if not _loss_judged(ctx) or any(f.kind in SYMPTOMS for f in findings):
         return out
     quiet = {"symptom": "none in the loss yet"}
     return [
         dataclasses.replace(f, severity="warning", evidence={**f.evidence, **quiet})
-        if f.severity == "error" and id(f) in cause_ids and id(f) not in linked
+        if f.severity == "error" and id(f) in cause_ids and f.kind != "non_finite"
         else f
         for f in out
     ]
@@ -126,10 +134,17 @@ def _loss_judged(ctx: Context) -> bool:
 
 
 def _with_causes(ctx: Context, symptom: Finding, before: list[Finding]) -> Finding:
-    before = sorted(before, key=lambda c: (_rank(c), c.onset or 0))  # most specific first
+    post_ln = bool(post_ln_blocks(ctx))
+
+    def rank(c: Finding) -> float:
+        # a Post-LN transformer's first large updates are the root (Xiong et al. 2020): the
+        # attention logits and dead units that follow are theirs, and Pre-LN/warm-up the fix
+        return 1.5 if post_ln and c.kind == "large_updates" else _rank(c)
+
+    before = sorted(before, key=lambda c: (rank(c), c.onset or 0))  # most specific first
     found = [Cause(c.kind, c.layer, c.onset, _summary(c)) for c in before]
     if before:
-        ranked = sorted(before, key=lambda c: (_rank(c), c.onset or 0))
+        ranked = before
         first = ranked[0].remedy
         second = next((c.remedy for c in ranked[1:] if c.kind != ranked[0].kind), None)
         text, code = first.text, first.code
@@ -213,7 +228,9 @@ _ALONE = {
 def _during_training(ctx: Context, f: Finding) -> Finding:
     """A depth-profile problem that began after the first logged step, with an init
     remedy: the step size instead (with the update ratio that came before it)."""
-    if f.kind not in ("vanishing", "exploding") or f.time_step is not None or f.layer is None:
+    if f.kind not in ("vanishing", "exploding", "non_finite") or f.time_step is not None:
+        return f
+    if f.layer is None or (f.kind == "non_finite" and f.severity == "info"):
         return f
     code = f.remedy.code or ""
     if not ctx.steps or f.onset is None or f.onset <= ctx.steps[0]:
@@ -221,9 +238,14 @@ def _during_training(ctx: Context, f: Finding) -> Finding:
     if not (f.remedy.scheme or code.startswith("gp.init")):
         return f
     peak = peak_before(ctx, f.onset)
-    what = f"{f.kind} gradients that appeared during training (step {f.onset}), not at init"
+    what = (
+        f"NaN/Inf that appeared during training (step {f.onset}), not at init"
+        if f.kind == "non_finite"
+        else f"{f.kind} gradients that appeared during training (step {f.onset}), not at init"
+    )
     if peak is not None and peak > TARGET_EARLY_RATIO:
-        remedy = step_size(ctx, peak, f.onset, f"{what}, after update ratios of up to {peak:.2g}")
+        said = f"{what}, after update ratios of up to {peak:.2g}"
+        remedy = step_size(ctx, first_ratio(ctx) or peak, f.onset, said)
     else:
         remedy = Remedy(
             f"{what}: re-initialising would not keep it from coming back; lower the "

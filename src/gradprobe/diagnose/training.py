@@ -6,7 +6,7 @@ logit capping for attention, bf16 or a GradScaler for float16 — and the facts 
 Numbers written into the code are chosen from the run: the lower learning rate brings the
 first steps' update ratio to ``TARGET_EARLY_RATIO``; the warm-up is long enough for the
 first step to stay there; the clipping norm is the median global gradient norm of the
-steps before the trouble began.
+steps before the trouble began (:func:`healthy_norms`).
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def step_size(ctx: Context, peak_ratio: float, step: int | None, what: str) -> R
     """Lower the learning rate or warm it up (and Pre-LN for a Post-LN transformer): the
     step size, not the init, is the cause of ``what``."""
     lr = lr_at(ctx, step) or peak_lr(ctx)
-    factor = max(2.0, peak_ratio / TARGET_EARLY_RATIO)
+    factor = min(1e3, max(2.0, peak_ratio / TARGET_EARLY_RATIO))
     new, line = _new_lr_line(lr, factor)
     n = warmup_steps(peak_ratio)
     warm = (
@@ -148,17 +148,32 @@ def raise_lr(ctx: Context, median_ratio: float) -> Remedy:
     )
 
 
-def clip_norm(ctx: Context, before: int | None) -> float:
-    """A max-norm for clip_grad_norm_: the median global gradient norm recorded before step
-    ``before`` (the healthy steps), at most its first 50; 1.0 when none was recorded."""
+def healthy_norms(s: Series) -> np.ndarray:
+    """The global gradient norms of the steps before any explosion: the first ten, or
+    fewer if the norm rose past 10× its first value before (an explosion from step 2 must not
+    set its own baseline)."""
+    values = s.values
+    ok = np.nonzero(np.isfinite(values) & (values > 0))[0]
+    if not ok.size:
+        return values[:0]
+    start = int(ok[0])
+    with np.errstate(invalid="ignore"):
+        up = np.nonzero(~(values[start:] <= 10 * values[start]))[0]
+    end = start + (int(up[0]) if up.size else len(values) - start)
+    head = values[start : min(end, start + 10)]
+    return head[np.isfinite(head) & (head > 0)]
+
+
+def clip_norm(ctx: Context, before: int | None = None) -> float:
+    """A max-norm for clip_grad_norm_: the median global gradient norm of the healthy steps
+    (:func:`healthy_norms`, and before step ``before``); 1.0 when none was recorded."""
     s = model_series(ctx.run, "grad_norm", "global")
-    if s is None:
+    if s is None or not len(s):
         return 1.0
-    head = s.before(before) if before is not None else s
-    vals = head.values[np.isfinite(head.values) & (head.values > 0)][:50] if len(head) else []
-    if not len(vals):
-        vals = s.values[np.isfinite(s.values) & (s.values > 0)][:5]
-    return sig(float(np.median(vals)), 2) if len(vals) else 1.0
+    if before is not None and s.steps[0] < before:
+        s = s.before(before)
+    vals = healthy_norms(s)
+    return sig(float(np.median(vals)), 2) if vals.size else 1.0
 
 
 def clip(ctx: Context, before: int | None, what: str) -> Remedy:

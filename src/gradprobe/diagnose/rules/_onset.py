@@ -10,7 +10,7 @@ import numpy as np
 from ..context import Context
 from ..finding import Finding, Remedy
 from ..training import step_size
-from .updates import peak_before
+from .updates import first_ratio, peak_before
 
 
 def during_training(ctx: Context, f: Finding, stat: str, alternative: str) -> Finding:
@@ -36,7 +36,7 @@ def during_training(ctx: Context, f: Finding, stat: str, alternative: str) -> Fi
         evidence["update_ratio_before"] = peak
         what += f" after update ratios of up to {peak:.2g}"
         said += f" after update ratios of up to {peak:.2g}"
-        base = step_size(ctx, peak, f.onset, what)
+        base = step_size(ctx, first_ratio(ctx) or peak, f.onset, what)
         remedy = Remedy(f"{base.text}; {alternative}", None, base.code)
     else:
         remedy = Remedy(

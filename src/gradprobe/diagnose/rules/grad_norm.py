@@ -1,11 +1,13 @@
 """``exploding`` over training: the global gradient norm grows far beyond where it began.
 
 The probe records ‖∇L‖ over all parameters on every step (``(model)/grad_norm/global``).
-Its median over the first ten steps is the baseline; a step whose norm exceeds
-``grad_norm_growth`` (100×) that baseline, or turns NaN/Inf after finite steps, is an
-explosion (healthy runs move within ~10×: the norm often rises a few times as the loss
-falls). The remedy is clipping at the baseline norm (Pascanu et al. 2013), with a lower
-learning rate; for recurrent nets the through-time rule says where it grows.
+Its median over the first ten steps is the baseline (over fewer, when the norm already
+rose 10× above its first value before: an explosion from step 2 must not set its own
+baseline); a later step whose norm exceeds ``grad_norm_growth`` (100×) that baseline, or
+turns NaN/Inf, is an explosion (healthy runs move within ~7×: the norm often rises a few
+times as the loss falls). The remedy is clipping at the baseline norm (Pascanu et al.
+2013), with a lower learning rate; for recurrent nets the through-time rule says where it
+grows.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 from ..context import Context
 from ..finding import Finding
 from ..series import model_series
-from ..training import clip
+from ..training import clip, healthy_norms
 from . import RULES
 
 BASELINE = 10  # first steps whose median norm is the baseline
@@ -26,14 +28,14 @@ def grad_norm(ctx: Context) -> list[Finding]:
     s = model_series(ctx.run, "grad_norm", "global")
     if s is None or len(s) <= BASELINE:
         return []
-    head = s.values[:BASELINE]
-    head = head[np.isfinite(head) & (head > 0)]
-    if head.size < BASELINE // 2:
+    head = healthy_norms(s)
+    if not head.size:
         return []
     base = float(np.median(head))
     with np.errstate(invalid="ignore"):
         over = (s.values > ctx.t.grad_norm_growth * base) | ~np.isfinite(s.values)
-    over[:BASELINE] = False
+    first = int(np.nonzero(np.isfinite(s.values) & (s.values > 0))[0][0])
+    over[: first + head.size] = False
     idx = np.nonzero(over)[0]
     if not idx.size:
         return []
@@ -41,12 +43,10 @@ def grad_norm(ctx: Context) -> list[Finding]:
     step = int(s.steps[i])
     finite = s.values[np.isfinite(s.values)]
     peak = float(finite.max()) if finite.size else float("nan")
-    with np.errstate(invalid="ignore"):
-        climb = np.nonzero(s.values[:i] <= np.sqrt(ctx.t.grad_norm_growth) * base)[0]
-    rising = int(s.steps[int(climb[-1]) + 1]) if climb.size and climb[-1] + 1 < i else step
+    rising = int(s.steps[first + head.size]) if first + head.size < i else step
     value = float(s.values[i])
     what = (
-        f"the global gradient norm grew from {base:.3g} (median of the first {BASELINE} steps) "
+        f"the global gradient norm grew from {base:.3g} (median of its first {head.size} steps) "
         f"to {value:.3g} at step {step}"
         + (f" (rising from step {rising})" if rising < step else "")
         + (f", peak {peak:.3g}" if np.isfinite(peak) and peak > value else "")
@@ -73,7 +73,7 @@ def grad_norm(ctx: Context) -> list[Finding]:
             },
             remedy=clip(
                 ctx,
-                rising,
+                None,
                 "the gradients explode during training"
                 + (" through the recurrence" if recurrent else ""),
             ),

@@ -57,12 +57,14 @@ def loss(ctx: Context) -> list[Finding]:
         out.append(_nonfinite(s, curve))
     if curve is None:
         return out
-    rise = curve.diverging() if s.first_nonfinite is None else None
+    if s.first_nonfinite is not None:  # the NaN/Inf is the symptom; its prefix has spikes
+        return out + curve.spikes()
+    rise = curve.diverging()
     if rise is not None:
         out.append(rise)
     elif curve.positive:
-        out += curve.progress()
-        out += curve.oscillating()
+        swings = curve.oscillating()  # a loss that swings has no plateau of its own
+        out += swings + [f for f in curve.progress() if not (swings and f.kind == "stalled")]
     out += curve.spikes()
     return out
 

@@ -30,7 +30,7 @@ from ..context import Context
 from ..finding import Finding, Remedy
 from ..training import clip, step_size
 from . import RULES
-from .updates import peak_before
+from .updates import first_ratio, peak_before
 
 # the probe's event details (probe/_step.py) name how a backward NaN arose
 _ARRIVED = "already NaN/Inf"  # when it reached the last module: the loss, or outside modules
@@ -168,7 +168,8 @@ def _update_remedy(ctx: Context, event: Event) -> Remedy:
             None,
             "for group in opt.param_groups:\n    group['lr'] /= 10\n" + (cut.code or ""),
         )
-    lower = step_size(ctx, peak, event.step, f"{what} after update ratios of up to {peak:.2g}")
+    said = f"{what} after update ratios of up to {peak:.2g}"
+    lower = step_size(ctx, first_ratio(ctx) or peak, event.step, said)
     return Remedy(f"{lower.text}; and {cut.text}", None, f"{lower.code}\n{cut.code}")
 
 

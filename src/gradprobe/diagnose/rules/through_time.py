@@ -86,7 +86,7 @@ def _exploding(ctx: Context, name: str, step: int, ratio: float, norms: np.ndarr
             "growth_per_time_step_back": 1 / grow if grow and np.isfinite(grow) else float("nan"),
             "grad_norm_t": norms.tolist(),
         },
-        remedy=clip(ctx, step, f"the gradient of {name} explodes through time"),
+        remedy=clip(ctx, None, f"the gradient of {name} explodes through time"),
         message=what,
     )
 

@@ -220,3 +220,18 @@ def peak_before(ctx: Context, step: int | None, layer: str | None = None) -> flo
     values = r.values[rows or list(range(len(r.names))), :][:, r.steps <= step]
     finite = values[np.isfinite(values)]
     return float(finite.max()) if finite.size else None
+
+
+def first_ratio(ctx: Context) -> float | None:
+    """The largest update ratio of the first measured step: lr / rms(w) for Adam, what the
+    learning rate does before any feedback (later ratios of a run that blows up measure the
+    blow-up). The ratio a lower learning rate is scaled by."""
+    r = ratios(ctx)
+    if r is None:
+        return None
+    for k in range(r.values.shape[1]):
+        col = r.values[:, k]
+        finite = col[np.isfinite(col)]
+        if finite.size:
+            return float(finite.max())
+    return None
