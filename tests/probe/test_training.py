@@ -213,3 +213,22 @@ def test_no_host_read_on_unlogged_steps_on_the_device_path(monkeypatch):
         unlogged = list(reads)
     assert unlogged == []  # (the close then copies once)
     assert len(_values(probe.run, "loss", "value")) == 300  # all there after close
+
+
+def test_the_guard_ends_the_step_and_step_with_the_loss_follows():
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gp.watch(model, optimizer=opt, guard=True) as probe:
+        for _ in range(3):
+            loss = model(torch.randn(4, 6)).pow(2).mean()
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            probe.step(loss=loss)
+    assert probe.run.steps == [0, 1, 2]
+    assert list(_values(probe.run, "loss", "value")) == [0, 1, 2]
+
+
+def test_check_records_its_loss():
+    result = gp.check(_mlp(), torch.randn(8, 6), target=torch.randint(0, 3, (8,)))
+    assert _values(result.run, "loss", "value")[0] == pytest.approx(result.run.meta["loss"])

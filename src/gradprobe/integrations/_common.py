@@ -13,7 +13,9 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from ..errors import GradprobeError
 from ..run import Histogram, Run
@@ -53,7 +55,7 @@ class StepRecords:
     histograms: dict[str, Histogram] = field(default_factory=dict)
 
 
-def load_run(run: Run | str) -> Run:
+def load_run(run: Run | str | Path) -> Run:
     from ..errors import InvalidInputError
 
     if isinstance(run, Run):
@@ -114,8 +116,8 @@ class ProbeOwner:
         self.every, self.histograms, self.path = every, histograms, path
         self.log_run, self.distributed = log_run, distributed
         self.watch_options = watch_options
-        self.probe = None
-        self.run = None
+        self.probe: Any = None  # a gradprobe Probe once training starts
+        self.run: Any = None
         self.findings: list = []
 
     def _start_probe(self, model) -> None:

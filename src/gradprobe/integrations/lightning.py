@@ -55,7 +55,7 @@ def _build():
         # -- recording ----------------------------------------------------------------
         def on_train_start(self, trainer, pl_module) -> None:
             self._start_probe(pl_module)
-            self._lrs = None
+            self._lrs: list | None = None
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
             optimizers = getattr(trainer, "optimizers", None) or []

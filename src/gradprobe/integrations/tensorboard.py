@@ -124,7 +124,7 @@ def to_tensorboard(
     finally:
         if own is not None:
             own.close()
-    return None if writer is not None else logdir
+    return None if writer is not None else Path(logdir)  # type: ignore[arg-type]
 
 
 def write_findings(writer, findings, step: int, prefix: str = PREFIX) -> None:

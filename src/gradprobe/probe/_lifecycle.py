@@ -8,6 +8,7 @@ import contextlib
 import logging
 import time
 import warnings
+from typing import Any
 
 from ..errors import GradprobeWarning, InvalidInputError, RunStoreError
 from . import reducers as R
@@ -15,6 +16,25 @@ from . import reducers as R
 
 class Lifecycle:
     """Mixin of ``Probe``; uses its state (``hooks``, ``run``, ``_state``, ``_finisher``...)."""
+
+    # the Probe's attributes used here (annotations only: set by Probe.__init__)
+    hooks: Any
+    run: Any
+    guard: Any
+    skipped: list
+    warnings: list[str]
+    _state: Any
+    _finisher: Any
+    _first: Any
+    _snapshot: Any
+    _recorder: Any
+    _failed: set
+    _closed: bool
+    _step: int
+    _recorded: int
+    _started: float
+    _step_seconds: float
+    _remove_attention: Any
 
     @property
     def seconds(self) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable
 
 import torch
 
@@ -42,7 +43,7 @@ class FirstNonFinite:
         self._intern: dict[tuple, tuple] = {}
         self.rank: int | None = None  # distributed: this process's rank, named in events
         self._aranges: dict[tuple, torch.Tensor] = {}
-        self.on_forward_event = None  # (step) -> None: a forward event read on the host
+        self.on_forward_event: Callable[[int], None] | None = None  # forward event on the host
 
     @property
     def tracking_forward(self) -> bool:

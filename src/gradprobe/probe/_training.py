@@ -149,8 +149,9 @@ class TrainingScalars:
                 self.add(Key(step, "grad_norm", "global", "sqrt"), self.dist_grad_sq, op="sum")
             elif self.grad_sq:
                 vals = list(self.grad_sq.values())
+                total: object
                 if isinstance(vals[0], torch.Tensor):
-                    total = torch.stack([v.double() for v in vals]).sum()  # type: ignore[union-attr]
+                    total = torch.stack([v.double() for v in vals]).sum()  # type: ignore[attr-defined]
                 else:
                     total = math.fsum(vals)  # type: ignore[arg-type]
                 self.add(Key(step, "grad_norm", "global", "sqrt"), total)

@@ -225,7 +225,7 @@ def record_step(
                     "and not under torch.no_grad()"
                 )
             loss.backward()
-            probe.step()
+            probe.step(loss=loss)
             value = float(loss.detach())
             extra = {**(meta or {}), "loss": value, "loss_source": source}
             if isinstance(target, torch.Tensor) and target.is_floating_point():
