@@ -13,12 +13,16 @@ stack may have (``Thresholds.block_rate`` per block). Each scheme is scored on `
 draws (one draw's score carries finite-width noise) and applied with
 ``nonlinearity="auto"``.
 
-The order: healthy candidates (no finding of severity warning or error on any draw) first.
-Among them, those within ``TIE`` of the best score are one tier, ordered by preference: the
-model as given (a healthy model keeps its own init: a scheme that scores a hair better does
-not displace it), then the scheme the diagnosis of the model recommends, then the others by
-score. Where no init is healthy, architecture edits are tried too (an activation swap,
-normalisation, Pre-LN, the LSTM forget-gate bias), each re-checked the same way. The user's
+The order: healthy candidates (no finding of severity warning or error on any draw)
+first — the model as given (a healthy model keeps its own init: a scheme that scores better
+does not displace it), then the scheme or edit the diagnosis of the model proposes (any
+healthy scheme is within the diagnosis's margins; the finding and the ranking then agree),
+then the other healthy ones by score —, then the rest by score. Where no init is healthy,
+or the diagnosis proposes an edit, the architecture edits that fit the model are tried too
+(an activation swap, BatchNorm, Pre-LN, the LSTM forget-gate bias), each re-checked the same
+way. Warnings a scheme raises on a model (e.g. the fans of Hugging Face's transposed Conv1D)
+are kept in the candidate's ``notes``. The user's
+model is never modifiedThe user's
 model is never modified: every candidate runs on a deep copy.
 """
 
@@ -27,6 +31,7 @@ from __future__ import annotations
 import copy
 import math
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -35,7 +40,7 @@ import torch
 from torch import nn
 
 from ..diagnose import Context, Finding, Thresholds, diagnose
-from ..errors import GradprobeError
+from ..errors import GradprobeError, GradprobeWarning
 from ..init import apply
 from ..probe import record_step
 from .edit import insert_norm, set_forget_bias, set_norm_first, swap_activations
@@ -51,7 +56,6 @@ CANDIDATES = (
     "default",
 )
 OWN = "own init"  # a Hugging Face model's _init_weights, applied to every module
-TIE = 0.3  # score units (a factor 2 in a ratio): closer than this is not a better scheme
 
 
 @dataclass
@@ -67,6 +71,7 @@ class Candidate:
     error: str | None = None
     healthy: bool = False  # no warning or error on any seed
     edit: str | None = None  # an architecture edit's code (None for an init scheme)
+    notes: list[str] = field(default_factory=list)  # warnings applying it raised
 
     @property
     def code(self) -> str:
@@ -205,13 +210,15 @@ def _edits(model: nn.Module) -> list[tuple[str, Callable[[nn.Module], nn.Module]
 
 
 def _trial(model, change, seeds, inputs, target, loss_fn, thresholds, name, edit=None):
-    totals, first, healthy = [], None, True
+    totals, first, healthy, notes = [], None, True, []
     try:
         for seed in range(seeds):
             trial = copy.deepcopy(model)
-            with torch.random.fork_rng():
+            with torch.random.fork_rng(), warnings.catch_warnings(record=True) as said:
+                warnings.simplefilter("always", GradprobeWarning)
                 torch.manual_seed(seed)
                 trial = change(trial, seed)
+            notes += [str(w.message) for w in said if str(w.message) not in notes]
             run = record_step(trial, inputs, target, loss_fn, histograms=False).run
             total, parts = score(run, thresholds)
             totals.append(total)
@@ -231,22 +238,19 @@ def _trial(model, change, seeds, inputs, target, loss_fn, thresholds, name, edit
         first["findings"],
         healthy=healthy,
         edit=edit,
+        notes=notes,
     )
 
 
 def _order(candidates: list[Candidate], recommended: str | None) -> list[Candidate]:
-    healthy = sorted((c for c in candidates if c.healthy), key=lambda c: c.score)
-    rest = sorted((c for c in candidates if not c.healthy), key=lambda c: c.score)
-    if not healthy:
-        return rest
-    best = healthy[0].score
-    tier = [c for c in healthy if c.score <= best + TIE]
+    """Healthy first: the model as given, then the diagnosis's proposal, then the other
+    healthy ones by score; then the rest by score (module docstring)."""
 
-    def preference(c: Candidate) -> int:
-        return 0 if c.scheme == "as given" else 1 if c.code == recommended else 2
+    def key(c: Candidate) -> tuple:
+        preference = 0 if c.scheme == "as given" else 1 if c.code == recommended else 2
+        return (not c.healthy, preference if c.healthy else 0, c.score)
 
-    tier.sort(key=lambda c: (preference(c), c.score))
-    return tier + [c for c in healthy if c not in tier] + rest
+    return sorted(candidates, key=key)
 
 
 def _recommended(findings: list[Finding]) -> str | None:
