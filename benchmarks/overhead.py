@@ -248,7 +248,7 @@ def configurations() -> dict:
         "(c) everything + histograms, every step": probe_config(histograms=True),
         "(c') (c) with the update ratio on every step": probe_config(histograms=True, updates=1),
         "(d) (b) with every=10": probe_config(every=10),
-        "(d') (b) every step of the first 20, then every 10th": probe_config(every=early_then(10)),
+        "(f) (b) every step of the first 20, then every 10th": probe_config(every=early_then(10)),
         "(e) first-non-finite only (no step logged)": probe_config(every=10**9),
         "floor: ‖g‖, ‖w‖ per parameter by hand (no hooks)": floor_norms,
     }
