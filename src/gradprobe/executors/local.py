@@ -7,7 +7,9 @@ bytes still travel with every task: a pipe copy, cheap next to training a model)
 
 from __future__ import annotations
 
+import os
 import pickle
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -52,9 +54,11 @@ class InProcess:
 
 
 def _start(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)  # one per process by default: cores are the workers'
+    # one torch thread per process by default: the cores are the workers'. Set before
+    # torch is imported (by the first task), so a worker that never needs torch skips it
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
 
 
 def _run(task: Any) -> tuple[Any, float]:

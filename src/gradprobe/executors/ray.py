@@ -125,8 +125,15 @@ class RayExecutor:
             try:
                 ray.init(address=address, **(init or {}))
             except (ConnectionError, RuntimeError, ValueError) as err:
+                auth = (
+                    ""
+                    if address is None
+                    else "; a cluster started with `ray start` checks a token: set "
+                    "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or copy ~/.ray/auth_token from "
+                    "the head node) where this runs"
+                )
                 raise GradprobeError(
-                    f"cannot join the Ray cluster at {address or 'this machine'}: {err}"
+                    f"cannot join the Ray cluster at {address or 'this machine'}: {err}{auth}"
                 ) from None
         most_cpus, most_gpus, total_cpus = self._nodes()
         if cpus > most_cpus or gpus > most_gpus:
