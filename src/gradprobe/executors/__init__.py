@@ -19,8 +19,8 @@ This package imports nothing of gradprobe but its errors, so every layer above m
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass, field, is_dataclass, replace
+from typing import Any, Protocol, cast, runtime_checkable
 
 from ..errors import InvalidInputError, UnknownNameError
 
@@ -63,6 +63,15 @@ class Executor(Protocol):
     def submit(self, task: Any) -> None: ...
     def completed(self) -> Iterator[Done]: ...  # each submitted task once, as it finishes
     def close(self, cancel: bool = False) -> None: ...
+
+
+def split_shared(task: Any) -> tuple[Any, Any]:
+    """``(task without its shared object, the object)``, for an executor that sends the
+    object once; ``(task, None)`` for a task without one (or not a dataclass)."""
+    shared = getattr(task, "shared", None)
+    if shared is None or isinstance(task, type) or not is_dataclass(task):
+        return task, None
+    return replace(cast(Any, task), shared=None), shared
 
 
 def slots(executor: Any) -> int | None:
@@ -137,4 +146,4 @@ def __getattr__(name: str) -> Any:  # the classes, imported on first use (Ray's 
 
 
 __all__ = ["NAMES", "Done", "Executor", "InProcess", "ProcessPool", "RayExecutor", "Task"]
-__all__ += ["check", "make", "slots"]
+__all__ += ["check", "make", "slots", "split_shared"]

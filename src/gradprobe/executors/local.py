@@ -13,10 +13,10 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import is_dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-from . import Done
+from . import Done, split_shared
 
 _SHARED: dict[int, Any] = {}  # a worker process's unpickled shared objects, by token
 
@@ -89,15 +89,15 @@ class ProcessPool:
         self._blobs: dict[int, tuple[Any, int, bytes]] = {}  # id -> (object kept, token, bytes)
 
     def submit(self, task: Any) -> None:
-        shared = getattr(task, "shared", None)
-        if shared is None or not is_dataclass(task):
+        task, shared = split_shared(task)
+        if shared is None:
             future = self._pool.submit(_run, task)
         else:
             if id(shared) not in self._blobs:
                 token = time.time_ns() ^ id(shared)
                 self._blobs[id(shared)] = (shared, token, pickle.dumps(shared))
             _, token, blob = self._blobs[id(shared)]
-            future = self._pool.submit(_run_shared, token, blob, replace(task, shared=None))
+            future = self._pool.submit(_run_shared, token, blob, task)
         self._futures[future] = task.key
 
     def completed(self) -> Iterator[Done]:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..errors import GradprobeError, InvalidInputError
-from . import Done
+from . import Done, split_shared
 from .local import timed
 
 CONNECT_TIMEOUT_S = 3.0  # a cluster's head answers at once; a wrong address never does
@@ -158,13 +158,12 @@ class RayExecutor:
         return max(cpus), max(gpus), sum(cpus)
 
     def submit(self, task: Any) -> None:
-        shared = getattr(task, "shared", None)
+        task, shared = split_shared(task)
         ref = None
-        if shared is not None and dataclasses.is_dataclass(task):
+        if shared is not None:
             if id(shared) not in self._shared:
                 self._shared[id(shared)] = (shared, self._ray.put(shared))
             ref = self._shared[id(shared)][1]
-            task = dataclasses.replace(task, shared=None)
         self._pending[self._remote.remote(task, ref, self.threads)] = task.key
 
     def completed(self) -> Iterator[Done]:

@@ -4,6 +4,7 @@ all, how many are running and failed, the time spent and the time left."""
 from __future__ import annotations
 
 from types import TracebackType
+from typing import Any
 
 
 class Progress:
@@ -12,8 +13,8 @@ class Progress:
     def __init__(self, label: str, total: int, done: int = 0, quiet: bool = False) -> None:
         self.label, self.total, self.done, self.quiet = label, total, done, quiet
         self.running, self.failed = 0, 0
-        self._bar = None
-        self._task = None
+        self._bar: Any = None
+        self._task: Any = None
 
     def __enter__(self) -> Progress:
         if not self.quiet:

@@ -240,6 +240,6 @@ def run_from_cli(
     address: str | None = None,
 ) -> ExperimentRun:
     """``gradprobe run NAME --set k=v ...``: parse, run; every bad input is a GradprobeError."""
-    overrides = parse_sets(sets)
+    overrides: dict[str, Any] = dict(parse_sets(sets))
     return run(name, out=out, preset=preset, resume=resume, workers=workers, threads=threads,
                executor=executor, address=address, **overrides)  # fmt: skip
