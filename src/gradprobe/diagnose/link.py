@@ -6,8 +6,10 @@ After every rule has run, :func:`link`:
    ``oscillating``) the cause findings whose onset is not after the symptom's end, the
    most specific first (:func:`_rank`: through time, overflow, attention, non-finite
    weights, the gradient norm, large updates, units that died in training, small updates,
-   the rest), in ``causes`` and in its message; its remedy is the first cause's, with the
-   next one's added. A ``stalled`` with no cause is ``info`` (healthy runs have plateaus).
+   the rest; in a Post-LN transformer large updates first, outside recurrent nets the
+   gradient norm after them), in ``causes`` and in its message; its remedy is the first
+   cause's, with the next one's added. A ``stalled`` with no cause is ``info`` (healthy
+   runs have plateaus).
    A symptom with no cause found falls back on the update ratios (10× off the usual ~1e-3
    either way), else on a remedy for the symptom alone;
 2. replaces an init remedy on a problem that appeared during training (onset after the
@@ -134,12 +136,18 @@ def _loss_judged(ctx: Context) -> bool:
 
 
 def _with_causes(ctx: Context, symptom: Finding, before: list[Finding]) -> Finding:
-    post_ln = bool(post_ln_blocks(ctx))
+    post_ln, recurrent = bool(post_ln_blocks(ctx)), bool(ctx.recurrent)
 
     def rank(c: Finding) -> float:
         # a Post-LN transformer's first large updates are the root (Xiong et al. 2020): the
         # attention logits and dead units that follow are theirs, and Pre-LN/warm-up the fix
-        return 1.5 if post_ln and c.kind == "large_updates" else _rank(c)
+        if post_ln and c.kind == "large_updates":
+            return 1.5
+        # outside recurrent nets, a gradient norm that explodes after large first updates
+        # is their consequence: the learning rate is the fix, clipping the help
+        if not recurrent and c.kind == "exploding" and c.layer is None:
+            return 5.5
+        return _rank(c)
 
     before = sorted(before, key=lambda c: (rank(c), c.onset or 0))  # most specific first
     found = [Cause(c.kind, c.layer, c.onset, _summary(c)) for c in before]

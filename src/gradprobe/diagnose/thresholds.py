@@ -83,7 +83,7 @@ class Thresholds:
     stall_level: float = 0.5  # a plateau above this share of the start is a stall, not the end
     stall_fraction: float = 0.3  # ... when it lasts at least this share of the run
     diverge_rise: float = 0.5  # rise above the best, as a share of max(fall so far, best)
-    spike_mads: float = 8.0  # a loss above the rolling median by this many robust sigmas ...
+    spike_mads: float = 10.0  # a loss above the rolling median by this many robust sigmas ...
     spike_rise: float = 0.25  # ... and by this share of the median is a spike
     oscillation_amplitude: float = 0.15  # robust σ of the late loss's scatter, share of the start
     early_update_steps: int = 20  # update ratios judged step by step up to this step
