@@ -205,3 +205,37 @@ def test_a_setup_that_cannot_train_is_a_clear_error(data):
     x, _ = data
     with pytest.raises(InvalidInputError, match="value targets must have the output's shape"):
         quick(broken(), (x, torch.randn(len(x), 5)))
+
+
+def test_a_loader_and_a_regression_target_work_end_to_end():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 3, generator=gen)
+    y = x @ torch.randn(3, 2, generator=gen)
+    loader = [(x[i : i + 32], y[i : i + 32]) for i in range(0, 256, 32)]
+    model = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 2))
+    result = quick(model, loader, steps=30, candidates=["lr"], optimizer=None, confirm=0)
+    assert result.scored_on == "held-out" and result.baseline.accuracy is None
+    assert all(math.isfinite(t.final_loss) for t in result.trials)
+
+
+def test_candidates_all_offers_every_remedy_that_applies(data):
+    result = quick(broken(), data, steps=10, candidates="all", confirm=0, budget_s=0)
+    names = " ".join(result.not_tried)
+    for label in ("activation → ReLU", "add BatchNorm", "re-init: LSUV", "clip", "warm-up"):
+        assert label in names
+    assert "forget bias" not in names and "Pre-LN" not in names  # no LSTM, no Transformer
+
+
+def test_fixup_is_offered_for_a_residual_model():
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(8, 8), nn.Linear(8, 8)
+
+        def forward(self, x):
+            return x + self.b(torch.relu(self.a(x)))
+
+    model = nn.Sequential(nn.Linear(2, 8), Block(), Block(), nn.Linear(8, 2))
+    x, y = torch.randn(64, 2), torch.randint(0, 2, (64,))
+    result = quick(model, (x, y), steps=10, candidates="all", confirm=0, budget_s=0)
+    assert "re-init: Fixup" in result.not_tried
