@@ -370,6 +370,27 @@ def unet(size, seed, image=32, batch=4):
     return model, x, torch.randint(0, 3, (batch, image, image), generator=g)
 
 
+def lenet(size, seed, act=nn.ReLU, keras=False, batch=32):
+    """LeNet-5's layout (conv-pool-conv-pool-dense-dense) on 28×28 inputs in [0, 1], as the
+    small Keras-era benchmark models are: PyTorch's init, or Keras's (Glorot uniform, zero
+    bias). The old per-layer ratio read these "vanishing" (1e-3-5e-3) though they train."""
+    torch.manual_seed(seed)
+    c1, c2 = ((6, 16), (12, 32))[size]
+    model = nn.Sequential(
+        nn.Conv2d(1, c1, 5, padding=2), act(), nn.MaxPool2d(2),
+        nn.Conv2d(c1, c2, 5), act(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(c2 * 25, 120), act(), nn.Linear(120, 84), act(), nn.Linear(84, 10),
+    )  # fmt: skip
+    if keras:
+        for m in model:
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+    g = torch.Generator().manual_seed(seed + 100)
+    x = torch.rand(batch, 1, 28, 28, generator=g)
+    return model, x, torch.randint(0, 10, (batch,), generator=g)
+
+
 # -- recurrent -------------------------------------------------------------------------------
 
 
@@ -438,6 +459,8 @@ HEALTHY = {
     "mixer": mixer,
     "convnext": convnext,
     "unet": unet,
+    "lenet": lenet,
+    "lenet_tanh_keras": functools.partial(lenet, act=nn.Tanh, keras=True),
     "lstm_lm": lstm_lm,
     "gru_classifier": gru_classifier,
 }

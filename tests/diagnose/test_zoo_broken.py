@@ -10,6 +10,8 @@ import functools
 import re
 
 import pytest
+import torch
+from torch import nn
 
 import gradprobe as gp
 
@@ -148,3 +150,18 @@ def test_no_remedy_re_proposes_the_init_the_model_has():
         for seed in SEEDS:
             for f in _serious(_findings("narrow_relu", size, seed)):
                 assert "kaiming_normal" not in _inits(f.remedy.code), str(f)
+
+
+class _Exp(nn.Module):
+    """Keras' "exponential" activation."""
+
+    def forward(self, x):
+        return torch.exp(x)
+
+
+def test_an_exponential_activation_was_told_that_sigmoids_slope_shrinks_its_gradients():
+    torch.manual_seed(0)
+    model = Z._mlp(12, 32, _Exp, d_in=4)
+    x = torch.randn(128, 4, generator=torch.Generator().manual_seed(0))
+    findings = _serious(gp.check(model, x, histograms=False).findings)
+    assert findings and not any("sigmoid" in f.remedy.text for f in findings)

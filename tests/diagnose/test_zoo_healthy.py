@@ -174,3 +174,16 @@ def test_a_loss_the_model_does_not_return_is_passed_as_loss_fn():
     model, ids, target = Z.lstm_lm(0, 0)
     result = gp.check(model, ids, loss_fn=lambda out: F.cross_entropy(out, target))
     assert result.run.meta["loss_source"] == "loss_fn" and result.healthy
+
+
+def test_a_monotone_three_layer_trend_was_called_finite_width_drift():
+    """A 3-layer net with a lowest/output ratio of 0.035 got an info "fluctuation: finite-width
+    drift": a healthy shallow net says nothing now; fluctuation is the narrow-stack warning."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)
+    )
+    x, y = torch.rand(64, 784), torch.randint(0, 10, (64,))
+    result = gp.check(model, x, y, histograms=False)
+    assert result.findings == []
+    assert Context(result.run, Thresholds()).gradient_profile(0).ratio < 0.1  # the old reading

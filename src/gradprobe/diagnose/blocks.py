@@ -158,7 +158,7 @@ class _Tree:
         # watched modules only: a container (Sequential, ModuleList) has no entry
         self.type = {m.name: m.module_type or "" for m in modules if m.name != ROOT}
         self.layers = layers
-        nodes = set()
+        nodes: set[str] = set()
         for m in modules:
             if m.name == ROOT:
                 continue
@@ -248,7 +248,8 @@ def _norm_place(blocks: list[Block], modules: list[Layer]) -> tuple[str | None, 
         and "Dropout" not in (m.module_type or "")
         and (m.module_type or "") != "Identity"
     ]
-    places, last = set(), {}
+    places: set[str | None] = set()
+    last: dict[str, str] = {}
     for b in blocks:
         own = [m for m in leaves if _inside(m.name, b.name)]
         if not own:
@@ -295,7 +296,7 @@ def _last_module(node: str, modules: list[Layer]) -> str | None:
     """The module that ran last inside ``node`` (post-order: ``node`` itself when it is a
     watched module; for a container, its last child): its output is the block's."""
     inside = [m for m in modules if m.position is not None and _inside(m.name, node)]
-    return max(inside, key=lambda m: m.position).name if inside else None
+    return max(inside, key=lambda m: m.position or 0).name if inside else None
 
 
 def _plain(layers: list[WeightLayer], params: list[Layer]) -> Structure:
@@ -315,7 +316,7 @@ def _plain(layers: list[WeightLayer], params: list[Layer]) -> Structure:
         pending = []
     if pending and blocks:
         blocks[-1] += pending
-    own = {}
+    own: dict[str, list[str]] = {}
     for p in params:  # a plain block's parameters are its layers' own
         owner = _parent(p.name) or ROOT
         own.setdefault(owner, []).append(p.name)

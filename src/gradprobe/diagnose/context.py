@@ -147,10 +147,12 @@ class Context:
             return s.norm_place
         if not self.steps or not s.last_norm:
             return None
-        pairs = [(b.output, s.last_norm.get(b.name)) for b in s.blocks]
-        if any(out is None or norm is None for out, norm in pairs):
-            return None
-        names = [n for pair in pairs for n in pair]
+        names: list[str] = []
+        for b in s.blocks:
+            norm = s.last_norm.get(b.name)
+            if b.output is None or norm is None:
+                return None
+            names += [b.output, norm]
         rms = self.matrix("activation", "rms", names)[:, 0]
         same = np.isclose(rms[0::2], rms[1::2], rtol=1e-6, atol=0) & np.isfinite(rms[0::2])
         return "post" if same.all() else None

@@ -34,6 +34,7 @@ import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -171,23 +172,26 @@ def score(run, thresholds: Thresholds | None = None) -> tuple[float, dict]:
     dead = ctx.matrix("activation", "dead", dead_layers)
     findings = diagnose(run, t)
     severities = {f.severity for f in findings}
-    parts = {
+    saturated = float(np.nanmax(sat)) if sat.size and np.isfinite(sat).any() else 0.0
+    dead_max = float(np.nanmax(dead)) if dead.size and np.isfinite(dead).any() else 0.0
+    non_finite = bool(run.events())
+    total = depth + 2 * saturated + 2 * dead_max + 100 * non_finite
+    total += 2 * ("warning" in severities) + 5 * ("error" in severities)
+    parts: dict[str, Any] = {
         "ratio": ratio,
         "depth": depth,
-        "saturated": float(np.nanmax(sat)) if sat.size and np.isfinite(sat).any() else 0.0,
-        "dead": float(np.nanmax(dead)) if dead.size and np.isfinite(dead).any() else 0.0,
-        "non_finite": bool(run.events()),
+        "saturated": saturated,
+        "dead": dead_max,
+        "non_finite": non_finite,
         "findings": findings,
     }
-    total = depth + 2 * parts["saturated"] + 2 * parts["dead"] + 100 * parts["non_finite"]
-    total += 2 * ("warning" in severities) + 5 * ("error" in severities)
     return total, parts
 
 
 def _edits(model: nn.Module) -> list[tuple[str, Callable[[nn.Module], nn.Module], str]]:
     """Architecture edits that fit ``model``: (name, edit of a copy, code)."""
     types = {type(m) for m in model.modules()}
-    out = []
+    out: list[tuple[str, Callable[[nn.Module], nn.Module], str]] = []
     saturating = sorted(t.__name__ for t in types if t in (nn.Sigmoid, nn.Tanh))
     if saturating:
         only = ", ".join(repr(n) for n in saturating)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -151,6 +152,7 @@ def primary_tensor(output: object) -> torch.Tensor | None:
         return output if output.is_floating_point() or output.is_complex() else None
     if isinstance(output, PackedSequence):
         return output.data
+    items: Iterable[object]
     if isinstance(output, (tuple, list)):
         items = output
     elif isinstance(output, dict):
