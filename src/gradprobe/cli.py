@@ -127,6 +127,10 @@ def fix(
         str, typer.Option(help="auto | all | remedy names, comma-separated")
     ] = "auto",
     workers: Annotated[int, typer.Option(help="trials in parallel processes")] = 1,
+    executor: Annotated[str, typer.Option(help="local | ray: where the trials run")] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="with --executor ray: the cluster's HOST:PORT")
+    ] = None,
     budget: Annotated[float | None, typer.Option(help="start no trial after SECONDS")] = None,
     kwargs: Annotated[str | None, typer.Option(help="JSON keyword arguments for FACTORY")] = None,
     seed: Annotated[int, typer.Option(help="seed for the model, the data order and trials")] = 0,
@@ -154,6 +158,8 @@ def fix(
             batch_size=batch_size,
             candidates=candidates,
             workers=workers,
+            executor=executor,
+            address=address,
             budget=budget,
             seed=seed,
             as_json=json_out,

@@ -1,4 +1,4 @@
-"""Sweeps on a local Ray instance (started once for this module, 2 CPUs, no dashboard, on
+"""Sweeps and gp.fix on a local Ray instance (started once for this module, 2 CPUs, no dashboard, on
 127.0.0.1 only): the same numbers and run files as in this process and in local processes,
 a killed worker leaves no half-written unit and resume computes only what is missing, a
 unit's own error comes back as itself, the progress bar is fed as Ray's tasks finish."""
@@ -21,10 +21,12 @@ ray = pytest.importorskip("ray")
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_instance():
+    import _fixcase
     import _sweep
     import _tasks
 
-    for module in (_sweep, _tasks):  # test modules: the workers get them with each task
+    modules = (_fixcase, _sweep, _tasks)
+    for module in modules:  # test modules: the workers get them with each task
         ray.cloudpickle.register_pickle_by_value(module)
     ray.init(
         num_cpus=2,
@@ -35,7 +37,7 @@ def ray_instance():
     )
     yield
     ray.shutdown()
-    for module in (_sweep, _tasks):
+    for module in modules:
         ray.cloudpickle.unregister_pickle_by_value(module)
 
 
@@ -148,3 +150,23 @@ def test_a_shared_object_is_put_once_and_tasks_run_on_one_torch_thread():
     got = {d.key: d.value for d in ex.completed()}
     ex.close()
     assert got == {"t0": 5, "t1": 6, "t2": 7, "threads": 1}
+
+
+def test_gp_fix_with_three_candidates_gives_the_same_trials_here_and_on_ray(tmp_path):
+    import _fixcase
+
+    kw = {"steps": 30, "candidates": ["activation", "lr", "normalise"], "confirm": 0}
+    kw.update(progress=False, optimizer=_fixcase.SGD(0.1))
+    data = _fixcase.circle_data()
+    here = gp.fix(_fixcase.broken(), data, path=tmp_path / "here", **kw)
+    on_ray = gp.fix(_fixcase.broken(), data, path=tmp_path / "ray", executor="ray", **kw)
+    assert len(here.trials) >= 4 and [t.name for t in on_ray.trials] == [
+        t.name for t in here.trials]  # fmt: skip
+    for a, b in zip(here.trials, on_ray.trials, strict=True):
+        assert a.losses == b.losses and a.final_loss == b.final_loss, a.name  # bit for bit
+        assert [f.kind for f in a.findings] == [f.kind for f in b.findings], a.name
+        assert b.run_path.startswith(str(tmp_path / "ray"))  # written by this process
+        assert Run.load(b.run_path).rows() == Run.load(a.run_path).rows(), a.name
+    assert on_ray.best.name == here.best.name
+    with pytest.raises(InvalidInputError, match="not both"):
+        gp.fix(_fixcase.broken(), data, executor="ray", workers=2, **kw)

@@ -96,6 +96,8 @@ def run_fix(
     seed: int,
     as_json: bool,
     html=None,
+    executor: str = "local",
+    address: str | None = None,
 ) -> int:
     """Returns the exit status: 0 the best trial is healthy and beats the model as given,
     1 no remedy helps."""
@@ -131,6 +133,8 @@ def run_fix(
         candidates=chosen,
         seed=seed,
         workers=workers,
+        executor=executor,
+        address=address,
         budget_s=budget,
         batch_size=batch_size,
         progress=not as_json,

@@ -1,37 +1,53 @@
-"""Where trials run: in this process, or in ``workers`` spawned processes.
+"""Where trials run: in this process, or through an executor (:mod:`gradprobe.executors`):
+``workers`` spawned processes, or Ray.
 
-The setup (model or factory, data, loss, optimizer, metric) is pickled once and sent to each
-worker when it starts; a job is then only ``(index, recipe)``. Processes are spawned, not
-forked (a fork after torch has started its threads can hang), and every trial runs on one
-torch thread from its own seed (:func:`~gradprobe.fix.trial.run_trial`), so the numbers are
-the same for any number of workers. Jobs are handed out one per free worker, so a budget
-can stop what has not started.
+The setup (model or factory, data, loss, optimizer, metric) is the tasks' shared object,
+sent once to each worker (pickled once for processes, put once into Ray's object store); a
+job is then only ``(index, recipe, seed)``. Every trial runs on one torch thread from its
+own seed (:func:`~gradprobe.fix.trial.run_trial`), so the numbers are the same for any
+executor. A worker writes the trial's run file in a scratch folder of its own machine and
+sends it back as bytes; this process writes it into the setup's folder (no shared file
+system needed). Jobs are handed out one per free worker, so a budget can stop what has not
+started.
 """
 
 from __future__ import annotations
 
 import pickle
+import shutil
+import tempfile
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 from ..errors import InvalidInputError
+from ..executors import Executor, Task, make, slots
 from .recipe import Recipe
 from .trial import Outcome, Setup, run_trial
 
-_SETUP: Setup | None = None  # a worker's copy of the setup (one per process)
+
+def _work(setup: Setup, index: int, recipe: Recipe, seed: int | None) -> tuple[Outcome, dict]:
+    """A trial in a worker, its run file (if any) back as bytes."""
+    if setup.folder is None:
+        return run_trial(setup, recipe, index, seed=seed), {}
+    scratch = tempfile.mkdtemp(prefix="gradprobe-trial-")
+    try:
+        out = run_trial(replace(setup, folder=scratch), recipe, index, seed=seed)
+        files = {p.name: p.read_bytes() for p in Path(scratch).iterdir() if p.is_file()}
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return out, files
 
 
-def _start_worker(blob: bytes) -> None:
-    global _SETUP
-    import torch
-
-    torch.set_num_threads(1)
-    _SETUP = pickle.loads(blob)
-
-
-def _work(index: int, recipe: Recipe, seed: int | None) -> Outcome:
-    assert _SETUP is not None, "worker started without a setup"
-    return run_trial(_SETUP, recipe, index, seed=seed)
+def _keep(setup: Setup, out: Outcome, files: dict) -> Outcome:
+    """Write a worker's run file into the setup's folder; the outcome points there."""
+    if setup.folder is not None:
+        for name, data in files.items():
+            (Path(setup.folder) / name).write_bytes(data)
+        if out.run_path is not None:
+            out.run_path = str(Path(setup.folder) / Path(out.run_path).name)
+    return out
 
 
 def picklable(setup: Setup) -> bytes:
@@ -59,40 +75,42 @@ def run_jobs(
     workers: int,
     keep_going: Callable[[], bool],
     done: Callable[[Outcome], None],
-    pool: ProcessPoolExecutor | None = None,
+    pool: Executor | None = None,
 ) -> list[tuple[int, Recipe, int | None]]:
     """Run ``jobs``; ``done(outcome)`` as each finishes; a job starts only while
     ``keep_going()``. A job is (index, recipe, seed or None for the setup's). Returns the
     jobs never started."""
     pending = list(jobs)
-    if workers <= 1 or pool is None:
+    if pool is None:
         while pending and keep_going():
             index, recipe, seed = pending.pop(0)
             done(run_trial(setup, recipe, index, seed=seed))
         return pending
-    running: set[Future] = set()
-    try:
-        while pending or running:
-            while pending and len(running) < workers and keep_going():
-                running.add(pool.submit(_work, *pending.pop(0)))
-            if not running:
-                break
-            finished, running = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                done(future.result())
-    except BaseException:
-        for future in running:
-            future.cancel()
-        raise
+    size, running = slots(pool) or workers, 0
+
+    def feed() -> None:
+        nonlocal running
+        while pending and running < size and keep_going():
+            job = pending.pop(0)
+            pool.submit(Task(f"trial {job[0]} seed {job[2]}", _work, job, setup))
+            running += 1
+
+    feed()
+    for finished in pool.completed():
+        running -= 1
+        if finished.error is not None:
+            raise finished.error
+        done(_keep(setup, *finished.value))
+        feed()
     return pending
 
 
-def start_pool(setup: Setup, workers: int) -> ProcessPoolExecutor | None:
-    if workers <= 1:
+def start_pool(
+    setup: Setup, workers: int, executor: Any = "local", address: str | None = None
+) -> Executor | None:
+    """None (trials in this process) for one local worker, else the executor."""
+    if executor == "local" and workers <= 1:
         return None
-    import multiprocessing
-
-    blob = picklable(setup)
-    return ProcessPoolExecutor(
-        workers, multiprocessing.get_context("spawn"), initializer=_start_worker, initargs=(blob,)
-    )
+    if executor == "local":
+        picklable(setup)  # an error that names what cannot be sent
+    return make(executor, workers=workers, address=address)

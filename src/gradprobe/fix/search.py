@@ -32,6 +32,7 @@ import numpy as np
 from torch import nn
 
 from ..errors import InvalidInputError
+from ..executors import check as check_executor
 from .catalog import REMEDIES
 from .data import constant_loss, prepare
 from .pool import run_jobs, start_pool
@@ -236,6 +237,8 @@ def fix(
     holdout: float = 0.2,
     progress: bool = True,
     path: str | Path | None = None,
+    executor: Any = "local",
+    address: str | None = None,
 ) -> FixResult:
     """Train the model as given and the remedies its findings call for, each on a copy with
     the same data order, seed and steps; return them ranked by outcome (see module doc).
@@ -250,12 +253,17 @@ def fix(
     start no trial after that many seconds (the result lists what was not tried).
     ``confirm``: other seeds the baseline and the leading trials are trained with (0: none).
     ``path``: keep each trial's watched run there (else a temporary folder).
-    The model given is never modified.
+    ``executor``: "local" (``workers`` processes), "ray" (a Ray task per trial; ``address``:
+    the cluster to join, None for Ray on this machine) or a :mod:`gradprobe.executors`
+    executor; the same numbers on any. The model given is never modified.
     """
     start = time.perf_counter()
     _check_args(model_or_factory, steps, workers, budget_s, metric, loss_fn, optimizer, candidates)
     if isinstance(confirm, bool) or not isinstance(confirm, int) or confirm < 0:
         raise InvalidInputError(f"confirm must be an integer >= 0, got {confirm!r}")
+    if executor != "local" and workers != 1:
+        raise InvalidInputError("pass workers= or executor=, not both (the executor decides)")
+    check_executor(executor, address)  # before anything trains
     prepared = prepare(data, batch_size, holdout, seed, steps)
     with own_random_state(seed):
         try:
@@ -280,7 +288,7 @@ def fix(
         folder=str(folder),
         reference=constant_loss(loss_fn, prepared.targets()),
     )
-    pool = start_pool(setup, workers)  # the workers start while the baseline trains
+    pool = start_pool(setup, workers, executor, address)
 
     def keep_going() -> bool:
         return budget_s is None or time.perf_counter() - start < budget_s
@@ -333,7 +341,7 @@ def fix(
                 skipped += run_jobs(setup, jobs, workers, keep_going, done, pool)
     finally:
         if pool is not None:
-            pool.shutdown(cancel_futures=True)
+            pool.close(cancel=True)
     result = FixResult(
         [trials[i] for i in sorted(trials)],
         base,
