@@ -152,3 +152,25 @@ def test_a_unit_is_whole_or_absent_when_writing_it_fails(tmp_path, monkeypatch, 
     assert sorted(p.name for p in (run.folder / "units").iterdir()) == ["seed=0"]
     assert (unit / "sub" / "a.bin").read_bytes() == b"y"
     assert json.loads((unit / "unit.json").read_text())["numbers"] == {"loss": 1.0}
+
+
+def test_gp_fix_refuses_a_bad_executor_before_anything_trains(monkeypatch, capsys):
+    import _fixcase
+
+    from gradprobe.cli import main
+    from gradprobe.fix import search
+
+    def no_trial(*args, **kwargs):
+        raise AssertionError("a trial ran although the executor was refused")
+
+    monkeypatch.setattr(search, "run_trial", no_trial)
+    data = _fixcase.circle_data(64)
+    with pytest.raises(UnknownNameError, match="unknown executor 'slurm'"):
+        gp.fix(_fixcase.broken(), data, executor="slurm", progress=False)
+    with pytest.raises(InvalidInputError, match=r"address=.* is for executor='ray'"):
+        gp.fix(_fixcase.broken(), data, address="127.0.0.1:6379", progress=False)
+    monkeypatch.setitem(sys.modules, "ray", None)
+    args = ["fix", "_fixcase:broken", "--input-shape", "64,2", "--executor", "ray"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2 and "gradprobe[ray]" in capsys.readouterr().err
