@@ -141,7 +141,7 @@ def test_step_with_the_loss_after_the_optimizer_ended_the_step_starts_no_other()
     assert list(_values(probe.run, "loss", "value").values()) == losses
 
 
-def _blow_up(device_path, monkeypatch, poison=None, blow_at=5):
+def _blow_up(device_path, monkeypatch, poison=None, blow_at=5, skip_nan=False):
     """At ``blow_at`` the gradients are scaled by 1e30 after the probe read them (still finite)
     and the lr is 1e10: the optimizer's step takes the weights past float32's range."""
     if device_path:
@@ -156,6 +156,10 @@ def _blow_up(device_path, monkeypatch, poison=None, blow_at=5):
                 x[0, 0] = float("nan")
             loss = model(x).pow(2).mean()
             loss.backward()
+            if skip_nan and not torch.isfinite(loss):  # the user's loop skips a NaN step
+                opt.zero_grad()
+                probe.step(loss=loss)
+                continue
             if i == blow_at:
                 for p in model.parameters():
                     p.grad.mul_(1e30)
@@ -232,3 +236,13 @@ def test_the_guard_ends_the_step_and_step_with_the_loss_follows():
 def test_check_records_its_loss():
     result = gp.check(_mlp(), torch.randn(8, 6), target=torch.randint(0, 3, (8,)))
     assert _values(result.run, "loss", "value")[0] == pytest.approx(result.run.meta["loss"])
+
+
+@pytest.mark.parametrize("device_path", [False, True])
+def test_weights_made_nonfinite_after_a_nan_from_the_data_are_still_found(monkeypatch, device_path):
+    """A NaN in the data at step 2 (the loop skips that step, the weights stay finite), then
+    the optimizer's step 5 makes them Inf: the update event is still found."""
+    run, first_bad = _blow_up(device_path, monkeypatch, poison=2, skip_nan=True)
+    assert run.first_nonfinite("forward").step == 2
+    ev = run.first_nonfinite("update")
+    assert ev is not None and (ev.step, ev.layer) == (5, first_bad), run.events()

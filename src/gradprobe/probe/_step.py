@@ -210,12 +210,13 @@ class Finisher:
         step's gradients were finite (``find_param()`` names the first bad parameter)."""
         if not self._watching_weights():
             return
-        self.weights_finite = False
+        name = find_param()
+        if name is None:  # the weights are finite: the NaN/Inf came from somewhere else
+            return
+        self.weights_finite = False  # from now on they are not: one event at most
         gn = self.training.last_grad_norm
         if gn is not None and gn[0] == step and math.isfinite(gn[1]):
-            name = find_param()
-            if name is not None:
-                self.first.record_update(step, name, gn[1])
+            self.first.record_update(step, name, gn[1])
 
     def _updates_of(self, state: StepState, weights, host, bad_steps, rows) -> None:
         """On the host path: a weight norm the backward took (the weights after the previous
