@@ -55,6 +55,7 @@ class Context:
     def __init__(self, run: Run, thresholds: Thresholds) -> None:
         self.run = run
         self.t = thresholds
+        self._cache: dict[tuple[str, str], dict[str, np.ndarray]] = {}
 
     @functools.cached_property
     def modules(self):
@@ -80,15 +81,32 @@ class Context:
 
     def matrix(self, quantity: str, stat: str, layers: list[str]):
         """array[layer, step] of (quantity, stat) for ``layers`` (NaN where missing)."""
-        names, steps, values = self.run.matrix(quantity, stat)
-        index = {n: i for i, n in enumerate(names)}
+        rows = self._rows(quantity, stat)
         out = np.full((len(layers), len(self.steps)), np.nan)
-        col = {s: i for i, s in enumerate(self.steps)}
         for j, name in enumerate(layers):
-            if name in index:
-                for k, s in enumerate(steps):
-                    out[j, col[s]] = values[index[name], k]
+            row = rows.get(name)
+            if row is not None:
+                out[j] = row
         return out
+
+    def _rows(self, quantity: str, stat: str) -> dict[str, np.ndarray]:
+        """layer -> its values over ``steps``, read from the run once per (quantity, stat)."""
+        key = (quantity, stat)
+        if key not in self._cache:
+            names, steps, values = self.run.matrix(quantity, stat)
+            known = [k for k, s in enumerate(steps) if s in self._step_index]
+            col = [self._step_index[steps[k]] for k in known]
+            rows = {}
+            for i, name in enumerate(names):
+                row = np.full(len(self.steps), np.nan)
+                row[col] = values[i, known]
+                rows[name] = row
+            self._cache[key] = rows
+        return self._cache[key]
+
+    @functools.cached_property
+    def _step_index(self) -> dict[int, int]:
+        return {s: i for i, s in enumerate(self.steps)}
 
     # -- the Glorot profile over every weight layer (plain stacks; runs without norms) ------
     def gradient_profile(self, step_index: int, stat: str = "rms") -> Profile | None:
