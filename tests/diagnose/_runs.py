@@ -93,6 +93,17 @@ def _overflow(used):
     return training_run(loss=[1.0], logged=logged)
 
 
+def _stream(growth):
+    modules = [
+        ("h.0", "Block", None),
+        ("h.0.attn", "CausalSelfAttention", None),
+        ("h.0.mlp", "Linear", None),
+        ("head", "Linear", None),
+    ]
+    logged = {s: [("h.0", "activation", "rms", 0.03 * growth ** (s / 29))] for s in range(30)}
+    return training_run(loss=decaying(30), modules=modules, params=["head.weight"], logged=logged)
+
+
 KNOWN = {
     # rule: (a run where it must fire, one where it must not, the kind, its severities)
     "loss": (
@@ -108,6 +119,7 @@ KNOWN = {
         {"warning"},
     ),
     "overflow": (lambda: _overflow(0.5), lambda: _overflow(1e-3), "overflow", {"warning"}),
+    "stream": (lambda: _stream(5e3), lambda: _stream(20.0), "exploding", {"warning"}),
     "grad_norm": (
         lambda: training_run(grad_norm=np.concatenate([np.ones(10), np.geomspace(1, 1e4, 10)])),
         lambda: training_run(grad_norm=np.linspace(1, 5, 20)),

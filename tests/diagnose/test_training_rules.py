@@ -294,6 +294,16 @@ def test_weights_made_nan_by_the_optimizer_step_are_the_origin():
     assert forward and forward[0].severity == "info" and "optimizer step" in forward[0].message
 
 
+def test_a_residual_stream_grown_a_thousandfold_is_exploding_at_its_step():
+    from ._runs import _stream
+
+    f = only(diagnose(_stream(5e3), rules="stream"), "exploding")
+    assert f.layer == "h.0" and f.evidence["measured_on"] == "residual stream over training"
+    assert f.onset == int(np.argmax(5e3 ** (np.arange(30) / 29) > 1e3))
+    assert "learning rate" in f.remedy.text
+    assert diagnose(_stream(20.0), rules="stream") == []  # healthy runs grow it 10-22x
+
+
 # -- links ----------------------------------------------------------------------------------------
 
 
@@ -360,3 +370,40 @@ def test_new_thresholds_are_checked():
 
 
 assert WEIGHTS  # the two weights every hand-written run has
+
+
+# -- regression tests for what went wrong while building these rules ------------------------------
+
+
+def test_an_explosion_from_step_3_set_its_own_clipping_norm():
+    """The clipping norm was the median of the first ten norms, most of them the explosion's."""
+    norm = np.concatenate([[1.9, 3.4, 5.3], 20 * 8.0 ** np.arange(17)])
+    f = only(
+        diagnose(training_run(loss=decaying(20), grad_norm=norm), rules="grad_norm"), "exploding"
+    )
+    assert "max_norm=3.4" in f.remedy.code  # the steps before it rose 10x above its first
+
+
+def test_a_nan_loss_was_also_not_learning():
+    loss = np.concatenate([np.full(25, 2.3), [np.nan]])
+    kinds = [f.kind for f in diagnose(training_run(loss=loss), rules="loss")]
+    assert kinds == ["diverging"]
+
+
+def test_a_cause_with_evidence_of_another_shape_broke_the_symptom_message():
+    """A depth finding without a numeric ratio in its evidence raised a TypeError in link."""
+    from gradprobe.diagnose.finding import Finding
+    from gradprobe.diagnose.link import _summary
+
+    f = Finding("vanishing", "h.0", "warning", 5, evidence={"ratio_lowest_to_output": None})
+    assert "vanishing" in _summary(f) and "h.0" in _summary(f)
+    g = Finding("large_updates", "w", "warning", 0, evidence={"update_ratio": "n/a"}, message="m")
+    assert _summary(g).endswith("m")
+
+
+def test_a_warmup_that_starts_at_lr_0_was_small_updates():
+    lr = np.minimum(1.0, np.arange(100) / 20) * 1e-3  # LambdaLR(s / 20): lr 0 at step 0
+    logged = {0: updates(0.0)}  # the one measured step: lr 0, so Δw = 0 by design
+    assert diagnose(training_run(loss=decaying(100), lr=lr, logged=logged), rules="updates") == []
+    flat = training_run(loss=decaying(100), lr=np.full(100, 1e-3), logged=logged)
+    assert only(diagnose(flat, rules="updates"), "small_updates")  # at lr 1e-3 it is

@@ -50,6 +50,8 @@ def _rank(f: Finding) -> int:
         return 4
     if f.kind == "large_updates":
         return 5
+    if f.kind == "exploding" and f.evidence.get("measured_on") == "residual stream over training":
+        return 5
     if f.kind in ("dead_units", "saturated") and f.evidence.get("appeared") == "during training":
         return 6
     if f.kind == "small_updates":
@@ -89,6 +91,8 @@ def _words(f: Finding) -> str:
             f"the gradient of {at} growing {e.get('ratio_first_to_last', 0):.3g}× back "
             f"through time (step {f.onset})"
         )
+    if f.kind == "exploding" and e.get("measured_on") == "residual stream over training":
+        return f"the residual stream after {at} grown {e.get('growth', 0):.3g}× by step {f.onset}"
     if f.kind == "exploding" and at is None:
         return f"the gradient norm growing {e.get('growth', 0):.3g}× from step {f.onset}"
     if f.kind in ("vanishing", "exploding"):

@@ -92,6 +92,7 @@ class Thresholds:
     time_exploding_ratio: float = 1e2  # ∂L/∂x at t=0 over its value at the last time step
     grad_norm_growth: float = 1e2  # global gradient norm over its median of the first steps
     early_update_ratio: float = 0.25  # ‖Δw‖/‖w‖ of one of the first steps (Adam's ≈ lr/rms w)
+    stream_growth: float = 1e3  # a transformer block's output rms over its first logged value
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -171,6 +172,7 @@ _RULES = (
         ("time_exploding_ratio", 1, math.inf, True, True),
         ("grad_norm_growth", 1, math.inf, True, True),
         ("early_update_ratio", 0, math.inf, True, True),
+        ("stream_growth", 1, math.inf, True, True),
     ),
     _ordered("vanishing_error_ratio", "vanishing_ratio", _EXTREME),
     _ordered("exploding_ratio", "exploding_error_ratio", _EXTREME),

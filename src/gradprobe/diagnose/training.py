@@ -66,7 +66,7 @@ def post_ln_blocks(ctx: Context) -> list[str]:
     sits after the residual sum, Vaswani et al. 2017), from the execution order. In Pre-LN
     (GPT-2, ``norm_first=True``) the block's first norm runs before its attention."""
     order = {m.name: m.position for m in ctx.modules}
-    out = []
+    out: list[str] = []
     for name in attention_modules(ctx):
         block = name.rsplit(".", 1)[0] if "." in name else ""
         if not block or any(b and name.startswith(b + ".") for b in out):

@@ -21,6 +21,7 @@ from . import (  # noqa: E402,F401  (each module registers its rule)
     overflow,
     recorded,
     saturated,
+    stream,
     through_time,
     updates,
 )

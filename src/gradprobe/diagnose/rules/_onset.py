@@ -17,6 +17,8 @@ def during_training(ctx: Context, f: Finding, stat: str, alternative: str) -> Fi
     """``f`` with where it began in its evidence; if that was after the first logged step,
     the remedy is the step size (with ``alternative``, e.g. a LeakyReLU) instead of the
     init's."""
+    if f.layer is None:
+        return f
     row = ctx.matrix("activation", stat, [f.layer])[0]
     finite = np.nonzero(np.isfinite(row))[0]
     first = float(row[finite[0]]) if finite.size else float("nan")

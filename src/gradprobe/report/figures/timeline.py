@@ -74,8 +74,11 @@ def timeline_figure(run: Run | str | Path, findings=None):
 
         findings = diagnose(run)
     findings = [f for f in findings if f.onset is not None]
-    lines = [(f, explaining_line(run, f)) for f in findings if f.kind not in SYMPTOMS]
-    lines = [(f, line) for f, line in lines if line is not None and line[1].size]
+    lines = []
+    for f in findings:
+        line = explaining_line(run, f) if f.kind not in SYMPTOMS else None
+        if line is not None and line[1].size:
+            lines.append(line)
     fig = figure(figsize=(9, 5.2 if lines else 3.4))
     axes = fig.subplots(2 if lines else 1, 1, sharex=True, squeeze=False)[:, 0]
     top = axes[0]
@@ -120,7 +123,7 @@ def timeline_figure(run: Run | str | Path, findings=None):
     )
     if lines:
         bottom = axes[1]
-        for k, (_, (label, steps, values)) in enumerate(lines):
+        for k, (label, steps, values) in enumerate(lines):
             good = np.isfinite(values) & (values > 0)
             bottom.plot(steps[good], values[good], lw=1.2, color=f"C{k % 10}", label=label)
         bottom.axhline(1.0, color="0.4", lw=0.8, ls=":")
