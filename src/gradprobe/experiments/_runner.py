@@ -147,6 +147,8 @@ def execute(
     exp = get_experiment(p.name)
     numbers = dict(p.finished)
     used = min(workers, len(p.todo)) or 1
+    if not p.todo and (executor is None or isinstance(executor, str)):
+        executor, address = "local", None  # nothing left to compute: no Ray to start
     local = executor is None or executor == "local"
     try:  # starting Ray can fail after the plan: the folder then says so
         ex = make_executor(executor or "local", workers=used, address=address, cpus=threads,
