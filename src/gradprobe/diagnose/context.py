@@ -233,14 +233,16 @@ class Context:
         rms = dict(zip([m.name for m in order], self._rms("activation", [m.name for m in order])[
             :, step_index
         ], strict=True))  # fmt: skip
-        out, previous = [], None
+        out = []
         for b in self.structure.blocks:
-            before = [m for m in order if m.position < b.start]
-            source = previous if previous is not None else (before[-1].name if before else None)
+            # what ran last before the block is what fed it: the previous block, or the
+            # stem's last module (an embedding's dropout, a decoder's own embedding)
+            inside = b.name + "."
+            before = [m for m in order if m.position < b.start and not m.name.startswith(inside)]
+            source = before[-1].name if before else None
             into, result = rms.get(source, np.nan), rms.get(b.output, np.nan)
             if np.isfinite(into) and np.isfinite(result) and into > 0:
                 out.append((b.name, float(result / into)))
-            previous = b.output
         return out
 
     # -- facts for remedies -------------------------------------------------------------

@@ -71,7 +71,7 @@ class Thresholds:
     small_update_ratio: float = 1e-6
     # -- depth in blocks (docs/DIAGNOSIS.md, "Depth"): healthy zoo spans 0.1-40, see there
     block_rate: float = 1.25  # ×/block a residual, normalised stack may drift (zoo max 1.17)
-    block_growth: float = 10.0  # one block scaling the stream's rms by more (zoo max 1.5)
+    block_growth: float = 10.0  # one block scaling the stream's rms by more (zoo max 2.5)
     post_ln_blocks: int = 18  # Post-LN this deep needs warm-up (Liu et al. 2020: 18 failed)
     post_ln_growth: float = 1.25  # ... when its gradient grows this much towards the output
     narrow_width: float = 1.0  # Σ 1/width over a plain ReLU stack's hidden layers
