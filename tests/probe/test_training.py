@@ -246,3 +246,17 @@ def test_weights_made_nonfinite_after_a_nan_from_the_data_are_still_found(monkey
     assert run.first_nonfinite("forward").step == 2
     ev = run.first_nonfinite("update")
     assert ev is not None and (ev.step, ev.layer) == (5, first_bad), run.events()
+
+
+def test_step_with_the_loss_before_the_optimizer_step_ends_the_step_once():
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gp.watch(model, optimizer=opt) as probe:
+        for _ in range(3):
+            loss = model(torch.randn(8, 6)).pow(2).mean()
+            loss.backward()
+            probe.step(loss=loss)  # before opt.step(): this call ends the step
+            opt.step()  # ... and this one ends none
+            opt.zero_grad()
+    assert probe.run.steps == [0, 1, 2] and probe.step_index == 3
+    assert list(_values(probe.run, "lr", "value")) == [0, 1, 2]

@@ -92,7 +92,9 @@ class Probe(AttentionHooks, Lifecycle):
             run, self._params, self._snapshot, self._recorder, self._first, self._training
         )
         self._optimizer = optimizer  # its learning rates are recorded every step
-        self._ended_by_optimizer = False  # optimizer= ended the step; step(loss=) may follow
+        # who ended the last step, while no forward has run since: "optimizer" (then a
+        # step(loss=) gives that step its loss) or "user" (then optimizer.step() ends nothing)
+        self._ended: str | None = None
         self._on_host = distributed is None and all(R.on_host(p.device) for _, p in self._params)
         self._first.on_forward_event = self._weights_after_update
         self._finisher.weights_finite = first_nonfinite_param(self._params) is None
@@ -185,7 +187,7 @@ class Probe(AttentionHooks, Lifecycle):
 
     def _input_hook(self, slot: Slot) -> Callable:
         def hook(module, args, kwargs=None):
-            self._ended_by_optimizer = False  # a new forward: step(loss=) ends a new step
+            self._ended = None  # a new forward: the next step() or optimizer.step() ends a step
             if not self.hooks.active or not self._want_fwd():
                 return
             t, st = primary_tensor((args, kwargs)), self._state
@@ -336,24 +338,33 @@ class Probe(AttentionHooks, Lifecycle):
         or a number) is recorded for the step, on every step, without a host sync.
 
         ``lr``: the learning rate used (a number, or one per param group) when the probe has
-        no ``optimizer=`` to read it from. With ``optimizer=``, the optimizer's step has
-        already ended the step: a ``step(loss=...)`` right after it (before the next
-        forward) gives that step its loss and starts no other. A failure while recording (a
+        no ``optimizer=`` to read it from. With ``optimizer=``, the optimizer's step ends
+        the step: a ``step(loss=...)`` right after it (before the next forward) gives that
+        step its loss and starts no other; called before ``optimizer.step()`` it ends the
+        step itself, and that optimizer step ends none. A failure while recording (a
         hook that failed earlier, a full disk) is recorded as a warning and the step's
         numbers are dropped; it never stops the training loop.
         """
         self._check_open()
         loss = check_loss(loss)
-        if self._ended_by_optimizer:
-            self._ended_by_optimizer = False
-            self._training.late(self._step - 1, loss, lr)
+        if self._ended == "optimizer":
+            self._ended = None
+            try:
+                self._training.late(self._step - 1, loss, lr)
+            except Exception as err:
+                self._hook_failed(f"step {self._step - 1}", err)
             return
         self._end_step(loss, lr)
+        self._ended = "user" if self._optimizer is not None else None
 
     def _auto_step(self) -> None:
-        """``optimizer.step()`` (or the guard) ended the step."""
+        """``optimizer.step()`` (or the guard) ends the step, unless ``probe.step()`` has
+        just ended it (called before ``optimizer.step()``, with no forward since)."""
+        if self._ended == "user":
+            self._ended = None
+            return
         self._end_step(None, None)
-        self._ended_by_optimizer = True
+        self._ended = "optimizer"
 
     def _end_step(self, loss, lr) -> None:
         t0 = time.perf_counter()
