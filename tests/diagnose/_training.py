@@ -276,8 +276,9 @@ def _loss(case: Case, out, y):
 
 
 def train(case: Case, seed: int = 0):
-    """Train ``case`` under gp.watch with the loss passed to probe.step; returns the Run
-    (and the per-step losses, for the tests' own checks)."""
+    """Train ``case`` under ``gp.watch(model, optimizer=opt)`` with the loss passed to
+    ``probe.step(loss=loss)`` after each optimizer step; returns the Run and the per-step
+    losses (for the tests' own checks)."""
     torch.manual_seed(seed)
     model = case.model()
     opt = case.optimizer(list(model.parameters()))
@@ -293,8 +294,7 @@ def train(case: Case, seed: int = 0):
         if case.autocast is not None
         else contextlib.nullcontext()
     )
-    with gp.watch(model, every=schedule) as probe:
-        probe.run.add_layer("(model)", "module")  # idempotent (a Sequential root has none)
+    with gp.watch(model, every=schedule, optimizer=opt) as probe:
         for _ in range(case.steps):
             x, y = next(batches)
             with amp:
@@ -303,12 +303,11 @@ def train(case: Case, seed: int = 0):
             loss.backward()
             if case.clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), case.clip)
-            lr = opt.param_groups[0]["lr"]
-            opt.step()
+            opt.step()  # ends the probe's step (optimizer=): it reads the lr used
             opt.zero_grad()
             if sched is not None:
                 sched.step()
-            probe.step(loss=loss, lr=lr)
+            probe.step(loss=loss)  # gives that step its loss
             losses.append(float(loss.detach()))
     return probe.run, losses
 

@@ -7,6 +7,9 @@ or warm-up, not an init the model already has."""
 
 from __future__ import annotations
 
+import dataclasses
+
+from .. import remedies
 from ..context import Context
 from ..finding import Finding, Remedy
 from . import RULES
@@ -39,4 +42,16 @@ def dead_units(ctx: Context) -> list[Finding]:
         min_samples=ctx.t.min_dead_batch,  # on fewer examples "dead" is chance, see Thresholds
     )
     leaky = "LeakyReLU keeps a gradient for negative inputs, so units can come back"
-    return [during_training(ctx, f, "dead", leaky) for f in found]
+    found = [during_training(ctx, f, "dead", leaky) for f in found]
+    # at init in a model that already has He weights and zero biases, no init revives them
+    # (remedies.dead_at_init, the depth engineer's: it says why and what does)
+    at_init = getattr(remedies, "dead_at_init", None)
+    better = at_init(ctx) if at_init is not None and found else None
+    if better is None:
+        return found
+    return [
+        dataclasses.replace(f, remedy=better)
+        if f.evidence.get("appeared") == "at initialisation"
+        else f
+        for f in found
+    ]
