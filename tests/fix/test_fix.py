@@ -239,3 +239,13 @@ def test_fixup_is_offered_for_a_residual_model():
     x, y = torch.randn(64, 2), torch.randint(0, 2, (64,))
     result = quick(model, (x, y), steps=10, candidates="all", confirm=0, budget_s=0)
     assert "re-init: Fixup" in result.not_tried
+
+
+def test_a_difference_small_beside_the_repair_goes_to_the_healthier():
+    """dying_relu/circles-sgd-lr05: lr × 0.3 (0.025, dead units) beat BatchNorm (0.054,
+    healthy) by 0.03 of a 0.67 gain, and failed on another batch order (68 % against 99.8)."""
+    trials = [_t("base", 0.69, changes=0, healthy=False), _t("lr", 0.025, healthy=False)]
+    trials.append(_t("bn", 0.054))
+    assert [t.name for t in rank(trials, higher=False)] == ["bn", "lr", "base"]
+    trials[2] = _t("bn", 0.08)  # 0.055 apart: more than 5 % of the gain, no tie
+    assert rank(trials, higher=False)[0].name == "lr"

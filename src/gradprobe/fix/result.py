@@ -15,6 +15,8 @@ from .recipe import Env, OptimizerSpec, Recipe
 
 #: two outcomes closer than this (relative) are a tie, which goes to the healthier trial
 TIE = 0.01
+#: ... and so are two outcomes closer than this share of what the best gained over the baseline
+GAIN_TIE = 0.05
 
 
 @dataclass(frozen=True)
@@ -178,16 +180,23 @@ def better(a: Trial, b: Trial, higher: bool) -> bool:
 
 
 def rank(trials: list[Trial], higher: bool) -> list[Trial]:
-    """Best outcome first; trials within :data:`TIE` of a group's leader are ordered by
-    health (fewer errors, then fewer problems), then fewer changes, then outcome."""
+    """Best outcome first; trials tied with a group's leader are ordered by health (fewer
+    errors, then fewer problems), then fewer changes, then outcome. A tie: within
+    :data:`TIE` (relative) of the leader, or within :data:`GAIN_TIE` of what the best trial
+    gained over the baseline (a difference small beside the repair itself: then the healthier
+    remedy is the one to trust on another batch order)."""
     ordered = sorted(trials, key=lambda t: (t.outcome(higher), len(t.recipe.changes)))
+    base = [t.outcome(higher) for t in trials if t.is_baseline]
+    best = ordered[0].outcome(higher) if ordered else math.inf
+    gain = base[0] - best if base and math.isfinite(base[0]) and math.isfinite(best) else 0.0
     out: list[Trial] = []
     while ordered:
         lead = ordered[0].outcome(higher)
         if math.isinf(lead):
             out.extend(ordered)
             break
-        tied = [t for t in ordered if abs(t.outcome(higher) - lead) <= TIE * abs(lead)]
+        band = max(TIE * abs(lead), GAIN_TIE * gain)
+        tied = [t for t in ordered if t.outcome(higher) - lead <= band]
         tied.sort(key=lambda t: (t.health_key(), len(t.recipe.changes), t.outcome(higher)))
         out.append(tied[0])
         ordered.remove(tied[0])
