@@ -1,9 +1,9 @@
 """Copy the paper-scale runs' small results here and draw their figures (issue 18).
 
-    python docs/reproductions/figures.py RUNS_DIR
+    python docs/reproductions/figures.py RUNS_DIR [SUFFIX]
 
 For each run folder RUNS_DIR/NAME (the latest of each experiment), writes
-docs/reproductions/NAME-PRESET/result.json and run.json (config, versions, per-unit seconds)
+docs/reproductions/NAME-PRESET[SUFFIX]/result.json and run.json (config, versions, per-unit seconds)
 and the PNG figures. The SQLite Run files stay in RUNS_DIR (see docs/REPRODUCTIONS.md).
 """
 
@@ -28,9 +28,9 @@ def latest(runs: Path, name: str) -> Path | None:
     return done[-1] if done else None
 
 
-def copy(folder: Path) -> tuple[Path, dict]:
+def copy(folder: Path, suffix: str = "") -> tuple[Path, dict]:
     result = json.loads((folder / "result.json").read_text())
-    dest = HERE / f"{result['experiment']}-{result['preset']}"
+    dest = HERE / f"{result['experiment']}-{result['preset']}{suffix}"
     dest.mkdir(exist_ok=True)
     shutil.copy(folder / "result.json", dest / "result.json")
     shutil.copy(folder / "run.json", dest / "run.json")
@@ -110,16 +110,16 @@ def trainability(dest: Path, r: dict) -> None:
 DRAW = {"rnn_vs_lstm": adding, "he2015": he, "glorot2010": glorot, "trainability": trainability}
 
 
-def main(runs: Path) -> None:
+def main(runs: Path, suffix: str = "") -> None:
     for name, draw in DRAW.items():
         folder = latest(runs, name)
         if folder is None:
             print(f"{name}: no finished run in {runs}")
             continue
-        dest, result = copy(folder)
+        dest, result = copy(folder, suffix)
         draw(dest, result)
         print(f"{name}: {folder} -> {dest}")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "/work/repro-runs"))
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "/work/repro-runs"), *sys.argv[2:3])
