@@ -24,6 +24,7 @@ class Config:
     log: str = ""  # each unit appends its seed here when it starts
     kill: int = -1  # this unit kills its worker process mid-unit, once (flag file: log.killed)
     fail: int = -1  # this unit raises mid-unit
+    driver: int = 0  # the test's own process id: a unit never kills that one
 
 
 def units(cfg: Config) -> list[dict]:
@@ -46,7 +47,8 @@ def run_unit(cfg: Config, unit: dict, folder: Path) -> dict:
     if unit["seed"] == cfg.fail:
         raise ValueError(f"unit {unit['seed']} failed on purpose")
     flag = Path(cfg.log + ".killed")
-    if unit["seed"] == cfg.kill and not flag.exists():
+    worker = cfg.log and os.getpid() != cfg.driver  # never the test's own process
+    if worker and unit["seed"] == cfg.kill and not flag.exists():
         flag.write_text(str(os.getpid()))
         os.kill(os.getpid(), signal.SIGKILL)  # the worker process dies mid-unit
     (folder / "half-written").unlink()

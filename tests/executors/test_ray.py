@@ -6,6 +6,8 @@ unit's own error comes back as itself, the progress bar is fed as Ray's tasks fi
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import pytest
 
@@ -70,7 +72,7 @@ def test_a_killed_worker_leaves_no_half_written_unit_and_resume_computes_only_th
     tmp_path, sweep
 ):
     log = tmp_path / "log"
-    kw = {"out": tmp_path / "runs", "log": str(log), "kill": 2}
+    kw = {"out": tmp_path / "runs", "log": str(log), "kill": 2, "driver": os.getpid()}
     with pytest.raises(GradprobeError, match=r"Ray task of seed=2 was lost.*worker process"):
         gp.experiments.run(sweep, executor="ray", quiet=True, **kw)
     assert (tmp_path / "log.killed").exists(), "the unit killed its worker"
@@ -87,7 +89,7 @@ def test_a_killed_worker_leaves_no_half_written_unit_and_resume_computes_only_th
     before = len(started(log))
     resumed = gp.experiments.run(sweep, executor="ray", resume=True, quiet=True, **kw)
     assert sorted(started(log)[before:]) == missing  # only what was missing ran again
-    fresh = gp.experiments.run(sweep, out=tmp_path / "local", quiet=True, log="", kill=2)
+    fresh = gp.experiments.run(sweep, out=tmp_path / "local", quiet=True)
     assert resumed.numbers == fresh.numbers and resumed.units == fresh.units
 
 
@@ -170,3 +172,32 @@ def test_gp_fix_with_three_candidates_gives_the_same_trials_here_and_on_ray(tmp_
     assert on_ray.best.name == here.best.name
     with pytest.raises(InvalidInputError, match="not both"):
         gp.fix(_fixcase.broken(), data, executor="ray", workers=2, **kw)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "\nState:\tZ" not in f.read()
+    except FileNotFoundError:
+        return False
+
+
+def test_cancelling_a_running_task_ends_its_worker_and_leaves_no_half_imported_modules(
+    tmp_path,
+):
+    """Before: close(cancel=True) interrupted running tasks (KeyboardInterrupt); one caught
+    inside its worker's first `import torch` left torch half-imported there, and the next
+    run's units on that worker failed (partially initialized module 'torch._dynamo')."""
+    import _tasks
+
+    ex, report = RayExecutor(), tmp_path / "pid"
+    ex.submit(Task("sleeper", _tasks.sleep_reporting, (str(report), 60)))
+    deadline = time.monotonic() + 60
+    while not report.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pid = int(report.read_text())
+    ex.close(cancel=True)
+    deadline = time.monotonic() + 20
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid), "the worker of a cancelled task lives on with what it was doing"

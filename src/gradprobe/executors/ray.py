@@ -190,7 +190,10 @@ class RayExecutor:
         process, or with ``ray.shutdown()``)."""
         if cancel:
             for ref in self._pending:
+                # force: end the worker process of a running task. An interrupt instead
+                # (force=False) can land inside its first `import torch` and leave that
+                # worker with half-imported modules for every later task it runs
                 with contextlib.suppress(Exception):  # finished, or its worker is gone
-                    self._ray.cancel(ref)
+                    self._ray.cancel(ref, force=True)
         self._pending.clear()
         self._shared.clear()
