@@ -76,6 +76,25 @@ def loss_series(run: Run) -> Series | None:
     return model_series(run, "loss", "value")
 
 
+def without_guard_skips(s: Series | None, run: Run) -> Series | None:
+    """``s`` without the steps the guard skipped (``meta["guard_skipped"]``): their update was
+    never applied and the report names the skip itself, so a skipped NaN batch is neither a
+    diverging loss nor an exploding gradient."""
+    skipped = {int(e["step"]) for e in run.meta.get("guard_skipped") or [] if "step" in e}
+    if s is None or not skipped:
+        return s
+    keep = np.array([int(step) not in skipped for step in s.steps], dtype=bool)
+    return Series(s.steps[keep], s.values[keep])
+
+
+def data_nonfinite_steps(run: Run) -> set[int]:
+    """Steps whose first non-finite value was already in the input or the target: a NaN
+    there says nothing about growth of the gradients or of the loss."""
+    return {
+        e.step for e in run.events() if e.phase == "forward" and e.layer in ("(input)", "(target)")
+    }
+
+
 def window(n: int) -> int:
     """The smoothing window for a curve of ``n`` values: a tenth of it, 5 to 50 values (odd)."""
     w = int(min(50, max(5, n // 10)))

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..context import Context
 from ..finding import Finding
-from ..series import model_series
+from ..series import data_nonfinite_steps, model_series, without_guard_skips
 from ..training import clip, healthy_norms
 from . import RULES
 
@@ -25,15 +25,16 @@ BASELINE = 10  # first steps whose median norm is the baseline
 
 @RULES.register("grad_norm")
 def grad_norm(ctx: Context) -> list[Finding]:
-    s = model_series(ctx.run, "grad_norm", "global")
+    s = without_guard_skips(model_series(ctx.run, "grad_norm", "global"), ctx.run)
     if s is None or len(s) <= BASELINE:
         return []
     head = healthy_norms(s)
     if not head.size:
         return []
     base = float(np.median(head))
+    data_bad = np.isin(s.steps, sorted(data_nonfinite_steps(ctx.run)))  # non_finite's case
     with np.errstate(invalid="ignore"):
-        over = (s.values > ctx.t.grad_norm_growth * base) | ~np.isfinite(s.values)
+        over = (s.values > ctx.t.grad_norm_growth * base) | (~np.isfinite(s.values) & ~data_bad)
     first = int(np.nonzero(np.isfinite(s.values) & (s.values > 0))[0][0])
     over[: first + head.size] = False
     idx = np.nonzero(over)[0]

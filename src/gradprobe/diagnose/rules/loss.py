@@ -40,7 +40,16 @@ import numpy as np
 
 from ..context import Context
 from ..finding import Finding, Remedy
-from ..series import Series, centred_median, loss_series, noise, robust_sigma, trailing, window
+from ..series import (
+    Series,
+    centred_median,
+    loss_series,
+    noise,
+    robust_sigma,
+    trailing,
+    window,
+    without_guard_skips,
+)
 from . import RULES
 
 LOSS = "(loss)"
@@ -49,8 +58,8 @@ _LINKED = Remedy("see the causes listed: none was found in the layers before it"
 
 @RULES.register("loss")
 def loss(ctx: Context) -> list[Finding]:
-    s = loss_series(ctx.run)
-    if s is None or not len(s):
+    s = without_guard_skips(loss_series(ctx.run), ctx.run)
+    if s is None or len(s) < 2:  # one step (a check) is no curve: non_finite judges its loss
         return []
     finite = s.finite_prefix()
     out: list[Finding] = []
