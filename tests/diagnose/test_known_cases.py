@@ -221,6 +221,8 @@ def _narrow_run(width, depth=8):
     shapes[f"{linears[-1]}.weight"] = (10, width)
     rows = [(n, "grad_output", "rms", 1.0) for n in linears]
     return synthetic_run(modules, {0: rows}, params=list(shapes), shapes=shapes)
+
+
 NAN_AT_4 = (Event(0, "forward", "4", "the output of 4 contained NaN/Inf (0.5 of its values)"),)
 
 # rule -> (a run where it must fire, one where it must not, the kind, its severities)
