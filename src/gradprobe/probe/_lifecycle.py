@@ -8,10 +8,12 @@ import contextlib
 import logging
 import time
 import warnings
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import GradprobeWarning, InvalidInputError, RunStoreError
 from . import reducers as R
+
+_P = TypeVar("_P", bound="Lifecycle")
 
 
 class Lifecycle:
@@ -122,7 +124,7 @@ class Lifecycle:
                 "this probe is closed; call probe.step() inside the `with gp.watch(...)` block"
             )
 
-    def __enter__(self) -> Lifecycle:
+    def __enter__(self: _P) -> _P:
         return self
 
     def __exit__(self, exc_type, *exc: object) -> None:
