@@ -250,6 +250,12 @@ def configurations() -> dict:
         "(d) (b) with every=10": probe_config(every=10),
         "(f) (b) every step of the first 20, then every 10th": probe_config(every=early_then(10)),
         "(e) first-non-finite only (no step logged)": probe_config(every=10**9),
+        "(g) loss, lr and gradient norm only (no step logged, no search)": probe_config(
+            every=10**9, first_nonfinite=False
+        ),
+        "(h) (d) without the first-non-finite search": probe_config(
+            every=10, first_nonfinite=False
+        ),
         "floor: ‖g‖, ‖w‖ per parameter by hand (no hooks)": floor_norms,
     }
     for label, (package, config) in PEERS.items():
