@@ -234,3 +234,32 @@ def test_eager_softmax_attention_in_an_attention_module():
         F.softmax(other(torch.randn(2, 3, 4)), dim=-1).sum().backward()
         probe.step()
     assert not any(q == "attention" for q, _ in probe.run.quantities())
+
+
+class Keywords(nn.Module):
+    """SDPA called with keyword arguments and a boolean mask whose first query sees no key."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.q = nn.Linear(16, 16)
+
+    def forward(self, x, mask):
+        q = self.q(x).view(x.shape[0], -1, 2, 8).transpose(1, 2)
+        self.qk = q.detach()
+        out = F.scaled_dot_product_attention(query=q, key=q, value=q, attn_mask=mask)
+        return out.nan_to_num()  # the fully masked row is NaN in torch's own output
+
+
+def test_a_query_that_sees_no_key_is_left_out_not_nan():
+    model = Keywords()
+    mask = torch.ones(6, 6, dtype=torch.bool)
+    mask[0] = False  # query 0 may attend to nothing
+    with gp.watch(model) as probe:
+        model(torch.randn(2, 6, 16), mask).sum().backward()
+        probe.step()
+    q = model.qk[0]
+    logits = q @ q.transpose(1, 2) / math.sqrt(8)
+    got = _rows(probe.run, "(model)")
+    assert all(math.isfinite(v) for v in got.values())
+    _check(got, _by_hand(logits, mask.expand(2, 6, 6)))
