@@ -1,23 +1,22 @@
 """Overhead of gradprobe's probe and of its peers on two workloads (issues 3 and 16).
 
-Reference workload: MLP 784 -> 5 x 1000 tanh -> 10, cross-entropy, SGD, batch 128, random
-data, ``torch.set_num_threads(2)``. Transformer workload: a GPT-2-style decoder written here
-in plain torch (4 pre-LN blocks, d 128, 4 heads, causal ``F.scaled_dot_product_attention``,
-GELU MLP, vocabulary 256), sequence 64, batch 16, AdamW, next-token cross-entropy on random
-tokens, ``torch.set_num_threads(1)``. The probe is used as the DESIGN loop does:
-``gp.watch(model, optimizer=opt)`` and ``probe.step(loss=loss)`` after ``opt.step()``, so
-the loss, the learning rate, the global gradient norm (and, on the transformer, the attention
-samples) are recorded. Every configuration runs in this one process on its own copy of
-the model (same initial weights, its own SGD). They take turns: in each cycle, in a new
-shuffled order, every configuration trains 10 consecutive steps (``--run``), so plain
-training and every configuration see the same machine within seconds of each other (on a
+Reference workload: MLP 784 -> 5 x 1000 tanh -> 10, cross-entropy, SGD, batch 128, random data,
+``torch.set_num_threads(2)``. Transformer workload: a GPT-2-style decoder in plain torch
+(``gpt_workload.py``: 4 pre-LN blocks, d 128, 4 heads, causal
+``F.scaled_dot_product_attention``, GELU MLP, vocabulary 256), sequence 64, batch 16, AdamW,
+next-token cross-entropy on random tokens, ``torch.set_num_threads(1)``. The probe is used as
+the DESIGN loop does: ``gp.watch(model, optimizer=opt)`` and ``probe.step(loss=loss)`` after
+``opt.step()``, so the loss, the learning rate, the global gradient norm (and, on the
+transformer, the attention samples) are recorded. Every configuration runs in this one process
+on its own copy of the model (same initial weights, its own optimizer). They take turns: in each
+cycle, in a new shuffled order, every configuration trains 10 consecutive steps (``--run``), so
+plain training and every configuration see the same machine within seconds of each other (on a
 shared machine the speed of plain training alone drifts by ±25% from one second to the next),
-and caches are warm as in a real loop. A configuration's ratio for a cycle is its time for
-its 10 steps over plain training's (summed: with ``every=10`` or the update ratio 10 steps
-apart one step in ten costs more); the table shows the median and the quartiles over
-cycles. Peers that work in the background (TensorBoard's writer thread, wandb's service
-process) would slow whatever runs beside them, so each is measured in its own group with
-plain training.
+and caches are warm as in a real loop. A configuration's ratio for a cycle is its time for its
+10 steps over plain training's (summed: with ``every=10`` or the update ratio 10 steps apart one
+step in ten costs more); the table shows the median and the quartiles over cycles. Peers that
+work in the background (TensorBoard's writer thread, wandb's service process) would slow
+whatever runs beside them, so each is measured in its own group with plain training.
 
     .venv/bin/python benchmarks/overhead.py                       # the tables in BENCHMARKS.md
     .venv/bin/python benchmarks/overhead.py --steps 50 --only "(b),(d)"   # a quick look
@@ -45,6 +44,9 @@ from torch import nn
 import gradprobe as gp
 from gradprobe.probe import EARLY_STEPS
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gpt_workload import GPT  # the module beside this script
+
 BASE = "plain training"
 
 
@@ -54,39 +56,6 @@ def make_model(device: str) -> nn.Module:
         layers += [nn.Linear(1000, 1000), nn.Tanh()]
     layers.append(nn.Linear(1000, 10))
     return nn.Sequential(*layers).to(device)
-
-
-class Block(nn.Module):
-    """A pre-LN GPT-2 block: causal self-attention through SDPA, then a GELU MLP."""
-
-    def __init__(self, d: int, heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.ln1, self.qkv, self.proj = nn.LayerNorm(d), nn.Linear(d, 3 * d), nn.Linear(d, d)
-        self.ln2, self.fc, self.act = nn.LayerNorm(d), nn.Linear(d, 4 * d), nn.GELU()
-        self.out = nn.Linear(4 * d, d)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, L, D = x.shape
-        qkv = self.qkv(self.ln1(x)).view(B, L, 3, self.heads, D // self.heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        x = x + self.proj(a.transpose(1, 2).reshape(B, L, D))
-        return x + self.out(self.act(self.fc(self.ln2(x))))
-
-
-class GPT(nn.Module):
-    def __init__(self, vocab=256, d=128, layers=4, heads=4, seq=64) -> None:
-        super().__init__()
-        self.tok, self.pos = nn.Embedding(vocab, d), nn.Embedding(seq, d)
-        self.blocks = nn.ModuleList(Block(d, heads) for _ in range(layers))
-        self.ln, self.head = nn.LayerNorm(d), nn.Linear(d, vocab)
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        x = self.tok(idx) + self.pos(torch.arange(idx.shape[1], device=idx.device))
-        for block in self.blocks:
-            x = block(x)
-        return self.head(self.ln(x))
 
 
 class Workload:
