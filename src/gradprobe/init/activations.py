@@ -102,6 +102,17 @@ def ran_modules(model: nn.Module, example_input=None) -> list[nn.Module]:
 
     handles = [m.register_forward_pre_hook(record) for m in candidates]
     try:
+        run_example(model, example_input, "or leave it out to use registration order")
+    finally:
+        for handle in handles:
+            handle.remove()
+    return list(seen.values())
+
+
+def run_example(model: nn.Module, example_input, hint: str = "") -> None:
+    """One forward of ``model`` on ``example_input`` (a tensor, a tuple of positional inputs
+    or a dict of keyword inputs) under ``no_grad``; a failure is an InvalidInputError."""
+    try:
         with torch.no_grad():
             if isinstance(example_input, dict):
                 model(**example_input)
@@ -112,12 +123,8 @@ def ran_modules(model: nn.Module, example_input=None) -> list[nn.Module]:
     except Exception as err:
         raise InvalidInputError(
             f"the example input could not run through the model ({type(err).__name__}: {err}); "
-            f"pass a batch the model accepts, or leave it out to use registration order"
+            f"pass a batch the model accepts{', ' + hint if hint else ''}"
         ) from err
-    finally:
-        for handle in handles:
-            handle.remove()
-    return list(seen.values())
 
 
 def following_activations(

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from ..errors import InvalidInputError
+from .activations import run_example
 
 Fan = tuple[int, int]
 
@@ -63,19 +63,8 @@ def observed_fans(model: nn.Module, example_input: Any, params: Iterable[nn.Para
     if not wanted or example_input is None:
         return {}
     recorder = _Recorder(wanted)
-    try:
-        with torch.no_grad(), recorder:
-            if isinstance(example_input, dict):
-                model(**example_input)
-            elif isinstance(example_input, (tuple, list)):
-                model(*example_input)
-            else:
-                model(example_input)
-    except Exception as err:
-        raise InvalidInputError(
-            f"the example input could not run through the model ({type(err).__name__}: {err}); "
-            "pass a batch the model accepts"
-        ) from err
+    with recorder:
+        run_example(model, example_input)
     return recorder.fans
 
 
