@@ -75,6 +75,7 @@ class Block:
     layers: tuple[WeightLayer, ...]
     params: tuple[str, ...] = ()  # every parameter inside the block
     output: str | None = None  # the module whose output is the block's (its last one)
+    segment: str = ""  # the group it was found in: an encoder and a decoder stack differ
 
     @property
     def start(self) -> int:
@@ -168,6 +169,12 @@ class _Tree:
         for n in sorted(nodes):
             self.children.setdefault(_parent(n), []).append(n)
         self.within = {n: [la for la in layers if _inside(la.name, n)] for n in nodes | {""}}
+        self.segment: dict[str, str] = {}  # block root -> the outermost group that chose it
+
+    def _chosen(self, roots: list[str], group: list[str]) -> list[str]:
+        for r in roots:  # the outer group wins: a network's stages are one chain
+            self.segment[r] = group[0]
+        return roots
 
     def groups(self, node: str) -> list[list[str]]:
         """Groups of sibling members under ``node`` (see the module docstring)."""
@@ -215,9 +222,10 @@ class _Tree:
                 kinds = [self.type.get(u, "(container)") for u in units]
                 common = Counter(kinds).most_common(1)
                 if common and common[0][1] >= 2:
-                    out += [u for u, k in zip(units, kinds, strict=True) if k == common[0][0]]
+                    chosen = [u for u, k in zip(units, kinds, strict=True) if k == common[0][0]]
+                    out += self._chosen(chosen, members)
                     continue
-                out += members
+                out += self._chosen(members, members)
                 continue
             inner = {m: self.select(m) for m in members}
             covered = all(
@@ -225,7 +233,8 @@ class _Tree:
                 == {la.name for la in self.within[m]}
                 for m in members
             )
-            out += [b for m in members for b in inner[m]] if covered else members
+            chosen = [b for m in members for b in inner[m]] if covered else members
+            out += self._chosen(chosen, members)
         for c in self.children.get(node, []):
             if c not in grouped:
                 out += self.select(c)
@@ -274,7 +283,7 @@ def structure(modules: list[Layer], params: list[Layer], tied: dict | None = Non
     blocks = sorted(
         (
             Block(r, tree.type.get(r, "(container)"), tuple(tree.within[r]),
-                  _params_in(r, params), _last_module(r, modules))
+                  _params_in(r, params), _last_module(r, modules), tree.segment.get(r, r))
             for r in roots
         ),
         key=lambda b: b.start,

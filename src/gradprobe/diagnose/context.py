@@ -191,14 +191,41 @@ class Context:
         return self._rms("grad_output", outputs, stat)
 
     @functools.cached_property
+    def segments(self) -> list[list[int]]:
+        """The chain's indices by segment (the group each block came from), longest first:
+        an encoder and a decoder are two chains. Between them the gradient passes through
+        cross-attention, whose gain is its init's (std 0.02 at width 32: 0.11 per matrix, so
+        a BART encoder read 0.004 of its decoder), not depth: each is judged on its own."""
+        by: dict[str, list[int]] = {}
+        for j, b in enumerate(self.chain):
+            by.setdefault(b.segment, []).append(j)
+        return sorted(by.values(), key=lambda idx: (-len(idx), idx[0]))
+
+    def _shared(self, j: int) -> list[str]:
+        """Block j's parameters that every block of its segment has, by relative name (a
+        stage's downsampling layer, a first block's shortcut or relative-position bias are
+        not compared with blocks that lack them; all of them in a plain stack)."""
+        b = self.chain[j]
+        params = list(b.params) or list(b.matrices)
+        if self.structure.plain:
+            return params
+        seg = next(idx for idx in self.segments if j in idx)
+        rel = [{p[len(self.chain[i].name) + 1 :] for p in self.chain[i].params} for i in seg]
+        common = set.intersection(*rel) if rel else set()
+        shared = [p for p in params if p[len(b.name) + 1 :] in common]
+        return shared or params
+
+    @functools.cached_property
     def relative_matrix(self) -> np.ndarray:
-        """array[block, step]: ‖∂L/∂θ‖ / ‖θ‖ over the block's trained parameters (NaN
-        without both norms: frozen blocks, runs that did not record them)."""
+        """array[block, step]: ‖∂L/∂θ‖ / ‖θ‖ over the block's trained parameters that its
+        segment's blocks share (NaN without both norms: frozen blocks, runs that did not
+        record them). A Hugging Face ConvNeXt stage holds its downsampling conv: with the
+        layer scale at 1e-6 it alone set the stage's gradient, 1e-4 of the next stage's."""
         out = np.full((len(self.chain), len(self.steps)), np.nan)
         if not {("param_grad", "norm"), ("weight", "norm")} <= self._quantities:
             return out
-        for j, b in enumerate(self.chain):
-            params = list(b.params) or list(b.matrices)
+        for j in range(len(self.chain)):
+            params = self._shared(j)
             if not params:
                 continue
             g = self.matrix("param_grad", "norm", params)
@@ -211,18 +238,25 @@ class Context:
             out[j] = np.where(trained.any(0) & (w2.sum(0) > 0), r, np.nan)
         return out
 
-    def block_profile(self, which: str, step_index: int) -> Profile | None:
-        """The chain's ``backward`` or ``relative`` profile at a step (finite, > 0 values);
-        None with fewer than two blocks (``min_layers`` weight layers in a plain stack)."""
+    def block_profiles(self, which: str, step_index: int) -> list[Profile]:
+        """The ``backward`` or ``relative`` profile of each segment at a step (finite, > 0
+        values), longest segment first; none with fewer than two blocks (``min_layers``
+        weight layers in a plain stack)."""
         values = (self.backward_matrix if which == "backward" else self.relative_matrix)[
             :, step_index
         ]
-        keep = np.isfinite(values) & (values > 0)
         need = 2 if not self.structure.plain else max(2, self.t.min_layers - 1)
-        if keep.sum() < need:
-            return None
-        names = [b.name for b, k in zip(self.chain, keep, strict=True) if k]
-        return Profile(names, values[keep])
+        out = []
+        for idx in self.segments:
+            keep = [j for j in idx if np.isfinite(values[j]) and values[j] > 0]
+            if len(keep) >= need:
+                out.append(Profile([self.chain[j].name for j in keep], values[keep]))
+        return out
+
+    def block_profile(self, which: str, step_index: int) -> Profile | None:
+        """The longest segment's profile (the whole chain where there is one segment)."""
+        found = self.block_profiles(which, step_index)
+        return found[0] if found else None
 
     def stream_growth(self, step_index: int) -> list[tuple[str, float]]:
         """(block, rms of its output / rms of what entered it) for each block that has both:
