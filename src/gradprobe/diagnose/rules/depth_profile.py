@@ -27,8 +27,8 @@ import math
 import numpy as np
 
 from ..context import Context, Profile
-from ..finding import Finding, Kind
-from ..remedies import depth_remedy, post_ln, stream_scale
+from ..finding import Finding, Kind, Remedy
+from ..remedies import depth_remedy, post_ln, reinit, stream_scale
 from . import RULES
 
 _WORDS = {
@@ -204,6 +204,50 @@ def _stream(ctx: Context) -> list[Finding]:
     ]
 
 
+def _no_signal(ctx: Context) -> list[Finding]:
+    """Blocks whose output receives a gradient of exactly 0 (max|∂L/∂h| = 0) at the first
+    step while a block above them receives one: no signal reaches them at all (zero weights
+    above, a path the loss does not depend on). The profiles leave zeros out (a log ratio
+    has none), so without this a network with zero hidden weights read healthy."""
+    if not ctx.steps or not ctx.chain:
+        return []
+    values = ctx.backward_matrix[:, 0]
+    zero = np.isfinite(values) & (values == 0)
+    live = np.nonzero(np.isfinite(values) & (values > 0))[0]
+    if not zero.any() or not live.size:
+        return []
+    dead = [b.name for b, z in zip(ctx.chain, zero, strict=True) if z]
+    top = ctx.chain[int(live.max())].name
+    base = reinit(ctx)
+    return [
+        Finding(
+            kind="vanishing",
+            layer=dead[0],
+            severity="error",
+            step=ctx.steps[0],
+            evidence={
+                "measured_on": "gradients",
+                "measure": "backward",
+                "ratio_first_to_last": 0.0,
+                "zero_gradient_blocks": dead,
+                "blocks": len(ctx.chain),
+                "threshold": ctx.t.vanishing_ratio,
+            },
+            remedy=Remedy(
+                f"no gradient reaches {len(dead)} block(s): a weight matrix between them and "
+                f"the loss is zero (or the loss does not depend on them); {base.text}",
+                base.scheme,
+                base.code,
+            ),
+            message=(
+                f"the back-propagated gradient at {', '.join(dead[:3])}"
+                f"{' …' if len(dead) > 3 else ''} is exactly 0 while {top} receives one: "
+                f"no signal reaches the lower blocks, so they cannot learn"
+            ),
+        )
+    ]
+
+
 def _post_ln(ctx: Context) -> list[Finding]:
     """A deep Post-LN stack whose gradient grows towards the output (Xiong et al. 2020)."""
     s, t = ctx.structure, ctx.t
@@ -215,10 +259,9 @@ def _post_ln(ctx: Context) -> list[Finding]:
         if p is not None:
             growths.append((which, float(p.values[-1] / p.values.min())))
     if not growths:
-        return []
+        growths.append(("backward", float("nan")))
     which, growth = max(growths, key=lambda item: item[1])
-    if growth < t.post_ln_growth:
-        return []  # balanced (DeepNorm's residual scaling, or an init that fixes it)
+    grows = growth >= t.post_ln_growth
     return [
         Finding(
             kind="vanishing",
@@ -231,15 +274,23 @@ def _post_ln(ctx: Context) -> list[Finding]:
                 "norm_place": "post",
                 "blocks": s.depth,
                 "growth_towards_output": growth,
-                "threshold": t.post_ln_growth,
+                "growth_threshold": t.post_ln_growth,
+                "grows": grows,
+                "threshold": t.post_ln_blocks,
                 "post_ln_blocks": t.post_ln_blocks,
             },
             remedy=post_ln(ctx),
             message=(
-                f"{s.depth} Post-LN blocks: the {_WORDS[which]} grows {growth:.3g}× towards the "
-                f"output (threshold {t.post_ln_growth:g}), so the top blocks take the largest "
-                f"steps while the lower ones barely move; Post-LN this deep diverges without "
-                f"warm-up (Xiong et al. 2020; Liu et al. 2020)"
+                f"{s.depth} Post-LN blocks: Post-LN this deep diverges without warm-up (Xiong "
+                f"et al. 2020; Liu et al. 2020: 18 layers failed where 6 trained); "
+                + (
+                    f"the {_WORDS[which]} already grows {growth:.3g}× towards the output "
+                    f"(more than {t.post_ln_growth:g}), so the top blocks take the largest steps"
+                    if grows
+                    else f"at this init its gradient grows only {growth:.3g}× towards the "
+                    f"output: the danger is in the first updates, which every residual branch "
+                    f"amplifies (Liu et al. 2020)"
+                )
             ),
         )
     ]
@@ -250,6 +301,8 @@ def depth_profile(ctx: Context) -> list[Finding]:
     findings = [_finding(ctx, kind, found) for kind, found in _hits(ctx).items() if found]
     if not any(f.kind == "exploding" for f in findings):
         findings += _stream(ctx)
+    if not any(f.kind == "vanishing" for f in findings):
+        findings += _no_signal(ctx)
     if not any(f.kind == "vanishing" for f in findings):
         findings += _post_ln(ctx)
     return findings
