@@ -65,12 +65,14 @@ class CheckResult:
             "findings": [f.to_dict() for f in self.findings],
             "theory": self.run.meta.get("theory"),
         }
-        if self.ranking is not None:
-            payload["ranking"] = [
-                {"scheme": c.scheme, "score": c.score, "code": c.code}
-                for c in self.ranking.candidates
-            ]
+        ranking = self._ranking_rows()
+        if ranking is not None:
+            payload["ranking"] = ranking
         return payload
+
+    def _ranking_rows(self) -> list[dict] | None:
+        """The ranking as plain rows (``Ranking.rows()``, best first), or None."""
+        return self.ranking.rows() if self.ranking is not None else None
 
     def __rich__(self):
         return self.table()
@@ -91,14 +93,28 @@ class CheckResult:
         ranking when remedies were tried); returns the path. See gradprobe.report.html."""
         from .report.html import write_html
 
-        return write_html(self.run, path, self.findings, title=f"gradprobe check: {self._model}")
+        return write_html(
+            self.run,
+            path,
+            self.findings,
+            title=f"gradprobe check: {self._model}",
+            ranking=self._ranking_rows(),
+        )
 
     def _repr_html_(self) -> str:
-        """Jupyter's rich display: verdict, findings, layer table and the depth profile."""
+        """Jupyter's rich display: verdict, findings, the ranking when remedies were tried,
+        the layer table and the depth profile."""
         from .report.html import render_html
 
         title = f"gradprobe check: {self._model}, loss {self.loss:.4g}"
-        return render_html(self.run, self.findings, title=title, fragment=True, figures=["profile"])
+        return render_html(
+            self.run,
+            self.findings,
+            title=title,
+            fragment=True,
+            figures=["profile"],
+            ranking=self._ranking_rows(),
+        )
 
     @property
     def _model(self) -> str:

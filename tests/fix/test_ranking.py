@@ -61,6 +61,7 @@ def test_check_try_remedies_attaches_the_ranking(data):
     assert "as given" in {c.scheme for c in result.ranking.candidates}
     rows = result.ranking.rows()
     assert rows[0]["rank"] == 1 and rows[0]["code"] == result.ranking.best.code
+    assert 'id="ranking-table"' in result._repr_html_()  # Jupyter shows it too
 
 
 @pytest.mark.parametrize("name", ["gpt2", "bert", "vit"])

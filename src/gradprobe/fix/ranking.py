@@ -21,9 +21,8 @@ then the other healthy ones by score —, then the rest by score. Where no init 
 or the diagnosis proposes an edit, the architecture edits that fit the model are tried too
 (an activation swap, BatchNorm, Pre-LN, the LSTM forget-gate bias), each re-checked the same
 way. Warnings a scheme raises on a model (e.g. the fans of Hugging Face's transposed Conv1D)
-are kept in the candidate's ``notes``. The user's
-model is never modifiedThe user's
-model is never modified: every candidate runs on a deep copy.
+are kept in the candidate's ``notes``. The user's model is never modified: every
+candidate runs on a deep copy.
 """
 
 from __future__ import annotations
@@ -87,10 +86,12 @@ class Candidate:
         return f"gp.init.apply(model, {self.scheme!r})"
 
     def row(self) -> dict:
-        """The candidate as plain data (JSON, the HTML report)."""
+        """The candidate as plain data (JSON, the terminal and HTML tables); ``own``: the
+        model as given, its own init."""
         kinds = sorted({f.kind for f in self.findings if f.severity != "info"})
         return {
             "scheme": self.scheme,
+            "own": self.scheme == "as given",
             "score": self.score,
             "spread": self.spread,
             "ratio": self.ratio,
@@ -98,6 +99,7 @@ class Candidate:
             "dead": self.dead,
             "healthy": self.healthy,
             "findings": self.error or ", ".join(kinds) or "healthy",
+            "error": self.error,
             "code": self.code,
         }
 
@@ -118,23 +120,11 @@ class Ranking:
         return [{"rank": i, **c.row()} for i, c in enumerate(self.candidates, 1)]
 
     def __rich__(self):
-        from rich.table import Table
+        """The terminal table: the same columns and cells as the HTML report's
+        (:func:`gradprobe.report.tables.ranking_cells`)."""
+        from ..report.tables import ranking_table
 
-        t = Table(title="remedies re-checked on a copy (lower score is healthier)")
-        for c in ("rank", "scheme", "score", "±", "grad ratio", "max sat", "max dead", "findings"):
-            t.add_column(c, justify="left" if c in ("scheme", "findings") else "right")
-        for row, c in zip(self.rows(), self.candidates, strict=True):
-            t.add_row(
-                str(row["rank"]),
-                c.scheme,
-                "failed" if c.error else f"{c.score:.3g}",
-                "" if c.error else f"{c.spread / 2:.2g}",
-                "" if c.ratio is None else f"{c.ratio:.3g}",
-                f"{c.saturated:.0%}",
-                f"{c.dead:.0%}",
-                row["findings"],
-            )
-        return t
+        return ranking_table(self.rows())
 
     def __str__(self) -> str:
         lines = [

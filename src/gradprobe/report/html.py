@@ -19,6 +19,7 @@ from ..errors import GradprobeError, InvalidInputError
 from ..run import Run
 from .figures import FIGURES, as_run, run_figures
 from .summary import cell, fmt, pct, per_layer, verdict
+from .tables import RANKING_COLUMNS, ranking_cells
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -148,6 +149,29 @@ def _timeline(findings, drawn) -> dict | None:
     return {"figure": figure, "rows": rows}
 
 
+def _ranking(rows: list[dict] | None) -> dict | None:
+    """The ranking section: the terminal's headers and cells (report.tables.ranking_cells),
+    and per row whether it is the pick (rank 1), the model's own init, and its code."""
+    if not rows:
+        return None
+    headers, cells = ranking_cells(rows)
+    return {
+        "headers": headers,
+        "left": [kind != "number" for _, _, kind, _ in RANKING_COLUMNS],
+        "rows": [
+            {
+                "cells": c,
+                "pick": i == 0,
+                "own": bool(r.get("own")),
+                "healthy": bool(r.get("healthy")),
+                "code": r.get("code") or "",
+            }
+            for i, (r, c) in enumerate(zip(rows, cells, strict=True))
+        ],
+        "pick": rows[0].get("code") or "",
+    }
+
+
 def render_html(
     run: Run | str | Path,
     findings=None,
@@ -158,6 +182,7 @@ def render_html(
     drawn: tuple[list, list] | None = None,
     extra: list[tuple[str, str | Path]] = (),
     story: list[str] = (),
+    ranking: list[dict] | None = None,
 ) -> str:
     """The report as a string. ``findings``: default ``gp.diagnose(run)``; ``fragment``: a
     ``<div>`` for Jupyter instead of a whole page; ``figures``: names from
@@ -182,6 +207,7 @@ def render_html(
         "reference": table.reference,
         "rows": table.rows,
         "timeline": _timeline(findings, drawn),
+        "ranking": _ranking(ranking),
         "figures": [
             {"name": s.name, "title": s.title, "png": png_base64(f)}
             for s, f in drawn

@@ -9,6 +9,7 @@ is shortened by :func:`~gradprobe.report.names.shorten` (``encoder.layers.0.line
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from rich import box
@@ -18,15 +19,24 @@ from rich.text import Text
 
 from ..run import Run
 from .names import printable, shorten
-from .summary import BY_KEY, cell, fmt, per_layer
+from .summary import BY_KEY, cell, fmt, pct, per_layer
 
-__all__ = ["FitTable", "check_table", "layer_table", "printable", "shorten"]
+__all__ = [
+    "FitTable",
+    "check_table",
+    "layer_table",
+    "printable",
+    "ranking_cells",
+    "ranking_table",
+    "shorten",
+]
 
 
 @dataclass
 class Col:
     """A column of a :class:`FitTable`: ``kind`` "name" (a layer name, shortened to fit),
-    "text" (a type name, shortened to fit) or "number" (never cut); ``keep``: lower is left
+    "text" (a type name, shortened to fit), "wrap" (words, e.g. a list of finding kinds:
+    wrapped onto more lines, never cut) or "number" (never cut); ``keep``: lower is left
     out first."""
 
     header: str
@@ -112,7 +122,7 @@ class FitTable(Table):
         free = width - (3 * len(keep) + 1)  # a padding cell either side, one border between
         numbers = sum(need[i] for i in keep if self._spec[i].kind == "number")
         flexible = [i for i in keep if self._spec[i].kind != "number"]
-        floor = {i: min(need[i], 12 if self._spec[i].kind == "name" else 10) for i in flexible}
+        floor = {i: min(need[i], self._floor(i)) for i in flexible}
         if numbers + sum(floor.values()) > free:
             return None
         out = dict(need)
@@ -121,13 +131,22 @@ class FitTable(Table):
             return out
         # share the room: text columns up to a third of it, names the rest
         for i in flexible:
-            if self._spec[i].kind == "text":
+            if self._spec[i].kind in ("text", "wrap"):
                 out[i] = max(floor[i], min(need[i], spare // 3))
-        rest = spare - sum(out[i] for i in flexible if self._spec[i].kind == "text")
+        rest = spare - sum(out[i] for i in flexible if self._spec[i].kind != "name")
         names = [i for i in flexible if self._spec[i].kind == "name"]
         for i in names:
             out[i] = max(floor[i], rest // max(len(names), 1))
         return out
+
+    def _floor(self, i: int) -> int:
+        """The narrowest a flexible column may get: a name 12 cells, a type name 10, wrapped
+        words their longest word (at most 20: a longer one folds)."""
+        kind = self._spec[i].kind
+        if kind == "wrap":
+            words = [w for r in self._rows for w in r[i].split()]
+            return max(10, min(20, max((cell_len(w) for w in words), default=0)))
+        return 12 if kind == "name" else 10
 
 
 # ------------------------------------------------------------------ the two per-layer tables
@@ -191,3 +210,62 @@ def _legend(columns, reference: str | None) -> list[tuple[str, str]]:
         if key in keys:
             out.append((BY_KEY[key].title, BY_KEY[key].means))
     return out
+
+
+# ------------------------------------------------------------------ the remedy ranking
+
+#: the ranking's columns, for the terminal and the HTML alike: (row key, header, kind, keep)
+RANKING_COLUMNS = (
+    ("rank", "rank", "number", 95),
+    ("scheme", "scheme", "wrap", 100),
+    ("score", "score", "number", 90),
+    ("spread", "±", "number", 40),
+    ("ratio", "grad ratio", "number", 60),
+    ("saturated", "max sat", "number", 50),
+    ("dead", "max dead", "number", 50),
+    ("findings", "findings", "wrap", 80),
+)
+OWN_MARK = " ◀ own init"  # the model as given: its own weights
+
+
+def ranking_cells(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """The headers and the cells of the remedy ranking (``fix.ranking.Ranking.rows()``,
+    best first): the same text in the terminal and in the HTML report. The model as given
+    is marked as the model's own init; a candidate that failed has no score."""
+    headers = [h for _, h, _, _ in RANKING_COLUMNS]
+    out = []
+    for r in rows:
+        failed = r.get("error") is not None or not _finite_number(r.get("score"))
+        cells = {
+            "rank": str(r["rank"]),
+            "scheme": r["scheme"] + (OWN_MARK if r.get("own") else ""),
+            "score": "failed" if failed else fmt(r["score"]),
+            "spread": "" if failed else fmt(r["spread"] / 2),
+            "ratio": fmt(r.get("ratio")),
+            "saturated": pct(r.get("saturated")),
+            "dead": pct(r.get("dead")),
+            "findings": str(r.get("findings", "")),
+        }
+        out.append([cells[key] for key, *_ in RANKING_COLUMNS])
+    return headers, out
+
+
+def ranking_table(rows: list[dict], title: str | None = None) -> FitTable:
+    """The remedy ranking as a terminal table (:func:`ranking_cells`), the pick first."""
+    headers, cells = ranking_cells(rows)
+    specs = [
+        Col(h, kind, keep, "right" if kind == "number" else "left")
+        for h, (_, _, kind, keep) in zip(headers, RANKING_COLUMNS, strict=True)
+    ]
+    legend = [
+        ("score", "health at init, lower is healthier (0: no depth drift, nothing saturated "
+         "or dead, no finding)"),
+        ("±", "half the spread over the init draws"),
+        ("grad ratio", "per-example ∂L/∂h, first block over last"),
+    ]  # fmt: skip
+    title = title or "remedies re-checked on a copy, best first (rank 1 is the pick)"
+    return FitTable(specs, cells, legend=legend, title=title, title_justify="left")
+
+
+def _finite_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
