@@ -114,10 +114,11 @@ def _train(name, probe_kwargs, tmp_path=None, steps=20):
     return losses, model, probe.run
 
 
+@pytest.mark.parametrize("search", [True, "auto"])
 @pytest.mark.parametrize("name", list(CASES))
-def test_probe_never_changes_training(name, tmp_path):
+def test_probe_never_changes_training(name, search, tmp_path):
     base_losses, base_model, _ = _train(name, None)
-    options = dict(every=1, histograms=True, updates=True, first_nonfinite=True)
+    options = dict(every=1, histograms=True, updates=True, first_nonfinite=search)
     losses, model, run = _train(name, {**options, "path": tmp_path / "run.sqlite"})
     assert all(torch.equal(a, b) for a, b in zip(base_losses, losses, strict=True))
     for (n, p), (_, q) in zip(
@@ -133,12 +134,47 @@ def test_probe_never_changes_training(name, tmp_path):
         assert ("activation", "range_used") in quantities
 
 
-def test_probe_never_changes_training_when_steps_are_skipped():
-    base_losses, base_model, _ = _train("lstm", None)
-    losses, model, _ = _train("lstm", dict(every=log_spaced(3), histograms=True))
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(every=log_spaced(3), histograms=True),
+        {},  # the default: dense_then(20, 10), first_nonfinite="auto"
+        dict(every=7, first_nonfinite=True),
+        dict(every=7, first_nonfinite=False),
+    ],
+)
+@pytest.mark.parametrize("name", ["lstm", "sdpa"])
+def test_probe_never_changes_training_when_steps_are_skipped(name, options):
+    base_losses, base_model, _ = _train(name, None, steps=34)
+    losses, model, run = _train(name, options, steps=34)
     assert all(torch.equal(a, b) for a, b in zip(base_losses, losses, strict=True))
     for p, q in zip(base_model.parameters(), model.parameters(), strict=True):
         assert torch.equal(p, q)
+    if not options:
+        assert run.steps == [*range(20), 20, 30]
+
+
+class Tied(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(11, 8)
+        self.mid = nn.Linear(8, 8)
+        self.head = nn.Linear(8, 11, bias=False)
+        self.head.weight = self.emb.weight  # GPT-2's tied head
+
+    def forward(self, x):
+        return self.head(self.mid(self.emb(x)))
+
+
+def test_tied_parameters_are_in_the_meta():
+    with gp.watch(Tied(), every=1) as probe:
+        pass_ = probe.model(torch.randint(0, 11, (2, 5))).sum()
+        pass_.backward()
+        probe.step()
+    assert probe.run.meta["tied_params"] == {"head.weight": "emb.weight"}
+    with gp.watch(CASES["mlp"][0]()) as probe:
+        probe.step()
+    assert "tied_params" not in probe.run.meta
 
 
 def _hook_count(model):

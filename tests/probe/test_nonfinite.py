@@ -1,10 +1,15 @@
-"""The first module that produced NaN/Inf is named exactly: forward, backward, or the input."""
+"""The first module that produced NaN/Inf is named exactly: forward, backward, or the input.
+
+``first_nonfinite=True`` searches every step; ``"auto"`` (the default) searches logged steps
+and, on the others, a free check (loss, gradient norm, weights) logs the next step to
+locate the module (probe/_sentinel.py)."""
 
 import pytest
 import torch
 from torch import nn
 
 import gradprobe as gp
+from gradprobe.probe import reducers
 
 
 class NaNAt(nn.Module):
@@ -62,7 +67,7 @@ def _train(model, probe, bad_step, steps, x=None, target_layer=None):
 @pytest.mark.parametrize("k", [0, 3])
 def test_forward_nan_names_the_module(k, every):
     model = _model(k)
-    with gp.watch(model, every=every) as probe:
+    with gp.watch(model, every=every, first_nonfinite=True) as probe:
         _train(model, probe, bad_step=3, steps=7, target_layer=model[k])
     ev = probe.run.first_nonfinite("forward")
     assert (ev.step, ev.layer) == (3, str(k))
@@ -76,7 +81,7 @@ def test_forward_nan_names_the_module(k, every):
 @pytest.mark.parametrize("k", [2, 5])
 def test_backward_inf_names_the_module_whose_backward_made_it(k, every):
     model = _model(k, InfGrad)
-    with gp.watch(model, every=every) as probe:
+    with gp.watch(model, every=every, first_nonfinite=True) as probe:
         _train(model, probe, bad_step=2, steps=4, target_layer=model[k])
     ev = probe.run.first_nonfinite("backward")
     assert (ev.step, ev.layer, ev.phase) == (2, str(k), "backward")
@@ -94,7 +99,7 @@ def test_nan_in_the_data_is_reported_as_the_input(every):
             x[2, 3] = float("nan")
         return x
 
-    with gp.watch(model, every=every) as probe:
+    with gp.watch(model, every=every, first_nonfinite=True) as probe:
         _train(model, probe, bad_step=-1, steps=3, x=data, target_layer=model[3])
     ev = probe.run.first_nonfinite("forward")
     assert (ev.step, ev.layer) == (1, "(input)")
@@ -103,7 +108,8 @@ def test_nan_in_the_data_is_reported_as_the_input(every):
 
 def test_event_is_kept_when_the_loop_raises_mid_step(tmp_path):
     model = _model(3)
-    with pytest.raises(FloatingPointError), gp.watch(model, every=50, path=tmp_path) as probe:
+    watched = gp.watch(model, every=50, path=tmp_path, first_nonfinite=True)
+    with pytest.raises(FloatingPointError), watched as probe:
         for s in range(5):
             model[3].poison = s == 2
             loss = model(torch.randn(4, 6)).pow(2).sum()
@@ -132,7 +138,7 @@ def test_stats_keep_nan_as_data():
 
 def test_unlogged_steps_keep_no_history_once_settled():
     model = _model(3)
-    with gp.watch(model, every=5) as probe:
+    with gp.watch(model, every=5, first_nonfinite=True) as probe:
         _train(model, probe, bad_step=-1, steps=23, target_layer=model[3])
         kept = {phase: len(seqs) for phase, seqs in probe._first._seqs.items()}
     assert max(kept.values()) <= 3  # steps 21, 22 (and 23 pending): not the whole run
@@ -171,7 +177,8 @@ def test_a_sum_that_overflows_is_no_event_but_a_real_inf_is():
     model = nn.Sequential(nn.Linear(3, 4), Huge(), nn.Linear(4, 2))
     with torch.no_grad():
         model[2].weight.fill_(1.0)  # 4 · 3e38 overflows: a real Inf in layer "2"
-    with gp.watch(model, every=lambda step: False) as probe:  # no step logged
+    never = lambda step: False  # noqa: E731 (no step logged)
+    with gp.watch(model, every=never, first_nonfinite=True) as probe:
         model(torch.randn(5, 3))
         probe.step()
     events = probe.run.events()
@@ -185,10 +192,119 @@ def test_a_forward_event_does_not_stop_the_backward_search_of_the_same_step():
     model = _model()
     x = torch.randn(4, 6)
     x[1, 2] = float("nan")
-    with gp.watch(model, every=lambda step: False) as probe:
+    with gp.watch(model, every=lambda step: False, first_nonfinite=True) as probe:
         model(x).pow(2).sum().backward()
         probe.step()
     first = {e.phase: e for e in probe.run.events()}
     assert first["forward"].layer == "(input)"
     assert first["backward"].layer == "6"
     assert "the output of 6" in first["backward"].detail
+
+
+# -- first_nonfinite="auto": the free check of unlogged steps, and the step it logs ------------
+
+
+def _train_with_loss(model, probe, poison_steps, steps, layer):
+    g = torch.Generator().manual_seed(0)
+    for s in range(steps):
+        layer.poison = s in poison_steps
+        loss = model(torch.randn(4, 6, generator=g)).pow(2).sum()
+        loss.backward()
+        model.zero_grad()
+        probe.step(loss=loss)
+
+
+def _seen(run):
+    return run.meta.get("nonfinite_seen")
+
+
+@pytest.mark.parametrize("k", [0, 3])
+def test_auto_sees_a_nan_on_an_unlogged_step_and_the_next_step_names_the_module(k):
+    model = _model(k)
+    with gp.watch(model, every=100) as probe:  # step 0 logged, then none by the schedule
+        _train_with_loss(model, probe, range(3, 99), steps=8, layer=model[k])
+    ev = probe.run.first_nonfinite("forward")
+    assert (ev.step, ev.layer) == (4, str(k))  # step 4 was logged to locate it
+    assert "first seen at step 3" in ev.detail and "located at step 4" in ev.detail
+    assert probe.run.steps == [0, 4]  # one extra logged step, not every step after
+    [episode] = _seen(probe.run)
+    assert episode["step"] == 3 and episode["located_step"] == 4
+    assert set(episode["seen_in"]) == {"gradient", "loss"}
+    # the NaN reached every parameter's gradient; on the CPU they are all named
+    assert set(episode["params"]) == {n for n, _ in model.named_parameters()}
+    assert episode["weights_finite"] is True  # a zero_grad loop: no NaN update in between
+
+
+def test_auto_on_the_device_path_reads_the_check_at_the_next_logged_step(monkeypatch):
+    monkeypatch.setattr(reducers, "on_host", lambda device: False)
+    model = _model(3)
+    with gp.watch(model, every=5) as probe:
+        _train_with_loss(model, probe, range(2, 99), steps=8, layer=model[3])
+    ev = probe.run.first_nonfinite("forward")
+    assert (ev.step, ev.layer) == (5, "3")  # the logged step 5 read it and named the module
+    assert "first seen at step 2" in ev.detail
+    [episode] = _seen(probe.run)
+    assert (episode["step"], episode["located_step"], episode["params"]) == (2, 5, [])
+    assert probe.run.steps == [0, 5]
+
+
+@pytest.mark.parametrize("device_path", [False, True])
+def test_auto_says_a_transient_nan_was_finite_again(monkeypatch, device_path):
+    if device_path:
+        monkeypatch.setattr(reducers, "on_host", lambda device: False)
+    model = _model(3)
+    with gp.watch(model, every=5) as probe:
+        _train_with_loss(model, probe, {2}, steps=8, layer=model[3])
+    assert probe.run.events() == []  # no module to name: it never came back
+    [episode] = _seen(probe.run)
+    assert episode["step"] == 2 and episode["located_step"] is None
+    assert episode["finite_at"] == (5 if device_path else 3)
+
+
+def test_auto_at_a_logged_step_is_exact_as_before():
+    model = _model(3)
+    with gp.watch(model) as probe:  # the default schedule: steps 0-19, 20, 30, ...
+        _train_with_loss(model, probe, {30}, steps=35, layer=model[3])
+    ev = probe.run.first_nonfinite("forward")
+    assert (ev.step, ev.layer) == (30, "3") and "first seen" not in ev.detail
+    assert probe.run.first_nonfinite("backward").step == 30
+    assert _seen(probe.run) is None
+
+
+def test_auto_logs_few_steps_when_the_nan_cannot_be_located():
+    """A loss that is NaN while the model is finite (a loss of the user's own) arms the next
+    step only a few times, not on every step to the end."""
+    model = _model(3)
+    with gp.watch(model, every=100) as probe:
+        for _ in range(30):
+            model(torch.randn(4, 6)).pow(2).sum().backward()
+            model.zero_grad()
+            probe.step(loss=float("nan"))
+    assert len(probe.run.steps) <= 1 + 3
+    assert _seen(probe.run)[0]["seen_in"] == ["loss"]
+
+
+def test_first_nonfinite_true_searches_every_step_and_false_nothing():
+    for mode, want in ((True, (3, "3")), (False, None)):
+        model = _model(3)
+        with gp.watch(model, every=100, first_nonfinite=mode) as probe:
+            _train_with_loss(model, probe, {3}, steps=6, layer=model[3])
+        ev = probe.run.first_nonfinite("forward")
+        assert (ev and (ev.step, ev.layer)) == want
+        assert probe.run.steps == [0] and _seen(probe.run) is None
+
+
+def test_auto_does_no_per_module_work_on_unlogged_steps(monkeypatch):
+    calls = []
+    monkeypatch.setattr(reducers, "finite_sum", lambda *a, **k: calls.append(1))
+    model = _model(3)
+    with gp.watch(model, every=100) as probe:
+        _train_with_loss(model, probe, (), steps=5, layer=model[3])
+        n_hooks = sum(len(m._forward_hooks) for m in model.modules())
+    assert calls == [] and n_hooks > 0
+    assert probe.run.meta["first_nonfinite"] == "auto"
+
+
+def test_first_nonfinite_must_be_auto_true_or_false():
+    with pytest.raises(gp.GradprobeError, match="'auto', True or False"):
+        gp.watch(_model(3), first_nonfinite="always")

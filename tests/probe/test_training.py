@@ -29,7 +29,9 @@ def _train(steps=10, every=4, accumulate=1, **watch):
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     g = torch.Generator().manual_seed(1)
     losses, norms = [], []
-    with gp.watch(model, every=every, **watch) as probe:
+    if every is not None:  # None: watch()'s default
+        watch["every"] = every
+    with gp.watch(model, **watch) as probe:
         for _ in range(steps):
             for _ in range(accumulate):
                 loss = model(torch.randn(8, 6, generator=g)).pow(2).mean()
@@ -141,15 +143,16 @@ def test_step_with_the_loss_after_the_optimizer_ended_the_step_starts_no_other()
     assert list(_values(probe.run, "loss", "value").values()) == losses
 
 
-def _blow_up(device_path, monkeypatch, poison=None, blow_at=5, skip_nan=False):
+def _blow_up(device_path, monkeypatch, poison=None, blow_at=5, skip_nan=False, search=True):
     """At ``blow_at`` the gradients are scaled by 1e30 after the probe read them (still finite)
-    and the lr is 1e10: the optimizer's step takes the weights past float32's range."""
+    and the lr is 1e10: the optimizer's step takes the weights past float32's range.
+    ``search``: ``first_nonfinite=`` (True: the exact search on every step)."""
     if device_path:
         monkeypatch.setattr(reducers, "on_host", lambda device: False)
     model = _mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     g = torch.Generator().manual_seed(3)
-    with gp.watch(model, every=3, optimizer=opt) as probe:
+    with gp.watch(model, every=3, optimizer=opt, first_nonfinite=search) as probe:
         for i in range(9):
             x = torch.randn(8, 6, generator=g)
             if poison == i:
@@ -184,7 +187,7 @@ def test_weights_made_nonfinite_by_the_optimizer_step_are_an_update_event(monkey
 
 @pytest.mark.parametrize("device_path", [False, True])
 def test_a_nan_from_the_data_is_no_update_event(monkeypatch, device_path):
-    run, _ = _blow_up(device_path, monkeypatch, poison=4, blow_at=99)
+    run, _ = _blow_up(device_path, monkeypatch, poison=4, blow_at=99)  # exact every step
     assert run.first_nonfinite("forward").step == 4
     assert run.first_nonfinite("update") is None  # the step's gradients were NaN already
 
@@ -260,3 +263,103 @@ def test_step_with_the_loss_before_the_optimizer_step_ends_the_step_once():
             opt.zero_grad()
     assert probe.run.steps == [0, 1, 2] and probe.step_index == 3
     assert list(_values(probe.run, "lr", "value")) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("device_path", [False, True])
+def test_auto_finds_the_update_event_and_names_the_step_it_saw_first(monkeypatch, device_path):
+    """first_nonfinite="auto" (the default): a NaN in the data at unlogged step 4 is seen by
+    the free check; the weights became NaN in that step's update (NaN gradients: no update
+    event), so the step that locates it uses NaN weights, which the run says."""
+    run, _ = _blow_up(device_path, monkeypatch, poison=4, blow_at=99, search="auto")
+    assert run.first_nonfinite("update") is None
+    [episode] = run.meta["nonfinite_seen"]
+    assert episode["step"] == 4 and "gradient" in episode["seen_in"]
+    ev = run.first_nonfinite("forward")
+    located = 6 if device_path else 5  # read on the host at once, or at the logged step 6
+    assert ev.step == episode["located_step"] == located and "first seen at step 4" in ev.detail
+    assert episode["weights_finite"] is False
+
+
+@pytest.mark.parametrize("device_path", [False, True])
+def test_auto_still_finds_weights_made_nonfinite_by_the_optimizer_step(monkeypatch, device_path):
+    run, first_bad = _blow_up(device_path, monkeypatch, search="auto")
+    ev = run.first_nonfinite("update")
+    assert ev is not None and (ev.step, ev.layer) == (5, first_bad), run.events()
+
+
+# -- the default schedule: every step of the first 20, then one in ten ----------------------
+
+
+def test_the_schedules_docstring_examples_run():
+    import doctest
+
+    from gradprobe.probe import schedules
+
+    result = doctest.testmod(schedules)
+    assert result.attempted >= 3 and result.failed == 0
+
+
+def test_dense_then_logs_the_first_steps_then_every_nth():
+    from gradprobe.probe import DEFAULT, dense_then
+
+    sched = dense_then(first=20, every=10)
+    assert sched == DEFAULT and hash(sched) == hash(DEFAULT)  # frozen, comparable
+    assert [s for s in range(45) if sched(s)] == [*range(20), 20, 30, 40]
+    assert [s for s in range(5) if dense_then(first=0, every=2)(s)] == [0, 2, 4]
+    for bad in (dict(first=-1), dict(first=2.5), dict(every=0), dict(every=True)):
+        with pytest.raises(gp.GradprobeError, match=r"first|every"):
+            dense_then(**bad)
+
+
+def test_watch_logs_the_first_20_steps_then_one_in_ten_by_default():
+    run, _, _ = _train(steps=35, every=None)
+    assert run.steps == [*range(20), 20, 30]
+    assert len(_values(run, "loss", "value")) == 35  # the loss of every step still
+    assert run.meta["every"] == "DenseThen(first=20, every=10)"
+
+
+def test_the_guard_keeps_the_search_on_every_step():
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gp.watch(model, optimizer=opt, guard=True) as probe:
+        model(torch.randn(4, 6)).pow(2).mean().backward()
+        opt.step()
+    assert probe.run.meta["first_nonfinite"] is True
+    assert probe._first.search
+
+
+def test_no_host_read_on_unlogged_steps_when_the_check_fires_on_the_device_path(monkeypatch):
+    """first_nonfinite="auto" on an accelerator: a NaN at unlogged step 5 stays a value on
+    the device (no sync) until the logged step 10 reads it, which names the module."""
+    monkeypatch.setattr(reducers, "on_host", lambda device: False)
+    reads = []
+    for name in ("item", "tolist", "__float__", "__bool__", "cpu", "numpy"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *a, _original=original, _name=name, **k):
+            reads.append(_name)
+            return _original(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    g = torch.Generator().manual_seed(0)
+    unlogged = []
+    with gp.watch(model, every=10, optimizer=opt) as probe:
+        for i in range(12):
+            x = torch.randn(8, 6, generator=g)
+            if i >= 5:
+                x[0, 0] = float("nan")
+            loss = model(x).pow(2).mean()
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            probe.step(loss=loss)
+            if i == 0:
+                reads.clear()  # the logged step 0 copies once
+            if i == 8:
+                unlogged = list(reads)
+    assert unlogged == []
+    [episode] = probe.run.meta["nonfinite_seen"]
+    assert episode["step"] == 5 and episode["located_step"] == 10
+    assert probe.run.first_nonfinite("forward").layer == "(input)"

@@ -1,17 +1,23 @@
-"""Part of :class:`~gradprobe.probe.probe.Probe`: its end (closing: the last numbers, the
-run's closing meta, every hook removed), its failures (kept as warnings, never raised into
-the training loop) and the guard's skipped steps."""
+"""Part of :class:`~gradprobe.probe.probe.Probe`: the end of each step (``probe.step()``,
+or the optimizer's step; the free non-finite check of unlogged steps on the CPU), the end of
+the probe (closing: the last numbers, the run's closing meta, every hook removed), its
+failures (kept as warnings, never raised into the training loop) and the guard's skipped
+steps."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 import warnings
 from typing import Any, TypeVar
 
+import torch
+
 from ..errors import GradprobeWarning, InvalidInputError, RunStoreError
 from . import reducers as R
+from ._training import check_loss, first_nonfinite_param, learning_rates
 
 _P = TypeVar("_P", bound="Lifecycle")
 
@@ -37,6 +43,13 @@ class Lifecycle:
     _started: float
     _step_seconds: float
     _remove_attention: Any
+    _training: Any
+    _optimizer: Any
+    _params: list
+    _ended: str | None
+    _last_logged: bool
+    _on_host: bool
+    _begin_step: Any
 
     @property
     def seconds(self) -> float:
@@ -129,3 +142,88 @@ class Lifecycle:
 
     def __exit__(self, exc_type, *exc: object) -> None:
         self._close(warn_empty=exc_type is None)  # no warning over the loop's own error
+
+    # -- steps -----------------------------------------------------------------------------
+    def step(self, loss=None, *, lr=None) -> None:
+        """Mark the end of a training step (after ``optimizer.step()``); ``loss`` (a tensor
+        or a number) is recorded for the step, on every step, without a host sync.
+
+        ``lr``: the learning rate used (a number, or one per param group) when the probe has
+        no ``optimizer=`` to read it from. With ``optimizer=``, the optimizer's step ends
+        the step: a ``step(loss=...)`` right after it (before the next forward) gives that
+        step its loss and starts no other; called before ``optimizer.step()`` it ends the
+        step itself, and that optimizer step ends none. A failure while recording (a
+        hook that failed earlier, a full disk) is recorded as a warning and the step's
+        numbers are dropped; it never stops the training loop.
+        """
+        self._check_open()
+        loss = check_loss(loss)
+        if self._ended == "optimizer":
+            self._ended = None
+            try:
+                self._training.late(self._step - 1, loss, lr)
+                if not self._last_logged:
+                    self._host_loss(self._step - 1, loss)
+                    if self._first.sentinel.armed and not self._state.logged:
+                        self._begin_step()  # no forward since: this step can still be logged
+            except Exception as err:
+                self._hook_failed(f"step {self._step - 1}", err)
+            return
+        self._end_step(loss, lr)
+        self._ended = "user" if self._optimizer is not None else None
+
+    def _auto_step(self) -> None:
+        """``optimizer.step()`` (or the guard) ends the step, unless ``probe.step()`` has
+        just ended it (called before ``optimizer.step()``, with no forward since)."""
+        if self._ended == "user":
+            self._ended = None
+            return
+        self._end_step(None, None)
+        self._ended = "optimizer"
+
+    def _end_step(self, loss, lr) -> None:
+        t0 = time.perf_counter()
+        st = self._state
+        try:
+            if lr is None and self._optimizer is not None:
+                lr = learning_rates(self._optimizer)
+            flag = self._finisher.weights_flag()
+            self._training.end_step(st.index, st.logged, loss, lr, flag)
+            self._last_logged = st.logged
+            if st.logged:
+                self._recorded += self._finisher.finish_logged(st, write=True)
+            else:
+                self._host_loss(st.index, loss)
+                self._first.push_flags(st)
+        except Exception as err:
+            self._hook_failed(f"step {self._step}", err)
+        self._step += 1
+        self._begin_step()
+        self._step_seconds += time.perf_counter() - t0
+
+    def _sentinel_fired(self, param: str | None) -> None:
+        """CPU, one process, an unlogged step: a parameter's gradient (or the loss) is NaN/Inf;
+        log the next step to name the module. Were the weights this step used already
+        non-finite (the previous optimizer step)?"""
+        st = self._state
+        self._first.sentinel.fire(st.index, "loss" if param is None else "gradient",
+                                  () if param is None else (param,))  # fmt: skip
+        if not st.sentinel_fired:
+            st.sentinel_fired = True
+            self._weights_after_update(st.index)
+
+    def _host_loss(self, step: int, loss) -> None:
+        """The free check of an unlogged step's loss on the CPU (one process)."""
+        if loss is None or not (self._on_host and self._first.sentinel.active):
+            return
+        if isinstance(loss, torch.Tensor):
+            if not R.on_host(loss.device):
+                return  # read with the next logged step
+            loss = loss.detach().item()  # in host memory already: no sync
+        if not math.isfinite(loss):
+            self._first.sentinel.fire(step, "loss")
+
+    def _weights_after_update(self, step: int) -> None:
+        """The forward of ``step`` (unlogged, read on the host) was the first non-finite: did
+        the weights become NaN/Inf in the optimizer's step before it?"""
+        self._finisher.check_update(step - 1, lambda: first_nonfinite_param(self._params))

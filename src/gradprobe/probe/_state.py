@@ -57,6 +57,7 @@ class StepState:
     packer: R.Packer
     update: bool = False  # measure ‖Δw‖/‖w‖ at the end of this step (a snapshot was taken)
     skipped: bool = False  # the guard skipped this step's optimizer step: no update ratio
+    sentinel_fired: bool = False  # first_nonfinite="auto": a NaN/Inf gradient seen (CPU)
     forward: list[Forward] = field(default_factory=list)
     backward: list[Backward] = field(default_factory=list)
     unlogged_forward: Unlogged = field(default_factory=Unlogged)

@@ -17,6 +17,7 @@ from ..run import Event
 from . import _training as T
 from . import reducers as R
 from ._distributed import is_shard, local
+from ._sentinel import Sentinel
 from ._state import Snapshot, StepState
 from ._stats import Recorder, Rows, Weight, first_bad
 from ._training import TrainingScalars
@@ -28,14 +29,18 @@ STRIDE = 2**20  # positions per step in a first-non-finite code: step * STRIDE +
 class FirstNonFinite:
     """Where NaN/Inf first appeared, forward and backward, without a host sync per step.
 
-    On steps that are not logged each hook keeps ``Σx`` of its tensor on the device;
-    ``push_flags`` folds a step into one int64 code per phase, ``min(step * STRIDE + pos)``,
-    still on the device. The code is read with the next logged step's copy (or at close).
+    ``track``: True searches every step: on steps that are not logged each hook keeps
+    ``Σx`` of its tensor on the device; ``push_flags`` folds a step into one int64 code per
+    phase, ``min(step * STRIDE + pos)``, still on the device. The code is read with the next
+    logged step's copy (or at close). ``"auto"``: logged steps only, and the free check of
+    ``_sentinel`` on the others. False: off.
     """
 
-    def __init__(self, run, track: bool) -> None:
+    def __init__(self, run, track: bool | str) -> None:
         self.run = run
-        self.track = track
+        self.track = track is not False  # logged steps (and update events)
+        self.search = track is True  # unlogged steps too
+        self.sentinel = Sentinel(run, on=track == "auto")
         self.found: dict[str, Event] = {}
         self.pending: list[Event] = []
         self._codes: dict[str, torch.Tensor] = {}
@@ -47,11 +52,12 @@ class FirstNonFinite:
 
     @property
     def tracking_forward(self) -> bool:
-        return self.track and "forward" not in self.found
+        """Search the tensors of unlogged steps (forward)."""
+        return self.search and "forward" not in self.found
 
     @property
     def tracking_backward(self) -> bool:
-        return self.track and "backward" not in self.found
+        return self.search and "backward" not in self.found
 
     def check_unlogged(
         self, state: StepState, phase: str, t, where, one_process: bool, value=None
@@ -149,6 +155,7 @@ class FirstNonFinite:
                     f"the gradient w.r.t. the output of {slot} was already NaN/Inf{amount} "
                     "when it arrived (from the loss or an operation outside any module)"
                 )
+        detail = self.sentinel.note_event(step, detail)
         event = Event(step, phase, layer, detail)
         self.found[phase] = event
         self.pending.append(event)
@@ -240,7 +247,9 @@ class Finisher:
     def flush_training(self, step: int) -> None:
         """At close: the per-step scalars not stored yet, each at its own step."""
         if self.training.pending:
-            rows, _ = self.training.flush()
+            rows, bad = self.training.flush()
+            if self.device_flags:  # seen, never located (the run ends)
+                self.first.sentinel.scan(rows, bad, step + 1, arm=False)
             for s, rs in sorted(rows.items()):
                 self.run.write_step(s, rs, mark_step=False)
 
@@ -253,6 +262,11 @@ class Finisher:
         queued = self.training.queue(pk) if write else []
         host = pk.to_host()
         steps, bad_steps = self.training.take(queued, host) if write else ({}, [])
+        if write and self.device_flags:  # unlogged steps' loss, gradient norm, weights
+            first.sentinel.scan(steps, bad_steps, state.index, arm=True)
+        if first.sentinel.open is not None:  # does the step locating it use NaN/Inf weights?
+            used = [float(host[w.norm][0]) for w in weights if w.used]
+            first.sentinel.weights_finite = all(math.isfinite(v) for v in used) if used else None
         for phase, sl in codes:  # earlier, unlogged steps come first
             first.resolve_code(phase, int(host[sl][0]), pk.rank_of(sl.start))
         f, at = first_bad(state.forward, host)
@@ -261,6 +275,8 @@ class Finisher:
         b, at = first_bad(state.backward, host)
         if b is not None:
             first.host_record("backward", state.index, b.rec.key(), host[at] / b.n, pk.rank_of(at))
+        if f is None and b is None and write:
+            first.sentinel.finite(state.index)
         if not write:
             return 0
         out = Rows(steps.pop(state.index, []))

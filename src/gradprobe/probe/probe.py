@@ -9,6 +9,7 @@ transaction, ``_step``). What is recorded and how each stat is defined: docs/PRO
 from __future__ import annotations
 
 import functools
+import math
 import time
 import weakref
 from collections.abc import Callable
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from ..run import Run
+from . import modules as M
 from . import reducers as R
 from ._attention import AttentionHooks
 from ._distributed import Reducer, is_shard, local
@@ -24,7 +26,7 @@ from ._lifecycle import Lifecycle
 from ._state import Output, RnnInput, Snapshot, StepState
 from ._stats import Recorder
 from ._step import Finisher, FirstNonFinite
-from ._training import MODEL, TrainingScalars, check_loss, first_nonfinite_param, learning_rates
+from ._training import MODEL, TrainingScalars, first_nonfinite_param
 from .hooks import HookSet
 from .modules import BwdRec, Slot, primary_tensor, real_values, rnn_time_dim, watched_modules
 from .schedules import Schedule
@@ -55,7 +57,7 @@ class Probe(AttentionHooks, Lifecycle):
         bins: int = 64,
         hist_range: float | None = None,
         updates: int = UPDATE_GAP,
-        first_nonfinite: bool = True,
+        first_nonfinite: bool | str = "auto",
         optimizer: torch.optim.Optimizer | None = None,
         distributed: Reducer | None = None,
     ) -> None:
@@ -102,6 +104,7 @@ class Probe(AttentionHooks, Lifecycle):
         self._step_seconds = 0.0
         self._started = time.perf_counter()
         self._last_update: int | None = None  # the last step whose update ratio was measured
+        self._last_logged = False  # the step that ended last was logged
         self._on_grad_eager = self.hooks.wrap(self._on_grad, "gradient")
         self._state = StepState(0, False, R.Packer(distributed))
         try:
@@ -121,6 +124,9 @@ class Probe(AttentionHooks, Lifecycle):
             self.run.add_layer(n, "param", "Parameter", None, tuple(p.shape))
         if all(s.name != MODEL for s in self._slots):  # a container root: for the loss rows
             self.run.add_layer(MODEL, "model", type(self.model).__name__, None)
+        tied = M.tied_parameters(self.model)  # {alias: the name named_parameters() lists}
+        if tied:  # diagnose/blocks.py: a tied head is its embedding's parameter
+            self.run.set_meta("tied_params", tied)
 
     def _install(self, optimizer: torch.optim.Optimizer | None) -> None:
         root = self._slots[0]
@@ -144,9 +150,10 @@ class Probe(AttentionHooks, Lifecycle):
 
     # -- per-step state --------------------------------------------------------------------
     def _begin_step(self) -> None:
-        logged = False
+        # a NaN/Inf seen by the free check of an unlogged step: this step locates it
+        logged = self._first.sentinel.take_arm()
         try:  # the user's schedule: never stops the loop
-            logged = bool(self._schedule(self._step))
+            logged = bool(self._schedule(self._step)) or logged
         except Exception as err:
             self._hook_failed(f"schedule at step {self._step}", err)
         self._state = st = StepState(self._step, logged, R.Packer(self._dist))
@@ -291,6 +298,10 @@ class Probe(AttentionHooks, Lifecycle):
         sq = self._training.param_grad(index, g)
         if first.tracking_backward:
             first.check_unlogged(self._state, "backward", g, rec.key(), True, value=sq)
+        elif first.sentinel.active:
+            value = self._training.grad_sq[index]  # a float when read on the host (free)
+            if isinstance(value, float) and not math.isfinite(value):
+                self._sentinel_fired(self._params[index][0])
 
     def _rnn_input_hook(self, slot: Slot, time_dim: int | None) -> Callable:
         step = self._step
@@ -331,60 +342,3 @@ class Probe(AttentionHooks, Lifecycle):
             self._recorder.param_grads(self._state, self._params, self._param_slot)
         else:
             self._training.dist_grads(self._params, self._dist.rank if self._dist else 0)
-
-    # -- steps -----------------------------------------------------------------------------
-    def step(self, loss=None, *, lr=None) -> None:
-        """Mark the end of a training step (after ``optimizer.step()``); ``loss`` (a tensor
-        or a number) is recorded for the step, on every step, without a host sync.
-
-        ``lr``: the learning rate used (a number, or one per param group) when the probe has
-        no ``optimizer=`` to read it from. With ``optimizer=``, the optimizer's step ends
-        the step: a ``step(loss=...)`` right after it (before the next forward) gives that
-        step its loss and starts no other; called before ``optimizer.step()`` it ends the
-        step itself, and that optimizer step ends none. A failure while recording (a
-        hook that failed earlier, a full disk) is recorded as a warning and the step's
-        numbers are dropped; it never stops the training loop.
-        """
-        self._check_open()
-        loss = check_loss(loss)
-        if self._ended == "optimizer":
-            self._ended = None
-            try:
-                self._training.late(self._step - 1, loss, lr)
-            except Exception as err:
-                self._hook_failed(f"step {self._step - 1}", err)
-            return
-        self._end_step(loss, lr)
-        self._ended = "user" if self._optimizer is not None else None
-
-    def _auto_step(self) -> None:
-        """``optimizer.step()`` (or the guard) ends the step, unless ``probe.step()`` has
-        just ended it (called before ``optimizer.step()``, with no forward since)."""
-        if self._ended == "user":
-            self._ended = None
-            return
-        self._end_step(None, None)
-        self._ended = "optimizer"
-
-    def _end_step(self, loss, lr) -> None:
-        t0 = time.perf_counter()
-        st = self._state
-        try:
-            if lr is None and self._optimizer is not None:
-                lr = learning_rates(self._optimizer)
-            flag = self._finisher.weights_flag()
-            self._training.end_step(st.index, st.logged, loss, lr, flag)
-            if st.logged:
-                self._recorded += self._finisher.finish_logged(st, write=True)
-            else:
-                self._first.push_flags(st)
-        except Exception as err:
-            self._hook_failed(f"step {self._step}", err)
-        self._step += 1
-        self._begin_step()
-        self._step_seconds += time.perf_counter() - t0
-
-    def _weights_after_update(self, step: int) -> None:
-        """The forward of ``step`` (unlogged, read on the host) was the first non-finite: did
-        the weights become NaN/Inf in the optimizer's step before it?"""
-        self._finisher.check_update(step - 1, lambda: first_nonfinite_param(self._params))

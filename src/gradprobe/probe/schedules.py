@@ -4,6 +4,12 @@
 (True, False)
 >>> [s for s in range(41) if log_spaced(per_decade=5)(s)]
 [0, 1, 2, 3, 4, 7, 10, 16, 26, 40]
+>>> [s for s in range(45) if dense_then(first=3, every=10)(s)]
+[0, 1, 2, 10, 20, 30, 40]
+
+``watch()``'s default is :data:`DEFAULT`, ``dense_then(first=20, every=10)``: the training
+rules judge the first steps one by one (e.g. ``large_updates``), and one step in ten after
+them keeps the probe's cost near that of plain training (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -50,6 +56,17 @@ class LogSpaced:
         return math.floor(k * math.log10(step)) > math.floor(k * math.log10(step - 1))
 
 
+@dataclass(frozen=True)
+class DenseThen:
+    """Log every step ``s < first``, then step ``s`` when ``s % every == 0``."""
+
+    first: int
+    every: int
+
+    def __call__(self, step: int) -> bool:
+        return step < self.first or step % self.every == 0
+
+
 def every(n: int) -> Every:
     """Log every ``n``-th step: ``every(1)`` logs all steps."""
     return Every(_positive_int(n, "every"))
@@ -58,6 +75,18 @@ def every(n: int) -> Every:
 def log_spaced(per_decade: int = 10) -> LogSpaced:
     """Log-spaced steps: dense at the start of training, sparse later."""
     return LogSpaced(_positive_int(per_decade, "per_decade"))
+
+
+def dense_then(first: int = 20, every: int = 10) -> DenseThen:
+    """Every step of the first ``first`` steps, then every ``every``-th step (the default)."""
+    if isinstance(first, bool) or not isinstance(first, int) or first < 0:
+        raise InvalidInputError(
+            f"first must be a number of steps >= 0, got {first!r}; e.g. dense_then(first=20)"
+        )
+    return DenseThen(first, _positive_int(every, "every"))
+
+
+DEFAULT = DenseThen(20, 10)  # watch()'s and the framework callbacks' default schedule
 
 
 def as_schedule(value: int | Schedule) -> Schedule:

@@ -18,7 +18,7 @@ from ._distributed import rank_path
 from ._distributed import resolve as resolve_distributed
 from .guard import Guard, check_options
 from .probe import EARLY_STEPS, UPDATE_GAP, Probe
-from .schedules import Schedule, as_schedule
+from .schedules import DEFAULT, Schedule, as_schedule
 
 __all__ = ["EARLY_STEPS", "Probe", "watch"]
 
@@ -70,14 +70,14 @@ def _update_gap(updates: object) -> int:
 
 def watch(
     model: nn.Module,
-    every: int | Schedule = 1,
+    every: int | Schedule = DEFAULT,
     histograms: bool = False,
     path=None,
     *,
     bins: int = 64,
     hist_range: float | None = None,
     updates: bool | int = True,
-    first_nonfinite: bool = True,
+    first_nonfinite: bool | str = "auto",
     optimizer: torch.optim.Optimizer | None = None,
     overwrite: bool = False,
     distributed: bool | str = False,
@@ -86,14 +86,21 @@ def watch(
 ) -> Probe:
     """Watch ``model`` while it trains; ``probe.step()`` ends a step, ``probe.run`` holds it all.
 
-    ``every``: log every n-th step, or a schedule ``step -> bool`` (``log_spaced()``).
+    ``every``: log every n-th step, or a schedule ``step -> bool`` (``log_spaced()``); by
+    default ``dense_then(first=20, every=10)``: each of the first 20 steps, then one in ten
+    (``every=1`` logs every step). The loss, the learning rate and the global gradient norm
+    are recorded on every step, logged or not.
     ``histograms``: also histograms of activations and ∂L/∂output (``bins`` bins on
     ``[-r, r]``, ``r`` = max finite ``|x|`` per layer and step, or ``hist_range``).
     ``path``: a run file (or a folder, for ``run.sqlite`` in it); None keeps it in memory.
     ``updates``: record ``‖Δw‖/‖w‖`` per parameter on logged steps at least ``n`` steps
     apart: True = 10 (its cost, a copy of the parameters and two passes over them, is then
     spread over 10 steps; docs/BENCHMARKS.md), an int ``n`` (1 = every logged step), False =
-    never. ``first_nonfinite``: name where NaN/Inf first appeared, on every step.
+    never. ``first_nonfinite``: name the module where NaN/Inf first appeared (forward or
+    backward). ``"auto"`` (the default): exactly on logged steps; on the others a free check
+    (the loss, the gradient norm, the weights) notices the first NaN/Inf and logs the next
+    step to name its module (``run.meta["nonfinite_seen"]`` holds both steps). True: the
+    exact search on every step (+~10 %; forced by ``guard``), False: off.
     ``optimizer``: call ``probe.step()`` after each ``optimizer.step()`` for you.
     ``distributed``: True, or ``"auto"`` (on when a process group of more than one rank is
     initialised): every rank watches, each logged step is combined across ranks (two
@@ -124,8 +131,10 @@ def watch(
             f"hist_range must be a positive finite number (the histograms' half-range) or "
             f"None (each layer's own max |x|), got {hist_range!r}"
         )
-    if not isinstance(first_nonfinite, bool):
-        raise InvalidInputError(f"first_nonfinite must be True or False, got {first_nonfinite!r}")
+    if not isinstance(first_nonfinite, bool) and first_nonfinite != "auto":
+        raise InvalidInputError(
+            f"first_nonfinite must be 'auto', True or False, got {first_nonfinite!r}"
+        )
     update_gap = _update_gap(updates)
     if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
         raise InvalidInputError(
@@ -140,6 +149,7 @@ def watch(
         "bins": bins,
         "hist_range": hist_range,
         "updates_every": update_gap,
+        "first_nonfinite": first_nonfinite,
         "torch": torch.__version__,
     }
     reducer = resolve_distributed(distributed)
@@ -154,6 +164,9 @@ def watch(
     guarded = guard is not False
     if guarded and optimizer is None:
         raise InvalidInputError("guard=True needs optimizer=: the guard hooks optimizer.step()")
+    if guarded and first_nonfinite == "auto":
+        first_nonfinite = True  # the guard's skipped steps need their origin on every step
+        meta["first_nonfinite"] = True
     guard_options = check_options(guard if isinstance(guard, dict) else {}, ("on_step",))
     run = RunWriter.create(path, meta=meta, overwrite=overwrite)
     try:
