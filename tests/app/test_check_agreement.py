@@ -7,13 +7,13 @@ Regression: ``gradprobe check --html`` re-attached theory's prediction with inpu
 
 import json
 import re
-import sys
 import textwrap
 
 import pytest
 import torch
 
-from gradprobe.cli import main
+from _factories import run_cli as _run
+from _factories import user_module
 from gradprobe.report.summary import fmt
 
 MODELS = textwrap.dedent(
@@ -31,21 +31,10 @@ MODELS = textwrap.dedent(
 
 @pytest.fixture
 def setup(tmp_path, monkeypatch):
-    (tmp_path / "agree_models.py").write_text(MODELS)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    x = 3.0 * torch.randn(64, 16, generator=torch.Generator().manual_seed(1))  # E[x²] ≈ 9
-    torch.save(x, tmp_path / "x.pt")
-    yield tmp_path, x
-    sys.modules.pop("agree_models", None)
-
-
-def _run(args) -> int:
-    try:
-        main(args)
-    except SystemExit as done:
-        return done.code or 0
-    return 0
+    with user_module(tmp_path, monkeypatch, "agree_models", MODELS) as folder:
+        x = 3.0 * torch.randn(64, 16, generator=torch.Generator().manual_seed(1))  # E[x²] ≈ 9
+        torch.save(x, folder / "x.pt")
+        yield folder, x
 
 
 def test_check_html_json_and_terminal_show_the_same_theory(setup, capsys):

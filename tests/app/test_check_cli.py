@@ -1,14 +1,14 @@
 """``gradprobe check``: exit 0 healthy, 1 with findings, 2 on bad usage (one line)."""
 
 import json
-import sys
 import textwrap
 from html.parser import HTMLParser
 
 import pytest
 import torch
 
-from gradprobe.cli import main
+from _factories import run_cli as run
+from _factories import user_module
 
 MODELS = textwrap.dedent(
     """
@@ -40,19 +40,8 @@ MODELS = textwrap.dedent(
 
 @pytest.fixture
 def models(tmp_path, monkeypatch):
-    (tmp_path / "cli_models.py").write_text(MODELS)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield tmp_path
-    sys.modules.pop("cli_models", None)
-
-
-def run(args):
-    try:
-        main(args)
-    except SystemExit as done:
-        return done.code or 0
-    return 0
+    with user_module(tmp_path, monkeypatch, "cli_models", MODELS) as folder:
+        yield folder
 
 
 def test_healthy_model_exits_0_and_prints_the_table(models, capsys):

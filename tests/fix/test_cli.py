@@ -4,13 +4,13 @@ when no remedy helps, 2 on bad usage (one line on stderr)."""
 from __future__ import annotations
 
 import json
-import sys
 import textwrap
 
 import pytest
 import torch
 
-from gradprobe.cli import main
+from _factories import run_cli as run
+from _factories import user_module
 
 from .conftest import circle_data
 
@@ -33,20 +33,9 @@ MODELS = textwrap.dedent(
 
 @pytest.fixture
 def models(tmp_path, monkeypatch):
-    (tmp_path / "cli_fix_models.py").write_text(MODELS)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    torch.save(circle_data(), tmp_path / "circle.pt")
-    yield tmp_path
-    sys.modules.pop("cli_fix_models", None)
-
-
-def run(args):
-    try:
-        main(args)
-    except SystemExit as done:
-        return done.code or 0
-    return 0
+    with user_module(tmp_path, monkeypatch, "cli_fix_models", MODELS) as folder:
+        torch.save(circle_data(), folder / "circle.pt")
+        yield folder
 
 
 def test_a_repaired_model_exits_0_with_the_code_to_apply(models, capsys):

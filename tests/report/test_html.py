@@ -1,12 +1,13 @@
 """The HTML report: one self-contained file, everything recorded escaped, and the CLI."""
 
 import re
-import sys
 
 import pytest
 import torch
 
 import gradprobe as gp
+from _factories import run_cli as _cli
+from _factories import user_module
 from gradprobe.cli import main
 from gradprobe.errors import GradprobeError
 from gradprobe.report.html import render_html, write_html
@@ -54,14 +55,6 @@ def test_findings_have_evidence_and_remedy(tmp_path):
     assert "vanishing" in fragment and "data:image/png;base64," in fragment
 
 
-def _cli(args) -> int:
-    try:
-        main(args)
-    except SystemExit as done:
-        return done.code or 0
-    return 0
-
-
 def test_healthy_verdict_and_table_sorting_hooks(mlp_run):
     text = render_html(mlp_run, findings=[], figures=["profile"])
     assert 'class="verdict healthy"' in text and "No findings" in text
@@ -80,11 +73,10 @@ def test_cli_report_writes_html_and_pngs(rnn_run, tmp_path, capsys):
 
 
 def test_cli_check_html(tmp_path, monkeypatch, capsys):
-    (tmp_path / "html_models.py").write_text(
+    source = (
         "from torch import nn\n\n"
         "def tiny():\n    return nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))\n"
     )
-    monkeypatch.syspath_prepend(str(tmp_path))
     args = [
         "check",
         "html_models:tiny",
@@ -93,11 +85,11 @@ def test_cli_check_html(tmp_path, monkeypatch, capsys):
         "--html",
         str(tmp_path / "c.html"),
     ]
-    assert _cli(args) in (0, 1)
+    with user_module(tmp_path, monkeypatch, "html_models", source):
+        assert _cli(args) in (0, 1)
     assert "report:" in capsys.readouterr().out
     text = (tmp_path / "c.html").read_text()
     assert text.startswith("<!DOCTYPE html>") and 'id="theory"' in text  # a plain stack
-    sys.modules.pop("html_models", None)
 
 
 def test_bad_paths(tmp_path, mlp_run, capsys):
