@@ -222,20 +222,32 @@ def _stream(ctx: Context) -> list[Finding]:
     ]
 
 
+def _head_learns(ctx: Context) -> bool:
+    """Whether a weight layer after the chain (the output layer) has a nonzero gradient."""
+    s = ctx.structure
+    after = s.head if not s.plain else s.blocks[len(ctx.chain) :]
+    names = [p for la in after for p in (la.matrices if hasattr(la, "matrices") else ())]
+    if not names or ("param_grad", "norm") not in set(ctx.run.quantities()):
+        return False
+    g = ctx.matrix("param_grad", "norm", names)[:, 0]
+    return bool((np.isfinite(g) & (g > 0)).any())
+
+
 def _no_signal(ctx: Context) -> list[Finding]:
     """Blocks whose output receives a gradient of exactly 0 (max|∂L/∂h| = 0) at the first
-    step while a block above them receives one: no signal reaches them at all (zero weights
-    above, a path the loss does not depend on). The profiles leave zeros out (a log ratio
-    has none), so without this a network with zero hidden weights read healthy."""
+    step while a block above them (or, when none does, the output layer) receives one: no
+    signal reaches them at all (zero weights above, a path the loss does not depend on).
+    The profiles leave zeros out (a log ratio has none), so without this a network with
+    zero hidden weights read healthy."""
     if not ctx.steps or not ctx.chain:
         return []
     values = ctx.backward_matrix[:, 0]
     zero = np.isfinite(values) & (values == 0)
     live = np.nonzero(np.isfinite(values) & (values > 0))[0]
-    if not zero.any() or not live.size:
+    if not zero.any() or not (live.size or _head_learns(ctx)):
         return []
     dead = [b.name for b, z in zip(ctx.chain, zero, strict=True) if z]
-    top = ctx.chain[int(live.max())].name
+    top = ctx.chain[int(live.max())].name if live.size else "the output layer"
     base = reinit(ctx)
     return [
         Finding(
