@@ -48,11 +48,20 @@ def schedule(step: int) -> bool:
 
 
 def train(
-    model, rank: int, world: int, path, watched=None, data_world=None, every=schedule
+    model,
+    rank: int,
+    world: int,
+    path,
+    watched=None,
+    data_world=None,
+    every=schedule,
+    search=True,
 ) -> gp.Run:
-    """``world=1, data_world=2``: the single-process reference on the whole batch."""
+    """``world=1, data_world=2``: the single-process reference on the whole batch.
+    ``search``: ``first_nonfinite=`` (True: the exact search on the unlogged step too)."""
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     kwargs = {"distributed": True} if world > 1 else {}
+    kwargs["first_nonfinite"] = search
     with gp.watch(
         watched or model, every=every, histograms=True, bins=16, path=path, **kwargs
     ) as probe:
@@ -120,7 +129,11 @@ def dump(run: gp.Run, path: Path) -> None:
                 "hists": hists,
                 "collectives": run.collectives,
                 "steps": run.steps,
-                "meta": {k: v for k, v in run.meta.items() if k in ("world_size", "rank")},
+                "meta": {
+                    k: v
+                    for k, v in run.meta.items()
+                    if k in ("world_size", "rank", "nonfinite_seen")
+                },
             }
         )
     )
@@ -144,6 +157,10 @@ def main() -> None:
         model = make_model()  # every step logged: the NaN is found in a logged step's counts
         run = train(DDP(model), rank, world, None, watched=model, every=1)
         dump(run, out / f"ddp_logged.rank{rank}.json")
+
+        model = make_model()  # first_nonfinite="auto": the check of the unlogged step
+        run = train(DDP(model), rank, world, None, watched=model, search="auto")
+        dump(run, out / f"ddp_auto.rank{rank}.json")
 
         model = Recurrent()
         series = train_recurrent(DDP(model), rank, world, watched=model)

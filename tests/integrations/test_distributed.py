@@ -68,7 +68,7 @@ def out(tmp_path_factory):
 def reference():
     """One process, the whole batch: plain model, same init, same data and schedule."""
     torch.set_num_threads(1)
-    return W.train(W.make_model(), 0, 1, None, data_world=WORLD)
+    return W.train(W.make_model(), 0, 1, None, data_world=WORLD)  # exact search every step
 
 
 def _load(out: Path, kind: str, rank: int) -> dict:
@@ -185,6 +185,23 @@ def test_two_collectives_per_logged_step_and_only_rank0_writes(out, kind):
     assert stored.keys() == combined.keys()
     assert all(stored[k] == combined[k] or math.isnan(stored[k]) for k in stored)
     assert sorted(p.name for p in out.glob(f"{kind}.*sqlite")) == [f"{kind}.sqlite"]
+
+
+def test_auto_check_of_an_unlogged_step_is_the_same_on_every_rank(out):
+    """first_nonfinite="auto": the NaN of the unlogged step is seen in the combined gradient
+    norm at the next logged step, on every rank alike (no collective of its own)."""
+    ranks = [_load(out, "ddp_auto", r) for r in range(WORLD)]
+    want = W.train(W.make_model(), 0, 1, None, data_world=WORLD, search="auto")
+    [episode] = ranks[0]["meta"]["nonfinite_seen"]
+    assert episode["step"] == W.UNLOGGED and "gradient" in episode["seen_in"]
+    ref = want.meta["nonfinite_seen"][0]  # one process on the CPU: read at once
+    assert (episode["located_step"], ref["located_step"]) == (W.UNLOGGED + 1,) * 2
+    assert [e[:3] for e in ranks[0]["events"]] == [
+        [e.step, e.phase, e.layer] for e in want.events()
+    ]
+    assert ranks[1]["meta"]["nonfinite_seen"] == ranks[0]["meta"]["nonfinite_seen"]
+    assert ranks[1]["events"] == ranks[0]["events"]
+    assert ranks[0]["collectives"] == 2 * len(ranks[0]["steps"])
 
 
 def test_nonfinite_in_a_logged_step_names_its_rank(out):

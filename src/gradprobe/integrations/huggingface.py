@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from ..probe.schedules import DEFAULT
 from ._common import ProbeOwner, finding_counts, learning_rates, require
 
 
@@ -31,7 +32,7 @@ def _build():
         :func:`gradprobe.watch`. After training: ``callback.run`` and ``callback.findings``."""
 
         def __init__(
-            self, every=1, histograms: bool = False, path=None, *, log_run: bool = True,
+            self, every=DEFAULT, histograms: bool = False, path=None, *, log_run: bool = True,
             distributed="auto", **watch_options,
         ) -> None:  # fmt: skip
             self._init_probe(every, histograms, path, log_run, distributed, watch_options)

@@ -19,6 +19,7 @@ import importlib
 
 import torch
 
+from ..probe.schedules import DEFAULT
 from ._common import ProbeOwner, finding_counts, learning_rates, records, require
 
 
@@ -46,7 +47,7 @@ def _build():
         """
 
         def __init__(
-            self, every=1, histograms: bool = False, path=None, *, log_run: bool = True,
+            self, every=DEFAULT, histograms: bool = False, path=None, *, log_run: bool = True,
             distributed="auto", **watch_options,
         ) -> None:  # fmt: skip
             super().__init__()
