@@ -50,6 +50,7 @@ from ..series import (
     window,
     without_guard_skips,
 )
+from ..thresholds import Thresholds
 from . import RULES
 
 LOSS = "(loss)"
@@ -58,12 +59,20 @@ _LINKED = Remedy("see the causes listed: none was found in the layers before it"
 
 @RULES.register("loss")
 def loss(ctx: Context) -> list[Finding]:
-    s = without_guard_skips(loss_series(ctx.run), ctx.run)
+    return judge(without_guard_skips(loss_series(ctx.run), ctx.run), ctx.t)
+
+
+def judge(s: Series | None, t: Thresholds | None = None) -> list[Finding]:
+    """The loss symptoms of the curve ``s`` (steps and values, NaN/Inf kept) under the
+    thresholds ``t`` (default ``Thresholds()``): what :func:`loss` reports for a run, for a
+    bare list of losses (``Series(np.arange(n), np.asarray(losses))``). Their remedies say
+    "see the causes"; :func:`gradprobe.diagnose.link.link` fills them in from a run."""
+    t = Thresholds() if t is None else t
     if s is None or len(s) < 2:  # one step (a check) is no curve: non_finite judges its loss
         return []
     finite = s.finite_prefix()
     out: list[Finding] = []
-    curve = _Curve(finite, ctx) if len(finite) >= ctx.t.min_loss_steps else None
+    curve = _Curve(finite, t) if len(finite) >= t.min_loss_steps else None
     if s.first_nonfinite is not None:
         out.append(_nonfinite(s, curve))
     if curve is None:
@@ -81,8 +90,8 @@ def loss(ctx: Context) -> list[Finding]:
 
 
 class _Curve:
-    def __init__(self, s: Series, ctx: Context) -> None:
-        self.t, self.steps, self.x = ctx.t, s.steps, s.values
+    def __init__(self, s: Series, t: Thresholds) -> None:
+        self.t, self.steps, self.x = t, s.steps, s.values
         n = self.x.size
         self.w = window(n)
         self.m = centred_median(self.x, self.w)
