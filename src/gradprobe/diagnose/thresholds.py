@@ -16,10 +16,14 @@ each block's parameters, with the same ratio lines. Residual, normalised stacks 
 polynomially with depth (the stream's variance grows like the block count, De & Smith
 2020): a healthy BatchNorm ResNet of 24 blocks reads ×36-40 (×1.17 per block), a Pre-LN
 Transformer of 24 ×4-7. So a block structure is flagged only where the change is also
-exponential, more than ``block_rate`` = 1.25 per block. Post-LN stacks of
-``post_ln_blocks`` = 18 or more whose gradient grows towards the output by
-``post_ln_growth`` need warm-up (Xiong et al. 2020; Liu et al. 2020 saw 18 Post-LN layers
-fail where 6 trained; measured growth 1.6-2.4 at 18-48 layers, DeepNorm 1.05). A plain
+exponential, more than ``block_rate`` = 1.25 per block; a stack whose every block holds a
+norm only beyond the error lines (its weights are scale-invariant: a Hugging Face
+MobileNetV2 reads ×54-113 and trains), a plain stack only where its median layer factor
+compounds past the line too (a VGG's two std-0.01 head layers are not depth). Post-LN
+stacks of ``post_ln_blocks`` = 18 or more need warm-up (Xiong et al. 2020; Liu et al. 2020
+saw 18 Post-LN layers fail where 6 trained), whatever their gradient shows at init (1.02
+for a 24-layer BERT at width 32); ``post_ln_growth`` says whether it already grows (1.6-4.9
+at 18-48 layers of torch's Post-LN layer). A plain
 ReLU stack with Σ 1/n_l ≥ ``narrow_width`` over its hidden widths is too narrow: the
 log-variance of its signal is about 5 Σ 1/n_l (Hanin & Rolnick 2018). Every number:
 docs/DIAGNOSIS.md.
@@ -73,7 +77,7 @@ class Thresholds:
     block_rate: float = 1.25  # ×/block a residual, normalised stack may drift (zoo max 1.17)
     block_growth: float = 10.0  # one block scaling the stream's rms by more (zoo max 2.5)
     post_ln_blocks: int = 18  # Post-LN this deep needs warm-up (Liu et al. 2020: 18 failed)
-    post_ln_growth: float = 1.25  # ... when its gradient grows this much towards the output
+    post_ln_growth: float = 1.25  # its gradient already grows this much towards the output
     narrow_width: float = 1.0  # Σ 1/width over a plain ReLU stack's hidden layers
     min_layers: int = 3  # fewer weight layers: no depth profile to judge
     min_dead_batch: int = 16  # examples a step needs before its dead units are judged
