@@ -9,9 +9,11 @@ shortcut shares 4 of 6 names with one without, T5's first block 9 of 10 with the
 encoder and a decoder stack differ by their cross-attention, under 0.45, and are not one
 group). Where a group's members are themselves fully covered by groups inside them, the
 inner ones are the blocks (a ResNet's residual blocks, not its stages); where they are not
-(a Mixer block's norms lie outside its two MLPs), the outer ones are. A network without any
-group is a plain stack: each weight layer is its own block, a norm layer joins the block
-before it, and embeddings are its stem.
+(a Mixer block's norms lie outside its two MLPs), the outer ones are. Each block keeps the
+group it was chosen from as its ``segment`` (an outer group wins: a network's stages are one
+chain, its encoder and decoder two). A network without any group is a plain stack: each
+weight layer is its own block, a norm layer joins the block before it, and embeddings are
+its stem.
 
 Weight layers are the modules that own a parameter with two or more dimensions (a
 ``Linear``, a convolution, an embedding, a recurrent layer, ``MultiheadAttention``'s input
