@@ -18,7 +18,11 @@ def test_chapter_5_runs_on_its_own_and_shows_gp_fix(tmp_path, monkeypatch):
     # N(0, 1) weights through 12 ReLU layers of 64: the logits are ~32^6 times too large, the
     # baseline's loss is non-finite within a few SGD steps; a re-init trains
     assert result.improved and not result.best.is_baseline
-    assert not result.baseline.healthy and result.best.healthy
+    assert not result.baseline.healthy and "diverging" in result.baseline.problems
+    # nothing wrong in the layers of the winner; its loss may show a spike that came back down
+    # (the diagnosis reads a trial's loss: LSUV's rose 6× over steps 133-137 at SGD lr 0.01)
+    assert set(result.best.problems) <= {"loss_spike"}
+    assert result.best.code.startswith("gp.init.apply(model")
     png, html = numbers["files"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.name == "fix_curves.png"
     assert 'id="fig-fix-curves"' in html.read_text()

@@ -10,6 +10,7 @@ asks for < 0.7 of it."""
 from __future__ import annotations
 
 import copy
+import io
 import json
 import math
 
@@ -249,3 +250,51 @@ def test_a_difference_small_beside_the_repair_goes_to_the_healthier():
     assert [t.name for t in rank(trials, higher=False)] == ["bn", "lr", "base"]
     trials[2] = _t("bn", 0.08)  # 0.055 apart: more than 5 % of the gain, no tie
     assert rank(trials, higher=False)[0].name == "lr"
+
+
+def test_fix_trials_did_not_pass_the_loss_to_the_probe(data, tmp_path):
+    """gp.fix's trials called ``probe.step()`` without ``loss=``: their runs had no loss
+    series and the diagnosis's loss rules never read them. Now a trial's run holds the loss
+    of every step, the same values as ``trial.losses``, and the loss rules judge it: SGD at
+    lr 30 on a small ReLU net makes the loss swing or rise, said by the diagnosis (layer
+    "(loss)"), not by gp.fix's own symptoms."""
+    from gradprobe.diagnose.series import loss_series
+
+    model = mlp(nn.ReLU, depth=2, width=16, n_in=2)
+    result = quick(model, data, candidates=[], optimizer=sgd(30.0), path=tmp_path)
+    base = result.baseline
+    s = loss_series(base.run)
+    assert s is not None and len(s) == len(base.losses)
+    assert list(s.steps) == list(range(len(base.losses)))
+    finite = [v for v in base.losses if math.isfinite(v)]
+    assert s.values[: len(finite)].tolist() == pytest.approx(finite, rel=1e-6)
+    said = {f.kind for f in base.findings if f.layer == "(loss)"}
+    assert said & {"diverging", "oscillating", "not_learning", "loss_spike", "stalled"}
+    assert not said & {s.kind for s in base.symptoms}  # never said twice
+
+
+def test_the_fix_table_cut_finding_kinds_and_numbers_with_an_ellipsis():
+    """The demo's table at 80 columns read ``loss_sp…``, ``initial…``, ``2.705e+…``: every
+    kind is now whole (wrapped onto more lines) and every number whole; a column that does
+    not fit is left out and named."""
+    from rich.console import Console
+
+    from gradprobe.fix.result import FixResult
+
+    kinds = ["large_updates", "attention_logits", "slow_convergence", "not_learning"]
+    findings = [gp.Finding(k, "0", "warning", 0) for k in kinds]
+    trials = [
+        Trial("baseline", "", [2.705e8], 2.705e8, None, findings, False, 0.1, Recipe()),
+        _t("re-init: orthogonal with a long name", 0.2063),
+    ]
+    result = FixResult(
+        trials, trials[0], higher=False, not_tried=[], notes=[], seconds=1.0, budget_s=None,
+        scored_on="held-out",
+    )  # fmt: skip
+    for width in (60, 80, 120):
+        buf = io.StringIO()
+        Console(file=buf, width=width, color_system=None).print(result.table())
+        text = buf.getvalue()
+        assert "…" not in text, text
+        words = text.replace("│", " ").replace(",", " ").split()
+        assert set(kinds) <= set(words) and "2.705e+08" in words, text

@@ -30,7 +30,7 @@ def run_report(run: str | Path, html: Path | None = None, png: Path | None = Non
     out.print(Text(f"{run.path}: {len(run.steps)} logged step(s), {len(run.layers())} layers"))
     out.print(Text(v.sentence, style=_STYLE[v.word]))
     out.print(layer_table(run))
-    out.print(findings_table(findings, verdict=v))
+    out.print(findings_table(findings, verdict=v, training=len(run.steps) > 1))
     drawn = run_figures(run) if png is not None or html is not None else ([], [])
     if png is not None:
         for spec, fig in drawn[0]:

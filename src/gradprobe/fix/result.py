@@ -13,6 +13,12 @@ from torch import nn
 
 from .recipe import Env, OptimizerSpec, Recipe
 
+#: the table's columns of words (wrapped, never cut), and how long a column stays as the
+#: terminal narrows (higher stays longer; the score's own column: 88)
+_WRAPPED = ("remedy", "problems", "other seed")
+_KEEP = {"rank": 95, "remedy": 100, "problems": 90, "metric": 89, "accuracy": 80,
+         "other seed": 45, "train loss": 40, "s": 20}  # fmt: skip
+
 #: two outcomes closer than this (relative) are a tie, which goes to the healthier trial
 TIE = 0.01
 #: ... and so are two outcomes closer than this share of what the best gained over the baseline
@@ -292,14 +298,18 @@ class FixResult:
         return out
 
     def table(self):
-        from rich.table import Table
+        """The trials as a table that fits the console it is printed on: numbers whole, the
+        remedy and the problems wrapped onto more lines, never cut; where even that does
+        not fit, the least important columns are left out and the caption names them
+        (:class:`gradprobe.report.tables.FitTable`)."""
+        from ..report.tables import Col, FitTable
 
-        table = Table(title=f"gp.fix: {len(self.trials)} trials, best first", title_justify="left")
+        specs = []
         for c in self.columns():
-            table.add_column(c, justify="left" if c in ("remedy", "problems") else "right")
-        for row in self.rows():
-            table.add_row(*row)
-        return table
+            kind = "wrap" if c in _WRAPPED else "number"
+            specs.append(Col(c, kind, _KEEP.get(c, 88), "left" if kind == "wrap" else "right"))
+        title = f"gp.fix: {len(self.trials)} trials, best first"
+        return FitTable(specs, self.rows(), title=title, title_justify="left")
 
     def __rich__(self):
         from rich.console import Group

@@ -1,40 +1,50 @@
-"""Symptoms in a trial's loss curve: what AUTOTRAINER (Zhang et al., ICSE 2021) watches for.
+"""Symptoms in a trial's loss curve: the diagnosis's judgement of the loss, and what only
+gp.fix can add to it.
 
-The per-step training losses of one trial are read in windows of ``w = max(1, n // 10)``
-steps; ``first`` and ``last`` are the mean loss of the first and last window, ``ref`` the
+The loss itself is judged by the diagnosis, as it judges any run
+(:mod:`gradprobe.diagnose.rules.loss`: ``diverging`` — a NaN/Inf loss included —,
+``not_learning`` against the start, ``stalled``, ``oscillating``, ``loss_spike``, each with
+its step range): a trial passes its loss to the probe, so those are among the trial's
+findings (layer ``"(loss)"``). gp.fix knows one thing the diagnosis does not: ``ref``, the
 loss of the best constant prediction (the class prior's entropy for cross-entropy, the
-targets' variance for MSE; None for a loss of the user's own).
+targets' variance for MSE; None for a loss of the user's own). Read in windows of
+``w = max(1, n // 10)`` steps (``first``, ``last``: the mean loss of the first and last
+window), it adds, as AUTOTRAINER (Zhang et al., ICSE 2021) watches for:
 
-* ``diverging``: a non-finite loss, or ``last > 1.5 · first``.
-* ``not_learning``: ``last ≥ 0.8 · min(first, ref)``, i.e. less than 20 % below the
-  constant prediction (or below the start when there is no ``ref``): what a model reaches
-  by learning the class prior alone, or by barely moving.
-* ``oscillating``: over the second half, the mean |loss_t − loss_{t−1}| exceeds
-  ``0.25 · scale`` (``scale`` = ``ref``, else ``first``) while the loss is no longer falling
-  by more than that: the optimiser jumps across the valley instead of descending it.
-* ``slow_convergence``: learning, but ``last > 0.5 · scale`` and the last quarter is still
-  more than 5 % below the third: it would need many more steps.
-
+* ``not_learning`` (against the prior): ``last ≥ 0.8 · min(first, ref)``, i.e. less than
+  20 % below the constant prediction: what a model reaches by learning the class prior
+  alone, which the diagnosis, blind to the prior, calls progress.
+* ``slow_convergence``: learning (no ``not_learning``, ``oscillating``, ``stalled`` or
+  ``diverging`` said), but ``last > 0.5 · scale`` (``scale`` = ``ref``, else ``first``) and
+  the last quarter is still more than 5 % below the third: it would need many more steps.
 * ``initial_loss``: the first step's loss above ``3 · ref``: the outputs start far too
   large (Karpathy 2019, "A recipe for training neural networks": a classifier should start
   near −log(1/C), the constant prediction's loss); the init's scale is the cause. Only a
   note (severity info) when training then went well: unscaled inputs start high too, and
   Adam copes.
 
-These guide which remedies are tried (they are permissive on purpose: the training of each
-candidate decides); a trial with a symptom is not healthy. When the diagnosis itself reads
-the loss (``not_learning``, ``diverging``, ``oscillating`` findings), both are used.
+Without ``ref`` only ``slow_convergence`` is added. These guide which remedies are tried (they are
+permissive on purpose: the training of each candidate decides); a trial with a symptom or a
+warning/error finding is not healthy.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-KINDS = ("diverging", "not_learning", "oscillating", "slow_convergence", "initial_loss")
+from ..diagnose import Finding, Thresholds
+from ..diagnose.rules.loss import judge
+from ..diagnose.series import Series
+
+KINDS = ("not_learning", "slow_convergence", "initial_loss")
+LOSS = "(loss)"  # the layer of the diagnosis's findings on the loss curve
+#: the diagnosis's loss findings after which a curve is not "learning, slowly"
+_NOT_LEARNING = ("diverging", "not_learning", "oscillating", "stalled")
 
 
 @dataclass(frozen=True)
@@ -60,34 +70,38 @@ class Symptom:
         }
 
 
-def loss_symptoms(losses: list[float], ref: float | None = None) -> list[Symptom]:
-    """The symptoms of one loss curve (see module docstring)."""
+def judge_losses(losses: Iterable[float], thresholds: Thresholds | None = None) -> list[Finding]:
+    """The diagnosis's findings on a loss curve alone (one value per step from step 0):
+    :func:`gradprobe.diagnose.rules.loss.judge`, what the loss rule says of a run."""
+    values = np.asarray(list(losses), dtype=float)
+    return judge(Series(np.arange(values.size), values), thresholds)
+
+
+def loss_symptoms(
+    losses: list[float], ref: float | None = None, judged: Iterable | None = None
+) -> list[Symptom]:
+    """What gp.fix adds to the diagnosis of one loss curve (see the module docstring).
+
+    ``judged``: the diagnosis's findings of the trial's run (its ``"(loss)"`` ones are read);
+    None: judged here from ``losses`` alone (:func:`judge_losses`)."""
     values = np.asarray(losses, dtype=float)
     n = values.size
-    if n == 0:
+    if n < 8 or not np.isfinite(values).all():  # a NaN/Inf loss: the diagnosis's diverging
         return []
-    bad = np.nonzero(~np.isfinite(values))[0]
-    if bad.size:
-        return [
-            Symptom(
-                "diverging",
-                int(bad[0]),
-                {"non_finite_at_step": int(bad[0])},
-                f"the loss became {values[bad[0]]} at step {int(bad[0])}",
-                "error",
-            )
-        ]
-    if n < 8:
+    if judged is None:
+        judged = judge_losses(values)
+    loss_findings = [f for f in judged if getattr(f, "layer", None) == LOSS]
+    said = {f.kind for f in loss_findings}
+    serious = {f.kind for f in loss_findings if f.severity in ("warning", "error")}
+    if "diverging" in said:  # rising: what the prior says adds nothing
         return []
+    known = ref is not None and math.isfinite(ref) and ref > 0
     w = max(1, n // 10)
     first, last = float(values[:w].mean()), float(values[-w:].mean())
-    scale = ref if ref is not None and math.isfinite(ref) and ref > 0 else first
+    scale = ref if known else first
     ev = {"first_window": first, "last_window": last, "reference": ref, "window": w}
-    if last > 1.5 * first:
-        step = int(np.argmax(values > 1.5 * first))
-        return [Symptom("diverging", step, ev, f"the loss rose from {first:.3g} to {last:.3g}")]
     out = []
-    if ref is not None and math.isfinite(ref) and ref > 0 and values[0] > 3 * ref:
+    if known and values[0] > 3 * ref:
         out.append(
             Symptom(
                 "initial_loss",
@@ -97,33 +111,20 @@ def loss_symptoms(losses: list[float], ref: float | None = None) -> list[Symptom
                 f"prediction's {ref:.3g}: the outputs start far too large",
             )
         )
-    floor = min(first, ref) if ref is not None and math.isfinite(ref) else first
-    if last >= 0.8 * floor:
-        what = "the constant prediction's" if ref is not None else "its starting"
+    floor = min(first, ref) if known else first
+    if known and last >= 0.8 * floor and "not_learning" not in said:
         out.append(
             Symptom(
                 "not_learning",
                 0,
                 ev,
-                f"after {n} steps the loss is {last:.3g}, not 20 % below {what} {floor:.3g}",
-            )
-        )
-    half = values[n // 2 :]
-    jump = float(np.abs(np.diff(half)).mean()) if half.size > 1 else 0.0
-    fall = float(half[: max(1, half.size // 4)].mean() - half[-max(1, half.size // 4) :].mean())
-    if jump > 0.25 * scale and fall < jump:
-        out.append(
-            Symptom(
-                "oscillating",
-                n // 2,
-                {**ev, "mean_abs_step_change": jump, "fall_over_second_half": fall},
-                f"the loss jumps by {jump:.3g} per step on average over the second half "
-                f"(> 0.25 × {scale:.3g}) without going down",
+                f"after {n} steps the loss is {last:.3g}, not 20 % below the constant "
+                f"prediction's {floor:.3g}",
             )
         )
     q = max(1, n // 4)
     third, fourth = float(values[-2 * q : -q].mean()), float(values[-q:].mean())
-    learning = not any(x.kind in ("not_learning", "oscillating") for x in out)
+    learning = not (said & set(_NOT_LEARNING)) and not any(x.kind == "not_learning" for x in out)
     if learning and last > 0.5 * scale and fourth < 0.95 * third:
         out.append(
             Symptom(
@@ -134,6 +135,6 @@ def loss_symptoms(losses: list[float], ref: float | None = None) -> list[Symptom
                 f"quarters) but at {last:.3g} is more than half of {scale:.3g}",
             )
         )
-    if len(out) == 1 and out[0].kind == "initial_loss":  # and then it trained well
+    if len(out) == 1 and out[0].kind == "initial_loss" and not serious:  # then it trained well
         out[0] = replace(out[0], severity="info")
     return out

@@ -3,8 +3,10 @@
 Every trial starts from the same state: torch, numpy and ``random`` seeded with ``seed``
 inside a fork of the caller's random state, one torch thread (so a trial's numbers do not
 depend on the process it runs in), the model deep-copied (or built by the factory) under
-that seed, and the same batches in the same order. The loss and the global gradient norm
-are read once per step (one host sync); a trial stops at the first non-finite loss.
+that seed, and the same batches in the same order. The loss goes to the probe on every
+step (``probe.step(loss=...)``), so the trial's run holds its loss curve and the diagnosis
+judges it as it judges any run; the loss and the global gradient norm are also read once per
+step (one host sync); a trial stops at the first non-finite loss.
 """
 
 from __future__ import annotations
@@ -163,7 +165,7 @@ def _train(setup: Setup, recipe: Recipe, model: nn.Module, out: Outcome, path, s
             opt.step()
             if sched is not None:
                 sched.step()
-            probe.step()
+            probe.step(loss=loss.detach())
             value, gnorm = torch.stack([loss.detach().float(), norm.detach().float()]).tolist()
             out.losses.append(value)
             out.grad_norms.append(gnorm)
@@ -204,6 +206,7 @@ def run_trial(
                 ) from err
             first = str(err).strip().splitlines()[0] if str(err).strip() else ""
             out.error = f"{type(err).__name__}: {first}"
-    out.symptoms = loss_symptoms(out.losses, setup.reference) if out.error is None else []
+    if out.error is None:  # what the diagnosis said of the loss curve is not said twice
+        out.symptoms = loss_symptoms(out.losses, setup.reference, judged=out.findings)
     out.seconds = time.perf_counter() - start
     return out

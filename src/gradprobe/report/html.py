@@ -18,7 +18,7 @@ from pathlib import Path
 from ..errors import GradprobeError, InvalidInputError
 from ..run import Run
 from .figures import FIGURES, as_run, run_figures
-from .summary import cell, fmt, pct, per_layer, verdict
+from .summary import cell, fmt, pct, per_layer, verdict, when, words
 from .tables import RANKING_COLUMNS, ranking_cells
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -103,7 +103,9 @@ def _num(v, share: bool = False) -> str:
     return fmt(v) if isinstance(v, float) else str(v)
 
 
-def _findings(findings) -> list[dict]:
+def _findings(findings, training: bool = True) -> list[dict]:
+    """Each finding as the template shows it: the kind and its plain words, where, when
+    (:func:`~gradprobe.report.summary.when`), the message, evidence, causes and remedy."""
     rows = []
     for f in findings:
         where = f.layer if f.layer is not None else "model"
@@ -113,6 +115,8 @@ def _findings(findings) -> list[dict]:
             {
                 "severity": f.severity,
                 "kind": f.kind,
+                "words": words(f.kind),
+                "when": when(f, training),
                 "where": where,
                 "step": f.step,
                 "message": f.message,
@@ -136,13 +140,14 @@ def _when(f) -> dict:
     }
 
 
-def _timeline(findings, drawn) -> dict | None:
+def _timeline(findings, drawn, training: bool = True) -> dict | None:
     """The timeline section: its figure (when drawn) and the findings in order of onset."""
     figure = next(
         ({"title": s.title, "png": png_base64(f)} for s, f in drawn if s.name == "timeline"), None
     )
     rows = sorted(
-        (r for r in _findings(findings) if r["onset"] is not None), key=lambda r: r["onset"]
+        (r for r in _findings(findings, training) if r["onset"] is not None),
+        key=lambda r: r["onset"],
     )
     if figure is None and not any(r["end"] is not None or r["causes"] for r in rows):
         return None
@@ -198,15 +203,16 @@ def render_html(
     drawn, notes = drawn if drawn is not None else run_figures(run, only=figures)
     meta = run.meta
     theory = meta.get("theory") or []
+    training = len(run.steps) > 1
     context = {
         "title": title or f"gradprobe report: {meta.get('label') or meta.get('model') or 'run'}",
         "verdict": verdict(findings, run),
-        "findings": _findings(findings),
+        "findings": _findings(findings, training),
         "step": table.step,
         "columns": table.columns,
         "reference": table.reference,
         "rows": table.rows,
-        "timeline": _timeline(findings, drawn),
+        "timeline": _timeline(findings, drawn, training),
         "ranking": _ranking(ranking),
         "figures": [
             {"name": s.name, "title": s.title, "png": png_base64(f)}

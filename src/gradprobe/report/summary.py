@@ -204,8 +204,8 @@ def _finite(x) -> bool:
 
 # ----------------------------------------------------------------------------- the verdict
 
-#: a few words per kind of finding, for the verdict's sentence
-_WORDS = {
+#: what each kind of finding is, in a few plain words (the verdict's sentence, the reports)
+WORDS = {
     "vanishing": "gradients vanish before they reach the first layers",
     "exploding": "gradients grow on their way to the first layers",
     "non_finite": "NaN/Inf",
@@ -214,7 +214,45 @@ _WORDS = {
     "large_updates": "updates too large for the weights",
     "small_updates": "updates too small to move the weights",
     "fluctuation": "gradients that fluctuate from step to step",
+    "attention_logits": "attention logits so large that attention collapses onto a few tokens",
+    "overflow": "values near the low-precision dtype's largest number, about to overflow",
+    "not_learning": "the loss is not falling",
+    "stalled": "the loss stopped improving",
+    "diverging": "the loss diverges",
+    "loss_spike": "the loss spiked",
+    "oscillating": "the loss swings up and down instead of falling",
+    "no_steps": "nothing was recorded",
 }
+_CAUSES_SHOWN = 2  # causes named per symptom in the verdict's sentence (the reports list all)
+
+
+def words(kind: str) -> str:
+    """A kind of finding in plain words (its name with spaces for a kind not listed)."""
+    return WORDS.get(kind, kind.replace("_", " "))
+
+
+def when(finding, training: bool = True) -> str:
+    """When a finding was seen, in words: ``"steps 40–199"`` for a symptom's step range
+    (``"at step 51"`` for one step), ``"from step 12"`` for what appeared during training,
+    ``"from the start"`` for what was there at the first step of a training run; empty when
+    nothing is known, and for step 0 of a run that is not training (a check: one step)."""
+    onset, end = getattr(finding, "onset", None), getattr(finding, "end", None)
+    if onset is None:
+        return ""
+    if end is not None:
+        return f"steps {onset}–{end}" if end != onset else f"at step {onset}"
+    if onset > 0:
+        return f"from step {onset}"
+    return "from the start" if training else ""
+
+
+def causes(finding, limit: int | None = None) -> str:
+    """The causes a symptom was linked to (``Finding.causes``), in words; ``limit``: name at
+    most that many and count the rest."""
+    said = [getattr(c, "summary", str(c)) for c in getattr(finding, "causes", ())]
+    if limit is not None and len(said) > limit:
+        return ", ".join(said[:limit]) + f" and {len(said) - limit} more"
+    return ", ".join(said)
 
 
 @dataclass(frozen=True)
@@ -263,13 +301,15 @@ def verdict(findings, run: Run | None = None) -> Verdict:
     rest = [f for i, f in enumerate(findings) if i not in handled]
     errors = [f for f in rest if f.severity == "error"]
     warnings = [f for f in rest if f.severity == "warning"]
+    training = run is not None and len(run.steps) > 1
     if errors:
         word = "errors"
-        parts.append(f"{len(errors)} error(s): {_what(errors)}.")
+        parts.append(f"{len(errors)} error(s): {_what(errors, training)}.")
     if warnings:
         word = "warnings" if not errors else word
         parts.append(
-            f"{len(warnings)} warning(s): {_what(warnings)}; training may be slow or unstable."
+            f"{len(warnings)} warning(s): {_what(warnings, training)}; training may be slow "
+            "or unstable."
         )
     if not errors and not warnings:
         if parts:
@@ -287,15 +327,31 @@ def verdict(findings, run: Run | None = None) -> Verdict:
     return Verdict(word, " ".join(parts), counts)
 
 
-def _what(findings) -> str:
-    words: list[str] = []
+def _what(findings, training: bool = False) -> str:
+    """The findings in words, one phrase per kind (in order of first appearance): what it is,
+    when it was first seen (:func:`when`), and for a symptom in the loss what preceded it."""
+    phrases: list[str] = []
+    seen: dict[str, int] = {}
     for f in findings:
-        text = _WORDS.get(f.kind, f.kind.replace("_", " "))
-        if f.kind == "non_finite" and f.step is not None:
-            text = f"NaN/Inf at step {f.step}"
-        if text not in words:
-            words.append(text)
-    return "; ".join(words)
+        if f.kind == "non_finite":
+            text = f"NaN/Inf at step {f.step}" if f.step is not None else words(f.kind)
+            if text not in phrases:
+                phrases.append(text)
+            continue
+        if f.kind in seen:  # the same kind again: the first one's onset and causes stand
+            continue
+        seen[f.kind] = len(phrases)
+        same = [g for g in findings if g.kind == f.kind]
+        first = min(same, key=lambda g: (g.onset is None, g.onset or 0))
+        text = words(f.kind)
+        w = when(first, training)
+        if w:
+            text += f" ({w})"
+        linked = causes(first, _CAUSES_SHOWN)
+        if linked:
+            text += f", after {linked}"
+        phrases.append(text)
+    return "; ".join(phrases)
 
 
 def _guard(findings, run: Run) -> tuple[str, set[int]]:

@@ -29,10 +29,12 @@ def progress(**kwargs) -> Progress:
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
-def findings_table(findings, verdict=None):
-    """Findings in colour, one block each: severity, kind, where; what was measured; the
-    remedy and its code. Blocks wrap at the console's width (a long word or a line of code
-    folds onto the next line; nothing is cut). ``verdict``
+def findings_table(findings, verdict=None, training: bool = False):
+    """Findings in colour, one block each: severity, kind, where, when (the onset, or a
+    symptom's step range; ``training``: the run has more than one step); what was measured;
+    the causes a symptom was linked to; the remedy and its code. Blocks wrap at the
+    console's width (a long word or a line of code folds onto the next line; nothing is
+    cut). ``verdict``
     (:func:`~gradprobe.report.summary.verdict` of the run): with no findings, "look healthy"
     is said only when the verdict is (a run with no recorded step has no findings either)."""
     from rich.console import Group
@@ -40,6 +42,7 @@ def findings_table(findings, verdict=None):
     from rich.text import Text
 
     from .names import printable
+    from .summary import causes, when
 
     findings = list(findings)
     if not findings:
@@ -54,9 +57,12 @@ def findings_table(findings, verdict=None):
         head = Text(overflow="fold")
         head.append(f.severity, style=_SEVERITY_STYLE.get(f.severity, ""))
         head.append(f"  {f.kind}", style="bold")
-        head.append(f"  at {where}" + (f", step {f.step}" if f.step is not None else ""))
+        seen = when(f, training) or (f"step {f.step}" if f.step is not None else "")
+        head.append(f"  at {where}" + (f", {seen}" if seen else ""))
         blocks.append(head)
         blocks.append(Padding(Text(printable(f.message), overflow="fold"), (0, 0, 0, 4)))
+        if causes(f):
+            blocks.append(Padding(Text("after: " + causes(f), overflow="fold"), (0, 0, 0, 4)))
         remedy = getattr(f.remedy, "text", str(f.remedy))
         if remedy:
             blocks.append(Padding(Text("remedy: " + remedy, overflow="fold"), (0, 0, 0, 4)))
