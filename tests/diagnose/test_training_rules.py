@@ -406,4 +406,7 @@ def test_a_warmup_that_starts_at_lr_0_was_small_updates():
     logged = {0: updates(0.0)}  # the one measured step: lr 0, so Δw = 0 by design
     assert diagnose(training_run(loss=decaying(100), lr=lr, logged=logged), rules="updates") == []
     flat = training_run(loss=decaying(100), lr=np.full(100, 1e-3), logged=logged)
-    assert only(diagnose(flat, rules="updates"), "small_updates")  # at lr 1e-3 it is
+    assert diagnose(flat, rules="updates") == []  # one Δw = 0: a skipped step, no verdict
+    never = {s: updates(0.0) for s in (0, 10, 20)}  # but three, at lr 1e-3: never updated
+    flat = training_run(loss=decaying(100), lr=np.full(100, 1e-3), logged=never)
+    assert only(diagnose(flat, rules="updates"), "small_updates").evidence["updated"] == "never"

@@ -32,7 +32,14 @@ from .context import Context
 from .finding import SYMPTOMS, Cause, Finding, Remedy
 from .rules.updates import first_ratio, peak_before, ratios
 from .series import loss_series
-from .training import TARGET_EARLY_RATIO, post_ln_blocks, raise_lr, step_size
+from .training import (
+    TARGET_EARLY_RATIO,
+    lr_jump_remedy,
+    lr_jumps,
+    post_ln_blocks,
+    raise_lr,
+    step_size,
+)
 
 
 def _rank(f: Finding) -> int:
@@ -73,6 +80,11 @@ def _words(f: Finding) -> str:
     e, at = f.evidence, f.layer
     if f.kind == "large_updates":
         return f"update ratios of {e.get('update_ratio', 0):.2g} at {at} (step {e.get('at_step')})"
+    if f.kind == "small_updates" and e.get("updated") == "never":
+        return (
+            f"{e.get('weights_never_updated')} of {e.get('weights')} weights never updated "
+            f"(‖Δw‖ = 0) although they get gradients"
+        )
     if f.kind == "small_updates":
         return f"weights moving by only {e.get('median_update_ratio', 0):.2g} of their norm a step"
     if f.kind in ("dead_units", "saturated"):
@@ -99,6 +111,8 @@ def _words(f: Finding) -> str:
         ratio = e.get("ratio_lowest_to_output", e.get("ratio_first_to_max"))
         said = f"{ratio:.3g}×, " if isinstance(ratio, (int, float)) else ""
         return f"{f.kind} gradients at {at} ({said}step {f.onset})"
+    if f.kind == "non_finite" and at == "(loss)":
+        return f"the loss itself NaN/Inf at step {f.onset} (not a layer)"
     if f.kind == "non_finite":
         return f"NaN/Inf in {at} ({e.get('phase')}) at step {f.onset}"
     return f"{f.kind} at {at} (step {f.onset})"
@@ -153,9 +167,27 @@ def _with_causes(ctx: Context, symptom: Finding, before: list[Finding]) -> Findi
             return 5.5
         return _rank(c)
 
-    before = sorted(before, key=lambda c: (rank(c), c.onset or 0))  # most specific first
+    def rank_origin(c: Finding) -> float:
+        # NaN/Inf that began in the data or in the loss itself (not in a layer, and with no
+        # explosion before it): the fix is there, whatever the layers went through
+        if c.kind == "non_finite" and c.severity == "error" and c.layer in _OUTSIDE:
+            grew = any(
+                b.kind in ("exploding", "overflow") and (b.onset or 0) < (c.onset or 0)
+                for b in before
+            )
+            if not grew or c.layer != "(loss)":
+                return -1.0
+        return rank(c)
+
+    before = sorted(before, key=lambda c: (rank_origin(c), c.onset or 0))  # most specific first
     found = [Cause(c.kind, c.layer, c.onset, _summary(c)) for c in before]
-    if before:
+    jump = _lr_jump_before(ctx, symptom)
+    if jump is not None:
+        step, lo, hi = jump
+        what = f"the learning rate jumped {hi / lo:.3g}× at step {step} ({lo:.3g} → {hi:.3g})"
+        found = [Cause("large_updates", None, step, what), *found]
+        remedy = lr_jump_remedy(step, lo, hi, f"the loss changed from step {symptom.onset}")
+    elif before:
         ranked = before
         first = ranked[0].remedy
         second = next((c.remedy for c in ranked[1:] if c.kind != ranked[0].kind), None)
@@ -170,13 +202,53 @@ def _with_causes(ctx: Context, symptom: Finding, before: list[Finding]) -> Findi
         if weak is not None:
             found, remedy = [weak[0]], weak[1]
         else:
-            remedy = _ALONE[symptom.kind]
+            remedy = _healthy_layers(ctx, symptom) or _ALONE[symptom.kind]
     said = "; ".join(c.summary for c in found)
     message = symptom.message + (f". Before it: {said}" if found else "")
     # a plateau with nothing wrong in the layers is how healthy runs look between phases too
     severity = "info" if symptom.kind == "stalled" and not found else symptom.severity
     return dataclasses.replace(
         symptom, causes=tuple(found), remedy=remedy, message=message, severity=severity
+    )
+
+
+_OUTSIDE = ("(loss)", "(input)", "(target)")
+
+
+def _lr_jump_before(ctx: Context, symptom: Finding) -> tuple[int, float, float] | None:
+    """The learning-rate jump (training.lr_jumps) the symptom began right after: at most two
+    steps later than its onset (the onset of a rise is read off a smoothed curve) and at most
+    a smoothing window (≥ 10 steps) before it."""
+    if symptom.onset is None:
+        return None
+    w = max(10, int(symptom.evidence.get("window", 10) or 10))
+    near = [j for j in lr_jumps(ctx) if j[0] - 2 <= symptom.onset <= j[0] + w]
+    return near[-1] if near else None
+
+
+def _healthy_layers(ctx: Context, symptom: Finding) -> Remedy | None:
+    """A loss that does not fall while the layers look healthy (the weights move at the
+    usual rate, no other finding): the data, the labels or the loss, not the gradients."""
+    if symptom.kind != "not_learning":
+        return None
+    r = ratios(ctx)
+    if r is None:
+        return None
+    medians = r.medians()
+    medians = medians[np.isfinite(medians) & (medians > 0)]
+    if not medians.size:
+        return None
+    typical = float(np.median(medians))
+    if not 1e-4 <= typical <= TARGET_EARLY_RATIO * 3:
+        return None
+    return Remedy(
+        f"the layers look healthy: the gradients reach every layer and the weights move by "
+        f"{typical:.2g} of their norm per step (~1e-3 is usual), no unit is dead or saturated "
+        f"— this is not a gradient problem. Look at the data: labels that do not belong to "
+        f"their inputs (shuffled, misaligned, or a wrong label column) learn nothing like "
+        f"this; then at the loss (is it the one meant?) and the learning rate (3× up and down)",
+        None,
+        "x, y = next(iter(loader)); print(y[:20])  # do the labels match the inputs?",
     )
 
 
@@ -190,7 +262,7 @@ def _weak_cause(ctx: Context, symptom: Finding) -> tuple[Cause, Remedy] | None:
     early = r.early(ctx.t.early_update_steps)
     finite = early[np.isfinite(early)]
     medians = r.medians()
-    medians = medians[np.isfinite(medians)]
+    medians = medians[np.isfinite(medians) & (medians > 0)]  # 0: nothing applied (skipped)
     if symptom.kind in ("diverging", "oscillating", "loss_spike") and finite.size:
         peak = float(finite.max())
         typical = float(np.median(medians)) if medians.size else peak

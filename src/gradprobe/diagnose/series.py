@@ -87,6 +87,38 @@ def without_guard_skips(s: Series | None, run: Run) -> Series | None:
     return Series(s.steps[keep], s.values[keep])
 
 
+def examples_per_step(run: Run) -> int | None:
+    """The examples of a step's batch, where the run says (``activation/dead_samples``, the
+    examples a ReLU layer's dead fraction was taken over): the median over the logged steps
+    of the largest layer's count; None when not recorded."""
+    if ("activation", "dead_samples") not in set(run.quantities()):
+        return None
+    _names, _steps, values = run.matrix("activation", "dead_samples")
+    with np.errstate(invalid="ignore"):
+        per_step = np.nanmax(np.where(np.isfinite(values), values, np.nan), axis=0)
+    per_step = per_step[np.isfinite(per_step) & (per_step > 0)]
+    return int(np.median(per_step)) if per_step.size else None
+
+
+def skipped_steps(run: Run) -> set[int]:
+    """Steps whose gradient norm was NaN/Inf while their loss was finite, before a later
+    step whose loss and gradient norm are both finite: the update was not applied (it would
+    have made the weights NaN for good). A GradScaler skips every step whose scaled
+    gradients overflow while it lowers its scale (Micikevicius et al. 2018); the probe's
+    guard too. Such a step says nothing about the gradients' growth."""
+    norms, loss = model_series(run, "grad_norm", "global"), loss_series(run)
+    if norms is None or loss is None or not len(loss):
+        return set()
+    finite_loss = {int(t) for t, v in zip(loss.steps, loss.values, strict=True) if np.isfinite(v)}
+    fine = [int(t) for t, v in zip(norms.steps, norms.values, strict=True) if np.isfinite(v)]
+    last_ok = max((t for t in fine if t in finite_loss), default=-1)  # weights still numbers
+    return {
+        int(t)
+        for t, v in zip(norms.steps, norms.values, strict=True)
+        if not np.isfinite(v) and int(t) in finite_loss and int(t) < last_ok
+    }
+
+
 def data_nonfinite_steps(run: Run) -> set[int]:
     """Steps whose first non-finite value was already in the input or the target: a NaN
     there says nothing about growth of the gradients or of the loss."""

@@ -57,6 +57,37 @@ def warmed_up(ctx: Context) -> bool:
     return bool(top is not None and math.isfinite(first) and first < 0.5 * top)
 
 
+#: a learning rate that rises this much from one step to the next was changed by hand or by
+#: a schedule, not warmed up: a linear warm-up's largest step-to-step rise is 2× (1/w → 2/w)
+LR_JUMP = 3.0
+
+
+def lr_jumps(ctx: Context) -> list[tuple[int, float, float]]:
+    """``(step, lr before, lr at step)`` for each step whose recorded learning rate is at
+    least ``LR_JUMP`` times the step before's (from a non-zero value: a warm-up from 0 is
+    not a jump)."""
+    s = lr_series(ctx)
+    if s is None or len(s) < 2:
+        return []
+    a, b = s.values[:-1], s.values[1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        up = np.isfinite(a) & np.isfinite(b) & (a > 0) & (b >= LR_JUMP * a)
+    return [(int(s.steps[i + 1]), float(a[i]), float(b[i])) for i in np.nonzero(up)[0]]
+
+
+def lr_jump_remedy(step: int, before: float, after: float, what: str) -> Remedy:
+    """The learning rate was raised at ``step`` and ``what`` followed: go back, or ramp."""
+    keep = sig(before, 3)
+    return Remedy(
+        f"{what}: the learning rate jumped {after / before:.3g}× at step {step} ({keep:g} → "
+        f"{sig(after, 3):g}) just before; keep it near {keep:g} (check the scheduler or the "
+        f"code that sets it), or raise it gradually over a few hundred steps",
+        None,
+        f"for group in opt.param_groups:\n    group['lr'] = {keep:g}"
+        f"  # the schedule raised it {after / before:.3g}× at step {step}",
+    )
+
+
 def attention_modules(ctx: Context) -> list[str]:
     return [m.name for m in ctx.modules if any(a in (m.module_type or "") for a in _ATTENTION)]
 
@@ -101,6 +132,9 @@ def warmup_steps(peak_ratio: float) -> int:
 def step_size(ctx: Context, peak_ratio: float, step: int | None, what: str) -> Remedy:
     """Lower the learning rate or warm it up (and Pre-LN for a Post-LN transformer): the
     step size, not the init, is the cause of ``what``."""
+    jumped = [j for j in lr_jumps(ctx) if step is not None and j[0] <= step]
+    if jumped:  # the learning rate was raised before it: going back is the change to make
+        return lr_jump_remedy(*jumped[-1], what)
     lr = lr_at(ctx, step) or peak_lr(ctx)
     factor = min(1e3, max(2.0, peak_ratio / TARGET_EARLY_RATIO))
     new, line = _new_lr_line(lr, factor)

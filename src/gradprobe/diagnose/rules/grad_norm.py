@@ -16,11 +16,30 @@ import numpy as np
 
 from ..context import Context
 from ..finding import Finding
-from ..series import data_nonfinite_steps, model_series, without_guard_skips
+from ..series import (
+    data_nonfinite_steps,
+    loss_series,
+    model_series,
+    skipped_steps,
+    without_guard_skips,
+)
 from ..training import clip, healthy_norms
 from . import RULES
 
 BASELINE = 10  # first steps whose median norm is the baseline
+
+
+def _not_an_explosion(ctx: Context, s) -> np.ndarray:
+    """Non-finite norms that are not the gradients growing: at a step whose loss is NaN/Inf
+    already (the loss is the origin: non_finite and the loss rule judge it), or a step the
+    run skipped and went on from (series.skipped_steps: a GradScaler's overflow steps)."""
+    loss = loss_series(ctx.run)
+    skipped = skipped_steps(ctx.run)
+    bad_loss: set[int] = set()
+    if loss is not None:
+        bad = ~np.isfinite(loss.values)
+        bad_loss = {int(t) for t in loss.steps[bad]}
+    return np.array([int(t) in skipped or int(t) in bad_loss for t in s.steps], dtype=bool)
 
 
 @RULES.register("grad_norm")
@@ -33,8 +52,9 @@ def grad_norm(ctx: Context) -> list[Finding]:
         return []
     base = float(np.median(head))
     data_bad = np.isin(s.steps, sorted(data_nonfinite_steps(ctx.run)))  # non_finite's case
+    bad = ~np.isfinite(s.values) & ~data_bad & ~_not_an_explosion(ctx, s)
     with np.errstate(invalid="ignore"):
-        over = (s.values > ctx.t.grad_norm_growth * base) | (~np.isfinite(s.values) & ~data_bad)
+        over = (np.isfinite(s.values) & (s.values > ctx.t.grad_norm_growth * base)) | bad
     first = int(np.nonzero(np.isfinite(s.values) & (s.values > 0))[0][0])
     over[: first + head.size] = False
     idx = np.nonzero(over)[0]

@@ -43,6 +43,7 @@ from ..finding import Finding, Remedy
 from ..series import (
     Series,
     centred_median,
+    examples_per_step,
     loss_series,
     noise,
     robust_sigma,
@@ -59,20 +60,24 @@ _LINKED = Remedy("see the causes listed: none was found in the layers before it"
 
 @RULES.register("loss")
 def loss(ctx: Context) -> list[Finding]:
-    return judge(without_guard_skips(loss_series(ctx.run), ctx.run), ctx.t)
+    s = without_guard_skips(loss_series(ctx.run), ctx.run)
+    return judge(s, ctx.t, examples_per_step(ctx.run))
 
 
-def judge(s: Series | None, t: Thresholds | None = None) -> list[Finding]:
+def judge(
+    s: Series | None, t: Thresholds | None = None, examples: int | None = None
+) -> list[Finding]:
     """The loss symptoms of the curve ``s`` (steps and values, NaN/Inf kept) under the
     thresholds ``t`` (default ``Thresholds()``): what :func:`loss` reports for a run, for a
-    bare list of losses (``Series(np.arange(n), np.asarray(losses))``). Their remedies say
+    bare list of losses (``Series(np.arange(n), np.asarray(losses))``). ``examples``: the
+    batch size, when known (a small batch's loss scatters by itself). Their remedies say
     "see the causes"; :func:`gradprobe.diagnose.link.link` fills them in from a run."""
     t = Thresholds() if t is None else t
     if s is None or len(s) < 2:  # one step (a check) is no curve: non_finite judges its loss
         return []
     finite = s.finite_prefix()
     out: list[Finding] = []
-    curve = _Curve(finite, t) if len(finite) >= t.min_loss_steps else None
+    curve = _Curve(finite, t, examples) if len(finite) >= t.min_loss_steps else None
     if s.first_nonfinite is not None:
         out.append(_nonfinite(s, curve))
     if curve is None:
@@ -90,8 +95,9 @@ def judge(s: Series | None, t: Thresholds | None = None) -> list[Finding]:
 
 
 class _Curve:
-    def __init__(self, s: Series, t: Thresholds) -> None:
+    def __init__(self, s: Series, t: Thresholds, examples: int | None = None) -> None:
         self.t, self.steps, self.x = t, s.steps, s.values
+        self.examples = examples
         n = self.x.size
         self.w = window(n)
         self.m = centred_median(self.x, self.w)
@@ -201,7 +207,12 @@ class _Curve:
         limit = self.t.oscillation_amplitude * self.start
         level = float(np.median(self.m[half:]))
         fall = float(self.m[half] - self.m[-1])
-        if amp <= limit:
+        # a batch of b examples is a sample: its mean loss scatters around the trend by about
+        # σ_example/√b, and per-example cross-entropies spread by up to ~2× their mean
+        # (most near 0, a few large), so scatter below 2·level/√b is the batch, not the
+        # optimiser jumping across a valley
+        sampling = 2 * level / np.sqrt(self.examples) if self.examples else 0.0
+        if amp <= limit or amp <= sampling:
             return []
         # onset: the first window whose scatter is over the line
         scatter = np.array([robust_sigma(resid[max(0, j - self.w) : j + 1]) for j in range(n)])
@@ -236,8 +247,13 @@ class _Curve:
                 episodes[-1] = (episodes[-1][0], int(i))
             else:
                 episodes.append((int(i), int(i)))
+        # with fewer than min_dead_batch examples one hard example makes a one-step spike
+        # by itself: such a batch's spike must last two steps
+        tiny = self.examples is not None and self.examples < t.min_dead_batch
         kept = []
         for a, b in episodes:
+            if tiny and b == a:
+                continue
             level = med[a]
             back = x[b + 1 : b + 1 + w]
             if back.size and (back <= level + 0.5 * excess[a]).any():

@@ -28,6 +28,7 @@ import numpy as np
 from ...run import Event
 from ..context import Context
 from ..finding import Finding, Remedy
+from ..series import Series, loss_series, model_series, skipped_steps
 from ..training import clip, step_size
 from . import RULES
 from .updates import first_ratio, peak_before
@@ -173,6 +174,96 @@ def _update_remedy(ctx: Context, event: Event) -> Remedy:
     return Remedy(f"{lower.text}; and {cut.text}", None, f"{lower.code}\n{cut.code}")
 
 
+_EARLIER = "(earlier step) "
+
+
+def _finite_at(s: Series | None, step: int) -> bool | None:
+    if s is None:
+        return None
+    i = np.nonzero(s.steps == step)[0]
+    return None if not i.size else bool(np.isfinite(s.values[int(i[0])]))
+
+
+def _nonfinite_since(ctx: Context, events: list[Event], event: Event) -> Event | None:
+    """An earlier event (of another step) after which the loss never was finite again up to
+    ``event``: the NaN/Inf of that step went into the weights (the optimizer stepped with
+    it), so this one is its consequence, wherever it shows up first."""
+    loss = loss_series(ctx.run)
+    if loss is None or event.phase == "update":
+        return None
+    for e in events:
+        if e.step >= event.step or e.phase == "update":
+            continue
+        span = loss.values[(loss.steps >= e.step) & (loss.steps < event.step)]
+        if span.size and not np.isfinite(span).any():
+            return e
+    return None
+
+
+def _skipped(ctx: Context, step: int) -> bool:
+    """The step's gradients were NaN/Inf, its loss finite, and the run went on finite: the
+    update was skipped (series.skipped_steps: a GradScaler finding its scale)."""
+    return step in skipped_steps(ctx.run)
+
+
+def _unlogged_loss_origin(ctx: Context) -> tuple[int, Finding] | None:
+    """Under watch()'s default the first NaN/Inf may fall on an unlogged step ``t``: the
+    probe notices it there (``meta["nonfinite_seen"]``) and names a module at the next
+    logged step, when the weights have taken step t's NaN gradient already. When the loss
+    was NaN/Inf at t after a steady gradient norm (no growth: finite at t − 1 and within
+    ``grad_norm_growth`` of the first steps' median), the loss itself is the origin."""
+    seen = [e for e in ctx.run.meta.get("nonfinite_seen") or [] if isinstance(e, dict)]
+    loss = loss_series(ctx.run)
+    norms = model_series(ctx.run, "grad_norm", "global")
+    if not seen or loss is None or norms is None:
+        return None
+    first = seen[0]
+    t = int(first.get("step", -1))
+    if "loss" not in (first.get("seen_in") or []) or _finite_at(loss, t) is not False:
+        return None
+    before = norms.before(t)
+    if not len(before) or not np.isfinite(before.values[-1]):
+        return None
+    base = float(np.median(before.values[: min(10, len(before))]))
+    if not before.values[-1] <= ctx.t.grad_norm_growth * base:
+        return None
+    value = float(loss.values[int(np.nonzero(loss.steps == t)[0][0])])
+    at = first.get("located_step")
+    finding = Finding(
+        kind="non_finite",
+        layer="(loss)",
+        severity="error",
+        step=t,
+        evidence={"phase": "loss", "loss": str(value), "seen_in": list(first.get("seen_in"))},
+        remedy=_LOSS,
+        message=(
+            f"the loss became {value} at step {t} while the gradient norm before it was steady "
+            f"({float(before.values[-1]):.3g} at step {int(before.steps[-1])}, the first steps' "
+            f"median {base:.3g}): the loss itself is the origin, not a layer"
+            + (f"; the NaN/Inf the probe located at step {at} is its consequence" if at else "")
+        ),
+    )
+    return t, finding
+
+
+def _transient(event: Event, what: str) -> Finding:
+    return Finding(
+        kind="non_finite",
+        layer=event.layer,
+        severity="info",
+        step=event.step,
+        evidence={"phase": event.phase, "detail": event.detail, "transient": True},
+        remedy=Remedy(
+            "nothing to fix if a GradScaler is in use (it skips such a step and lowers its "
+            "scale); otherwise skip non-finite steps (gp.watch(..., guard=True))"
+        ),
+        message=(
+            f"step {event.step}: {what}; transient: the loss was finite and training went on "
+            f"finite after it (a skipped step)"
+        ),
+    )
+
+
 @RULES.register("non_finite")
 def non_finite(ctx: Context) -> list[Finding]:
     events = ctx.run.events()
@@ -187,6 +278,9 @@ def non_finite(ctx: Context) -> list[Finding]:
     arrived = any(e.phase == "backward" and _ARRIVED in e.detail for e in events)
     if isinstance(loss, float) and not np.isfinite(loss) and not (target or forward or arrived):
         findings.append(_loss_finding(loss, min((e.step for e in events), default=0)))
+    origin = _unlogged_loss_origin(ctx)
+    if origin is not None and not target:
+        findings.append(origin[1])
     for event in events:
         layer = event.layer if event.layer is not None else "(input)"
         share = _SHARE.search(event.detail or "")
@@ -194,15 +288,27 @@ def non_finite(ctx: Context) -> list[Finding]:
         what, where = _describe(event, layer, amount)
         cause = None
         updated = [u for u in events if u.phase == "update" and u.step < event.step]
-        if event.phase != "update" and updated:
+        gone = _nonfinite_since(ctx, events, event)
+        if origin is not None and not target and event.step > origin[0]:
+            cause = _EARLIER + str(origin[0])
+        elif event.phase != "update" and updated:
             cause = _UPDATED + (updated[0].layer or "")
+        elif gone is not None:
+            cause = _EARLIER + str(gone.step)
+        elif event.phase == "backward" and _skipped(ctx, event.step):
+            findings.append(_transient(event, what))
+            continue
         elif event.phase == "backward":
             earlier = [e for e in forward if e.step <= event.step]
             if earlier:
                 cause = earlier[0].layer or "(input)"
             elif target is not None and _ARRIVED in event.detail:
                 cause = "(target)"
-        if cause is not None and cause.startswith(_UPDATED):
+        if cause is not None and cause.startswith(_EARLIER):
+            source = f"the NaN/Inf of step {cause[len(_EARLIER) :]} (the loss stayed NaN/Inf since)"
+            remedy = Remedy(f"a consequence of {source}: fix that one (see its finding)")
+            message = f"step {event.step}: {what}; a consequence of {source}"
+        elif cause is not None and cause.startswith(_UPDATED):
             source = f"the weights of {cause[len(_UPDATED) :]} made NaN/Inf by the optimizer step"
             remedy = Remedy(f"a consequence of {source}: fix that one (see its finding)")
             message = f"step {event.step}: {what}; a consequence of {source}"

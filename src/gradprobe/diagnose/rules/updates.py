@@ -27,6 +27,7 @@ import numpy as np
 
 from ..context import Context
 from ..finding import Finding, Remedy
+from ..series import loss_series
 from ..training import lr_series, raise_lr, step_size
 from . import RULES
 
@@ -92,6 +93,9 @@ def ratios(ctx: Context) -> Ratios | None:
     if lr is not None:  # a warm-up's lr = 0 step moves nothing by design
         zero = np.array([(lr.at(int(s)) or 0.0) == 0.0 for s in steps])
         values = np.where(zero[None, :], np.nan, values)
+    broken = _unrecovered(ctx)
+    if broken is not None:  # weights NaN/Inf for good: their "updates" measure nothing
+        values = np.where((steps >= broken)[None, :], np.nan, values)
     if not np.isfinite(values).any():
         return None
     return Ratios(params, steps, values)
@@ -170,8 +174,78 @@ def _large(ctx: Context, r: Ratios) -> Finding | None:
     )
 
 
+def _unrecovered(ctx: Context) -> int | None:
+    """The step from which the loss is NaN/Inf to the end of the run (None if it ends
+    finite): the weights are no longer numbers from there."""
+    s = loss_series(ctx.run)
+    if s is None or not len(s) or np.isfinite(s.values[-1]):
+        return None
+    ok = np.nonzero(np.isfinite(s.values))[0]
+    return int(s.steps[int(ok[-1]) + 1]) if ok.size else int(s.steps[0])
+
+
+def _never_updated(ctx: Context, r: Ratios) -> Finding | None:
+    """Weights whose every measured update is exactly 0 although they get a gradient: the
+    optimizer does not hold them (built over another instance's parameters, or over part of
+    the model), or ``zero_grad()`` runs between ``backward()`` and ``step()``. Not a small
+    learning rate: any learning rate times a zero step is zero."""
+    finite = np.isfinite(r.values)
+    zero = (r.values == 0) & finite
+    grads = ctx.matrix("param_grad", "rms", r.names)
+    with np.errstate(invalid="ignore"):
+        moved_grad = np.nanmax(np.where(np.isfinite(grads), grads, np.nan), axis=1, initial=0)
+    never = (finite.sum(axis=1) >= 3) & (zero.sum(axis=1) == finite.sum(axis=1)) & (moved_grad > 0)
+    if not never.any():
+        return None
+    names = [r.names[i] for i in np.nonzero(never)[0]]
+    every = len(names) == len(r.names)
+    steps = int(finite[never].sum(axis=1).min())
+    onset = int(r.steps[np.nonzero(finite[int(np.nonzero(never)[0][0])])[0][0]])
+    what = (
+        "no parameter is updated"
+        if every
+        else f"{len(names)} of {len(r.names)} weights are never updated ({names[0]}, ...)"
+    )
+    message = (
+        f"{what}: their update ‖Δw‖ is exactly 0 on all {steps} measured steps although their "
+        f"gradients are not 0 (rms up to {float(moved_grad[never].max()):.3g})"
+    )
+    remedy = Remedy(
+        f"{what} although gradients reach them, so no learning rate would help: build the "
+        f"optimizer over this model's parameters (not another instance's, not a part of it; "
+        f"after the model is built and moved), and call opt.zero_grad() before loss.backward(), "
+        f"not between backward() and opt.step()",
+        None,
+        "opt = torch.optim.AdamW(model.parameters(), lr=1e-3)  # the model that is trained\n"
+        "opt.zero_grad(); loss.backward(); opt.step()  # in this order",
+    )
+    return Finding(
+        kind="small_updates",
+        layer=names[0],
+        severity="error" if every else "warning",
+        step=onset,
+        onset=onset,
+        evidence={
+            "median_update_ratio": 0.0,
+            "updated": "never",
+            "weights_never_updated": len(names),
+            "weights": len(r.names),
+            "steps_measured": steps,
+            "never_updated": names[:TOP],
+        },
+        remedy=remedy,
+        message=message,
+    )
+
+
 def _small(ctx: Context, r: Ratios) -> Finding | None:
+    never = _never_updated(ctx, r)
+    if never is not None:
+        return never
     limit = ctx.t.small_update_ratio
+    # a step whose update is exactly 0 applied nothing (skipped by a GradScaler or a guard):
+    # it says nothing about the learning rate
+    r = Ratios(r.names, r.steps, np.where(r.values == 0, np.nan, r.values))
     counts = np.isfinite(r.values).sum(axis=1)
     medians = r.medians()
     under = (medians < limit) & (counts >= 1)
