@@ -33,7 +33,9 @@ class Clip(Remedy):
     name = "clip"
     target = "loop"
     order = 80
-    answers = ("diverging", "exploding", "large_updates", "non_finite", "oscillating")
+    answers = (
+        "diverging", "exploding", "large_updates", "loss_spike", "non_finite", "oscillating",
+    )  # fmt: skip
     summary = "clip the global gradient norm at the 10th percentile of the recorded norms"
 
     def fits(self, s):

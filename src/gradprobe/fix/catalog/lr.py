@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from . import REMEDIES, Remedy
 
-_UNSTABLE = ("diverging", "large_updates", "non_finite", "oscillating")
+_UNSTABLE = ("diverging", "large_updates", "loss_spike", "non_finite", "oscillating")
 _DURING = ("dead_units", "exploding", "saturated")  # when they appear during training
 _SLOW = ("not_learning", "slow_convergence", "small_updates")
 

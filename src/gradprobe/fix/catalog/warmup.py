@@ -15,7 +15,7 @@ class Warmup(Remedy):
     name = "warmup"
     target = "loop"
     order = 90
-    answers = ("diverging", "large_updates", "non_finite", "oscillating")
+    answers = ("diverging", "large_updates", "loss_spike", "non_finite", "oscillating")
     summary = "linear learning-rate warm-up over the first tenth of the steps"
 
     def fits(self, s):
