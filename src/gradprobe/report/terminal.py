@@ -31,8 +31,8 @@ _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 def findings_table(findings, verdict=None, training: bool = False):
     """Findings in colour, one block each: severity, kind, where, when (the onset, or a
-    symptom's step range; ``training``: the run has more than one step); what was measured;
-    the causes a symptom was linked to; the remedy and its code. Blocks wrap at the
+    symptom's step range; ``training``: the run has more than one step); what was measured,
+    with the causes a symptom was linked to; the remedy and its code. Blocks wrap at the
     console's width (a long word or a line of code folds onto the next line; nothing is
     cut). ``verdict``
     (:func:`~gradprobe.report.summary.verdict` of the run): with no findings, "look healthy"
@@ -60,9 +60,10 @@ def findings_table(findings, verdict=None, training: bool = False):
         seen = when(f, training) or (f"step {f.step}" if f.step is not None else "")
         head.append(f"  at {where}" + (f", {seen}" if seen else ""))
         blocks.append(head)
-        blocks.append(Padding(Text(printable(f.message), overflow="fold"), (0, 0, 0, 4)))
-        if causes(f):
-            blocks.append(Padding(Text("after: " + causes(f), overflow="fold"), (0, 0, 0, 4)))
+        message = printable(f.message)
+        if causes(f) and not all(c.summary in message for c in f.causes):  # a hand-made one
+            message += f" (after {causes(f)})"
+        blocks.append(Padding(Text(message, overflow="fold"), (0, 0, 0, 4)))
         remedy = getattr(f.remedy, "text", str(f.remedy))
         if remedy:
             blocks.append(Padding(Text("remedy: " + remedy, overflow="fold"), (0, 0, 0, 4)))
