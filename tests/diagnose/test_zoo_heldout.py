@@ -199,3 +199,17 @@ def test_hf_builders_build_what_they_say():
     """The held-out builders compute their own loss (nothing downloaded)."""
     model, inputs, _ = HF.bart(0, 0)
     assert gp.check(model, inputs, histograms=False).run.meta["loss_source"] == "model"
+
+
+def test_a_zero_initialised_classifier_was_no_signal():
+    """Fixup zero-initialises the classifier (and each branch's last conv): at step 0 no
+    block gets a gradient, by design — after the first step they do. Only zero hidden
+    weights of a plain stack (or zeros below a block that gets a gradient) are an error."""
+    from . import _zoo as Z
+
+    model, x, y = Z.BROKEN["resnet_no_norm_unit_gaussian"][0](0, 0)
+    gp.init.apply(model, "fixup")
+    assert float(model.fc.weight.abs().max()) == 0
+    ctx = _ctx((model, x, y))
+    assert (ctx.backward_matrix[:, 0] == 0).all()  # no block gets a gradient at step 0
+    assert not _serious(gp.check(model, x, y, histograms=False).findings)

@@ -222,21 +222,23 @@ def _stream(ctx: Context) -> list[Finding]:
     ]
 
 
-def _head_learns(ctx: Context) -> bool:
-    """Whether a weight layer after the chain (the output layer) has a nonzero gradient."""
-    s = ctx.structure
-    after = s.head if not s.plain else s.blocks[len(ctx.chain) :]
-    names = [p for la in after for p in (la.matrices if hasattr(la, "matrices") else ())]
-    if not names or ("param_grad", "norm") not in set(ctx.run.quantities()):
+def _zero_hidden(ctx: Context) -> bool:
+    """Whether a plain stack has a hidden weight matrix that is exactly zero. A zero output
+    layer alone is a chosen init (Fixup's and many ViT heads' zero classifier: the blocks
+    get their gradient after the first step), as are zero residual branches; zero hidden
+    layers of a plain stack keep every unit above them identical over the inputs."""
+    if not ctx.structure.plain or ("weight", "norm") not in set(ctx.run.quantities()):
         return False
-    g = ctx.matrix("param_grad", "norm", names)[:, 0]
-    return bool((np.isfinite(g) & (g > 0)).any())
+    names = [p for b in ctx.chain[1:] for la in b.layers for p in la.matrices]
+    w = ctx.matrix("weight", "norm", names)[:, 0] if names else np.array([])
+    return bool((np.isfinite(w) & (w == 0)).any())
 
 
 def _no_signal(ctx: Context) -> list[Finding]:
     """Blocks whose output receives a gradient of exactly 0 (max|∂L/∂h| = 0) at the first
-    step while a block above them (or, when none does, the output layer) receives one: no
-    signal reaches them at all (zero weights above, a path the loss does not depend on).
+    step while a block above them receives one (or, when none does, a plain stack whose
+    hidden weights are zero): no signal reaches them at all (zero weights above, a path the
+    loss does not depend on).
     The profiles leave zeros out (a log ratio has none), so without this a network with
     zero hidden weights read healthy."""
     if not ctx.steps or not ctx.chain:
@@ -244,7 +246,7 @@ def _no_signal(ctx: Context) -> list[Finding]:
     values = ctx.backward_matrix[:, 0]
     zero = np.isfinite(values) & (values == 0)
     live = np.nonzero(np.isfinite(values) & (values > 0))[0]
-    if not zero.any() or not (live.size or _head_learns(ctx)):
+    if not zero.any() or not (live.size or _zero_hidden(ctx)):
         return []
     dead = [b.name for b, z in zip(ctx.chain, zero, strict=True) if z]
     top = ctx.chain[int(live.max())].name if live.size else "the output layer"
