@@ -95,24 +95,25 @@ def loss_symptoms(
     serious = {f.kind for f in loss_findings if f.severity in ("warning", "error")}
     if "diverging" in said:  # rising: what the prior says adds nothing
         return []
-    known = ref is not None and math.isfinite(ref) and ref > 0
+    prior = float(ref) if ref is not None and math.isfinite(ref) and ref > 0 else None
     w = max(1, n // 10)
     first, last = float(values[:w].mean()), float(values[-w:].mean())
-    scale = ref if known else first
+    scale = prior if prior is not None else first
     ev = {"first_window": first, "last_window": last, "reference": ref, "window": w}
     out = []
-    if known and values[0] > 3 * ref:
+    if prior is not None and values[0] > 3 * prior:
+        ratio = float(values[0]) / prior
         out.append(
             Symptom(
                 "initial_loss",
                 0,
-                {"initial_loss": float(values[0]), "reference": ref, "ratio": values[0] / ref},
-                f"the loss starts at {values[0]:.3g}, {values[0] / ref:.3g}× the constant "
-                f"prediction's {ref:.3g}: the outputs start far too large",
+                {"initial_loss": float(values[0]), "reference": prior, "ratio": ratio},
+                f"the loss starts at {values[0]:.3g}, {ratio:.3g}× the constant "
+                f"prediction's {prior:.3g}: the outputs start far too large",
             )
         )
-    floor = min(first, ref) if known else first
-    if known and last >= 0.8 * floor and "not_learning" not in said:
+    floor = min(first, prior) if prior is not None else first
+    if prior is not None and last >= 0.8 * floor and "not_learning" not in said:
         out.append(
             Symptom(
                 "not_learning",
