@@ -512,7 +512,7 @@ def test_huge_finite_values_were_a_nan_event_on_the_accelerator_path(monkeypatch
     model = nn.Sequential(nn.Linear(3, 4), Huge(), nn.Linear(4, 2))
     with torch.no_grad():
         model[2].weight.fill_(1.0)  # 4 · 3e38: a real Inf in layer "2"
-    with gp.watch(model, every=lambda step: step == 1) as probe:
+    with gp.watch(model, every=lambda step: step == 1, first_nonfinite=True) as probe:
         model(torch.randn(5, 3))
         probe.step()
         probe.step()
@@ -615,7 +615,7 @@ def test_weights_made_nan_by_the_optimizer_step_were_blamed_on_the_forward():
     event of phase "update" names the step and the parameter."""
     model = _mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with gp.watch(model, every=10, optimizer=opt) as probe:
+    with gp.watch(model, every=10, optimizer=opt, first_nonfinite=True) as probe:
         for i in range(4):
             model(torch.randn(4, 6)).pow(2).mean().backward()
             if i == 1:

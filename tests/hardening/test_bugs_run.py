@@ -65,7 +65,7 @@ FULL_DISK = textwrap.dedent(
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     resource.setrlimit(resource.RLIMIT_FSIZE, (128 * 1024, 128 * 1024))
     warnings.simplefilter("always")
-    with gp.watch(model, path=sys.argv[1], optimizer=opt) as probe:
+    with gp.watch(model, path=sys.argv[1], optimizer=opt, every=1) as probe:
         for step in range(150):
             model(torch.randn(8, 4)).pow(2).sum().backward()
             opt.step()

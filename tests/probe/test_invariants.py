@@ -234,3 +234,37 @@ def test_a_graph_kept_after_close_records_nothing():
         loss = model(torch.randn(4, 10)).sum()
     loss.backward()  # hooks on the graph's tensors fire after close: ignored
     assert probe.run.steps == []
+
+
+def _hooked(model):
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+def test_module_hooks_are_off_on_steps_that_record_nothing_and_back_on_logged_ones():
+    model = CASES["mlp"][0]()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    seen = []
+    with gp.watch(model, every=3, optimizer=opt) as probe:
+        for _ in range(7):
+            seen.append(_hooked(model))
+            model(torch.randn(4, 10)).sum().backward()
+            opt.step()
+            opt.zero_grad()
+    assert seen == [11, 1, 1, 11, 1, 1, 11]  # the model's input hook always (it ends steps)
+    assert probe.run.steps == [0, 3, 6] and _hooked(model) == 0
+    with gp.watch(model, every=3, first_nonfinite=True) as probe:  # the search needs them
+        model(torch.randn(4, 10)).sum().backward()
+        probe.step()
+        assert _hooked(model) == 11
+
+
+def test_hooks_stay_on_once_they_ran_under_compile(monkeypatch):
+    """A module whose hooks come and go would be recompiled by Dynamo at every switch."""
+    monkeypatch.setattr(hooks, "_is_compiling", lambda: lambda: True)  # every hook "traced"
+    model = CASES["mlp"][0]()
+    with gp.watch(model, every=3) as probe:
+        for _ in range(3):
+            model(torch.randn(4, 10)).sum().backward()
+            probe.step()
+            assert _hooked(model) == 11
+    assert probe.hooks.compiled

@@ -105,7 +105,7 @@ import gradprobe as gp
 
 torch.set_num_threads(1)
 model = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 1))
-with gp.watch(model, path=sys.argv[1], histograms=True, updates=1) as probe:
+with gp.watch(model, path=sys.argv[1], histograms=True, updates=1, every=1) as probe:
     for i in range(10**9):
         model(torch.randn(8, 4)).pow(2).sum().backward()
         model.zero_grad()

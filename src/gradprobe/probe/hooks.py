@@ -10,6 +10,12 @@ instead of being traced and recompiled: while Dynamo traces, the hook calls a
 ``torch.compiler.disable``d copy of itself. In eager mode it runs directly (the disabled
 wrapper costs several µs per call, which on a small model is 15% of a step).
 
+Pausable hooks (the watched modules' forward hooks) are taken off while a step records
+nothing (``pause()``) and put back, the same wrapped functions, when one does
+(``resume()``): a module without hooks takes PyTorch's fast call path, while one with hooks
+that return at once still costs a few µs per call. Once a hook has run under Dynamo's
+tracing, pausing stops for good (a module whose hooks come and go would be recompiled).
+
 An exception inside a hook never reaches the user's training loop: ``HookSet.wrap`` catches
 it, hands it to ``on_error`` (the probe records it as a warning in the run) and the hook
 returns None, leaving the module's inputs, outputs and gradients untouched.
@@ -49,13 +55,15 @@ def eager(fn: Callable) -> Callable:
 
 
 class Hook:
-    """One registered hook: ``remove()`` is idempotent."""
+    """One registered hook: ``remove()`` is idempotent; ``attach`` (pausable hooks)
+    registers it again and returns the new handle."""
 
-    __slots__ = ("_handle", "name")
+    __slots__ = ("_handle", "attach", "name")
 
-    def __init__(self, handle: Any, name: str) -> None:
+    def __init__(self, handle: Any, name: str, attach: Callable[[], Any] | None = None) -> None:
         self._handle = handle
         self.name = name
+        self.attach = attach
 
     @property
     def removed(self) -> bool:
@@ -75,6 +83,8 @@ class HookSet:
         self.active = True
         self.on_error = on_error
         self.seconds = 0.0  # host time spent inside the hooks (two clock reads per call)
+        self.paused = False  # the pausable hooks are off
+        self.compiled = False  # a hook ran while Dynamo traced: never pause again
 
     def wrap(self, fn: Callable, name: str) -> Callable:
         """``fn`` run eagerly, its exceptions caught and reported to ``on_error``, its time
@@ -92,16 +102,57 @@ class HookSet:
             finally:
                 self.seconds += perf_counter() - t0
 
-        return eager(safe)
+        disabled = torch.compiler.disable(safe)
+        is_compiling = _is_compiling()
 
-    def forward(self, module: torch.nn.Module, fn: Callable, name: str) -> None:
-        self._add(module.register_forward_hook(self.wrap(fn, name)), f"forward:{name}")
+        def run(*args, **kwargs):  # eager(safe), noting that Dynamo traces
+            if is_compiling():
+                self.compiled = True
+                return disabled(*args, **kwargs)
+            return safe(*args, **kwargs)
+
+        return run
+
+    def forward(
+        self, module: torch.nn.Module, fn: Callable, name: str, pausable: bool = False
+    ) -> None:
+        wrapped = self.wrap(fn, name)
+
+        def attach():
+            return module.register_forward_hook(wrapped)
+
+        self._add(attach(), f"forward:{name}", attach if pausable else None)
 
     def forward_pre(
-        self, module: torch.nn.Module, fn: Callable, name: str, with_kwargs: bool = False
-    ) -> None:
-        handle = module.register_forward_pre_hook(self.wrap(fn, name), with_kwargs=with_kwargs)
-        self._add(handle, f"forward_pre:{name}")
+        self, module: torch.nn.Module, fn: Callable, name: str, with_kwargs: bool = False,
+        pausable: bool = False,
+    ) -> None:  # fmt: skip
+        wrapped = self.wrap(fn, name)
+
+        def attach():
+            return module.register_forward_pre_hook(wrapped, with_kwargs=with_kwargs)
+
+        self._add(attach(), f"forward_pre:{name}", attach if pausable else None)
+
+    def pause(self) -> None:
+        """Take the pausable hooks off (nothing to record this step); not under compile."""
+        if self.compiled:
+            self.resume()
+        if self.paused or self.compiled or not self.active:
+            return
+        for hook in self.hooks:
+            if hook.attach is not None:
+                hook.remove()
+        self.paused = True
+
+    def resume(self) -> None:
+        """Put the pausable hooks back, in the order they were installed."""
+        if not self.paused:
+            return
+        self.paused = False
+        for hook in self.hooks:
+            if hook.attach is not None and hook.removed:
+                hook._handle = hook.attach()
 
     def param(self, param: torch.nn.Parameter, fn: Callable, name: str) -> None:
         hook = self.wrap(fn, name)
@@ -110,12 +161,13 @@ class HookSet:
     def optimizer_step(self, optimizer: torch.optim.Optimizer, fn: Callable) -> None:
         self._add(optimizer.register_step_post_hook(fn), "optimizer_step")
 
-    def _add(self, handle: Any, name: str) -> None:
-        self.hooks.append(Hook(handle, name))
+    def _add(self, handle: Any, name: str, attach: Callable[[], Any] | None = None) -> None:
+        self.hooks.append(Hook(handle, name, attach))
 
     def remove(self) -> None:
         """Remove every hook, even if one removal fails; idempotent."""
         self.active = False
+        self.paused = False
         errors = []
         for hook in self.hooks:
             try:

@@ -132,8 +132,9 @@ class Probe(AttentionHooks, Lifecycle):
         root = self._slots[0]
         self.hooks.forward_pre(self.model, self._input_hook(root), "(model) input", True)
         for s in self._slots[1:]:
-            self.hooks.forward_pre(s.module, self._pre_hook(s), s.name)
-            self.hooks.forward(s.module, self._fwd_hook(s), s.name)
+            # off on steps that record nothing (HookSet.pause)
+            self.hooks.forward_pre(s.module, self._pre_hook(s), s.name, pausable=True)
+            self.hooks.forward(s.module, self._fwd_hook(s), s.name, pausable=True)
         self._hook_params()
         self._install_attention()
         if optimizer is not None:
@@ -157,6 +158,10 @@ class Probe(AttentionHooks, Lifecycle):
         except Exception as err:
             self._hook_failed(f"schedule at step {self._step}", err)
         self._state = st = StepState(self._step, logged, R.Packer(self._dist))
+        if not logged and not self._first.search:
+            self.hooks.pause()  # nothing per module: no statistics and no search
+        else:
+            self.hooks.resume()
         if not logged:
             return
         gap, last = self._updates, self._last_update
