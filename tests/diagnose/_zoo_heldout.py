@@ -130,6 +130,18 @@ def gru_seq2seq(size, seed):
     return M.GRUSeq2Seq(), (src, tgt_in), tgt
 
 
+def blobs_tanh(size, seed):
+    """The AUTOTRAINER-style tanh MLP on raw ``make_blobs`` features (|x| ≈ 2-10, not
+    standardised), PyTorch's init: the first tanh layer saturates 30-62 % and it trains."""
+    from sklearn.datasets import make_blobs
+
+    x, y = make_blobs(n_samples=64, centers=3, n_features=(2, 4)[size], random_state=seed + 1)
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(x.shape[1], 50), nn.Tanh(), nn.Linear(50, 50), nn.Tanh(),
+                          nn.Linear(50, 3))  # fmt: skip
+    return model, torch.tensor(x, dtype=torch.float32), torch.tensor(y)
+
+
 HEALTHY = {
     **HF_HEALTHY,
     **HF_MORE,
@@ -148,4 +160,5 @@ HEALTHY = {
     "autoencoder": autoencoder,
     "regression_mlp": regression_mlp,
     "multilabel": multilabel,
+    "blobs_tanh": blobs_tanh,
 }

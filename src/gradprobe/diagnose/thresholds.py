@@ -30,10 +30,13 @@ docs/DIAGNOSIS.md.
 
 Activations. Saturation: a tanh/sigmoid output within 1% of the function's range from one
 of its bounds (|tanh| ≥ 0.98; probe definition, docs/PROBE.md); Glorot & Bengio saw the top
-sigmoid layer at ~100% early in training. Dead ReLUs: a unit is dead when ≤ 0 for every
-example of the batch. With zero biases and symmetric weights a unit is dead over a batch
-with probability at most 1/2 even when the examples have become perfectly correlated,
-which deep ReLU nets drive them towards (c* = 1, Schoenholz et al. 2017). More than 60%
+sigmoid layer at ~100% early in training. One saturated layer alone (no other crosses) cuts
+the gradient once, as a healthy ReLU layer's zeros do: info up to
+``saturated_alone_fraction`` = 90% (raw ``make_blobs`` inputs: 30-62% in the first layer).
+Dead ReLUs: a unit is dead when ≤ 0 for every example of the batch. With zero biases and
+symmetric weights a unit is dead over a batch with probability at most 1/2 even when the
+examples have become perfectly correlated, which deep ReLU nets drive them towards (c* = 1,
+Schoenholz et al. 2017). More than 60%
 means negative biases, a bad init or a bad update.
 
 "Dead over the batch" needs a batch: on one example a healthy unit is ≤ 0 half the time,
@@ -69,6 +72,7 @@ class Thresholds:
     time_ratio: float = 1e-2  # ∂L/∂x_t at t=0 over its largest value: vanishing through time
     saturated_fraction: float = 0.2  # saturated fraction of a tanh/sigmoid layer (warning)
     saturated_error_fraction: float = 0.5
+    saturated_alone_fraction: float = 0.9  # one saturated layer alone is info up to this
     dead_fraction: float = 0.6  # dead ReLU units (warning); ≤ ~1/2 is expected at init, see above
     dead_error_fraction: float = 0.9
     large_update_ratio: float = 1e-1  # ‖Δw‖/‖w‖ per step
@@ -151,6 +155,7 @@ _RULES = (
         ("time_ratio", 0, 1, True, False),
         ("saturated_fraction", 0, 1, False, True),
         ("saturated_error_fraction", 0, 1, False, True),
+        ("saturated_alone_fraction", 0, 1, False, False),
         ("dead_fraction", 0, 1, False, True),
         ("dead_error_fraction", 0, 1, False, True),
         ("min_dead_batch", 1, math.inf, False, True),
@@ -181,6 +186,7 @@ _RULES = (
     _ordered("vanishing_error_ratio", "vanishing_ratio", _EXTREME),
     _ordered("exploding_ratio", "exploding_error_ratio", _EXTREME),
     _ordered("saturated_fraction", "saturated_error_fraction", "the error fraction is the larger"),
+    _ordered("saturated_fraction", "saturated_alone_fraction", "a lone layer's line is the larger"),
     _ordered("dead_fraction", "dead_error_fraction", "the error fraction is the larger"),
     _ordered("small_update_ratio", "large_update_ratio", "small updates are the smaller ratio"),
 )
