@@ -227,11 +227,6 @@ class ResNet(nn.Module):
 # -- the loop -------------------------------------------------------------------------------
 
 
-def schedule(step: int) -> bool:
-    """Every step of the first 20 (the update ratios judged step by step), then every 5th."""
-    return step < 20 or step % 5 == 0
-
-
 @dataclass
 class Case:
     """One training configuration. ``model``/``optimizer`` are built per seed."""
@@ -294,7 +289,7 @@ def train(case: Case, seed: int = 0):
         if case.autocast is not None
         else contextlib.nullcontext()
     )
-    with gp.watch(model, every=schedule, optimizer=opt) as probe:
+    with gp.watch(model, optimizer=opt) as probe:  # watch()'s default schedule
         for _ in range(case.steps):
             x, y = next(batches)
             with amp:

@@ -297,3 +297,33 @@ def test_not_learning_with_healthy_layers_did_not_say_they_look_healthy():
     run = training_run(loss=noisy(np.full(200, 2.3), 0.01), lr=np.full(200, 1e-3), logged=logged)
     s = _serious_symptom(diagnose(run), "not_learning")
     assert s.causes == () and "layers look healthy" in s.remedy.text
+
+
+def test_a_nan_located_a_step_late_named_the_module_as_its_origin():
+    """watch()'s default: the NaN/Inf of unlogged step 25 is located at step 26, when the
+    weights hold it already (the gradient norm grew first, so it is not the loss's)."""
+    norms = np.concatenate([np.full(20, 1.0), np.geomspace(1, 1e4, 5), [np.nan, np.nan]])
+    loss = np.concatenate([decaying(25), [np.nan, np.nan]])
+    events = (Event(26, "forward", "0", "the output of 0 contained NaN/Inf (1 of its values)"),)
+    run = training_run(
+        loss=loss,
+        grad_norm=norms,
+        lr=np.full(27, 0.1),
+        events=events,
+        logged={s: updates(1e-3) for s in [*range(20), 26]},
+    )
+    ep = {"step": 25, "seen_in": ["gradient", "loss"], "located_step": 26}
+    run.set_meta("nonfinite_seen", [{**ep, "weights_finite": False}])
+    f = next(f for f in diagnose(run, rules="non_finite") if f.severity == "error")
+    assert f.layer == "0" and f.onset == 25 and f.step == 26
+    assert "first seen at step 25" in f.message and "located at step 26 in 0" in f.message
+    assert "only the first module that uses them" in f.message
+    assert "first_nonfinite=True" in f.remedy.code
+
+
+def test_a_transient_nan_on_an_unlogged_step_was_not_reported():
+    run = training_run(loss=decaying(40), logged={s: [] for s in (*range(20), 30)})
+    ep = {"step": 25, "seen_in": ["gradient"], "params": ["0.weight"], "located_step": None}
+    run.set_meta("nonfinite_seen", [{**ep, "finite_at": 26}])
+    (f,) = diagnose(run, rules="non_finite")
+    assert f.severity == "info" and f.step == 25 and "finite again at step 26" in f.message

@@ -28,9 +28,17 @@ import numpy as np
 from ...run import Event
 from ..context import Context
 from ..finding import Finding, Remedy
-from ..series import Series, loss_series, model_series, skipped_steps
+from ..series import loss_series, skipped_steps
 from ..training import clip, step_size
 from . import RULES
+from ._unlogged import (
+    LOCATE,
+    located_at,
+    located_message,
+    loss_origin,
+    skipped_step,
+    transient_findings,
+)
 from .updates import first_ratio, peak_before
 
 # the probe's event details (probe/_step.py) name how a backward NaN arose
@@ -177,13 +185,6 @@ def _update_remedy(ctx: Context, event: Event) -> Remedy:
 _EARLIER = "(earlier step) "
 
 
-def _finite_at(s: Series | None, step: int) -> bool | None:
-    if s is None:
-        return None
-    i = np.nonzero(s.steps == step)[0]
-    return None if not i.size else bool(np.isfinite(s.values[int(i[0])]))
-
-
 def _nonfinite_since(ctx: Context, events: list[Event], event: Event) -> Event | None:
     """An earlier event (of another step) after which the loss never was finite again up to
     ``event``: the NaN/Inf of that step went into the weights (the optimizer stepped with
@@ -206,64 +207,6 @@ def _skipped(ctx: Context, step: int) -> bool:
     return step in skipped_steps(ctx.run)
 
 
-def _unlogged_loss_origin(ctx: Context) -> tuple[int, Finding] | None:
-    """Under watch()'s default the first NaN/Inf may fall on an unlogged step ``t``: the
-    probe notices it there (``meta["nonfinite_seen"]``) and names a module at the next
-    logged step, when the weights have taken step t's NaN gradient already. When the loss
-    was NaN/Inf at t after a steady gradient norm (no growth: finite at t − 1 and within
-    ``grad_norm_growth`` of the first steps' median), the loss itself is the origin."""
-    seen = [e for e in ctx.run.meta.get("nonfinite_seen") or [] if isinstance(e, dict)]
-    loss = loss_series(ctx.run)
-    norms = model_series(ctx.run, "grad_norm", "global")
-    if not seen or loss is None or norms is None:
-        return None
-    first = seen[0]
-    t = int(first.get("step", -1))
-    if "loss" not in (first.get("seen_in") or []) or _finite_at(loss, t) is not False:
-        return None
-    before = norms.before(t)
-    if not len(before) or not np.isfinite(before.values[-1]):
-        return None
-    base = float(np.median(before.values[: min(10, len(before))]))
-    if not before.values[-1] <= ctx.t.grad_norm_growth * base:
-        return None
-    value = float(loss.values[int(np.nonzero(loss.steps == t)[0][0])])
-    at = first.get("located_step")
-    finding = Finding(
-        kind="non_finite",
-        layer="(loss)",
-        severity="error",
-        step=t,
-        evidence={"phase": "loss", "loss": str(value), "seen_in": list(first.get("seen_in"))},
-        remedy=_LOSS,
-        message=(
-            f"the loss became {value} at step {t} while the gradient norm before it was steady "
-            f"({float(before.values[-1]):.3g} at step {int(before.steps[-1])}, the first steps' "
-            f"median {base:.3g}): the loss itself is the origin, not a layer"
-            + (f"; the NaN/Inf the probe located at step {at} is its consequence" if at else "")
-        ),
-    )
-    return t, finding
-
-
-def _transient(event: Event, what: str) -> Finding:
-    return Finding(
-        kind="non_finite",
-        layer=event.layer,
-        severity="info",
-        step=event.step,
-        evidence={"phase": event.phase, "detail": event.detail, "transient": True},
-        remedy=Remedy(
-            "nothing to fix if a GradScaler is in use (it skips such a step and lowers its "
-            "scale); otherwise skip non-finite steps (gp.watch(..., guard=True))"
-        ),
-        message=(
-            f"step {event.step}: {what}; transient: the loss was finite and training went on "
-            f"finite after it (a skipped step)"
-        ),
-    )
-
-
 @RULES.register("non_finite")
 def non_finite(ctx: Context) -> list[Finding]:
     events = ctx.run.events()
@@ -278,15 +221,17 @@ def non_finite(ctx: Context) -> list[Finding]:
     arrived = any(e.phase == "backward" and _ARRIVED in e.detail for e in events)
     if isinstance(loss, float) and not np.isfinite(loss) and not (target or forward or arrived):
         findings.append(_loss_finding(loss, min((e.step for e in events), default=0)))
-    origin = _unlogged_loss_origin(ctx)
+    origin = loss_origin(ctx, _LOSS)
     if origin is not None and not target:
         findings.append(origin[1])
+    findings += transient_findings(ctx)
+    located: Event | None = None  # the event that located an unlogged step's NaN/Inf
     for event in events:
         layer = event.layer if event.layer is not None else "(input)"
         share = _SHARE.search(event.detail or "")
         amount = f" ({share.group(1)} of its values)" if share else ""
         what, where = _describe(event, layer, amount)
-        cause = None
+        cause, seen = None, event.step
         updated = [u for u in events if u.phase == "update" and u.step < event.step]
         gone = _nonfinite_since(ctx, events, event)
         if origin is not None and not target and event.step > origin[0]:
@@ -295,8 +240,10 @@ def non_finite(ctx: Context) -> list[Finding]:
             cause = _UPDATED + (updated[0].layer or "")
         elif gone is not None:
             cause = _EARLIER + str(gone.step)
+        elif located is not None and event.step == located.step:
+            cause = _EARLIER + str(located_at(ctx, located)["step"])  # type: ignore[index]
         elif event.phase == "backward" and _skipped(ctx, event.step):
-            findings.append(_transient(event, what))
+            findings.append(skipped_step(event, what))
             continue
         elif event.phase == "backward":
             earlier = [e for e in forward if e.step <= event.step]
@@ -332,12 +279,19 @@ def non_finite(ctx: Context) -> list[Finding]:
             message = (
                 f"first non-finite value in the {event.phase} pass at step {event.step}: {what}"
             )
+            ep = located_at(ctx, event)
+            if ep is not None:
+                located, seen = event, int(ep["step"])
+                message = located_message(ep, event, layer, what)
+                if ep.get("weights_finite") is False and where not in ("(input)", "(loss)"):
+                    remedy = LOCATE
         findings.append(
             Finding(
                 kind="non_finite",
                 layer=where,
                 severity="info" if cause is not None else "error",
                 step=event.step,
+                onset=seen,
                 evidence={
                     "phase": event.phase,
                     "detail": event.detail,

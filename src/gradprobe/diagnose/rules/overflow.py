@@ -58,10 +58,12 @@ def overflow(ctx: Context) -> list[Finding]:
         dtype = _dtype(ctx, quantity, layer, i, used)
         later = [e for e in events if e.step >= step]
         after = later[0] if later else None
-        what = (
-            f"the {dtype} {_WHAT[quantity]} of {layer} reached {used:.0%} of the largest "
-            f"{dtype} value at step {step}"
+        reached = (
+            "overflowed to ±Inf"
+            if not math.isfinite(used)
+            else f"reached {used:.0%} of the largest {dtype} value"
         )
+        what = f"the {dtype} {_WHAT[quantity]} of {layer} {reached} at step {step}"
         if after is not None:
             where = after.layer or "(input)"
             what += f"; the first NaN/Inf followed at step {after.step} ({after.phase}, {where})"
