@@ -227,3 +227,18 @@ def test_raw_blob_inputs_saturating_the_first_tanh_layer_were_a_warning():
             assert all("standardise the inputs" in f.remedy.text for f in found)
     deep = _check("broken", "tanh_mlp_unit_gaussian", 0, 0).findings
     assert sum(f.kind == "saturated" and f.severity == "error" for f in deep) >= 10
+
+
+def test_a_fully_dead_narrow_layer_is_never_within_chance():
+    """5 of 5 units dead happens with probability 1/32 at the bound of ½, but no gradient
+    passes such a layer: every unit counted is always a finding."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 5), nn.ReLU(), nn.Linear(5, 5), nn.ReLU(), nn.Linear(5, 3))
+    with torch.no_grad():
+        model[2].bias.fill_(-10.0)
+    x, y = torch.randn(64, 16), torch.randint(0, 3, (64,))
+    ctx = Context(gp.check(model, x, y, histograms=False).run, Thresholds())
+    found = fraction_findings(
+        ctx, ["1", "3"], "dead", "dead_units", 0.6, 0.9, None, _words, min_samples=16, chance=0.5
+    )
+    assert [f.layer for f in found] == ["3"] and found[0].evidence["units"] == 5

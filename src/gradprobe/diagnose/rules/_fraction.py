@@ -5,7 +5,8 @@ chance in a healthy layer whose units are each dead with probability 1/2 (the bo
 init, see ``Thresholds``) one time in three. With ``chance``, a layer crosses only where its
 count is also beyond chance: P(Binomial(n, chance) ≥ k) < ``SIGNIFICANCE`` (1%), n the
 units of the layer, so a verdict does not flip on one unit of a small layer (8 units need
-8 dead, 16 need 14, 64 need 42, 256 or more the fraction line itself).
+8 dead, 16 need 14, 64 need 42, 256 or more the fraction line itself). Every unit of a
+layer counted is always beyond chance: no gradient passes it at all.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def _beyond_chance(frac: np.ndarray, n: np.ndarray, chance: float) -> np.ndarray
     k = np.rint(frac * np.where(np.isfinite(n), n, 0))
     with np.errstate(invalid="ignore"):
         tail = binom.sf(k - 1, np.where(np.isfinite(n), n, 1), chance)  # P(X ≥ k)
-    return ~np.isfinite(n) | (tail < SIGNIFICANCE)
+    every = np.isfinite(n) & (k >= n)  # all units: nothing passes, whatever chance says
+    return ~np.isfinite(n) | (tail < SIGNIFICANCE) | every
 
 
 def fraction_findings(
