@@ -102,3 +102,16 @@ def test_a_high_first_loss_that_then_trains_well_is_only_a_note():
     curve = np.concatenate([[9.0], np.linspace(2.0, 0.05, 299)])
     (s,) = loss_symptoms(list(curve), REF)
     assert s.kind == "initial_loss" and s.severity == "info"
+
+
+def test_a_nan_loss_at_the_first_step_was_judged_by_nobody():
+    """exploding/circles-exp5-sgd (5 exponential layers, SGD): the loss is NaN at step 0, the
+    trial stops there, the diagnosis has one step (no curve) and no event (a trial's probe
+    does not search): with fix's own diverging gone the baseline looked healthy and no remedy
+    was tried. gp.fix says it when nothing else did, and only then."""
+    (s,) = loss_symptoms([float("nan")], REF, judged=[])
+    assert s.kind == "diverging" and s.step == 0 and s.severity == "error"
+    (s,) = loss_symptoms([0.7, 0.6, float("inf")], REF, judged=[])
+    assert s.kind == "diverging" and s.step == 2
+    said = judge_losses([0.7] * 20 + [float("nan")])
+    assert loss_symptoms([0.7] * 20 + [float("nan")], REF, judged=said) == []

@@ -23,9 +23,14 @@ window), it adds, as AUTOTRAINER (Zhang et al., ICSE 2021) watches for:
   note (severity info) when training then went well: unscaled inputs start high too, and
   Adam copes.
 
-Without ``ref`` only ``slow_convergence`` is added. These guide which remedies are tried (they are
-permissive on purpose: the training of each candidate decides); a trial with a symptom or a
-warning/error finding is not healthy.
+* ``diverging``, only when the loss became NaN/Inf and the diagnosis said nothing of it
+  (neither ``diverging`` nor ``non_finite``): a trial stops at its first non-finite loss,
+  and a loss that is NaN from the first step leaves no curve to judge and, on a trial's
+  cheap probe (``first_nonfinite=False``), no event either.
+
+Without ``ref`` only ``slow_convergence`` (and that ``diverging``) is added. These guide
+which remedies are tried (they are permissive on purpose: the training of each candidate
+decides); a trial with a symptom or a warning/error finding is not healthy.
 """
 
 from __future__ import annotations
@@ -86,10 +91,25 @@ def loss_symptoms(
     None: judged here from ``losses`` alone (:func:`judge_losses`)."""
     values = np.asarray(losses, dtype=float)
     n = values.size
-    if n < 8 or not np.isfinite(values).all():  # a NaN/Inf loss: the diagnosis's diverging
-        return []
     if judged is None:
         judged = judge_losses(values)
+    judged = list(judged)
+    bad = np.nonzero(~np.isfinite(values))[0]
+    if bad.size:  # a NaN/Inf loss: the diagnosis's diverging, or its non_finite in a layer
+        if any(f.kind in ("diverging", "non_finite") for f in judged):
+            return []
+        k = int(bad[0])  # e.g. NaN at the first step: no curve to judge, no event searched
+        return [
+            Symptom(
+                "diverging",
+                k,
+                {"non_finite_at_step": k},
+                f"the loss became {values[k]} at step {k}",
+                "error",
+            )
+        ]
+    if n < 8:
+        return []
     loss_findings = [f for f in judged if getattr(f, "layer", None) == LOSS]
     said = {f.kind for f in loss_findings}
     serious = {f.kind for f in loss_findings if f.severity in ("warning", "error")}
