@@ -242,3 +242,9 @@ def test_a_fully_dead_narrow_layer_is_never_within_chance():
         ctx, ["1", "3"], "dead", "dead_units", 0.6, 0.9, None, _words, min_samples=16, chance=0.5
     )
     assert [f.layer for f in found] == ["3"] and found[0].evidence["units"] == 5
+
+
+@pytest.mark.parametrize("value", [0.1, 1.5, float("nan")])
+def test_saturated_alone_fraction_is_checked(value):
+    with pytest.raises(gp.errors.GradprobeError, match="saturated_alone_fraction"):
+        Thresholds(saturated_alone_fraction=value)
