@@ -172,6 +172,75 @@ def test_vanilla_rnn_vanishes_through_time_and_lstm_forget_bias_helps():
     assert lstm_time and "forget-gate bias" in lstm_time[0].remedy.text
 
 
+def _classifier(cell):
+    class Seq(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn, self.head = cell, nn.Linear(32, 4)
+
+        def forward(self, x):
+            return self.head(self.rnn(x)[0][:, -1])
+
+    return Seq()
+
+
+def _through_time(model, length):
+    x = torch.randn(8, length, 16, generator=torch.Generator().manual_seed(1))
+    findings = gp.check(model, x, torch.arange(8) % 4, histograms=False).findings
+    return [f for f in findings if f.time_step is not None]
+
+
+def test_a_gru_at_its_default_init_was_told_vanishing_at_32_steps():
+    """PyTorch's GRU divides ∂L/∂x_t by ~1.6 a step (update gate ≈ 0.5), so ∂L/∂x_0 is
+    ~3e-7 of the largest at T = 32 and the rule said "error"; the same ×0.6 a step in
+    PyTorch's LSTM over 200 steps leaves 9 of 200 steps within reach: vanishing."""
+    torch.manual_seed(0)
+    assert _through_time(_classifier(nn.GRU(16, 32, batch_first=True)), 32) == []
+    torch.manual_seed(0)
+    found = _through_time(_classifier(nn.LSTM(16, 32, batch_first=True)), 200)
+    assert [(f.kind, f.severity) for f in found] == [("vanishing", "error")]
+    assert found[0].evidence["steps_within_threshold"] <= 12  # measured 8-10
+    assert 0.5 < found[0].evidence["decay_per_time_step"] < 0.75  # measured 0.60-0.66
+
+
+def test_a_forget_gate_that_closes_reaches_a_few_steps_whatever_the_length():
+    """Forget-gate bias −3: ×0.16 a step, 3 steps within 1% (a healthy gated init: 8-38)."""
+    torch.manual_seed(0)
+    lstm = nn.LSTM(16, 32, batch_first=True)
+    with torch.no_grad():
+        lstm.bias_ih_l0.chunk(4)[1].fill_(-3.0)
+        lstm.bias_hh_l0.chunk(4)[1].zero_()
+    found = _through_time(_classifier(lstm), 32)
+    assert [(f.kind, f.severity) for f in found] == [("vanishing", "error")]
+    assert found[0].evidence["steps_within_threshold"] < 5
+    assert "forget-gate bias to 1–3" in found[0].remedy.text and "×0." in found[0].remedy.text
+
+
+def _reach_run(reach, length, factor=0.6):
+    """∂L/∂x_t falling ×``factor`` a step back; ``reach`` steps within 1% of the largest."""
+    t = np.arange(length)
+    drop = np.log(1e-2) / (reach - 0.5)  # crosses 1% half a step before the reach ends
+    return _rnn_run(np.exp(drop * (length - 1 - t)) if factor else np.ones(length))
+
+
+@pytest.mark.parametrize(
+    ("reach", "length", "flagged"),
+    [(8, 100, False), (7, 100, True), (5, 32, False), (4, 32, True), (14, 16, False)],
+)
+def test_the_reach_lines_time_reach_fraction_and_time_min_reach(reach, length, flagged):
+    """Vanishing through time when fewer than 8% of the steps (time_reach_fraction) or
+    fewer than 5 steps (time_min_reach) get ≥ 1% (time_ratio) of the largest ∂L/∂x_t."""
+    found = diagnose(_reach_run(reach, length), rules=["through_time"])
+    assert bool(found) == flagged, found
+    if found:
+        assert found[0].evidence["steps_within_threshold"] == reach
+
+
+def test_a_loss_at_every_step_keeps_the_gradient_within_reach():
+    """An LM's loss at every step: ∂L/∂x_t is flat (0.83-0.92 at t=0), never vanishing."""
+    assert diagnose(_reach_run(1, 200, factor=0), rules=["through_time"]) == []
+
+
 def test_thresholds_are_overridable(data):
     torch.manual_seed(0)
     run = gp.check(gp.init.apply(mlp(20, 128, nn.Tanh), "xavier_normal"), *data).run
@@ -263,8 +332,8 @@ BROKEN = {
         "large_updates",
         {"warning"},
     ),
-    "through_time": (
-        lambda: _rnn_run(np.geomspace(1e-4, 1.0, 50)),
+    "through_time": (  # only the last 3 of 50 steps within 1% of the largest
+        lambda: _rnn_run(np.r_[np.full(47, 1e-3), 0.02, 0.2, 1.0]),
         lambda: _rnn_run(np.ones(50)),
         "vanishing",
         {"warning"},

@@ -20,10 +20,6 @@ from gradprobe.probe.modules import activation_of, tied_parameters
 
 from . import _zoo as Z
 
-# the GRU classifier's through-time verdict belongs to the through_time rule (issue 16):
-# /work/notes/issue15_requests.md; its depth verdict (this rule's) is checked below
-_THROUGH_TIME = {"gru_classifier"}
-
 
 def _check(name, size, seed):
     return gp.check(*Z.HEALTHY[name](size, seed), histograms=False)
@@ -35,8 +31,6 @@ def _check(name, size, seed):
 def test_healthy_zoo_has_no_finding(name, size, seed):
     result = _check(name, size, seed)
     findings = result.findings
-    if name in _THROUGH_TIME:
-        findings = [f for f in findings if f.time_step is None]
     assert findings == [], [str(f) for f in findings]
 
 

@@ -198,27 +198,34 @@ def narrow(ctx: Context, width: float) -> Remedy:
     )
 
 
-def recurrent(ctx: Context, module_type: str) -> Remedy:
+def recurrent(ctx: Context, module_type: str, decay: float | None = None) -> Remedy:
+    """What lengthens a recurrent layer's memory; ``decay``: its measured gradient factor
+    per time step back (said in the text when known)."""
+    per_step = (
+        f" (measured: ×{decay:.2f} per step back)" if decay is not None and 0 < decay < 1 else ""
+    )
     if module_type == "RNN":
         return Remedy(
-            "a vanilla RNN forgets over long sequences: use an LSTM or GRU, or an orthogonal "
-            "(or identity, IRNN) recurrent init with gradient clipping",
+            f"a vanilla RNN forgets over long sequences{per_step}: use an LSTM or GRU, or an "
+            f"orthogonal (or identity, IRNN) recurrent init with gradient clipping",
             "orthogonal",
             "gp.init.apply(model, 'xavier_uniform', recurrent='orthogonal'); "
             "torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)",
         )
     if module_type == "LSTM":
         return Remedy(
-            "PyTorch initialises the LSTM forget-gate bias to 0, so the gate sits near 0.5 "
-            "and the memory halves each step: set the forget-gate bias to 1–3 (Gers et al. "
-            "2000; Jozefowicz et al. 2015)",
+            f"the LSTM's forget gate sits near σ(b_f) (PyTorch initialises the forget-gate "
+            f"bias b_f to 0: a gate of 0.5), so the memory shrinks each step{per_step}: set the "
+            f"forget-gate bias to 1–3 (Gers et al. 2000; Jozefowicz et al. 2015), or to "
+            f"log(U(1, T−1)) for dependencies up to T steps (chrono init, Tallec & Ollivier "
+            f"2018)",
             None,
             "gp.init.apply(model, 'xavier_uniform', recurrent='orthogonal', forget_bias=1.0)",
         )
     return Remedy(
-        "the GRU's update gate starts near 0.5, so the memory decays each step: bias the "
-        "update gate towards keeping the state, use an orthogonal recurrent init, and clip "
-        "gradients",
+        f"the GRU's update gate starts near 0.5, so the memory decays each step{per_step}: "
+        f"bias the update gate towards keeping the state (chrono init, Tallec & Ollivier "
+        f"2018), use an orthogonal recurrent init, and clip gradients",
         "orthogonal",
         "gp.init.apply(model, 'xavier_uniform', recurrent='orthogonal')",
     )

@@ -69,7 +69,9 @@ class Thresholds:
     vanishing_error_ratio: float = 1e-5  # ... below this: error
     exploding_ratio: float = 1e2  # lowest/output gradient rms above this: exploding (warning)
     exploding_error_ratio: float = 1e5  # ... above this: error
-    time_ratio: float = 1e-2  # ∂L/∂x_t at t=0 over its largest value: vanishing through time
+    time_ratio: float = 1e-2  # ∂L/∂x_t at or above this share of its largest: within reach
+    time_reach_fraction: float = 0.08  # reach below this share of the sequence: vanishing
+    time_min_reach: int = 5  # ... or below this many steps (healthy gated init: 8-38)
     saturated_fraction: float = 0.2  # saturated fraction of a tanh/sigmoid layer (warning)
     saturated_error_fraction: float = 0.5
     saturated_alone_fraction: float = 0.9  # one saturated layer alone is info up to this
@@ -153,6 +155,8 @@ _RULES = (
         ("exploding_ratio", 1, math.inf, False, True),
         ("exploding_error_ratio", 1, math.inf, False, True),
         ("time_ratio", 0, 1, True, False),
+        ("time_reach_fraction", 0, 1, False, False),
+        ("time_min_reach", 1, math.inf, False, True),
         ("saturated_fraction", 0, 1, False, True),
         ("saturated_error_fraction", 0, 1, False, True),
         ("saturated_alone_fraction", 0, 1, False, False),

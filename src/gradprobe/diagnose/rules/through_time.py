@@ -1,13 +1,22 @@
 """``vanishing`` and ``exploding`` through time: ∂L/∂x_t of a recurrent layer across t.
 
 The probe records the norm of the gradient reaching each time step's input (which
-carries everything that flowed back through the recurrence). If the earliest step
-receives less than ``time_ratio`` of the largest, the layer forgets its past (vanishing;
-the remedy is the cell's init or gating). If it receives more than
-``time_exploding_ratio`` (100×) what the last time step does, the gradient grows as it
-goes back in time (exploding, Bengio et al. 1994; Pascanu et al. 2013): the remedy is
-gradient clipping, with a max-norm read from the recorded global norms. A series that
-holds Inf at early time steps while the last ones are finite has exploded.
+carries everything that flowed back through the recurrence). Going back from the loss,
+a contracting recurrence divides it by a factor per step, so it is within ``time_ratio``
+of its largest only over the last R steps (the *reach*). A healthy gated cell at its
+authors' init has a short reach too, and trains: PyTorch's GRU R = 8-14 steps (update
+gate ≈ 0.5, ×0.6 per step), an LSTM with forget-gate bias 1 R = 16-38 (docs/DIAGNOSIS.md,
+"Through time"). What a healthy init does not show is a reach that is a small share of the
+sequence the loss reads (R < ``time_reach_fraction`` · T: PyTorch's default LSTM over 200
+steps reaches 9-10) or of a few steps only (R < ``time_min_reach``, a recurrence that contracts
+faster than any gated init: forget-gate bias −3). That is vanishing (the remedy is the
+cell's init or gating). A loss at every step keeps ∂L/∂x_t flat: nothing to flag.
+
+If ∂L/∂x at t=0 is more than ``time_exploding_ratio`` (100×) what the last time step gets,
+the gradient grows as it goes back in time (exploding, Bengio et al. 1994; Pascanu et al.
+2013): the remedy is gradient clipping, with a max-norm read from the recorded global
+norms. A series that holds Inf at early time steps while the last ones are finite has
+exploded.
 
 Each is reported at the first logged step that shows it (``onset``); once a layer
 explodes, a vanishing seen at other steps is left to the explosion (it is the same
@@ -28,11 +37,28 @@ SERIES = "rnn_grad_input_t"
 
 
 def _decay(norms: np.ndarray) -> float:
+    """exp of the least-squares slope of log ‖∂L/∂x_t‖ against t (finite, positive values)."""
     ok = np.isfinite(norms) & (norms > 0)
     t = np.arange(norms.size)[ok]
     if t.size < 2:
         return float("nan")
     return float(np.exp(np.polyfit(t, np.log(norms[ok]), 1)[0]))
+
+
+def _reach(norms: np.ndarray, level: float) -> int:
+    """How many of the last time steps get at least ``level`` × the largest ∂L/∂x_t."""
+    within = np.nonzero(norms >= level * norms.max())[0]
+    return int(norms.size - within[0]) if within.size else 0
+
+
+def _out_of_reach(ctx: Context, norms: np.ndarray) -> bool:
+    """The earliest step is out of reach and the reach is short for the sequence."""
+    if not (np.isfinite(norms).all() and norms.max() > 0):
+        return False
+    if norms[0] >= ctx.t.time_ratio * norms.max():
+        return False
+    reach = _reach(norms, ctx.t.time_ratio)
+    return reach < ctx.t.time_reach_fraction * norms.size or reach < ctx.t.time_min_reach
 
 
 @RULES.register("through_time")
@@ -50,12 +76,7 @@ def through_time(ctx: Context) -> list[Finding]:
                     ratio = norms[0] / last
                 if ratio > ctx.t.time_exploding_ratio or np.isposinf(norms[0]):
                     exploding = (step, float(ratio), norms)
-            if (
-                vanishing is None
-                and np.isfinite(norms).all()
-                and norms.max() > 0
-                and norms[0] / norms.max() < ctx.t.time_ratio
-            ):
+            if vanishing is None and _out_of_reach(ctx, norms):
                 vanishing = (step, float(norms[0] / norms.max()), norms)
         if exploding is not None:
             findings.append(_exploding(ctx, name, *exploding))
@@ -93,8 +114,10 @@ def _exploding(ctx: Context, name: str, step: int, ratio: float, norms: np.ndarr
 
 def _vanishing(ctx: Context, name: str, step: int, ratio: float, norms: np.ndarray) -> Finding:
     module_type = ctx.module_type(name)
-    below = np.nonzero(norms >= ctx.t.time_ratio * norms.max())[0]
-    horizon = int(norms.size - below[0]) if below.size else 0
+    reach = _reach(norms, ctx.t.time_ratio)
+    peak = int(np.argmax(norms))
+    decay = 1 / _decay(norms[: peak + 1])  # per step back, over the part before the largest
+    tau = -1 / np.log(decay) if 0 < decay < 1 else float("inf")
     return Finding(
         kind="vanishing",
         layer=name,
@@ -105,16 +128,20 @@ def _vanishing(ctx: Context, name: str, step: int, ratio: float, norms: np.ndarr
             "ratio_first_to_max": ratio,
             "threshold": ctx.t.time_ratio,
             "time_steps": int(norms.size),
-            "steps_within_threshold": horizon,
-            "decay_per_time_step": float(
-                np.exp(np.polyfit(np.arange(norms.size), np.log(norms + 1e-300), 1)[0])
-            ),
+            "steps_within_threshold": reach,
+            "reach_fraction": reach / norms.size,
+            "reach_fraction_threshold": ctx.t.time_reach_fraction,
+            "min_reach": ctx.t.time_min_reach,
+            "decay_per_time_step": decay,
+            "memory_time_steps": float(tau),
             "grad_norm_t": norms.tolist(),
         },
-        remedy=recurrent(ctx, module_type),
+        remedy=recurrent(ctx, module_type, decay),
         message=(
             f"{module_type} {name}: ∂L/∂x at t=0 is {ratio:.3g}× its largest over "
-            f"{norms.size} time steps; only the last {horizon} steps get more than "
-            f"{ctx.t.time_ratio:g} of it"
+            f"{norms.size} time steps; only the last {reach} steps ({reach / norms.size:.0%} of "
+            f"the sequence, line {ctx.t.time_reach_fraction:.0%}) get more than "
+            f"{ctx.t.time_ratio:g} of it (×{decay:.2f} per step back; a healthy gated init "
+            f"reaches 8-38 steps)"
         ),
     )
