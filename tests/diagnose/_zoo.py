@@ -237,6 +237,8 @@ HEALTHY = {
     "unet": unet,
     "lenet": lenet,
     "lenet_tanh_keras": functools.partial(lenet, act=nn.Tanh, keras=True),
+    # σ' ≤ 1/4: ∂L/∂h falls ×0.24 a layer, 0.0125-0.015 over 4 (line 0.01; docs/DIAGNOSIS.md)
+    "lenet_sigmoid_keras": functools.partial(lenet, act=nn.Sigmoid, keras=True),
     "lstm_lm": lstm_lm,
     "gru_classifier": gru_classifier,
 }

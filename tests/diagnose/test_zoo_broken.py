@@ -14,6 +14,8 @@ import torch
 from torch import nn
 
 import gradprobe as gp
+from gradprobe.diagnose import Context, Thresholds
+from gradprobe.diagnose.remedies import depth_remedy
 
 from . import _zoo as Z
 
@@ -160,9 +162,22 @@ class _Exp(nn.Module):
         return torch.exp(x)
 
 
-def test_an_exponential_activation_was_told_that_sigmoids_slope_shrinks_its_gradients():
+@pytest.mark.parametrize("head", [None, nn.Sigmoid])
+def test_an_exponential_activation_was_told_that_sigmoids_slope_shrinks_its_gradients(head):
+    """A net of exp activations got sigmoid's explanation when its output had a Sigmoid
+    (for BCE), else generic LSUV: the remedy names its own activation, what it measured,
+    and an activation with a known gain (or normalisation)."""
     torch.manual_seed(0)
-    model = Z._mlp(12, 32, _Exp, d_in=4)
+    model = Z._mlp(4, 32, _Exp, d_in=4)
+    if head is not None:
+        model = nn.Sequential(*model, head())
     x = torch.randn(128, 4, generator=torch.Generator().manual_seed(0))
-    findings = _serious(gp.check(model, x, histograms=False).findings)
-    assert findings and not any("sigmoid" in f.remedy.text for f in findings)
+    result = gp.check(model, x, histograms=False)
+    remedies = [depth_remedy(Context(result.run, Thresholds()), "exploding")]
+    if head is None:  # ×47 per layer back: exploding (with a Sigmoid head the output saturates)
+        remedies += [f.remedy for f in _serious(result.findings) if f.kind == "exploding"]
+        assert len(remedies) == 2
+    for r in remedies:
+        assert "sigmoid" not in r.text.lower() and "lsuv" not in (r.code or "")
+        assert "_Exp" in r.text and "per layer" in r.text and "normalise" in r.text
+        assert "swap_activations(model, 'ReLU', only=['_Exp'])" in r.code

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .blocks import is_norm
 from .context import Context
 from .expected import SCHEME_GAIN2, has_scale, narrow_sum, typical_gain2
 from .finding import Kind, Remedy
@@ -47,12 +48,94 @@ def _scheme(ctx: Context) -> tuple[str, str | None, str]:
     return "lsuv", None, "a variance-preserving scheme (LSUV on a data batch)"
 
 
+# parameterless modules that are not elementwise activations (by type name, lower case)
+_NOT_ACTIVATIONS = (
+    "identity", "flatten", "dropout", "pool", "upsampl", "pad", "shuffle", "softmax",
+    "softmin", "fold", "similarity", "distance", "permute", "transpose", "reshape", "view",
+    "squeeze", "concat",
+)  # fmt: skip
+
+
+def _hidden_activations(ctx: Context) -> tuple[set[str], dict[str, list[str]]]:
+    """(the known activation kinds, {type: names} of the unknown ones) of the modules that
+    run before the last weight layer: the output's own activation (a Sigmoid for BCE) is
+    not what shrinks or grows a hidden layer's gradient."""
+    weights = set(ctx.weight_layers)
+    ends = [m.position for m in ctx.modules if m.name in weights]
+    owners = {la.name.rsplit(".", 1)[0] for la in ctx.run.layers("param")}
+    known: set[str] = set()
+    unknown: dict[str, list[str]] = {}
+    for m in ctx.modules:
+        if not ends or m.position >= max(ends):
+            continue
+        kind = (m.module_type or "").lower()
+        label = m.activation or ""
+        if label == "relu" or kind in ("relu", "leakyrelu"):
+            known.add("relu")
+        elif label.startswith("smooth:") or kind in ctx.activation_kinds:
+            known.add(label.split(":", 1)[1] if label.startswith("smooth:") else kind)
+        elif label.startswith("saturating"):
+            known.add("tanh")
+        elif not (
+            m.name in weights
+            or m.name in owners
+            or is_norm(m.module_type)
+            or any(w in kind for w in _NOT_ACTIVATIONS)
+        ):
+            unknown.setdefault(m.module_type or "?", []).append(m.name)
+    return known, unknown
+
+
+def _gain(ctx: Context, quantity: str, names: list[str], before: bool) -> float:
+    """Median over ``names`` of rms(after)/rms(before) (forward) or rms(∂ before)/rms(∂
+    after) (backward) at the first step, where "before" is the module run just before."""
+    at = {m.position: m.name for m in ctx.modules}
+    pos = {m.name: m.position for m in ctx.modules}
+    prev = [at.get(pos[n] - 1) for n in names]
+    pairs = [(n, p) for n, p in zip(names, prev, strict=True) if p is not None]
+    if not pairs or not ctx.steps:
+        return float("nan")
+    own = ctx.matrix(quantity, "rms", [n for n, _ in pairs])[:, 0]
+    inp = ctx.matrix(quantity, "rms", [p for _, p in pairs])[:, 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = inp / own if before else own / inp
+    ratios = ratios[np.isfinite(ratios) & (ratios > 0)]
+    return float(np.median(ratios)) if ratios.size else float("nan")
+
+
+def _unknown_activation(ctx: Context, unknown: dict[str, list[str]]) -> Remedy:
+    """An activation with no known gain or shape: no init is scaled for it, so the advice
+    is an activation that has one (with its init), or normalisation; with what it does."""
+    names = [n for ns in unknown.values() for n in ns]
+    types = sorted(unknown)
+    fwd = _gain(ctx, "activation", names, before=False)
+    bwd = _gain(ctx, "grad_output", names, before=True)
+    measured = (
+        f": at init it multiplies the signal's rms by {fwd:.3g} and the back-propagated "
+        f"gradient's by {bwd:.3g} per layer (median over its {len(names)} layers)"
+        if np.isfinite(fwd) and np.isfinite(bwd)
+        else ""
+    )
+    return Remedy(
+        f"{', '.join(types)} (at {', '.join(names[:4])}{', …' if len(names) > 4 else ''}) is "
+        f"an activation whose gain gradprobe does not know{measured}, and no standard init "
+        f"is scaled for it: use ReLU with Kaiming/He init (gain √2, He et al. 2015), GELU "
+        f"(Kaiming with GELU's gain) or tanh with LeCun init, or normalise each layer's "
+        f"input (BatchNorm/LayerNorm)",
+        "kaiming_normal",
+        f"gp.fix.swap_activations(model, 'ReLU', only={types!r}); "
+        f"gp.init.apply(model, 'kaiming_normal')",
+    )
+
+
 def reinit(ctx: Context) -> Remedy:
     """The initialisation that fits the activations the model uses (the activation itself
-    where no init can fix it: sigmoid)."""
-    kinds = ctx.activation_kinds
+    where no init can fix it: sigmoid, or one whose gain is unknown, e.g. exp)."""
     if not ctx.structure.plain:
         return _blocks(ctx)
+    kinds, unknown = _hidden_activations(ctx)
+    if unknown and not kinds:
+        return _unknown_activation(ctx, unknown)
     if "sigmoid" in kinds and not kinds & {"relu", "tanh", "gelu", "silu"}:
         return _SIGMOID
     scheme, _, words = _scheme(ctx)
@@ -121,7 +204,7 @@ def depth_remedy(ctx: Context, kind: Kind) -> Remedy:
             )
         return stream_scale(ctx)
     base = reinit(ctx)
-    if base is _SIGMOID:
+    if base is _SIGMOID or "swap_activations" in (base.code or ""):
         return with_architecture(ctx, base)
     if already_has(ctx, base):
         width, _ = narrow_sum(ctx)
