@@ -120,7 +120,7 @@ def loss_origin(ctx: Context, remedy: Remedy) -> tuple[int, Finding] | None:
         layer="(loss)",
         severity="error",
         step=t,
-        evidence={"phase": "loss", "loss": str(value), "seen_in": list(first.get("seen_in"))},
+        evidence={"phase": "loss", "loss": str(value), "seen_in": list(first.get("seen_in") or [])},
         remedy=remedy,
         message=(
             f"the loss became {value} at step {t} while the gradient norm before it was steady "
