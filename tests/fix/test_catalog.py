@@ -12,6 +12,7 @@ from torch import nn
 import gradprobe as gp
 from gradprobe.diagnose import Finding
 from gradprobe.fix.catalog import REMEDIES
+from gradprobe.fix.catalog.activation import kind_of
 from gradprobe.fix.recipe import Env, OptimizerSpec, Recipe, adam
 from gradprobe.fix.situation import Situation
 
@@ -185,3 +186,17 @@ def test_lr_offers_the_factors_that_restore_the_update_ratio():
     assert factors == [3.0, 10.0, 50.0, 500.0]
     s.update_ratio = 1e-3  # moving normally: no big factor
     assert sorted(c.opts["factor"] for c in REMEDIES.get("lr").fits(s)) == [3.0, 10.0]
+
+
+@pytest.mark.parametrize("smooth", [nn.GELU, nn.SiLU, nn.ELU, nn.LeakyReLU, nn.Mish])
+def test_dying_relu_swap_matched_smooth_activations(smooth):
+    """kind_of sees GELU/SiLU/ELU/LeakyReLU as "smooth" (a negative output still has a
+    gradient, so no unit dies): dead units swap only ReLU/ReLU6 for LeakyReLU."""
+    assert kind_of(smooth()) == "smooth" and kind_of(nn.ReLU()) == "relu"
+    swap = REMEDIES.get("activation")
+    s = situation("activation", ["dead_units"])
+    torch.manual_seed(0)
+    s.model = nn.Sequential(nn.Linear(4, 8), smooth(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+    assert [tuple(c.opts["only"]) for c in swap.fits(s)] == [("ReLU",)]
+    s.model = nn.Sequential(nn.Linear(4, 8), smooth(), nn.Linear(8, 2))
+    assert swap.fits(s) == []

@@ -24,7 +24,9 @@ _DEAD_ANSWERS = ("dead_units",)
 
 
 def kind_of(module: nn.Module) -> str:
-    """ "saturating", "relu", "exponential" (grows faster than linearly) or "other"."""
+    """ "saturating", "relu" (can die: ReLU, ReLU6), "smooth" (GELU, SiLU, ELU, LeakyReLU,
+    ...: a negative output still has a gradient), "exponential" (grows faster than
+    linearly) or "other". Only "relu" units die, so only they get the LeakyReLU swap."""
     known = activation_of(module)
     if known is not None:
         return known.kind
@@ -74,6 +76,7 @@ class ActivationSwap(Remedy):
                     "activation → ReLU, He init", reason, to="ReLU", only=tuple(bad), init=True
                 )
             )
+        # only kind "relu" dies; a "smooth" one (GELU, LeakyReLU, ...) is never swapped for it
         dead = sorted(n for n in kinds.get("relu", set()) if n in ("ReLU", "ReLU6"))
         reason = s.present(_DEAD_ANSWERS)
         if dead and reason:
