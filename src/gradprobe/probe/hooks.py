@@ -138,7 +138,7 @@ class HookSet:
         """Take the pausable hooks off (nothing to record this step); not under compile."""
         if self.compiled:
             self.resume()
-        if self.paused or self.compiled or not self.active:
+        if self.paused or self.compiled:
             return
         for hook in self.hooks:
             if hook.attach is not None:
