@@ -40,13 +40,13 @@ def dead_units(ctx: Context) -> list[Finding]:
             f"(threshold {ctx.t.dead_fraction:.0%})"
         ),
         min_samples=ctx.t.min_dead_batch,  # on fewer examples "dead" is chance, see Thresholds
+        chance=0.5,  # a healthy zero-bias unit is dead over a batch with p ≤ 1/2 (Thresholds)
     )
     leaky = "LeakyReLU keeps a gradient for negative inputs, so units can come back"
     found = [during_training(ctx, f, "dead", leaky) for f in found]
     # at init in a model that already has He weights and zero biases, no init revives them
-    # (remedies.dead_at_init, the depth engineer's: it says why and what does)
-    at_init = getattr(remedies, "dead_at_init", None)
-    better = at_init(ctx) if at_init is not None and found else None
+    # (remedies.dead_at_init says why and what does: widen, LeakyReLU, normalisation)
+    better = remedies.dead_at_init(ctx) if found else None
     if better is None:
         return found
     return [
