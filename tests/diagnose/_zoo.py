@@ -56,8 +56,7 @@ def gpt2(size, seed, length=16, batch=4, layers=None, embd=32, tie=True):
     torch.manual_seed(seed)
     cfg = GPT2Config(
         n_embd=embd, n_layer=layers or (2, 4)[size], n_head=2, vocab_size=VOCAB,
-        n_positions=max(64, length), bos_token_id=0, eos_token_id=0,
-        tie_word_embeddings=tie,
+        n_positions=max(64, length), bos_token_id=0, eos_token_id=0, tie_word_embeddings=tie,
     )  # fmt: skip
     ids = _ids(torch.Generator().manual_seed(seed + 100), batch, length)
     return GPT2LMHeadModel(cfg), {"input_ids": ids, "labels": ids}, None
@@ -88,8 +87,7 @@ def bert_classifier(size, seed, length=16, batch=4):
         num_labels=3,
     )  # fmt: skip
     g = torch.Generator().manual_seed(seed + 100)
-    ids = _ids(g, batch, length)
-    labels = torch.randint(0, 3, (batch,), generator=g)
+    ids, labels = _ids(g, batch, length), torch.randint(0, 3, (batch,), generator=g)
     return BertForSequenceClassification(cfg), {"input_ids": ids, "labels": labels}, None
 
 
@@ -138,9 +136,6 @@ def vit(size, seed, image=32, batch=4, layers=None):
     return ViTForImageClassification(cfg), {"pixel_values": x, "labels": labels}, None
 
 
-# -- torch Transformer ---------------------------------------------------------------------------
-
-
 def torch_transformer(size, seed, norm_first=False, decoder=False, length=16, batch=4, layers=None):
     torch.manual_seed(seed)
     model = TorchLM(layers or (2, 4)[size], norm_first=norm_first, decoder=decoder)
@@ -153,9 +148,8 @@ def torch_transformer(size, seed, norm_first=False, decoder=False, length=16, ba
 
 def _images(seed, batch, image, classes=10):
     g = torch.Generator().manual_seed(seed + 100)
-    return torch.randn(batch, 3, image, image, generator=g), torch.randint(
-        0, classes, (batch,), generator=g
-    )
+    x = torch.randn(batch, 3, image, image, generator=g)
+    return x, torch.randint(0, classes, (batch,), generator=g)
 
 
 def resnet(size, seed, image=32, batch=8, blocks=None):
@@ -237,7 +231,6 @@ HEALTHY = {
     "unet": unet,
     "lenet": lenet,
     "lenet_tanh_keras": functools.partial(lenet, act=nn.Tanh, keras=True),
-    # σ' ≤ 1/4: ∂L/∂h falls ×0.24 a layer, 0.0125-0.015 over 4 (line 0.01; docs/DIAGNOSIS.md)
     "lenet_sigmoid_keras": functools.partial(lenet, act=nn.Sigmoid, keras=True),
     "lstm_lm": lstm_lm,
     "gru_classifier": gru_classifier,
@@ -297,12 +290,17 @@ def vit_saturating(size, seed, image=32, batch=4):
     return ViTForImageClassification(cfg), {"pixel_values": x, "labels": labels}, None
 
 
-def lstm_default_long(size, seed, batch=8):
-    """PyTorch's LSTM init (forget-gate bias 0) over 200 (or 400) steps, loss at the end."""
+def lstm_default_long(size, seed, batch=8, lengths=(200, 400), **cell):
+    """PyTorch's LSTM (forget-gate bias 0) over 200/400 steps, or LSTMClassifier(**cell)."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed + 100)
-    x = torch.randn(batch, (200, 400)[size], 16, generator=g)
-    return LSTMClassifier(), x, torch.randint(0, 4, (batch,), generator=g)
+    x = torch.randn(batch, lengths[size], 16, generator=g)
+    return LSTMClassifier(**cell), x, torch.randint(0, 4, (batch,), generator=g)
+
+
+def _long(kind, **cell):  # the other recurrent cases, at the layer named after their cell
+    name = cell.get("cell", "LSTM").lower()
+    return functools.partial(lstm_default_long, **cell), {kind}, lambda layer: layer == name
 
 
 def _conv_stack(depth, act, width=16, bias=None, classes=10):
@@ -386,6 +384,9 @@ BROKEN = {
     "mixer_saturating": (mixer_saturating, {"saturated"}, None),
     "vit_saturating": (vit_saturating, {"saturated"}, None),
     "lstm_default_long": (lstm_default_long, {"vanishing"}, lambda layer: layer == "lstm"),
+    "lstm_forget_bias_minus_3": _long("vanishing", lengths=(32, 64), forget_bias=-3.0),
+    "rnn_default_long": _long("vanishing", cell="RNN"),
+    "rnn_large_recurrent": _long("exploding", lengths=(50, 100), cell="RNN", rec_std=4.0),
     "sigmoid_cnn": (sigmoid_cnn, {"vanishing"}, lambda layer: layer == "0"),
     "relu_cnn_bias_minus_3": (relu_cnn_bias_minus_3, {"dead_units"}, None),
     "narrow_relu": (narrow_relu, None, None),

@@ -250,11 +250,23 @@ class GRUClassifier(nn.Module):
 
 
 class LSTMClassifier(nn.Module):
-    def __init__(self, d=32, classes=4):
+    """A recurrent layer (named after its cell: ``lstm``, ``rnn``, ``gru``) on N(0, 1) inputs,
+    the last state classified; PyTorch's init, or a forget-gate bias (LSTM) or recurrent
+    weights N(0, rec_std²/d)."""
+
+    def __init__(self, d=32, classes=4, cell="LSTM", forget_bias=None, rec_std=None):
         super().__init__()
-        self.lstm = nn.LSTM(16, d, batch_first=True)
+        self.cell = cell.lower()
+        rnn = getattr(nn, cell)(16, d, batch_first=True)
+        setattr(self, self.cell, rnn)
         self.head = nn.Linear(d, classes)
+        with torch.no_grad():
+            if forget_bias is not None:  # gates i, f, g, o; the hidden-side bias to 0
+                rnn.bias_ih_l0.chunk(4)[1].fill_(forget_bias)
+                rnn.bias_hh_l0.chunk(4)[1].zero_()
+            if rec_std is not None:
+                rnn.weight_hh_l0.normal_(0, rec_std / d**0.5)
 
     def forward(self, x):
-        out, _ = self.lstm(x)
+        out, _ = getattr(self, self.cell)(x)
         return self.head(out[:, -1])
