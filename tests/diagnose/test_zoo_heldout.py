@@ -248,3 +248,16 @@ def test_a_fully_dead_narrow_layer_is_never_within_chance():
 def test_saturated_alone_fraction_is_checked(value):
     with pytest.raises(gp.errors.GradprobeError, match="saturated_alone_fraction"):
         Thresholds(saturated_alone_fraction=value)
+
+
+def test_a_unit_gaussian_gpt2_at_width_16_scaled_the_stream_under_the_line():
+    """GPT-2 with initializer_range=1.0 at width 16: its first block scaled the stream 4.6-8.3×
+    (the growth goes like √fan_in), under ``block_growth`` = 10, and it read healthy. The
+    weights say it at any width: σ² · fan_in is 16 where GELU's critical value is 2.35."""
+    for seed in SEEDS:
+        f = next(
+            f for f in _check("broken", "gpt2_init_range_1", 0, seed).findings
+            if f.kind == "exploding"
+        )  # fmt: skip
+        assert f.layer == "transformer.h.0" and f.evidence["stream_growth"] < 10
+        assert f.evidence["weight_gain2"] > 4 and "_init_weights" in f.remedy.code

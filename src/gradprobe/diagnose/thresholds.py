@@ -72,6 +72,7 @@ class Thresholds:
     time_ratio: float = 1e-2  # ∂L/∂x_t at or above this share of its largest: within reach
     time_reach_fraction: float = 0.08  # reach below this share of the sequence: vanishing
     time_min_reach: int = 5  # ... or below this many steps (healthy gated init: 8-38)
+    time_ungated_reach: int = 12  # an RNN without gates: below this many (orthogonal: 15-52)
     saturated_fraction: float = 0.2  # saturated fraction of a tanh/sigmoid layer (warning)
     saturated_error_fraction: float = 0.5
     saturated_alone_fraction: float = 0.9  # one saturated layer alone is info up to this
@@ -82,6 +83,7 @@ class Thresholds:
     # -- depth in blocks (docs/DIAGNOSIS.md, "Depth"): healthy zoo spans 0.1-40, see there
     block_rate: float = 1.25  # ×/block a residual, normalised stack may drift (zoo max 1.17)
     block_growth: float = 10.0  # one block scaling the stream's rms by more (zoo max 2.5)
+    weight_gain2: float = 4.0  # Pre-LN stack: upper-quartile σ²·fan_in / critical (healthy ≤ 1)
     post_ln_blocks: int = 18  # Post-LN this deep needs warm-up (Liu et al. 2020: 18 failed)
     post_ln_growth: float = 1.25  # its gradient already grows this much towards the output
     narrow_width: float = 1.0  # Σ 1/width over a plain ReLU stack's hidden layers
@@ -157,6 +159,7 @@ _RULES = (
         ("time_ratio", 0, 1, True, False),
         ("time_reach_fraction", 0, 1, False, False),
         ("time_min_reach", 1, math.inf, False, True),
+        ("time_ungated_reach", 1, math.inf, False, True),
         ("saturated_fraction", 0, 1, False, True),
         ("saturated_error_fraction", 0, 1, False, True),
         ("saturated_alone_fraction", 0, 1, False, False),
@@ -167,6 +170,7 @@ _RULES = (
         ("small_update_ratio", 0, math.inf, True, True),
         ("block_rate", 1, math.inf, False, True),
         ("block_growth", 1, math.inf, True, True),
+        ("weight_gain2", 0, math.inf, True, True),
         ("post_ln_blocks", 2, math.inf, False, True),
         ("post_ln_growth", 1, math.inf, False, True),
         ("narrow_width", 0, math.inf, True, True),

@@ -27,6 +27,7 @@ import math
 import numpy as np
 
 from ..context import Context, Profile
+from ..expected import SCHEME_GAIN2, hidden_gains
 from ..finding import Finding, Kind, Remedy
 from ..remedies import depth_remedy, post_ln, reinit, stream_scale
 from . import RULES
@@ -188,17 +189,31 @@ def _glorot(ctx: Context, step: int) -> dict:
 
 
 def _stream(ctx: Context) -> list[Finding]:
-    """A block that multiplies the residual stream's scale at the first logged step. Only in
-    a Pre-LN stack, whose stream no norm rescales between blocks: a Post-LN block ends in
-    its norm (ELECTRA's first block read 12.8 after a std-0.02 embedding projection), and
-    a block without a residual path sets its output's scale by its own last norm."""
+    """A block that multiplies the residual stream's scale at the first logged step, or
+    blocks whose weights are far above their fan-in scale (the upper quartile of σ² · fan_in
+    over the activation's critical value above ``weight_gain2``; healthy Pre-LN stacks read
+    ≤ 1.03, N(0, 1) ones ≥ 6.7: the growth is ~√fan_in, so at width 16 N(0, 1) weights scale
+    the stream only 4.6-8.3×). Only in a Pre-LN stack, whose stream no norm rescales between
+    blocks: a Post-LN block ends in its norm (ELECTRA's first block read 12.8 after a
+    std-0.02 embedding projection), and a block without a residual path sets its output's
+    scale by its own last norm."""
     if not ctx.steps or ctx.norm_place != "pre":
         return []
     growth = ctx.stream_growth(0)
     over = [(name, g) for name, g in growth if g > ctx.t.block_growth]
-    if not over:
+    gains = hidden_gains(ctx)
+    # the upper quartile: GPT-2 and Llama scale their output projections by 1/√(2·layers)
+    # on purpose, so half the matrices of an N(0, 1) GPT-2 at width 16 read g² = 1-4
+    values = list(gains.values())
+    gain2 = float(np.percentile(values, 75)) / _critical_gain2(ctx) if values else np.nan
+    if not over and not gain2 > ctx.t.weight_gain2:
         return []
-    name, g = max(over, key=lambda item: item[1])
+    name, g = max(over or growth or [(ctx.chain[0].name, float("nan"))], key=lambda item: item[1])
+    said = f"scales the residual stream's rms by {g:.3g}× at initialisation" if over else (
+        f"has weights {gain2:.3g}× the critical σ² · fan_in of its activation (upper "
+        f"quartile over the blocks' matrices; threshold {ctx.t.weight_gain2:g}), and "
+        f"scales the stream by {g:.3g}×"
+    )  # fmt: skip
     return [
         Finding(
             kind="exploding",
@@ -206,20 +221,30 @@ def _stream(ctx: Context) -> list[Finding]:
             severity="warning",
             step=ctx.steps[0],
             evidence={
-                "measured_on": "activations",
-                "measure": "stream",
+                "measured_on": "activations" if over else "weights",
+                "measure": "stream" if over else "weight_gain",
                 "stream_growth": g,
-                "threshold": ctx.t.block_growth,
+                "threshold": ctx.t.block_growth if over else ctx.t.weight_gain2,
+                "weight_gain2": gain2,
                 "stream_growth_per_block": dict(growth),
             },
             remedy=stream_scale(ctx),
             message=(
-                f"block {name} scales the residual stream's rms by {g:.3g}× at initialisation "
-                f"(threshold {ctx.t.block_growth:g}): its weights are far above their fan-in "
-                f"scale, so softmax and saturating units see huge inputs"
+                f"block {name} {said}"
+                + (f" (threshold {ctx.t.block_growth:g})" if over else "")
+                + ": its weights are far above their fan-in scale, so softmax and saturating "
+                "units see huge inputs"
             ),
         )
     ]
+
+
+def _critical_gain2(ctx: Context) -> float:
+    """σ² · fan_in that preserves the signal through the activations in use (He et al.
+    2015: 2 for ReLU; GELU 2.35, SiLU 2.81 numerically; 1 for tanh and linear maps)."""
+    kinds = ctx.activation_kinds
+    found = [g for (_, act), g in SCHEME_GAIN2.items() if act is not None and act in kinds]
+    return max(found, default=1.0)
 
 
 def _zero_hidden(ctx: Context) -> bool:
