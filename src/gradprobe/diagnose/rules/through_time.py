@@ -9,8 +9,11 @@ gate ≈ 0.5, ×0.6 per step), an LSTM with forget-gate bias 1 R = 16-38 (docs/D
 "Through time"). What a healthy init does not show is a reach that is a small share of the
 sequence the loss reads (R < ``time_reach_fraction`` · T: PyTorch's default LSTM over 200
 steps reaches 9-10) or of a few steps only (R < ``time_min_reach``, a recurrence that contracts
-faster than any gated init: forget-gate bias −3). That is vanishing (the remedy is the
-cell's init or gating). A loss at every step keeps ∂L/∂x_t flat: nothing to flag.
+faster than any gated init: forget-gate bias −3). A cell without gates (``nn.RNN``) has no
+gate to learn to keep its state: it is judged against its healthy inits (orthogonal or
+identity recurrent weights reach 15-52 steps, PyTorch's U(±1/√n) 6-9), R <
+``time_ungated_reach``. That is vanishing (the remedy is the cell's init or gating). A loss
+at every step keeps ∂L/∂x_t flat: nothing to flag.
 
 If ∂L/∂x at t=0 is more than ``time_exploding_ratio`` (100×) what the last time step gets,
 the gradient grows as it goes back in time (exploding, Bengio et al. 1994; Pascanu et al.
@@ -51,20 +54,23 @@ def _reach(norms: np.ndarray, level: float) -> int:
     return int(norms.size - within[0]) if within.size else 0
 
 
-def _out_of_reach(ctx: Context, norms: np.ndarray) -> bool:
-    """The earliest step is out of reach and the reach is short for the sequence."""
+def _out_of_reach(ctx: Context, norms: np.ndarray, gated: bool) -> bool:
+    """The earliest step is out of reach and the reach is short for the sequence (or, in
+    a cell without gates, short for what its healthy inits reach)."""
     if not (np.isfinite(norms).all() and norms.max() > 0):
         return False
     if norms[0] >= ctx.t.time_ratio * norms.max():
         return False
     reach = _reach(norms, ctx.t.time_ratio)
-    return reach < ctx.t.time_reach_fraction * norms.size or reach < ctx.t.time_min_reach
+    least = ctx.t.time_min_reach if gated else ctx.t.time_ungated_reach
+    return reach < ctx.t.time_reach_fraction * norms.size or reach < least
 
 
 @RULES.register("through_time")
 def through_time(ctx: Context) -> list[Finding]:
     findings = []
     for name in ctx.recurrent:
+        gated = ctx.module_type(name) != "RNN"
         exploding = vanishing = None
         for step in ctx.steps:
             norms = ctx.run.series(name, SERIES, step)
@@ -76,7 +82,7 @@ def through_time(ctx: Context) -> list[Finding]:
                     ratio = norms[0] / last
                 if ratio > ctx.t.time_exploding_ratio or np.isposinf(norms[0]):
                     exploding = (step, float(ratio), norms)
-            if vanishing is None and _out_of_reach(ctx, norms):
+            if vanishing is None and _out_of_reach(ctx, norms, gated):
                 vanishing = (step, float(norms[0] / norms.max()), norms)
         if exploding is not None:
             findings.append(_exploding(ctx, name, *exploding))
@@ -118,6 +124,8 @@ def _vanishing(ctx: Context, name: str, step: int, ratio: float, norms: np.ndarr
     peak = int(np.argmax(norms))
     decay = 1 / _decay(norms[: peak + 1])  # per step back, over the part before the largest
     tau = -1 / np.log(decay) if 0 < decay < 1 else float("inf")
+    gated = module_type != "RNN"
+    healthy = "a healthy gated init" if gated else "an orthogonal or identity init"
     return Finding(
         kind="vanishing",
         layer=name,
@@ -131,7 +139,7 @@ def _vanishing(ctx: Context, name: str, step: int, ratio: float, norms: np.ndarr
             "steps_within_threshold": reach,
             "reach_fraction": reach / norms.size,
             "reach_fraction_threshold": ctx.t.time_reach_fraction,
-            "min_reach": ctx.t.time_min_reach,
+            "min_reach": ctx.t.time_min_reach if gated else ctx.t.time_ungated_reach,
             "decay_per_time_step": decay,
             "memory_time_steps": float(tau),
             "grad_norm_t": norms.tolist(),
@@ -141,7 +149,7 @@ def _vanishing(ctx: Context, name: str, step: int, ratio: float, norms: np.ndarr
             f"{module_type} {name}: ∂L/∂x at t=0 is {ratio:.3g}× its largest over "
             f"{norms.size} time steps; only the last {reach} steps ({reach / norms.size:.0%} of "
             f"the sequence, line {ctx.t.time_reach_fraction:.0%}) get more than "
-            f"{ctx.t.time_ratio:g} of it (×{decay:.2f} per step back; a healthy gated init "
-            f"reaches 8-38 steps)"
+            f"{ctx.t.time_ratio:g} of it (×{decay:.2f} per step back; {healthy} reaches "
+            f"{'8-38' if gated else '15-52'} steps)"
         ),
     )
