@@ -315,3 +315,48 @@ def test_a_transient_nan_on_an_unlogged_step_was_not_reported():
     run.set_meta("nonfinite_seen", [{**ep, "finite_at": 26}])
     (f,) = diagnose(run, rules="non_finite")
     assert f.severity == "info" and f.step == 25 and "finite again at step 26" in f.message
+
+
+def test_dead_units_seen_after_the_loss_went_nan_were_a_warning():
+    loss = np.concatenate([decaying(40), np.full(20, np.nan)])
+
+    def dead(s):
+        return [("1", "activation", "dead", 0.05 if s < 45 else 0.9),
+                ("1", "activation", "dead_samples", 32.0)]  # fmt: skip
+
+    run = training_run(loss=loss, logged={s: dead(s) for s in range(0, 60, 5)})
+    found = [f for f in diagnose(run) if f.kind == "dead_units"]
+    assert found and all(f.severity == "info" for f in found), [str(f) for f in found]
+    assert found[0].evidence["after_nonfinite_loss"] == 40
+
+
+# -- moved from test_training_rules.py (modules under 400 lines) -------------------------------
+
+
+def test_a_nan_loss_was_also_not_learning():
+    loss = np.concatenate([np.full(25, 2.3), [np.nan]])
+    kinds = [f.kind for f in diagnose(training_run(loss=loss), rules="loss")]
+    assert kinds == ["diverging"]
+
+
+def test_a_cause_with_evidence_of_another_shape_broke_the_symptom_message():
+    """A depth finding without a numeric ratio in its evidence raised a TypeError in link."""
+    from gradprobe.diagnose.finding import Finding
+    from gradprobe.diagnose.link import _summary
+
+    f = Finding("vanishing", "h.0", "warning", 5, evidence={"ratio_lowest_to_output": None})
+    assert "vanishing" in _summary(f) and "h.0" in _summary(f)
+    g = Finding("large_updates", "w", "warning", 0, evidence={"update_ratio": "n/a"}, message="m")
+    assert _summary(g).endswith("m")
+
+
+def test_a_warmup_that_starts_at_lr_0_was_small_updates():
+    lr = np.minimum(1.0, np.arange(100) / 20) * 1e-3  # LambdaLR(s / 20): lr 0 at step 0
+    logged = {0: updates(0.0)}  # the one measured step: lr 0, so Δw = 0 by design
+    assert diagnose(training_run(loss=decaying(100), lr=lr, logged=logged), rules="updates") == []
+    flat = training_run(loss=decaying(100), lr=np.full(100, 1e-3), logged=logged)
+    assert diagnose(flat, rules="updates") == []  # one Δw = 0: a skipped step, no verdict
+    never = {s: updates(0.0) for s in (0, 10, 20)}  # but three, at lr 1e-3: never updated
+    flat = training_run(loss=decaying(100), lr=np.full(100, 1e-3), logged=never)
+    (f,) = [f for f in diagnose(flat, rules="updates") if f.kind == "small_updates"]
+    assert f.evidence["updated"] == "never"

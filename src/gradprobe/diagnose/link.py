@@ -121,6 +121,7 @@ def _words(f: Finding) -> str:
 def link(ctx: Context, findings: list[Finding]) -> list[Finding]:
     findings = [_during_training(ctx, f) for f in findings]
     findings = _precision(findings)
+    findings = _after_the_end(ctx, findings)
     causes = [
         f
         for f in findings
@@ -143,6 +144,32 @@ def link(ctx: Context, findings: list[Finding]) -> list[Finding]:
         if f.severity == "error" and id(f) in cause_ids and f.kind != "non_finite"
         else f
         for f in out
+    ]
+
+
+def _after_the_end(ctx: Context, findings: list[Finding]) -> list[Finding]:
+    """Causes first seen after the loss went NaN/Inf for good describe NaN weights (dead
+    units, vanishing gradients of a model that no longer computes numbers): information,
+    with the step that made them meaningless."""
+    s = loss_series(ctx.run)
+    if s is None or not len(s) or np.isfinite(s.values[-1]):
+        return findings
+    ok = np.nonzero(np.isfinite(s.values))[0]
+    end = int(s.steps[int(ok[-1]) + 1]) if ok.size else int(s.steps[0])
+    said = f"; seen after the loss became NaN/Inf for good at step {end}: not judged"
+    return [
+        dataclasses.replace(
+            f,
+            severity="info",
+            message=f.message + said,
+            evidence={**f.evidence, "after_nonfinite_loss": end},
+        )
+        if f.kind not in SYMPTOMS
+        and f.kind not in ("non_finite", "no_steps")
+        and f.severity != "info"
+        and (f.onset or 0) > end
+        else f
+        for f in findings
     ]
 
 

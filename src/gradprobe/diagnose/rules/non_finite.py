@@ -185,19 +185,21 @@ def _update_remedy(ctx: Context, event: Event) -> Remedy:
 _EARLIER = "(earlier step) "
 
 
-def _nonfinite_since(ctx: Context, events: list[Event], event: Event) -> Event | None:
-    """An earlier event (of another step) after which the loss never was finite again up to
-    ``event``: the NaN/Inf of that step went into the weights (the optimizer stepped with
-    it), so this one is its consequence, wherever it shows up first."""
+def _nonfinite_since(ctx: Context, events: list[Event], event: Event) -> int | None:
+    """The step of an earlier NaN/Inf — an event of another step, or the loss itself — after
+    which the loss never was finite again up to ``event``: that NaN/Inf went into the
+    weights (the optimizer stepped with it), so this one is its consequence, wherever it
+    shows up first."""
     loss = loss_series(ctx.run)
     if loss is None or event.phase == "update":
         return None
-    for e in events:
-        if e.step >= event.step or e.phase == "update":
-            continue
-        span = loss.values[(loss.steps >= e.step) & (loss.steps < event.step)]
+    bad = loss.steps[~np.isfinite(loss.values) & (loss.steps < event.step)]
+    starts = sorted({e.step for e in events if e.step < event.step and e.phase != "update"})
+    starts += [int(bad[0])] if bad.size else []
+    for t in sorted(starts):
+        span = loss.values[(loss.steps >= t) & (loss.steps < event.step)]
         if span.size and not np.isfinite(span).any():
-            return e
+            return int(t)
     return None
 
 
@@ -233,13 +235,14 @@ def non_finite(ctx: Context) -> list[Finding]:
         what, where = _describe(event, layer, amount)
         cause, seen = None, event.step
         updated = [u for u in events if u.phase == "update" and u.step < event.step]
-        gone = _nonfinite_since(ctx, events, event)
+        # the event that located an unlogged step's NaN/Inf is that NaN/Inf, not its sequel
+        gone = None if located_at(ctx, event) else _nonfinite_since(ctx, events, event)
         if origin is not None and not target and event.step > origin[0]:
             cause = _EARLIER + str(origin[0])
         elif event.phase != "update" and updated:
             cause = _UPDATED + (updated[0].layer or "")
         elif gone is not None:
-            cause = _EARLIER + str(gone.step)
+            cause = _EARLIER + str(gone)
         elif located is not None and event.step == located.step:
             cause = _EARLIER + str(located_at(ctx, located)["step"])  # type: ignore[index]
         elif event.phase == "backward" and _skipped(ctx, event.step):
