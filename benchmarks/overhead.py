@@ -207,18 +207,31 @@ BACKGROUND = [label for label, (package, _) in PEERS.items() if package is not N
 
 
 def configurations() -> dict:
+    every = {"every": 1, "first_nonfinite": True}  # every step logged, the search every step
     configs = {
         BASE: plain,
-        "(a) scalar stats, every step": probe_config(first_nonfinite=False),
-        "(a') (a) without update ratio": probe_config(first_nonfinite=False, updates=False),
-        "(b) scalar stats + first-non-finite, every step": probe_config(),
+        "default watch()": probe_config(),
+        "(a) scalar stats, every step": probe_config(every=1, first_nonfinite=False),
+        "(a') (a) without update ratio": probe_config(
+            every=1, first_nonfinite=False, updates=False
+        ),
+        "(b) scalar stats + first-non-finite, every step": probe_config(**every),
         "(b') (b) stored in a SQLite file": None,  # filled in main (needs a folder)
-        "(b'') (b) with the update ratio on every step (updates=1)": probe_config(updates=1),
-        "(c) everything + histograms, every step": probe_config(histograms=True),
-        "(c') (c) with the update ratio on every step": probe_config(histograms=True, updates=1),
-        "(d) (b) with every=10": probe_config(every=10),
-        "(f) (b) every step of the first 20, then every 10th": probe_config(every=early_then(10)),
-        "(e) first-non-finite only (no step logged)": probe_config(every=10**9),
+        "(b'') (b) with the update ratio on every step (updates=1)": probe_config(
+            **every, updates=1
+        ),
+        "(c) everything + histograms, every step": probe_config(**every, histograms=True),
+        "(c') (c) with the update ratio on every step": probe_config(
+            **every, histograms=True, updates=1
+        ),
+        "(d) (b) with every=10": probe_config(every=10, first_nonfinite=True),
+        "(f) (b) every step of the first 20, then every 10th": probe_config(
+            every=early_then(10), first_nonfinite=True
+        ),
+        "(e) first-non-finite only (no step logged)": probe_config(
+            every=10**9, first_nonfinite=True
+        ),
+        "(e') the default's free check only (no step logged)": probe_config(every=10**9),
         "(g) loss, lr and gradient norm only (no step logged, no search)": probe_config(
             every=10**9, first_nonfinite=False
         ),
@@ -338,7 +351,9 @@ def run_workload(wl: Workload, args) -> None:
     @contextlib.contextmanager
     def file_config(model, opt):
         path = os.path.join(folder, f"{wl.name}.sqlite")
-        with gp.watch(model, optimizer=opt, path=path, overwrite=True) as probe:
+        with gp.watch(
+            model, optimizer=opt, path=path, overwrite=True, every=1, first_nonfinite=True
+        ) as probe:
             yield lambda step, loss: probe.step(loss=loss)
 
     configs["(b') (b) stored in a SQLite file"] = file_config

@@ -20,11 +20,12 @@ def _run(*args: str) -> str:
 def test_overhead_benchmark_prints_a_ratio_per_configuration():
     out = _run(
         "benchmarks/overhead.py", "--steps", "10", "--warmup", "1", "--threads", "1",
-        "--only", "(b) ,(d),(e),floor,peer: hooks",
+        "--only", "(b) ,(d),(e) ,default,floor,peer: hooks",
     )  # fmt: skip
     rows = dict(re.findall(r"^\| (.+?) \| ([0-9.]+)× \|", out, re.M))
     assert set(rows) == {
         "plain training",
+        "default watch()",
         "(b) scalar stats + first-non-finite, every step",
         "(d) (b) with every=10",
         "(e) first-non-finite only (no step logged)",

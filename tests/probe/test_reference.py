@@ -301,3 +301,113 @@ def test_range_used_of_bfloat16_tensors_and_the_layer_dtypes():
         probe.step()
     assert not any(s == "range_used" for _, s in probe.run.quantities())
     assert set(probe.run.meta["layer_dtypes"].values()) == {"float32"}
+
+
+# -- large tensors: what is exact, what is sampled (docs/PROBE.md) ----------------------------
+from gradprobe.probe import _sample  # noqa: E402
+from gradprobe.probe import reducers as R  # noqa: E402
+
+
+@pytest.mark.parametrize("shape", [(128, 1000), (16, 64, 512), (8, 64, 32, 32), (4, 3, 1, 9000)])
+def test_a_sample_keeps_every_feature_and_spreads_over_examples(shape):
+    x = torch.randn(shape)
+    v = _sample.sample_view(x)
+    assert v.shape[-1] == shape[-1]  # whole rows: no stride can alias with the features
+    assert v.shape[0] >= min(shape[0], _sample.MIN_EXAMPLES) or v.numel() <= _sample.CAP
+    assert v.numel() <= 2 * _sample.CAP
+    assert torch.equal(v, _sample.sample_view(x.clone()))  # deterministic
+    assert _sample.sample_view(torch.randn(10**6)).numel() == 10**6  # 1-dim: never sampled
+
+
+def _one_forward(x, model=None):
+    model = model or nn.Sequential(nn.Linear(x.shape[-1], 4), nn.Tanh())
+    with gp.watch(model, histograms=True) as probe:
+        model(x).pow(2).sum().div(2).backward()
+        probe.step()
+    return _values(probe.run), probe.run
+
+
+def test_sampled_stats_of_a_large_tensor_are_within_their_stated_error():
+    """2**21 Gaussian values (over MOMENT_CAP): the sums come from a 2**15-value sample;
+    rms and std within 2 % (their standard error is ~0.4 %), the mean within 0.02 std."""
+    torch.manual_seed(0)
+    x = torch.randn(64, 128, 256) * 3 + 0.5
+    v, run = _one_forward(x)
+    key = ("(input)", "activation")
+    assert v[(*key, "rms")] == pytest.approx(x.pow(2).mean().sqrt().item(), rel=0.02)
+    assert v[(*key, "std")] == pytest.approx(x.std().item(), rel=0.02)
+    assert abs(v[(*key, "mean")] - x.mean().item()) < 0.02 * x.std().item()
+    assert v[(*key, "max_abs")] == pytest.approx(x.abs().max().item(), rel=1e-7)  # exact
+    assert v[(*key, "sampled")] == pytest.approx(R.sample_flat(x).numel() / x.numel())
+    h = run.histogram("(input)", "activation", 0)
+    assert int(h.counts.sum()) + h.below + h.above + h.zero == R.sample_flat(x).numel()
+    # small tensors and parameter gradients are exact, with no "sampled" row
+    assert ("0", "activation", "sampled") not in v
+    assert ("0.weight", "param_grad", "sampled") not in v
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 1e30])
+def test_max_abs_and_nonfinite_are_exact_at_a_position_the_sample_skips(value):
+    x = torch.randn(64, 128, 256)
+    x[1, 3, 5] = value  # example 1 is not in the sample (every 4th example is)
+    assert not (R.sample_flat(x) == value).any()
+    v, run = _one_forward(x)
+    key = ("(input)", "activation")
+    if value == 1e30:
+        assert v[(*key, "max_abs")] == pytest.approx(1e30, rel=1e-7)
+        assert v[(*key, "nonfinite")] == 0
+    else:
+        assert v[(*key, "nonfinite")] == pytest.approx(1 / x.numel())
+        assert not np.isfinite(v[(*key, "rms")])  # NaN/Inf data: NaN/Inf moments, as always
+        assert run.first_nonfinite("forward").layer == "(input)"
+
+
+def test_a_sample_that_misses_every_nonzero_value_falls_back_to_all_of_them():
+    """Only the last sequence position is nonzero (a last-token head): the strided sample
+    misses it; its sums are 0 while max|x| > 0, so the sums are taken over every value."""
+    x = torch.zeros(32, 64, 1024)
+    x[:, -1, :] = torch.randn(32, 1024)
+    assert (R.sample_flat(x) == 0).all()
+    v, _ = _one_forward(x)
+    assert v[("(input)", "activation", "rms")] == pytest.approx(
+        x.pow(2).mean().sqrt().item(), rel=1e-5
+    )
+
+
+def test_dead_units_of_a_large_tensor_keep_every_unit_and_say_on_how_many_examples():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 4096), nn.ReLU())
+    with torch.no_grad():
+        model[0].bias[:100] = -1e3  # 100 units dead on every example
+    v, _ = _one_forward(torch.randn(512, 16), model)
+    assert v[("1", "activation", "dead")] == pytest.approx(100 / 4096)
+    assert v[("1", "activation", "dead_samples")] == 256  # every 2nd of 512 examples
+
+
+@pytest.mark.parametrize("n", [10, 2**17, 2**19 + 7])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_amin_and_amax_propagate_nan_and_inf_on_the_cpu(n, bad):
+    """What exactness rests on (torch 2.13): min and max of a tensor holding NaN/Inf are
+    non-finite, whichever kernel (amin + amax up to 2**19 values, aminmax beyond)."""
+    x = torch.randn(n)
+    x[n // 3] = bad
+    lo, hi = (x.amin(), x.amax()) if n <= R.SPLIT_MINMAX else torch.aminmax(x)
+    assert not (np.isfinite(lo.item()) and np.isfinite(hi.item()))
+    m = R.moments(x)
+    assert int(m.nonfinite) == 1
+
+
+@pytest.mark.parametrize("act", [nn.GELU(), nn.SiLU(), nn.ELU(), nn.LeakyReLU(), nn.Mish()])
+def test_smooth_activation_got_a_meaningless_dead_row(act):
+    """Issue 15: a negative output of GELU/SiLU/ELU still has a gradient; "<= 0 on every
+    example" is no dead unit, so no dead / dead_samples row (ReLU keeps them)."""
+    model = nn.Sequential(nn.Linear(8, 16), act)
+    with torch.no_grad():
+        model[0].bias[:4] = -50.0
+    v, _ = _one_forward(torch.randn(32, 8), model)
+    assert ("1", "activation", "dead") not in v
+    assert ("1", "activation", "dead_samples") not in v
+    relu = nn.Sequential(nn.Linear(8, 16), nn.ReLU())
+    relu[0].load_state_dict(model[0].state_dict())
+    v, _ = _one_forward(torch.randn(32, 8), relu)
+    assert v[("1", "activation", "dead")] >= 4 / 16

@@ -37,9 +37,10 @@ class Forward(NamedTuple):
     moments: slice  # reducers.MomentSums
     saturated: slice | None  # saturating activations: values within 1% of a bound
     unit_max: torch.Tensor | None  # ReLU family: per-unit max over the batch (device)
-    samples: int  # the batch those maxima were taken over (dim 0)
+    samples: int  # the examples those maxima were taken over (dim 0)
     hist: slice | None  # histograms=True
     dtype: torch.dtype  # of the recorded tensor (range_used for float16/bfloat16)
+    kept: float = 1.0  # fraction of the values the sums and saturation read (a sample: < 1)
 
 
 class Backward(NamedTuple):
@@ -52,6 +53,7 @@ class Backward(NamedTuple):
     time_norms: slice | None  # RNN outputs: ‖∂L/∂h_t‖ per time step
     hist: slice | None  # histograms=True, outputs only
     dtype: torch.dtype
+    kept: float = 1.0  # as Forward.kept; parameter gradients are never sampled
 
 
 class Dead(NamedTuple):
@@ -91,26 +93,33 @@ class Recorder:
 
     # -- device side: queue ------------------------------------------------------------------
     def forward(self, pk: R.Packer, ranges: dict, slot: Slot, t: torch.Tensor) -> Forward:
-        mom = R.moments(t, self.scratch)
+        n, act = t.numel(), slot.act
+        saturating = act is not None and act.kind == "saturating"
+        big = n > R.MOMENT_CAP and t.dim() > 1  # its scalar stats, too, from the sample
+        w = R.sample_flat(t, self.scratch) if big or self.histograms else t
+        mom = R.moments(t, self.scratch, w if big else None)
         m = pk.add(*mom, op="moments")
         sat = unit = None
-        act = slot.act
-        if act is not None and act.kind == "saturating":
-            sat = pk.add(R.saturated_count(t, act.lo, act.hi, scratch=self.scratch))
-        elif act is not None and t.dim() > 0 and t.shape[0] > 0:
-            unit = R.unit_max(t)
-        samples = t.shape[0] if t.dim() > 1 else t.numel()
-        hist = self._hist(pk, ranges, (slot.id, "a"), t, mom)
-        return Forward(slot, t.numel(), m, sat, unit, samples, hist, t.dtype)
+        samples = 0
+        if saturating:
+            w_sat = w if big else t
+            c = R.saturated_count(w_sat, act.lo, act.hi, scratch=self.scratch)
+            sat = pk.add(c if w_sat.numel() == n else c * (n / w_sat.numel()))
+        elif act is not None and act.can_die and t.dim() > 0 and t.shape[0] > 0:
+            unit, samples = R.unit_max(t)
+        hist = self._hist(pk, ranges, (slot.id, "a"), w, mom)
+        return Forward(slot, n, m, sat, unit, samples, hist, t.dtype, w.numel() / n if big else 1)
 
     def backward(
         self, pk: R.Packer, ranges: dict, rec: BwdRec, g: torch.Tensor, time_dim, op: str
     ) -> Backward:
-        mom = R.moments(g, self.scratch)
-        m = pk.add(*mom, op=op)
+        n, out = g.numel(), rec.kind == "out"  # parameter gradients: never sampled
+        big = out and n > R.MOMENT_CAP and g.dim() > 1
+        w = R.sample_flat(g, self.scratch) if big or (out and self.histograms) else g
+        m = pk.add(*(mom := R.moments(g, self.scratch, w if big else None)), op=op)
         tn = None if time_dim is None else pk.add(R.time_norms(g, time_dim), op="norms_grad")
-        h = self._hist(pk, ranges, (rec.slot.id, "g"), g, mom) if rec.kind == "out" else None
-        return Backward(rec, g.numel(), m, tn, h, g.dtype)
+        h = self._hist(pk, ranges, (rec.slot.id, "g"), w, mom) if out else None
+        return Backward(rec, n, m, tn, h, g.dtype, w.numel() / n if big else 1)
 
     def param_grads(self, state, params: list, owner: dict) -> None:
         """Distributed: every parameter's ``.grad`` once the backward and the gradient sync
@@ -166,7 +175,7 @@ class Recorder:
             slot, q = cs[0].slot, "activation"
             name = slot.name
             mo = _combine(cs, host)
-            out.rows += _moment_rows(name, q, mo, len(cs))
+            out.rows += _moment_rows(name, q, mo, cs)
             out.rows.append((name, q, "mean", mo.mean))
             _range_used(name, q, cs, host, out)
             if cs[0].saturated is not None:
@@ -194,7 +203,7 @@ class Recorder:
         for cs in by_slot.values():
             name, q = cs[0].rec.slot.name, "grad_output"
             mo = _combine(cs, host)
-            out.rows += _moment_rows(name, q, mo, len(cs))
+            out.rows += _moment_rows(name, q, mo, cs)
             out.rows.append((name, q, "norm", mo.norm))
             _range_used(name, q, cs, host, out)
             if len(cs) > 1:
@@ -277,9 +286,10 @@ def _combine(calls: list[Forward] | list[Backward], host: list[float]) -> R.Mome
     return R.combine([(c.n, host[c.moments]) for c in calls])
 
 
-def _moment_rows(name: str, q: str, mo: R.Moments, calls: int | None) -> list[Row]:
+def _moment_rows(name: str, q: str, mo: R.Moments, calls: list | None) -> list[Row]:
     """std needs two values: a one-value tensor has none (no row, rather than a NaN that
-    would read as a NaN in the data). ``calls=None``: no "calls" row (parameters)."""
+    would read as a NaN in the data). ``calls=None``: no "calls" row (parameters). A
+    sampled tensor gets ``sampled``: the fraction of its values the sums were taken on."""
     rows = [(name, q, "std", mo.std)] if mo.n > 1 else []
     rows += [
         (name, q, "rms", mo.rms),
@@ -287,5 +297,8 @@ def _moment_rows(name: str, q: str, mo: R.Moments, calls: int | None) -> list[Ro
         (name, q, "nonfinite", mo.nonfinite / mo.n),
     ]
     if calls is not None:
-        rows.append((name, q, "calls", float(calls)))
+        rows.append((name, q, "calls", float(len(calls))))
+        kept = sum(c.kept * c.n for c in calls) / mo.n
+        if kept < 1:
+            rows.append((name, q, "sampled", kept))
     return rows

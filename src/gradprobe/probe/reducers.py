@@ -25,6 +25,9 @@ On the CPU a 0-dim result is already in host memory, so reading it is not a
 synchronisation: there the rare work (counting NaN/Inf, values outside a fixed histogram
 range, float64 sums) is done only when min/max say it is needed. On other devices it is
 always done on the device, without a sync.
+
+An activation or output gradient of more than ``CAP`` values is read in full once (min, max,
+NaN/Inf: exact); its sums, saturation and histogram come from a sample (``_sample``).
 """
 
 from __future__ import annotations
@@ -38,8 +41,9 @@ import torch
 
 from ..run import Histogram
 from ._packer import Packer
+from ._sample import CAP, MOMENT_CAP, sample_view, unit_max
 
-__all__ = ["AT", "MomentSums", "Moments", "Packer", "Scratch", "combine", "moments", "norm"]
+__all__ = ["AT", "CAP", "MOMENT_CAP", "MomentSums", "Moments", "Packer", "moments", "unit_max"]
 
 T = TypeVar("T")
 CHUNK = 1 << 22  # values per float64 conversion (32 MiB of temporaries at most)
@@ -83,27 +87,54 @@ def _host_finite(lo: torch.Tensor, hi: torch.Tensor) -> bool | None:
     return math.isfinite(lo.item()) and math.isfinite(hi.item())
 
 
-def moments(x: torch.Tensor, scratch: Scratch | None = None) -> MomentSums:
+def sample_flat(x: torch.Tensor, scratch: Scratch | None = None, cap: int = CAP) -> torch.Tensor:
+    """:func:`sample_view` of ``x``, flat, contiguous (float64 stays float64)."""
+    v = sample_view(x.detach(), cap)
+    if v.is_contiguous() and v.dtype in (torch.float32, torch.float64):
+        return v.reshape(-1)
+    dt = torch.float64 if v.dtype == torch.float64 else torch.float32
+    out = _temp_n(scratch, v.numel(), dt, v.device, tag="sample")
+    out.view(v.shape).copy_(v)
+    return out
+
+
+def moments(
+    x: torch.Tensor, scratch: Scratch | None = None, sample: torch.Tensor | None = None
+) -> MomentSums:
     """``(Σx, Σx², min, max, n_nonfinite)`` of ``x`` (the count may be an int), exact over the
-    whole float range (module docstring); ``x`` must hold at least one value."""
-    v = x.detach().reshape(-1)
-    if not on_host(v.device):  # decide nothing on the host: float64 sums, always
+    whole float range (module docstring). With ``sample`` (:func:`sample_flat` of ``x``, ``m``
+    values) the sums are ``n/m`` times the sample's; min, max and the count stay exact.
+    ``x`` must hold at least one value."""
+    n = x.numel()
+    sampled = sample is not None and sample.numel() < n
+    if not on_host(x.device):  # decide nothing on the host: float64 sums, always
+        v = x.detach().reshape(-1)
         lo, hi = torch.aminmax(v)
-        bad = v.numel() - torch.isfinite(v).sum()
-        s, q = _sums64(v, scratch)
-        return MomentSums(s, q, lo, hi, bad)
-    if v.dtype != torch.float32 and v.dtype != torch.float64:
+        bad = n - torch.isfinite(v).sum()
+        if not sampled:
+            return MomentSums(*_sums64(v, scratch), lo, hi, bad)
+        s, q = _sums64(sample, scratch)
+        f, poison = n / sample.numel(), (lo + hi) * 0  # NaN: x held NaN/Inf the sample missed
+        return MomentSums(s * f + poison, q * f + poison, lo, hi, bad)
+    v = x.detach() if sampled else x.detach().reshape(-1)
+    if v.dtype not in (torch.float32, torch.float64) and not sampled:
         v = v.float()
-    # a tensor just written is in cache: there amin + amax beat aminmax (1.5x at 2^17 values,
-    # one thread); beyond it one pass over memory wins
-    lo, hi = (v.amin(), v.amax()) if v.numel() <= SPLIT_MINMAX else torch.aminmax(v)
+    # in cache (just written) amin + amax beat aminmax, 1.5x at 2^17; beyond, one pass wins
+    lo, hi = (v.amin(), v.amax()) if n <= SPLIT_MINMAX else torch.aminmax(v)
     a, b = lo.item(), hi.item()
-    if not math.isfinite(a + b):  # NaN/Inf: the sums are NaN/Inf anyway
-        return MomentSums(v.sum(), torch.dot(v, v), lo, hi, v.numel() - torch.isfinite(v).sum())
-    m2, n = (b if b > -a else a) ** 2, v.numel()
-    if (n * m2 < _HI and m2 >= n * _LO) or m2 == 0 or v.dtype == torch.float64:
-        return MomentSums(v.sum(), torch.dot(v, v), lo, hi, 0)
-    s, q = _sums64(v, scratch)
+    if not math.isfinite(a + b):  # NaN/Inf: the sums are NaN/Inf anyway, counted exactly
+        v = v.reshape(-1).float()
+        return MomentSums(v.sum(), torch.dot(v, v), lo, hi, n - torch.isfinite(v).sum())
+    w = sample if sampled else v
+    m2, m = (b if b > -a else a) ** 2, w.numel()
+    if (m * m2 < _HI and m2 >= m * _LO) or m2 == 0 or w.dtype == torch.float64:
+        s, q = w.sum(), torch.dot(w, w)
+    else:
+        s, q = _sums64(w, scratch)
+    if m < n and q.item() == 0 < m2:  # the sample missed every nonzero value: all of them
+        return moments(x, scratch)
+    if m < n:
+        s, q = s * (n / m), q * (n / m)
     return MomentSums(s, q, lo, hi, 0)
 
 
@@ -158,15 +189,16 @@ class Scratch:
     LIMIT = 1 << 22  # values: at most 16 MiB per dtype
 
     def __init__(self) -> None:
-        self._buffers: dict[torch.dtype, torch.Tensor] = {}
+        self._buffers: dict[tuple, torch.Tensor] = {}
 
-    def get(self, n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        """An uninitialised 1-dim tensor of ``n`` values (a view of the buffer when it can)."""
+    def get(self, n: int, dtype: torch.dtype, device: torch.device, tag: str = "") -> torch.Tensor:
+        """An uninitialised 1-dim tensor of ``n`` values (a view of the buffer when it can);
+        ``tag``: a buffer of its own (the sample, read while other temporaries are written)."""
         if n > self.LIMIT or not on_host(device):
             return torch.empty(n, dtype=dtype, device=device)
-        buf = self._buffers.get(dtype)
+        buf = self._buffers.get((dtype, tag))
         if buf is None or buf.numel() < n:
-            buf = self._buffers[dtype] = torch.empty(n, dtype=dtype)
+            buf = self._buffers[(dtype, tag)] = torch.empty(n, dtype=dtype)
         return buf[:n]
 
 
@@ -174,10 +206,10 @@ def _temp(scratch: Scratch | None, v: torch.Tensor, dtype: torch.dtype) -> torch
     return _temp_n(scratch, v.numel(), dtype, v.device)
 
 
-def _temp_n(scratch: Scratch | None, n: int, dtype: torch.dtype, device) -> torch.Tensor:
+def _temp_n(scratch: Scratch | None, n: int, dtype: torch.dtype, device, tag="") -> torch.Tensor:
     if scratch is None:
         return torch.empty(n, dtype=dtype, device=device)
-    return scratch.get(n, dtype, device)
+    return scratch.get(n, dtype, device, tag)
 
 
 def saturated_count(
@@ -194,12 +226,6 @@ def saturated_count(
     else:
         torch.sub(v, c, out=dev).abs_()
     return dev.ge_(h * (1 - 2 * tol)).sum()
-
-
-def unit_max(x: torch.Tensor) -> torch.Tensor:
-    """Per-unit max over the batch (dim 0): a unit is dead when its max is ``<= 0``."""
-    xf = x.detach()
-    return xf.reshape(xf.shape[0], -1).amax(0) if xf.dim() > 1 else xf.amax().reshape(1)
 
 
 def norm(t: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
