@@ -373,3 +373,11 @@ def test_a_nan_gradient_after_an_exploded_loss_was_blamed_on_the_loss():
     run = training_run(loss=loss, grad_norm=norms, events=events, logged={s: [] for s in range(14)})
     found = [f for f in diagnose(run, rules="non_finite") if f.layer == "(loss)"]
     assert [f.severity for f in found] == ["info"], [str(f) for f in found]
+
+
+def test_a_float16_output_that_overflowed_read_inf_percent_of_its_limit():
+    logged = {
+        s: [("0", "activation", "range_used", 0.01 if s < 20 else np.inf)] for s in (0, 10, 20)
+    }
+    f = next(f for f in diagnose(training_run(logged=logged), rules="overflow"))
+    assert "overflowed to ±Inf at step 20" in f.message and "inf%" not in f.message
