@@ -381,3 +381,18 @@ def test_a_float16_output_that_overflowed_read_inf_percent_of_its_limit():
     }
     f = next(f for f in diagnose(training_run(logged=logged), rules="overflow"))
     assert "overflowed to ±Inf at step 20" in f.message and "inf%" not in f.message
+
+
+def test_vanishing_through_time_that_began_in_training_kept_its_reinit_remedy():
+    """An LSTM at SGD 1.0 without clipping: its gradient norm explodes from step 4 and its
+    through-time reach collapses at step 7; re-initialising would not keep it away."""
+    from gradprobe.diagnose import Context, Finding, Remedy, Thresholds
+    from gradprobe.diagnose.link import link
+
+    run = training_run(loss=decaying(30), logged={s: updates(0.5) for s in range(20)})
+    init = Remedy("forget bias", None, "gp.init.apply(model, 'xavier_uniform', forget_bias=1.0)")
+    f = Finding("vanishing", "0", "error", 7, remedy=init, time_step=0, onset=7)
+    (g,) = link(Context(run, Thresholds()), [f])
+    assert "gp.init.apply" not in (g.remedy.code or "") and "learning rate" in g.remedy.text
+    at_init = Finding("vanishing", "0", "error", 0, remedy=init, time_step=0, onset=0)
+    assert link(Context(run, Thresholds()), [at_init])[0].remedy == init

@@ -337,9 +337,11 @@ _ALONE = {
 
 
 def _during_training(ctx: Context, f: Finding) -> Finding:
-    """A depth-profile problem that began after the first logged step, with an init
-    remedy: the step size instead (with the update ratio that came before it)."""
-    if f.kind not in ("vanishing", "exploding", "non_finite") or f.time_step is not None:
+    """A depth-profile or through-time problem that began after the first logged step, with
+    an init remedy: the step size instead (with the update ratio that came before it)."""
+    if f.kind not in ("vanishing", "exploding", "non_finite"):
+        return f
+    if f.time_step is not None and f.kind == "exploding":  # through time: clipping's, not init's
         return f
     if f.layer is None or (f.kind == "non_finite" and f.severity == "info"):
         return f
