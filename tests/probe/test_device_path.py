@@ -67,3 +67,33 @@ def test_device_path_records_what_the_host_path_records(monkeypatch, every, pois
     assert host[2] == device[2]
     if poison:
         assert host[2][0].layer == "2"
+
+
+@pytest.mark.parametrize("bad", [None, float("nan")])
+def test_device_path_samples_a_large_tensor_like_the_host_path(monkeypatch, bad):
+    """Over 2**20 values: float64 sums of the same sample; a NaN the sample skips still makes
+    the sums NaN there (no host read decides it), and its count is exact."""
+    torch.manual_seed(0)
+    x = torch.randn(64, 128, 256)
+    if bad is not None:
+        x[1, 3, 5] = bad  # example 1: not in the sample
+
+    def rows():
+        model = nn.Sequential(nn.Linear(256, 4), nn.Tanh())
+        with gp.watch(model, first_nonfinite=True) as probe:
+            model(x).sum().backward()
+            probe.step()
+        df = probe.run.to_pandas()
+        df = df[(df.layer == "(input)") & (df.quantity == "activation")]
+        return dict(zip(df.stat, df.value, strict=True))
+
+    host = rows()
+    monkeypatch.setattr(reducers, "on_host", lambda device: False)
+    device = rows()
+    assert device["nonfinite"] == host["nonfinite"]
+    assert device["sampled"] == host["sampled"]
+    if bad is None:
+        assert device["rms"] == pytest.approx(host["rms"], rel=1e-6)
+        assert device["max_abs"] == host["max_abs"]
+    else:
+        assert math.isnan(device["rms"]) and math.isnan(host["rms"])
