@@ -211,13 +211,15 @@ def test_fine_tuning_with_frozen_layers_warned_of_small_updates():
             opt.zero_grad()
     findings = diagnose(probe.run)
     assert not [f for f in findings if f.kind == "small_updates"], findings
-    # a trainable layer whose weights do not move is still reported
+    # a trainable layer whose weights do not move is still reported (over 3 measured steps:
+    # a single step with an update of exactly 0 is a skipped step, rules/updates.py)
     modules, linears = linear_stack(2)
     weights = [f"{n}.weight" for n in linears]
     rows = [(w, "update", "ratio", 0.0) for w in weights] + [
         (w, "param_grad", "rms", 1e-3) for w in weights
     ]
-    frozen = synthetic_run(modules, {0: rows}, weights, meta={"frozen_params": [weights[0]]})
+    steps = {s: rows for s in range(3)}
+    frozen = synthetic_run(modules, steps, weights, meta={"frozen_params": [weights[0]]})
     assert [f.layer for f in diagnose(frozen, rules=["updates"])] == [weights[1]]
 
 
