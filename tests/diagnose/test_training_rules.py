@@ -80,6 +80,17 @@ def test_one_spike_is_found_at_its_step_and_noise_is_not():
     assert f.evidence["largest_ratio"] == pytest.approx(3, rel=0.15)
 
 
+def test_a_converged_losss_excursion_of_a_few_percent_of_its_start_was_a_spike():
+    # fix_bench's healthy circles references: 0.68 -> 0.004, one batch at 0.04 (5.6 % of the start)
+    loss = noisy(decaying(300, 0.68, 0.004, rate=0.05), 0.05)
+    loss[219] = 0.042
+    f = only(diagnose(training_run(loss=loss), rules="loss"), "loss_spike")
+    assert (f.onset, f.severity) == (219, "info")
+    loss[219] = 0.2  # 29 % of the start: an instability, whatever the level
+    f = only(diagnose(training_run(loss=loss), rules="loss"), "loss_spike")
+    assert (f.onset, f.severity) == (219, "warning")
+
+
 def test_a_jump_that_stays_up_is_no_spike():
     loss = noisy(np.concatenate([decaying(150, 2.3, 0.4), np.full(50, 3.0)]), 0.02)
     kinds = {f.kind for f in diagnose(training_run(loss=loss), rules="loss")}

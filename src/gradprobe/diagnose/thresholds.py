@@ -97,6 +97,7 @@ class Thresholds:
     diverge_rise: float = 0.5  # rise above the best, as a share of max(fall so far, best)
     spike_mads: float = 10.0  # a loss above the rolling median by this many robust sigmas ...
     spike_rise: float = 0.25  # ... and by this share of the median is a spike
+    spike_start_share: float = 0.1  # spikes rising less than this share of the start: info
     oscillation_amplitude: float = 0.15  # robust σ of the late loss's scatter, share of the start
     early_update_steps: int = 20  # update ratios judged step by step up to this step
     attention_logit: float = 100.0  # max q·k/√d: softmax is one-hot long before (e^100)
@@ -182,6 +183,7 @@ _RULES = (
         ("diverge_rise", 0, math.inf, True, True),
         ("spike_mads", 0, math.inf, True, True),
         ("spike_rise", 0, math.inf, False, True),
+        ("spike_start_share", 0, math.inf, False, True),
         ("oscillation_amplitude", 0, math.inf, True, True),
         ("early_update_steps", 1, math.inf, False, True),
         ("attention_logit", 0, math.inf, True, True),
