@@ -46,7 +46,9 @@ def main(argv=None) -> None:
     marks = {}
     t0 = time.perf_counter()
     # updates=1: the update ratio (and its snapshot) on every logged step, the worst case
-    with gp.watch(model, path=path, histograms=args.histograms, updates=1) as probe:
+    with gp.watch(
+        model, path=path, histograms=args.histograms, updates=1, every=1, first_nonfinite=True
+    ) as probe:
         for step in range(args.steps):
             nn.functional.cross_entropy(model(x), y).backward()
             opt.step()
