@@ -13,8 +13,7 @@ from torch import nn
 
 from .recipe import Env, OptimizerSpec, Recipe
 
-#: the table's columns of words (wrapped, never cut), and how long a column stays as the
-#: terminal narrows (higher stays longer; the score's own column: 88)
+#: columns of words (wrapped, never cut); how long a column stays as it narrows (88: score)
 _WRAPPED = ("remedy", "problems", "other seed")
 _KEEP = {"rank": 95, "remedy": 100, "problems": 90, "metric": 89, "accuracy": 80,
          "other seed": 45, "train loss": 40, "s": 20}  # fmt: skip
@@ -40,8 +39,7 @@ class Repeat:
 
 @dataclass
 class Trial:
-    """One trained trial. ``final_loss``: the held-out loss after the last step (the training
-    data's when nothing was held out); ``losses``: the training loss of every step."""
+    """One trained trial. ``final_loss``: the held-out (else training) loss after the last step."""
 
     name: str
     code: str
