@@ -74,7 +74,7 @@ class FitTable(Table):
         while True:
             widths = self._widths(keep, width)
             droppable = [i for i in keep if self._spec[i].kind != "name"]
-            if widths is not None or not droppable:
+            if not droppable or (widths is not None and self._names_fit(keep, widths)):
                 break
             keep.remove(min(droppable, key=lambda i: self._spec[i].keep))
         if widths is None:  # even the name alone does not fit: give it what there is
@@ -97,10 +97,12 @@ class FitTable(Table):
         )
         shown = {}
         for i in keep:
-            c = self._spec[i]
-            if c.kind == "name":
+            if self._spec[i].kind == "name":
                 shown[i] = shorten((r[i] for r in self._rows), widths[i])
-            elif c.kind == "text":
+                self._widen(i, shown[i], widths, keep)
+        for i in keep:
+            c = self._spec[i]
+            if c.kind == "text":
                 shown[i] = shorten((r[i] for r in self._rows), widths[i], "text")
             table.add_column(
                 Text(c.header, justify=c.justify), justify=c.justify, width=widths[i],
@@ -109,6 +111,33 @@ class FitTable(Table):
         for r in self._rows:
             table.add_row(*[Text(shown[i][r[i]] if i in shown else r[i]) for i in keep])
         return table
+
+    def _names_fit(self, keep: list[int], widths: dict) -> bool:
+        """Whether every name column's names, kept distinct by :func:`shorten`, fit on one
+        line once the text columns' room above their floor is lent to them."""
+        trial = dict(widths)
+        for i in keep:
+            if self._spec[i].kind == "name":
+                shown = shorten((r[i] for r in self._rows), trial[i])
+                self._widen(i, shown, trial, keep)
+                if max((cell_len(v) for v in shown.values()), default=0) > trial[i]:
+                    return False
+        return True
+
+    def _widen(self, i: int, shown: dict[str, str], widths: dict, keep: list[int]) -> None:
+        """A name kept distinct by :func:`shorten` may be longer than its column: take the
+        cells it lacks from the text columns' room above their floor, so it stays on one line
+        (it folds only when there is none)."""
+        lack = max((cell_len(v) for v in shown.values()), default=0) - widths[i]
+        for j in keep:
+            if lack <= 0:
+                break
+            if self._spec[j].kind in ("text", "wrap"):
+                give = min(lack, widths[j] - self._floor(j))
+                if give > 0:
+                    widths[j] -= give
+                    widths[i] += give
+                    lack -= give
 
     def _widths(self, keep: list[int], width: int) -> dict[int, int] | None:
         """Column widths for the columns ``keep`` within ``width``, or None if they cannot
