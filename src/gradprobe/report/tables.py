@@ -74,11 +74,17 @@ class FitTable(Table):
         while True:
             widths = self._widths(keep, width)
             droppable = [i for i in keep if self._spec[i].kind != "name"]
-            if not droppable or (widths is not None and self._names_fit(keep, widths)):
+            if widths is not None:
+                shown = self._shorten_names(keep, widths)
+                fits = all(cell_len(v) <= widths[i] for i in shown for v in shown[i].values())
+                if fits or not droppable:
+                    break
+            elif not droppable:
                 break
             keep.remove(min(droppable, key=lambda i: self._spec[i].keep))
         if widths is None:  # even the name alone does not fit: give it what there is
             widths = {i: max(4, width - 4) for i in keep}
+            shown = self._shorten_names(keep, widths)
         kept = {self._spec[i].header for i in keep}
         dropped = [self._spec[i].header for i in range(len(self._spec)) if i not in keep]
         meanings = [f"{h}: {text}" for h, text in self._legend if h in kept]
@@ -95,11 +101,6 @@ class FitTable(Table):
             box=box.HEAVY_HEAD,
             padding=(0, 1),
         )
-        shown = {}
-        for i in keep:
-            if self._spec[i].kind == "name":
-                shown[i] = shorten((r[i] for r in self._rows), widths[i])
-                self._widen(i, shown[i], widths, keep)
         for i in keep:
             c = self._spec[i]
             if c.kind == "text":
@@ -112,17 +113,16 @@ class FitTable(Table):
             table.add_row(*[Text(shown[i][r[i]] if i in shown else r[i]) for i in keep])
         return table
 
-    def _names_fit(self, keep: list[int], widths: dict) -> bool:
-        """Whether every name column's names, kept distinct by :func:`shorten`, fit on one
-        line once the text columns' room above their floor is lent to them."""
-        trial = dict(widths)
+    def _shorten_names(self, keep: list[int], widths: dict) -> dict[int, dict[str, str]]:
+        """Each name column's names as shown (:func:`shorten` keeps them distinct), its width
+        widened in ``widths`` with the text columns' room above their floor when a shown
+        name is longer than its column."""
+        shown = {}
         for i in keep:
             if self._spec[i].kind == "name":
-                shown = shorten((r[i] for r in self._rows), trial[i])
-                self._widen(i, shown, trial, keep)
-                if max((cell_len(v) for v in shown.values()), default=0) > trial[i]:
-                    return False
-        return True
+                shown[i] = shorten((r[i] for r in self._rows), widths[i])
+                self._widen(i, shown[i], widths, keep)
+        return shown
 
     def _widen(self, i: int, shown: dict[str, str], widths: dict, keep: list[int]) -> None:
         """A name kept distinct by :func:`shorten` may be longer than its column: take the
