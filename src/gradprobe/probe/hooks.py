@@ -40,14 +40,17 @@ def _is_compiling() -> Callable[[], bool]:
     return found
 
 
-def eager(fn: Callable) -> Callable:
+def eager(fn: Callable, on_trace: Callable[[], None] | None = None) -> Callable:
     """``fn`` kept out of torch.compile's tracing: run through a ``torch.compiler.disable``d
-    wrapper only while Dynamo traces (``is_compiling()``), directly otherwise."""
+    wrapper only while Dynamo traces (``is_compiling()``; ``on_trace()`` is called then),
+    directly otherwise."""
     disabled = torch.compiler.disable(fn)
     is_compiling = _is_compiling()
 
     def run(*args, **kwargs):
         if is_compiling():
+            if on_trace is not None:
+                on_trace()
             return disabled(*args, **kwargs)
         return fn(*args, **kwargs)
 
@@ -84,7 +87,7 @@ class HookSet:
         self.on_error = on_error
         self.seconds = 0.0  # host time spent inside the hooks (two clock reads per call)
         self.paused = False  # the pausable hooks are off
-        self.compiled = False  # a hook ran while Dynamo traced: never pause again
+        self.compiled = False  # set by _traced
 
     def wrap(self, fn: Callable, name: str) -> Callable:
         """``fn`` run eagerly, its exceptions caught and reported to ``on_error``, its time
@@ -102,16 +105,10 @@ class HookSet:
             finally:
                 self.seconds += perf_counter() - t0
 
-        disabled = torch.compiler.disable(safe)
-        is_compiling = _is_compiling()
+        return eager(safe, on_trace=self._traced)
 
-        def run(*args, **kwargs):  # eager(safe), noting that Dynamo traces
-            if is_compiling():
-                self.compiled = True
-                return disabled(*args, **kwargs)
-            return safe(*args, **kwargs)
-
-        return run
+    def _traced(self) -> None:
+        self.compiled = True  # a hook ran while Dynamo traced: never pause again
 
     def forward(
         self, module: torch.nn.Module, fn: Callable, name: str, pausable: bool = False
