@@ -170,6 +170,49 @@ class TinyGPT(nn.Module):
         return self.lm_head(self.ln_f(x))
 
 
+class DeepNormBlock(nn.Module):
+    """A Post-LN block with DeepNorm (Wang et al. 2022): ``LN(α x + f(x))`` for each
+    sub-layer, ``α = (2N)^¼`` and the value, output and MLP weights Xavier-initialised with
+    gain ``β = (8N)^-¼`` (encoder-only constants; the queries and keys with gain 1)."""
+
+    def __init__(self, d: int, heads: int, layers: int) -> None:
+        super().__init__()
+        self.alpha, beta = (2 * layers) ** 0.25, (8 * layers) ** -0.25
+        self.attn = CausalSelfAttention(d, heads)
+        self.ln_1 = nn.LayerNorm(d)
+        self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+        self.ln_2 = nn.LayerNorm(d)
+        w = self.attn.c_attn.weight
+        with torch.no_grad():
+            for i, gain in enumerate((1.0, 1.0, beta)):  # q, k, v
+                nn.init.xavier_normal_(w[i * d : (i + 1) * d], gain=gain)
+            for lin in (self.attn.c_proj, self.mlp[0], self.mlp[2]):
+                nn.init.xavier_normal_(lin.weight, gain=beta)
+                nn.init.zeros_(lin.bias)
+            nn.init.zeros_(self.attn.c_attn.bias)
+
+    def forward(self, x):
+        x = self.ln_1(self.alpha * x + self.attn(x))
+        return self.ln_2(self.alpha * x + self.mlp(x))
+
+
+class DeepNormLM(nn.Module):
+    """``layers`` DeepNorm Post-LN blocks: deep Post-LN that trains without warm-up."""
+
+    def __init__(self, d=32, layers=24, heads=4) -> None:
+        super().__init__()
+        self.wte = nn.Embedding(V, d)
+        self.wpe = nn.Embedding(T, d)
+        self.h = nn.ModuleList(DeepNormBlock(d, heads, layers) for _ in range(layers))
+        self.lm_head = nn.Linear(d, V, bias=False)
+
+    def forward(self, idx):
+        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+        for block in self.h:
+            x = block(x)
+        return self.lm_head(x)
+
+
 class RecurrentLM(nn.Module):
     def __init__(self, cell="LSTM", d=16, hidden=32) -> None:
         super().__init__()
@@ -336,6 +379,9 @@ HEALTHY = {
         "lstm_clipped", RecurrentLM, _adam(1e-2), "tokens", steps=200, batch=16, clip=1.0
     ),
     "mlp_adam": Case("mlp_adam", mlp, _adam(1e-3), "digits", steps=200),
+    "deepnorm_18": Case(
+        "deepnorm_18", lambda: DeepNormLM(layers=18), _adam(1e-3), "shift", steps=120, batch=16
+    ),
     "mlp_fp16_autocast": Case(
         "mlp_fp16_autocast",
         lambda: mlp((64, 256, 256, 10)),

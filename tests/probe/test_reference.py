@@ -372,6 +372,22 @@ def test_a_sample_that_misses_every_nonzero_value_falls_back_to_all_of_them():
     assert v[("(input)", "activation", "rms")] == pytest.approx(
         x.pow(2).mean().sqrt().item(), rel=1e-5
     )
+    assert ("(input)", "activation", "sampled") not in v  # the sums read every value
+
+
+def test_sampled_row_only_when_the_sums_were_sampled():
+    """Regression (sampled row written after a fallback): a large tensor whose sums came from
+    every value — the sample missed every nonzero value, or the tensor holds NaN/Inf — gets
+    no ``sampled`` row; one whose sums came from the sample does."""
+    x = torch.zeros(32, 64, 1024)
+    x[:, -1, :] = 1.0
+    assert R.moments_from(x, None, R.sample_flat(x))[1] is False
+    y = torch.randn(32, 64, 1024)
+    assert R.moments_from(y, None, R.sample_flat(y))[1] is True
+    y[1, 3, 5] = float("nan")
+    assert R.moments_from(y, None, R.sample_flat(y))[1] is False
+    v, _ = _one_forward(y)
+    assert ("(input)", "activation", "sampled") not in v
 
 
 def test_dead_units_of_a_large_tensor_keep_every_unit_and_say_on_how_many_examples():
@@ -388,11 +404,11 @@ def test_dead_units_of_a_large_tensor_keep_every_unit_and_say_on_how_many_exampl
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
 def test_amin_and_amax_propagate_nan_and_inf_on_the_cpu(n, bad):
     """What exactness rests on (torch 2.13): min and max of a tensor holding NaN/Inf are
-    non-finite, whichever kernel (amin + amax up to 2**19 values, aminmax beyond)."""
+    non-finite, with either kernel (``moments`` uses aminmax; histograms and others amin/amax)."""
     x = torch.randn(n)
     x[n // 3] = bad
-    lo, hi = (x.amin(), x.amax()) if n <= R.SPLIT_MINMAX else torch.aminmax(x)
-    assert not (np.isfinite(lo.item()) and np.isfinite(hi.item()))
+    for lo, hi in (torch.aminmax(x), (x.amin(), x.amax())):
+        assert not (np.isfinite(lo.item()) and np.isfinite(hi.item()))
     m = R.moments(x)
     assert int(m.nonfinite) == 1
 

@@ -75,36 +75,37 @@ class StepState:
 
 
 class Snapshot:
-    """``w_{t-1}`` of the trainable parameters for the update ratio, with their norms taken
-    while the copy is in cache. Buffers are allocated once and reused; frozen parameters
-    (``requires_grad=False``) get none."""
+    """``w_{t-1}`` of the trainable parameters for the update ratio. Each parameter is copied
+    in its gradient hook (``keep``), where the backward has just read its weights (in
+    cache), once per update step; ``‖w_{t-1}‖`` is then the weight norm the same hook takes
+    (the weights the step used). Buffers are allocated once and reused."""
 
     def __init__(self) -> None:
         self._bufs: dict[int, torch.Tensor] = {}
-        self._norms: dict[int, torch.Tensor] = {}
+        self._kept: set[int] = set()  # copied on this step
 
-    def take(self, params: list[tuple[str, torch.nn.Parameter]], scratch=None) -> None:
-        with torch.no_grad():
-            self._norms = {}
-            for i, (_, p) in enumerate(params):
-                if not p.requires_grad:
-                    continue
-                buf = self._bufs.get(i)
-                if buf is None or buf.shape != p.shape or buf.dtype != p.dtype:
-                    self._bufs[i] = buf = p.detach().clone()
-                else:
-                    buf.copy_(p.detach())
-                self._norms[i] = R.norm(local(buf), scratch)
+    def start(self) -> None:
+        """A new update step: nothing copied yet."""
+        self._kept = set()
+
+    def keep(self, i: int, p: torch.Tensor) -> None:
+        """Copy parameter ``i`` (``p``: its detached weights) unless it was this step."""
+        if i in self._kept:
+            return
+        buf = self._bufs.get(i)
+        if buf is None or buf.shape != p.shape or buf.dtype != p.dtype:
+            self._bufs[i] = p.clone()
+        else:
+            buf.copy_(p)
+        self._kept.add(i)
 
     def has(self, i: int) -> bool:
-        return i in self._norms
+        return i in self._kept
 
     def delta(self, i: int, w: torch.Tensor, scratch=None) -> torch.Tensor:
-        """``‖w - w_prev‖`` (the buffer is overwritten: it is refilled at the next snapshot)."""
+        """``‖w - w_prev‖`` (the buffer is overwritten: it is refilled at the next update)."""
+        self._kept.discard(i)
         return R.norm(local(self._bufs[i]).sub_(w), scratch)
 
-    def prev_norm(self, i: int) -> torch.Tensor:
-        return self._norms[i]
-
     def clear(self) -> None:
-        self._bufs, self._norms = {}, {}
+        self._bufs, self._kept = {}, set()

@@ -97,7 +97,7 @@ class Recorder:
         saturating = act is not None and act.kind == "saturating"
         big = n > R.MOMENT_CAP and t.dim() > 1  # its scalar stats, too, from the sample
         w = R.sample_flat(t, self.scratch) if big or self.histograms else t
-        mom = R.moments(t, self.scratch, w if big else None)
+        mom, big = R.moments_from(t, self.scratch, w if big else None)  # big: sums sampled
         m = pk.add(*mom, op="moments")
         sat = unit = None
         samples = 0
@@ -116,7 +116,8 @@ class Recorder:
         n, out = g.numel(), rec.kind == "out"  # parameter gradients: never sampled
         big = out and n > R.MOMENT_CAP and g.dim() > 1
         w = R.sample_flat(g, self.scratch) if big or (out and self.histograms) else g
-        m = pk.add(*(mom := R.moments(g, self.scratch, w if big else None)), op=op)
+        mom, big = R.moments_from(g, self.scratch, w if big else None)  # big: sums sampled
+        m = pk.add(*mom, op=op)
         tn = None if time_dim is None else pk.add(R.time_norms(g, time_dim), op="norms_grad")
         h = self._hist(pk, ranges, (rec.slot.id, "g"), w, mom) if out else None
         return Backward(rec, n, m, tn, h, g.dtype, w.numel() / n if big else 1)

@@ -325,7 +325,7 @@ class Finisher:
     def _queue_weights(self, state: StepState) -> list[Weight]:
         """``‖w‖`` of the weights the step used (taken in the backward, see
         ``Probe._param_hook``; here, for a parameter the backward did not reach), and on an
-        update step ``‖w - w_prev‖`` and ``‖w_prev‖`` (taken with the snapshot) of every
+        update step ``‖w - w_prev‖`` and ``‖w_prev‖`` (= ``‖w‖`` the backward took) of every
         parameter that received a gradient in this step: a frozen parameter, or one the
         step did not reach, has no update to measure (its "update" would read 0)."""
         pk, taken, snap = state.packer, state.weight_norms, self.snapshot
@@ -341,8 +341,8 @@ class Finisher:
                 if not (update and i in taken and snap.has(i)):
                     out.append(Weight(name, w_sl, None, None, i in taken))
                     continue
-                delta = pk.add(snap.delta(i, w, scratch), op=op)
-                out.append(Weight(name, w_sl, delta, pk.add(snap.prev_norm(i), op=op), True))
+                # ‖w_prev‖: the weights the step used, copied when their norm was taken
+                out.append(Weight(name, w_sl, pk.add(snap.delta(i, w, scratch), op=op), w_sl))
         return out
 
     def _positions(self, state: StepState) -> dict[str, int]:

@@ -170,7 +170,7 @@ class Probe(AttentionHooks, Lifecycle):
         if regular:
             self._last_update = self._step
         if st.update:
-            self._snapshot.take(self._params, self._recorder.scratch)
+            self._snapshot.start()  # each parameter is copied in its gradient hook
 
     @property
     def step_index(self) -> int:
@@ -285,6 +285,8 @@ class Probe(AttentionHooks, Lifecycle):
                     op = "norms_shard" if is_shard(param) else "rank0"
                     with torch.no_grad():
                         wn = R.norm(local(param.detach()), self._recorder.scratch)
+                        if st.update:  # w_{t-1} for the update ratio, while in cache too
+                            self._snapshot.keep(index, param.detach())
                     st.weight_norms[index] = st.packer.add(wn, op=op)
 
         return hook

@@ -30,7 +30,10 @@ from ..context import Context, Profile
 from ..expected import SCHEME_GAIN2, hidden_gains
 from ..finding import Finding, Kind, Remedy
 from ..remedies import depth_remedy, post_ln, reinit, stream_scale
+from ..series import loss_series
 from . import RULES
+from .loss import judge
+from .updates import ratios
 
 _WORDS = {
     "backward": "back-propagated gradient ‖∂L/∂h‖",
@@ -319,11 +322,12 @@ def _post_ln(ctx: Context) -> list[Finding]:
         growths.append(("backward", float("nan")))
     which, growth = max(growths, key=lambda item: item[1])
     grows = growth >= t.post_ln_growth
+    passed = _passed_first_updates(ctx)
     return [
         Finding(
             kind="vanishing",
             layer=s.blocks[0].name,
-            severity="warning",
+            severity="info" if passed else "warning",
             step=ctx.steps[0],
             evidence={
                 "measured_on": "gradients",
@@ -335,6 +339,7 @@ def _post_ln(ctx: Context) -> list[Finding]:
                 "grows": grows,
                 "threshold": t.post_ln_blocks,
                 "post_ln_blocks": t.post_ln_blocks,
+                **(passed or {}),
             },
             remedy=post_ln(ctx),
             message=(
@@ -348,9 +353,40 @@ def _post_ln(ctx: Context) -> list[Finding]:
                     f"output: the danger is in the first updates, which every residual branch "
                     f"amplifies (Liu et al. 2020)"
                 )
+                + (
+                    f"; this run went through its first {passed['early_steps_seen']} updates "
+                    f"without it (largest update ratio {passed['early_peak_ratio']:.3g}, under "
+                    f"{t.early_update_ratio:g}) and its loss shows no problem (a DeepNorm or "
+                    f"Admin residual scaling, or a warm-up, does this): nothing to do"
+                    if passed
+                    else ""
+                )
             ),
         )
     ]
+
+
+def _passed_first_updates(ctx: Context) -> dict | None:
+    """Evidence that a trained run got through the first updates, where deep Post-LN fails
+    (Xiong et al. 2020; Liu et al. 2020): the update ratios of its first
+    ``early_update_steps`` steps were measured and stayed under ``early_update_ratio``, the
+    run went on past them, and its loss (when recorded) has no warning or error. A check at
+    initialisation has no such evidence (None): there the warning stands."""
+    t, r = ctx.t, ratios(ctx)
+    if r is None or not ctx.steps or max(ctx.steps) < t.early_update_steps:
+        return None
+    early = r.early(t.early_update_steps)
+    finite = early[np.isfinite(early)]
+    seen = int(np.isfinite(early).any(axis=0).sum())
+    if finite.size == 0 or seen < t.early_update_steps // 2:
+        return None
+    peak = float(finite.max())
+    if peak > t.early_update_ratio:
+        return None
+    found = judge(loss_series(ctx.run), t)
+    if any(f.severity in ("warning", "error") for f in found):
+        return None
+    return {"early_peak_ratio": peak, "early_steps_seen": seen}
 
 
 @RULES.register("depth_profile")
