@@ -43,8 +43,17 @@ from ..run import Histogram
 from ._packer import Packer
 from ._sample import CAP, MOMENT_CAP, sample_view, unit_max
 
-__all__ = ["AT", "CAP", "MOMENT_CAP", "MomentSums", "Moments", "Packer", "moments", "moments_from",
-           "unit_max"]
+__all__ = [
+    "AT",
+    "CAP",
+    "MOMENT_CAP",
+    "MomentSums",
+    "Moments",
+    "Packer",
+    "moments",
+    "moments_from",
+    "unit_max",
+]
 
 T = TypeVar("T")
 CHUNK = 1 << 22  # values per float64 conversion (32 MiB of temporaries at most)
