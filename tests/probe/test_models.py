@@ -267,6 +267,16 @@ def test_check_changes_nothing_and_prints_a_table():
         gp.check(model, torch.randn(8, 5))
 
 
+def test_batchnorm_check_with_one_example_says_to_pass_a_larger_batch():
+    """Regression (BatchNorm batch-1 error text): the error names the BatchNorm and the
+    batch size to pass, not "a batch shaped as the model expects"."""
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+    with pytest.raises(gp.GradprobeError, match="at least 2 examples") as err:
+        gp.check(model, torch.randn(1, 4))
+    assert "BatchNorm" in str(err.value) and "shaped as the model" not in str(err.value)
+    assert gp.check(model, torch.randn(2, 4)).run.steps == [0]
+
+
 def test_the_probe_reports_its_own_time():
     """probe.seconds: host time inside the hooks and step(); part of the watched time, and
     stored in the run at close."""

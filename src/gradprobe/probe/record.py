@@ -205,8 +205,18 @@ def record_step(
             except GradprobeError:
                 raise
             except Exception as err:
-                hint = ""
-                if any(isinstance(m, nn.Embedding) for m in model.modules()):
+                hint, what = "", "pass a batch shaped as the model expects"
+                norms = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
+                if "more than 1 value per channel" in str(err) and any(
+                    isinstance(m, norms) for m in model.modules()
+                ):
+                    # a batch norm in training mode cannot normalise one value per channel
+                    what = (
+                        "its BatchNorm, in training mode as check runs it, needs more than one "
+                        "value per channel: pass a batch of at least 2 examples (e.g. "
+                        "torch.randn(8, ...)), on the command line an --input-shape that starts with 8"
+                    )
+                elif any(isinstance(m, nn.Embedding) for m in model.modules()):
                     hint = (
                         "; the model has an nn.Embedding, which takes integer token ids: pass "
                         "them (e.g. torch.randint(0, vocab, (batch, length))), on the command "
@@ -214,8 +224,7 @@ def record_step(
                     )
                 raise InvalidInputError(
                     f"the model's forward failed on the inputs given to check "
-                    f"({type(err).__name__}: {err}); pass a batch shaped as the model "
-                    f"expects{hint}"
+                    f"({type(err).__name__}: {err}); {what}{hint}"
                 ) from err
             loss, source = _loss(out, target, loss_fn)
             if not loss.requires_grad:
