@@ -106,7 +106,10 @@ class _Curve:
         self.m = centred_median(self.x, self.w)
         self.start = float(np.median(self.x[: min(3, n)]))
         self.final = float(np.median(self.x[-self.w :]))
-        self.best_i = int(np.argmin(self.m))
+        # the best level where the centred median has its whole window: at the last w/2
+        # steps it reads fewer values, and the minimum of a noisier median dips by chance
+        h = self.w // 2 if n > 2 * self.w else 0
+        self.best_i = int(np.argmin(self.m[: n - h]))
         self.best = float(self.m[self.best_i])
         self.noise = noise(self.x, self.w)
         tail = max(2 * self.w, n // 3)
@@ -239,10 +242,22 @@ class _Curve:
 
     def spikes(self) -> list[Finding]:
         t, x, w = self.t, self.x, self.w
-        med, sg = trailing(x, w)
+        if x.min() > 0:
+            # a positive loss scatters in proportion to its level (a converged batch loss is
+            # a mean over examples with a heavy right tail: 0.002-0.3 around 0.02), so its
+            # spikes are judged on log(loss): the median and MAD of the log of the w steps
+            # before, a spike being ``spike_mads`` robust sigmas above in log — the same
+            # line as in the loss itself where the scatter is small
+            lx = np.log(x)
+            med_l, sg = trailing(lx, w)
+            med = np.exp(med_l)
+            with np.errstate(invalid="ignore"):
+                hit = (lx - med_l > t.spike_mads * sg) & (x - med > t.spike_rise * med)
+        else:
+            med, sg = trailing(x, w)
+            with np.errstate(invalid="ignore"):
+                hit = (x - med > t.spike_mads * sg) & (x - med > t.spike_rise * np.abs(med))
         excess = x - med
-        with np.errstate(invalid="ignore"):
-            hit = (excess > t.spike_mads * sg) & (excess > t.spike_rise * np.abs(med))
         idx = np.nonzero(hit)[0]
         episodes: list[tuple[int, int]] = []
         for i in idx:
