@@ -214,7 +214,8 @@ def record_step(
                     what = (
                         "its BatchNorm, in training mode as check runs it, needs more than one "
                         "value per channel: pass a batch of at least 2 examples (e.g. "
-                        "torch.randn(8, ...)), on the command line an --input-shape that starts with 8"
+                        "torch.randn(8, ...)); on the command line an --input-shape that "
+                        "starts with 8"
                     )
                 elif any(isinstance(m, nn.Embedding) for m in model.modules()):
                     hint = (
