@@ -29,6 +29,32 @@ def test_a_healthy_decaying_noisy_loss_has_no_symptom():
         assert diagnose(run, rules="loss") == []
 
 
+def test_a_converged_loss_with_heavy_tailed_batch_noise_has_no_spike():
+    """Regression (a healthy SGD + momentum MLP on digits was told it spiked): a converged
+    batch loss scatters in proportion to its level (0.002-0.3 around 0.02: one hard example
+    in a batch), so a batch at 10-40× the median is its noise, judged on log(loss)."""
+    g = np.random.default_rng(0)
+    for seed in range(5):
+        base = decaying(300, 2.3, 0.02, rate=0.05)
+        loss = base * np.exp(np.random.default_rng(seed).normal(0.0, 1.0, base.size))
+        assert not [f for f in diagnose(training_run(loss=loss), rules="loss")
+                    if f.kind == "loss_spike"]  # fmt: skip
+    loss = noisy(decaying(300, 2.3, 0.02, rate=0.05), 0.05, int(g.integers(100)))
+    loss[250:253] = 1.5  # the same level with little scatter: 75x its median is a spike
+    f = only(diagnose(training_run(loss=loss), rules="loss"), "loss_spike")
+    assert (f.onset, f.severity) == (250, "warning")
+
+
+def test_a_flat_noisy_loss_whose_last_steps_dip_by_chance_is_not_learning():
+    """Regression (an end-of-run dip hid a stall): the centred median of the last w/2 steps
+    reads half a window, so it dips by chance; the best level is read where the window is
+    whole, and a loss at chance level with such a dip is not learning."""
+    loss = noisy(np.full(200, 2.3), 0.05, 3)
+    loss[-8:] = 1.7
+    f = only(diagnose(training_run(loss=loss), rules="loss"), "not_learning")
+    assert f.evidence["best_step"] < 190 and f.evidence["drop"] < 0.1
+
+
 def test_a_flat_loss_is_not_learning_from_step_0():
     run = training_run(loss=noisy(np.full(200, 2.3), 0.02))
     f = only(diagnose(run, rules="loss"), "not_learning")
