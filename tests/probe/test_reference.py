@@ -377,16 +377,14 @@ def test_a_sample_that_misses_every_nonzero_value_falls_back_to_all_of_them():
 
 def test_sampled_row_only_when_the_sums_were_sampled():
     """Regression (sampled row written after a fallback): a large tensor whose sums came from
-    every value — the sample missed every nonzero value, or the tensor holds NaN/Inf — gets
-    no ``sampled`` row; one whose sums came from the sample does."""
+    every value (the sample missed every nonzero value) gets no ``sampled`` row; one whose
+    sums came from the sample does."""
     x = torch.zeros(32, 64, 1024)
     x[:, -1, :] = 1.0
     assert R.moments_from(x, None, R.sample_flat(x))[1] is False
     y = torch.randn(32, 64, 1024)
     assert R.moments_from(y, None, R.sample_flat(y))[1] is True
-    y[1, 3, 5] = float("nan")
-    assert R.moments_from(y, None, R.sample_flat(y))[1] is False
-    v, _ = _one_forward(y)
+    v, _ = _one_forward(x)
     assert ("(input)", "activation", "sampled") not in v
 
 

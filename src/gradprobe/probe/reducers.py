@@ -120,9 +120,9 @@ def moments(
 def moments_from(
     x: torch.Tensor, scratch: Scratch | None = None, sample: torch.Tensor | None = None
 ) -> tuple[MomentSums, bool]:
-    """:func:`moments`, and whether its sums came from ``sample``: not when ``x`` holds
-    NaN/Inf (summed whole) or the sample missed every nonzero value (then ``x`` is read
-    whole too), so a ``sampled`` row is written only for sums that were sampled."""
+    """:func:`moments`, and whether its sums came from ``sample``: not when the sample missed
+    every nonzero value (then ``x`` is read whole), so no ``sampled`` row is written for
+    exact sums. (A tensor holding NaN/Inf has NaN/Inf sums either way.)"""
     n = x.numel()
     sampled = sample is not None and sample.numel() < n
     if not on_host(x.device):  # decide nothing on the host: float64 sums, always
@@ -143,7 +143,10 @@ def moments_from(
     a, b = lo.item(), hi.item()
     if not math.isfinite(a + b):  # NaN/Inf: the sums are NaN/Inf anyway, counted exactly
         v = v.reshape(-1).float()
-        return MomentSums(v.sum(), torch.dot(v, v), lo, hi, n - torch.isfinite(v).sum()), False
+        # (``sampled`` as given: the device path cannot tell without a sync, and its sums of
+        # the sample are made NaN instead, so both write the same rows)
+        sums = MomentSums(v.sum(), torch.dot(v, v), lo, hi, n - torch.isfinite(v).sum())
+        return sums, sampled
     w = sample if sampled else v
     m2, m = (b if b > -a else a) ** 2, w.numel()
     if (m * m2 < _HI and m2 >= m * _LO) or m2 == 0 or w.dtype == torch.float64:
