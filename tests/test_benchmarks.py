@@ -39,3 +39,15 @@ def test_overhead_benchmark_prints_a_ratio_per_configuration():
 def test_memory_benchmark_prints_rss_per_mark():
     out = _run("benchmarks/memory.py", "--steps", "100")
     assert re.search(r"^\| 100 \| [0-9.]+ \|", out, re.M), out
+
+
+def test_paired_benchmark_compares_two_source_trees_in_one_process():
+    """benchmarks/paired.py with this checkout as its own base: both lanes load (one as
+    ``gradprobe_base``) and the paired ratio is printed."""
+    out = _run(
+        "benchmarks/paired.py", "--base", str(ROOT), "--workload", "reference",
+        "--turns", "2", "--run", "2", "--warmup", "1", "--kwargs", '{"every": 1}',
+    )  # fmt: skip
+    assert re.search(r"^before: [0-9.]+× plain$", out, re.M)
+    assert re.search(r"^after: [0-9.]+× plain$", out, re.M)
+    assert re.search(r"^after / before, paired per turn: [0-9.]+ ", out, re.M)
