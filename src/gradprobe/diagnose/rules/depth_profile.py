@@ -30,9 +30,8 @@ from ..context import Context, Profile
 from ..expected import SCHEME_GAIN2, hidden_gains
 from ..finding import Finding, Kind, Remedy
 from ..remedies import depth_remedy, post_ln, reinit, stream_scale
-from ..series import loss_series
 from . import RULES
-from .loss import judge
+from .loss import loss
 from .updates import ratios
 
 _WORDS = {
@@ -383,8 +382,7 @@ def _passed_first_updates(ctx: Context) -> dict | None:
     peak = float(finite.max())
     if peak > t.early_update_ratio:
         return None
-    found = judge(loss_series(ctx.run), t)
-    if any(f.severity in ("warning", "error") for f in found):
+    if any(f.severity in ("warning", "error") for f in loss(ctx)):  # the loss rule's verdict
         return None
     return {"early_peak_ratio": peak, "early_steps_seen": seen}
 
