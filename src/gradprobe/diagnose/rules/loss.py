@@ -247,14 +247,13 @@ class _Curve:
             hit = (x - med > t.spike_mads * sg) & (x - med > t.spike_rise * np.abs(med))
         if x.min() > 0:
             # a positive batch loss scatters in proportion to its level (converged at 0.02, a
-            # digits MLP's batches range over 0.002-0.9: one hard example), so a rise that is
-            # large against the scatter of the loss but not of log(loss) is that scatter —
-            # unless it goes above the start, worse than the untrained model (Adam 0.05's
-            # batch at 3.8 after a median of 0.3)
+            # digits MLP's batches range over 0.002-0.9; early on a batch of a class not yet
+            # learnt reads 3.4 between 0.6 and 0.05), so a rise that is large against the
+            # scatter of the loss but not of log(loss) is that scatter, not a spike
             lx = np.log(x)
             med_l, sg_l = trailing(lx, w)
             with np.errstate(invalid="ignore"):
-                hit &= (lx - med_l > t.spike_mads * sg_l) | (x > self.start)
+                hit &= lx - med_l > t.spike_mads * sg_l
         excess = x - med
         idx = np.nonzero(hit)[0]
         episodes: list[tuple[int, int]] = []
