@@ -216,7 +216,10 @@ def run_experiment(
     result = run_from_cli(
         name, preset, set_ or [], out, resume, workers, threads, executor, address
     )
-    console().print(f"{name}: done; numbers in {result.folder / 'result.json'}", markup=False)
+    # soft_wrap: a long path is one line the terminal may wrap, never a path with a newline in it
+    console().print(
+        f"{name}: done; numbers in {result.folder / 'result.json'}", markup=False, soft_wrap=True
+    )
 
 
 def _click_errors() -> tuple[type[BaseException], ...]:

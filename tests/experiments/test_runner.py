@@ -272,6 +272,15 @@ def test_cli_run_and_resume(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["matrix_chain"]
 
 
+def test_cli_result_path_is_printed_on_one_line_however_long(tmp_path, capsys):
+    """Regression: rich wrapped a long result path at the console width (a newline inside
+    the path a user copies; it failed under pytest-xdist's longer tmp folders)."""
+    out = tmp_path / ("a_long_folder_name_" * 6)
+    main(["run", "matrix_chain", "--set", "depth=4", "--set", "width=8", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert str(out / "matrix_chain" / "result.json") in printed.splitlines()[-1]
+
+
 def test_units_computed_elsewhere_are_collected_by_resume(tmp_path, monkeypatch):
     """The cluster recipe of docs/EXPERIMENTS.md: plan, run_unit anywhere, resume to collect."""
     p = gp.experiments.plan("matrix_chain", out=tmp_path, seeds=3, **SMALL)

@@ -9,3 +9,12 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def torch_ops(monkeypatch):
+    """The probe without the compiled one-pass reduction (reducers.FUSED): torch's ops, as
+    where gradprobe was installed without a C compiler."""
+    from gradprobe.probe import reducers
+
+    monkeypatch.setattr(reducers, "FUSED", None)

@@ -70,9 +70,10 @@ def test_device_path_records_what_the_host_path_records(monkeypatch, every, pois
 
 
 @pytest.mark.parametrize("bad", [None, float("nan")])
-def test_device_path_samples_a_large_tensor_like_the_host_path(monkeypatch, bad):
-    """Over 2**20 values: float64 sums of the same sample; a NaN the sample skips still makes
-    the sums NaN there (no host read decides it), and its count is exact."""
+def test_device_path_samples_a_large_tensor_like_the_host_path(monkeypatch, torch_ops, bad):
+    """Over 2**20 values: float64 sums of the same sample as the host's torch ops; a NaN the
+    sample skips still makes the sums NaN there (no host read decides it), and its count is
+    exact."""
     torch.manual_seed(0)
     x = torch.randn(64, 128, 256)
     if bad is not None:

@@ -2,11 +2,12 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import gradprobe as gp
 from gradprobe.errors import GradprobeWarning
-from gradprobe.probe import hooks, log_spaced
+from gradprobe.probe import _attention, hooks, log_spaced
 
 
 class CNN(nn.Module):
@@ -215,6 +216,24 @@ def test_hooks_are_removed_when_setup_fails(monkeypatch):
     with pytest.raises(RuntimeError, match="cannot hook"):
         gp.watch(model, optimizer=opt)
     assert _hook_count(model) == 0
+
+
+def test_a_failed_setup_puts_torchs_attention_functions_back(monkeypatch):
+    """Regression: a watch() whose setup failed left the SDPA and softmax wrappers in torch,
+    calling the dead probe's observer on every attention (seen as test_attention failing
+    after this file in one pytest-xdist worker)."""
+    sdpa, softmax = F.scaled_dot_product_attention, F.softmax
+    model = CASES["sdpa"][0]()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def broken(self, optimizer, fn):
+        raise RuntimeError("cannot hook the optimizer")
+
+    monkeypatch.setattr(hooks.HookSet, "optimizer_step", broken)
+    with pytest.raises(RuntimeError, match="cannot hook"):
+        gp.watch(model, optimizer=opt)
+    assert _attention._observers == []
+    assert F.scaled_dot_product_attention is sdpa and F.softmax is softmax
 
 
 def test_optimizer_hook_marks_steps():

@@ -327,9 +327,10 @@ def _one_forward(x, model=None):
     return _values(probe.run), probe.run
 
 
-def test_sampled_stats_of_a_large_tensor_are_within_their_stated_error():
-    """2**21 Gaussian values (over MOMENT_CAP): the sums come from a 2**15-value sample;
-    rms and std within 2 % (their standard error is ~0.4 %), the mean within 0.02 std."""
+def test_sampled_stats_of_a_large_tensor_are_within_their_stated_error(torch_ops):
+    """2**21 Gaussian values (over MOMENT_CAP), torch's ops: the sums come from a 2**15-value
+    sample; rms and std within 2 % (their standard error is ~0.4 %), the mean within 0.02
+    std."""
     torch.manual_seed(0)
     x = torch.randn(64, 128, 256) * 3 + 0.5
     v, run = _one_forward(x)
@@ -375,7 +376,7 @@ def test_a_sample_that_misses_every_nonzero_value_falls_back_to_all_of_them():
     assert ("(input)", "activation", "sampled") not in v  # the sums read every value
 
 
-def test_sampled_row_only_when_the_sums_were_sampled():
+def test_sampled_row_only_when_the_sums_were_sampled(torch_ops):
     """Regression (sampled row written after a fallback): a large tensor whose sums came from
     every value (the sample missed every nonzero value) gets no ``sampled`` row; one whose
     sums came from the sample does."""
@@ -386,6 +387,23 @@ def test_sampled_row_only_when_the_sums_were_sampled():
     assert R.moments_from(y, None, R.sample_flat(y))[1] is True
     v, _ = _one_forward(x)
     assert ("(input)", "activation", "sampled") not in v
+
+
+@pytest.mark.skipif(R.FUSED is None, reason="the compiled one-pass reduction is not built")
+def test_the_one_pass_reduction_reads_every_value_of_a_large_tensor():
+    """With reducers.FUSED (one read gives min, max and float64 sums) a tensor over
+    MOMENT_CAP gets exact sums, no ``sampled`` row; its histogram still reads the sample."""
+    torch.manual_seed(0)
+    x = torch.randn(64, 128, 256) * 3 + 0.5
+    v, run = _one_forward(x)
+    key = ("(input)", "activation")
+    xd = x.double()
+    assert v[(*key, "rms")] == pytest.approx(xd.pow(2).mean().sqrt().item(), rel=1e-9)
+    assert v[(*key, "std")] == pytest.approx(xd.std().item(), rel=1e-9)
+    assert v[(*key, "mean")] == pytest.approx(xd.mean().item(), rel=1e-9)
+    assert (*key, "sampled") not in v
+    h = run.histogram("(input)", "activation", 0)
+    assert int(h.counts.sum()) + h.below + h.above + h.zero == R.sample_flat(x).numel()
 
 
 def test_dead_units_of_a_large_tensor_keep_every_unit_and_say_on_how_many_examples():

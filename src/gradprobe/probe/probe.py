@@ -112,6 +112,7 @@ class Probe(AttentionHooks, Lifecycle):
             self._begin_step()
         except BaseException:
             self.hooks.remove()
+            self._remove_attention()  # the SDPA wrapper too: no observer of a dead probe
             raise
 
     # -- setup ---------------------------------------------------------------------------

@@ -1,0 +1,287 @@
+/* One pass over a float32 CPU tensor: Σx, Σx², min, max and the count of NaN/±Inf
+ * (moments_f32); a histogram's counts (histogram_f32).
+ *
+ * torch has no CPU kernel that gives these together: aminmax, sum and a dot product are
+ * three reads of the tensor (reducers.moments). This reads it once. The sums are
+ * accumulated in float64, which holds every float32 square exactly in range
+ * (2⁻²⁹⁸ <= x² <= 2²⁵⁶), so no overflow or underflow check is needed; error about
+ * n · 2⁻⁵³ relative. min/max follow torch.aminmax: NaN when the tensor holds a NaN.
+ *
+ * Optional: gradprobe falls back to the torch ops when this module is not built
+ * (reducers.FUSED is None). Built by setup.py; plain C, no torch headers.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#define LANES 16
+
+typedef struct {
+    double s, q;
+    float lo, hi;
+} acc_t;
+
+/* The body, instantiated per instruction set below: LANES independent accumulators so the
+ * compiler can vectorise without reassociating one long chain of additions. Comparisons skip
+ * NaN (min/max then describe the non-NaN values; the caller checks for NaN after). */
+#define MOMENTS_BODY                                                                  \
+    {                                                                                 \
+        double s[LANES] = {0}, q[LANES] = {0};                                        \
+        float lo[LANES], hi[LANES];                                                   \
+        for (int j = 0; j < LANES; j++) {                                             \
+            lo[j] = INFINITY;                                                         \
+            hi[j] = -INFINITY;                                                        \
+        }                                                                             \
+        int64_t i = 0;                                                                \
+        for (; i + LANES <= n; i += LANES) {                                          \
+            for (int j = 0; j < LANES; j++) {                                         \
+                float v = x[i + j];                                                   \
+                double d = (double)v;                                                 \
+                s[j] += d;                                                            \
+                q[j] += d * d;                                                        \
+                lo[j] = v < lo[j] ? v : lo[j];                                        \
+                hi[j] = v > hi[j] ? v : hi[j];                                        \
+            }                                                                         \
+        }                                                                             \
+        acc_t a = {0.0, 0.0, INFINITY, -INFINITY};                                    \
+        for (; i < n; i++) {                                                          \
+            float v = x[i];                                                           \
+            double d = (double)v;                                                     \
+            a.s += d;                                                                 \
+            a.q += d * d;                                                             \
+            a.lo = v < a.lo ? v : a.lo;                                               \
+            a.hi = v > a.hi ? v : a.hi;                                               \
+        }                                                                             \
+        for (int j = 0; j < LANES; j++) {                                             \
+            a.s += s[j];                                                              \
+            a.q += q[j];                                                              \
+            a.lo = lo[j] < a.lo ? lo[j] : a.lo;                                       \
+            a.hi = hi[j] > a.hi ? hi[j] : a.hi;                                       \
+        }                                                                             \
+        return a;                                                                     \
+    }
+
+static acc_t moments_plain(const float *restrict x, int64_t n) MOMENTS_BODY
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define HAVE_AVX2_CLONE 1
+__attribute__((target("avx2,fma"))) static acc_t moments_avx2(const float *restrict x,
+                                                               int64_t n) MOMENTS_BODY
+#endif
+
+static int use_avx2 = 0;
+
+/* One thread: splitting a large tensor over pthreads was measured slower on a 2-thread
+ * workload (torch's OpenMP workers spin on the cores after each parallel region). */
+static acc_t moments_one(const float *x, int64_t n) {
+#ifdef HAVE_AVX2_CLONE
+    return use_avx2 ? moments_avx2(x, n) : moments_plain(x, n);
+#else
+    return moments_plain(x, n);
+#endif
+}
+
+static PyObject *moments_f32(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "moments_f32(address, n)");
+        return NULL;
+    }
+    uintptr_t addr = (uintptr_t)PyLong_AsUnsignedLongLong(args[0]);
+    int64_t n = (int64_t)PyLong_AsLongLong(args[1]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (n <= 0) {
+        PyErr_SetString(PyExc_ValueError, "moments_f32: n must be positive");
+        return NULL;
+    }
+    const float *x = (const float *)addr;
+    acc_t a;
+    long long bad = 0;
+    Py_BEGIN_ALLOW_THREADS
+    a = moments_one(x, n);
+    if (!isfinite(a.s) || !isfinite(a.q)) { /* NaN/±Inf somewhere: count them (rare) */
+        int nan = 0;
+        for (int64_t i = 0; i < n; i++) {
+            if (!isfinite(x[i])) {
+                bad++;
+                nan |= isnan(x[i]);
+            }
+        }
+        if (nan)
+            a.lo = a.hi = NAN;
+    }
+    Py_END_ALLOW_THREADS
+    return Py_BuildValue("(ddddL)", a.s, a.q, (double)a.lo, (double)a.hi, bad);
+}
+
+/* histogram_f32(address, n, bins, r, counts_address) -> (zeros, nan, posinf, neginf)
+ *
+ * The counts of reducers.histogram in one pass, bit for bit: with s = (float)(bins/2 / r),
+ * a value x goes to bin ceil(x·s) clamped to [-bins/2, bins/2 + 1], plus bins/2 (float32
+ * arithmetic, as torch's mul/ceil/clamp of float32 tensors); NaN/±Inf are binned as 0 and
+ * counted; `zeros` counts the values that are 0 or non-finite. counts: bins + 2 int64,
+ * added to (the caller zeroes them). Blocks of HBLOCK values: their bin indices first (a
+ * loop the compiler vectorises), then counted into 4 interleaved tables (no chain of
+ * increments of one counter). */
+#define HBLOCK 512
+
+/* The bin index of each of m <= HBLOCK values; returns the zero count, adds the non-finite
+ * count to *nb. */
+#define DEFINE_HIST(NAME, ATTR)                                                         \
+    ATTR static int NAME##_index(const float *restrict b, int m, float sc, float lo,    \
+                                 float hi, int32_t half, int32_t *restrict idx,        \
+                                 int *restrict nb) {                                   \
+        int nz = 0, bad = 0;                                                           \
+        for (int j = 0; j < m; j++) {                                                  \
+            float v = b[j];                                                            \
+            int fin = fabsf(v) <= FLT_MAX; /* false for NaN and ±Inf */                \
+            v = fin ? v : 0.0f;                                                        \
+            bad += !fin;                                                               \
+            nz += v == 0.0f;                                                           \
+            float z = ceilf(v * sc);                                                   \
+            z = z < lo ? lo : z;                                                       \
+            z = z > hi ? hi : z;                                                       \
+            idx[j] = (int32_t)z + half;                                                \
+        }                                                                              \
+        *nb += bad;                                                                    \
+        return nz;                                                                     \
+    }
+
+DEFINE_HIST(hist_plain, )
+
+/* Counts of n values, their indices from INDEX, block by block */
+#define DEFINE_COUNT(NAME, INDEX, ATTR)                                                 \
+    ATTR static long long NAME(const float *restrict x, int64_t n, float sc, float lo,  \
+                               float hi, int32_t half, int64_t *t[4], long long *bad) { \
+        int32_t idx[HBLOCK];                                                           \
+        long long zeros = 0;                                                           \
+        int nb = 0;                                                                    \
+        for (int64_t at = 0; at < n; at += HBLOCK) {                                   \
+            int m = (int)(n - at < HBLOCK ? n - at : HBLOCK);                          \
+            zeros += INDEX(x + at, m, sc, lo, hi, half, idx, &nb);                     \
+            int j = 0;                                                                 \
+            for (; j + 4 <= m; j += 4) {                                               \
+                t[0][idx[j]]++;                                                        \
+                t[1][idx[j + 1]]++;                                                    \
+                t[2][idx[j + 2]]++;                                                    \
+                t[3][idx[j + 3]]++;                                                    \
+            }                                                                          \
+            for (; j < m; j++)                                                         \
+                t[0][idx[j]]++;                                                        \
+        }                                                                              \
+        *bad = nb;                                                                     \
+        return zeros;                                                                  \
+    }
+
+#ifdef HAVE_AVX2_CLONE
+#include <immintrin.h>
+/* The same index loop, 8 values at a time (gcc does not vectorise the scalar one): every
+ * step is the float32 operation of the scalar loop, so the bins are the same. */
+__attribute__((target("avx2,fma"))) static int hist_avx2_index(const float *restrict b, int m,
+                                                                float sc, float lo, float hi,
+                                                                int32_t half,
+                                                                int32_t *restrict idx,
+                                                                int *restrict nb) {
+    const __m256 vsc = _mm256_set1_ps(sc), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+    const __m256 big = _mm256_set1_ps(FLT_MAX), zero = _mm256_setzero_ps();
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256i vhalf = _mm256_set1_epi32(half);
+    int nz = 0, bad = 0, j = 0;
+    for (; j + 8 <= m; j += 8) {
+        __m256 v = _mm256_loadu_ps(b + j);
+        __m256 fin = _mm256_cmp_ps(_mm256_andnot_ps(sign, v), big, _CMP_LE_OQ);
+        v = _mm256_and_ps(v, fin); /* NaN/±Inf -> 0 */
+        bad += 8 - __builtin_popcount(_mm256_movemask_ps(fin));
+        nz += __builtin_popcount(_mm256_movemask_ps(_mm256_cmp_ps(v, zero, _CMP_EQ_OQ)));
+        __m256 z = _mm256_ceil_ps(_mm256_mul_ps(v, vsc));
+        z = _mm256_min_ps(_mm256_max_ps(z, vlo), vhi);
+        __m256i k = _mm256_add_epi32(_mm256_cvttps_epi32(z), vhalf);
+        _mm256_storeu_si256((__m256i *)(idx + j), k);
+    }
+    int rest = 0;
+    nz += hist_plain_index(b + j, m - j, sc, lo, hi, half, idx + j, &rest);
+    *nb += bad + rest;
+    return nz;
+}
+#endif
+
+DEFINE_COUNT(hist_plain, hist_plain_index, )
+#ifdef HAVE_AVX2_CLONE
+DEFINE_COUNT(hist_avx2, hist_avx2_index, __attribute__((target("avx2,fma"))))
+#endif
+
+static PyObject *histogram_f32(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "histogram_f32(address, n, bins, r, counts_address)");
+        return NULL;
+    }
+    uintptr_t addr = (uintptr_t)PyLong_AsUnsignedLongLong(args[0]);
+    int64_t n = (int64_t)PyLong_AsLongLong(args[1]);
+    long bins = PyLong_AsLong(args[2]);
+    double r = PyFloat_AsDouble(args[3]);
+    uintptr_t caddr = (uintptr_t)PyLong_AsUnsignedLongLong(args[4]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (n < 0 || bins < 2 || bins % 2 || bins > (1 << 20) || !(r > 0) || !isfinite(r)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "histogram_f32: needs n >= 0, even bins in [2, 2^20], 0 < r < inf");
+        return NULL;
+    }
+    const float *x = (const float *)addr;
+    int64_t *counts = (int64_t *)caddr;
+    const int32_t half = (int32_t)(bins / 2);
+    const float sc = (float)((double)half / r), lo = (float)-half, hi = (float)(half + 1);
+    const size_t width = (size_t)bins + 2;
+    int64_t *extra = calloc(3 * width, sizeof(int64_t));
+    if (extra == NULL)
+        return PyErr_NoMemory();
+    int64_t *t[4] = {counts, extra, extra + width, extra + 2 * width};
+    long long zeros, bad = 0, nan = 0, posinf = 0, neginf = 0;
+    Py_BEGIN_ALLOW_THREADS
+#ifdef HAVE_AVX2_CLONE
+    zeros = use_avx2 ? hist_avx2(x, n, sc, lo, hi, half, t, &bad)
+                     : hist_plain(x, n, sc, lo, hi, half, t, &bad);
+#else
+    zeros = hist_plain(x, n, sc, lo, hi, half, t, &bad);
+#endif
+    for (size_t i = 0; i < width; i++)
+        counts[i] += extra[i] + extra[width + i] + extra[2 * width + i];
+    if (bad) { /* NaN/±Inf (rare): which */
+        for (int64_t i = 0; i < n; i++) {
+            nan += isnan(x[i]) != 0;
+            posinf += x[i] == INFINITY;
+            neginf += x[i] == -INFINITY;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    free(extra);
+    return Py_BuildValue("(LLLL)", zeros, nan, posinf, neginf);
+}
+
+static PyMethodDef methods[] = {
+    {"moments_f32", (PyCFunction)(void (*)(void))moments_f32, METH_FASTCALL,
+     "moments_f32(address, n) -> (Σx, Σx², min, max, n_nonfinite) of n contiguous float32 "
+     "values at address (a CPU tensor's data_ptr()), in one pass, sums in float64."},
+    {"histogram_f32", (PyCFunction)(void (*)(void))histogram_f32, METH_FASTCALL,
+     "histogram_f32(address, n, bins, r, counts_address) -> (zeros, nan, posinf, neginf): "
+     "reducers.histogram's counts of n contiguous float32 values in one pass."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_fused", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__fused(void) {
+#ifdef HAVE_AVX2_CLONE
+    __builtin_cpu_init();
+    use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && PyModule_AddIntConstant(m, "AVX2", use_avx2) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
