@@ -123,9 +123,9 @@ static PyObject *moments_f32(PyObject *self, PyObject *const *args, Py_ssize_t n
  * a value x goes to bin ceil(x·s) clamped to [-bins/2, bins/2 + 1], plus bins/2 (float32
  * arithmetic, as torch's mul/ceil/clamp of float32 tensors); NaN/±Inf are binned as 0 and
  * counted; `zeros` counts the values that are 0 or non-finite. counts: bins + 2 int64,
- * added to (the caller zeroes them). Blocks of HBLOCK values: their bin indices first (a
- * loop the compiler vectorises), then counted into 4 interleaved tables (no chain of
- * increments of one counter). */
+ * added to (the caller zeroes them). Blocks of HBLOCK values: their bin indices first (AVX2
+ * intrinsics where the CPU has them, the scalar loop otherwise), then counted into 4
+ * interleaved tables (no chain of increments of one counter). */
 #define HBLOCK 512
 
 /* The bin index of each of m <= HBLOCK values; returns the zero count, adds the non-finite

@@ -128,6 +128,8 @@ def moments(
     """``(Σx, Σx², min, max, n_nonfinite)`` of ``x`` (the count may be an int), exact over the
     whole float range (module docstring). With ``sample`` (:func:`sample_flat` of ``x``, ``m``
     values) the sums are ``n/m`` times the sample's; min, max and the count stay exact.
+    Where ``FUSED`` serves ``x`` (CPU, float32/16-bit) every value is read and ``sample`` is
+    not used.
     ``x`` must hold at least one value."""
     return moments_from(x, scratch, sample)[0]
 
@@ -180,13 +182,18 @@ def moments_from(
 _FUSED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
-def _fused(x: torch.Tensor, scratch: Scratch | None = None) -> MomentSums:
-    """:func:`moments` of a CPU tensor by ``FUSED`` (one read, on one thread; a
-    non-contiguous or 16-bit tensor is first copied to contiguous float32, a scratch
-    buffer)."""
+def _dense32(x: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
+    """``x`` as contiguous float32 for ``FUSED`` (which reads ``data_ptr()``): itself, or a
+    copy in a scratch buffer when it is strided or of another dtype."""
     v = x.detach()
     if v.dtype != torch.float32 or not v.is_contiguous():
         v = _temp_n(scratch, v.numel(), torch.float32, v.device).view(v.shape).copy_(v)
+    return v
+
+
+def _fused(x: torch.Tensor, scratch: Scratch | None = None) -> MomentSums:
+    """:func:`moments` of a CPU tensor by ``FUSED`` (one read, on one thread)."""
+    v = _dense32(x, scratch)
     return MomentSums(*FUSED.moments_f32(v.data_ptr(), v.numel()))
 
 
@@ -380,8 +387,7 @@ def histogram(
         r = 2.0 ** math.ceil(math.log2(r))
     half = bins // 2
     if FUSED is not None and finite and isinstance(r, float) and bins % 2 == 0 and v.numel():
-        if not v.is_contiguous():
-            v = _temp(scratch, v, torch.float32).view(v.shape).copy_(v)
+        v = _dense32(v, scratch)
         counts = torch.zeros(bins + 2, dtype=torch.long)
         zeros, *_ = FUSED.histogram_f32(v.data_ptr(), v.numel(), bins, r, counts.data_ptr())
         return r, counts, zeros, 0, 0, 0  # one pass, the same bins as below
