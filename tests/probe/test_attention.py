@@ -142,6 +142,42 @@ def test_the_sample_is_four_heads_and_64_queries_of_the_first_example():
     _check(_rows(run, "(model)"), _by_hand(logits, allowed))
 
 
+def test_causal_attention_sampled_over_heads_queries_and_grouped_key_heads():
+    """The unmasked fast path (constant key counts, no mask tensor) on sampled query rows:
+    row i of the causal mask sees keys 0..i, for the picked i."""
+    run, q, k = _sdpa_case(L=100, heads=8, kv_heads=2, is_causal=True, enable_gqa=True)
+    heads, queries = [0, 2, 5, 7], torch.linspace(0, 99, 64).round().long()
+    k = k.repeat_interleave(4, dim=0)[heads]
+    logits = q[heads][:, queries] @ k.transpose(1, 2) / math.sqrt(8)
+    allowed = (torch.arange(100)[None, :] <= queries[:, None]).expand(4, 64, 100)
+    _check(_rows(run, "(model)"), _by_hand(logits, allowed))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_the_unmasked_fast_path_gives_the_general_paths_numbers(causal):
+    g = torch.Generator().manual_seed(5)
+    q, k = torch.randn(2, 6, 80, 16, generator=g) * 3, torch.randn(2, 6, 90, 16, generator=g)
+    fast = _attention.sdpa_sample(q, k, is_causal=causal, scale=0.2)
+    assert isinstance(fast, tuple)  # the fast path was taken
+    heads, rows = torch.linspace(0, 5, 4).round().long(), torch.linspace(0, 79, 64).round().long()
+    allowed = torch.arange(90)[None, :] <= rows[:, None] if causal else None
+    want = _attention.stats(q[0][heads][:, rows], k[0][heads], 0.2, allowed)
+    got = torch.tensor([float(v) for v in fast])
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-5), (got, want)
+
+
+def test_under_autocast_the_logits_are_still_float32():
+    """bfloat16 autocast on the CPU: the general path (autocast off, float32), not a
+    bfloat16 matmul of the fast one."""
+    g = torch.Generator().manual_seed(6)
+    q, k = torch.randn(1, 4, 30, 16, generator=g) * 4, torch.randn(1, 4, 30, 16, generator=g) * 4
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = _attention.sdpa_sample(q, k, is_causal=True)
+    outside = _attention.sdpa_sample(q, k, is_causal=True)
+    got, want = inside.tolist(), [float(v) for v in outside]
+    assert got == pytest.approx(want, rel=1e-5, abs=1e-5)
+
+
 def test_attention_is_sampled_on_logged_steps_only_and_the_wrapper_is_put_back():
     original, softmax = F.scaled_dot_product_attention, F.softmax
     model = SDPA(is_causal=True)

@@ -153,3 +153,195 @@ def test_reducers_histogram_of_a_strided_view_uses_the_kernel_and_agrees():
     got = R.histogram(x, 32, scratch=R.Scratch())
     want = _torch_histogram(x, 32, None)
     assert got[0] == want[0] and torch.equal(got[1], want[1]) and int(got[2]) == int(want[2])
+
+
+# -- summary_f32 / reducers.summarise: everything a hook records of a tensor, in one call ----
+def _by_torch_ops(x, sat, bins, r, pow2):
+    """What the hooks queue without the kernel: moments, saturated_count of every value and
+    the histogram of the sample, by torch's ops (FUSED off)."""
+    fused, R.FUSED = R.FUSED, None
+    try:
+        mom = [float(v) for v in R.moments(x)]
+        n_sat = None if sat is None else int(R.saturated_count(x, *sat))
+        hist = None
+        if bins:
+            hist = R.histogram(R.sample_flat(x), bins, r, ext=tuple(mom[2:4]), pow2=pow2)
+        return mom, n_sat, hist
+    finally:
+        R.FUSED = fused
+
+
+SHAPES = [(7,), (3, 5), (128, 1000), (16, 64, 128), (16, 64, 512), (4, 3, 33, 40), (1, 9000, 8)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("opts", [(None, 64, None, False), ((-1.0, 1.0), 32, 2.5, False),
+                                  ((0.0, 1.0), 64, None, True), (None, 0, None, False)])  # fmt: skip
+def test_summarise_gives_the_numbers_of_the_torch_op_path(shape, opts):
+    """Moments within float32 sums, the saturation count and the histogram of the sample
+    (sample_view: the same values) bit for bit, the automatic range the same float."""
+    sat, bins, r, pow2 = opts
+    g = torch.Generator().manual_seed(sum(shape))
+    x = torch.tanh(torch.randn(shape, generator=g) * 2) if sat else torch.randn(shape, generator=g)
+    x.view(-1)[:: max(x.numel() // 50, 1)] = 0.0
+    got = R.summarise(x, R.Scratch(), sat, bins, r, pow2)
+    mom, n_sat, hist = _by_torch_ops(x, sat, bins, r, pow2)
+    _same(got.moments, _reference(x))
+    assert got.moments[2:] == tuple(mom[2:])  # min, max, count: exact both ways
+    assert got.saturated == n_sat
+    if not bins:
+        assert got.hist is None
+        return
+    assert got.hist[0] == hist[0]  # the range: the same float
+    assert np.array_equal(got.hist[1], hist[1].numpy()) and got.hist[2] == int(hist[2])
+    assert got.hist[3:] == (0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda g: torch.randn(300, 200, generator=g).t(),  # strided: copied, then sampled
+        lambda g: torch.randn(64, 80, generator=g).to(torch.bfloat16),
+        lambda g: torch.randn(64, 700, generator=g).to(torch.float16),
+    ],
+)
+def test_summarise_of_views_and_16_bit_tensors(make):
+    x = make(torch.Generator().manual_seed(8))
+    got = R.summarise(x, R.Scratch(), (-1.0, 1.0), 64)
+    mom, n_sat, hist = _by_torch_ops(x, (-1.0, 1.0), 64, None, False)
+    _same(got.moments, _reference(x))
+    assert got.saturated == n_sat and np.array_equal(got.hist[1], hist[1].numpy())
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_summarise_counts_nan_and_inf_and_leaves_their_histogram_to_the_torch_path(value):
+    x = torch.randn(64, 1000, generator=torch.Generator().manual_seed(9))
+    x[63, 999] = value  # a position the histogram's sample skips
+    got = R.summarise(x, None, (-1.0, 1.0), 64)
+    _same(got.moments, _reference(x))
+    assert got.moments.nonfinite == 1 and got.hist is None
+    assert got.saturated == int(R.saturated_count(x, -1.0, 1.0))  # Inf saturates, NaN not
+
+
+def test_summary_reads_a_strided_view_row_by_row():
+    """A view given by sizes and strides: the counts of exactly those values."""
+    x = torch.randn(6, 10, 12, generator=torch.Generator().manual_seed(10))
+    view = x[::2, ::3]  # (3, 4, 12), strides (240, 36, 1)
+    counts = torch.zeros(18, dtype=torch.long)
+    out = R.FUSED.summary_f32(
+        x.data_ptr(), x.numel(), -1.0, -1.0, 16, 3.0, False, tuple(view.shape), view.stride(),
+        counts.data_ptr(),
+    )  # fmt: skip
+    want = _torch_histogram(view.contiguous(), 16, 3.0)
+    assert torch.equal(counts, want[1]) and out[7] == int(want[2]) and out[6] == 3.0
+
+
+@pytest.mark.parametrize(
+    "sizes, strides, msg",
+    [((3, 4), (4, 2), "last stride"), ((3, 5), (4, 1), "inside"), ((0, 4), (4, 1), "sizes"),
+     ((2, 4), (-4, 1), "strides"), ((2,), (4, 1), "tuples")],
+)  # fmt: skip
+def test_summary_refuses_a_view_it_cannot_read_safely(sizes, strides, msg):
+    x = torch.zeros(12)
+    counts = torch.zeros(10, dtype=torch.long)
+    with pytest.raises(ValueError, match=msg):
+        R.FUSED.summary_f32(x.data_ptr(), 12, -1.0, -1.0, 8, 1.0, False, sizes, strides,
+                            counts.data_ptr())  # fmt: skip
+
+
+@pytest.mark.parametrize("args", [(0, 8, 1.0, 1), (12, 7, 1.0, 1), (12, 8, -1.0, 1),
+                                  (12, 8, math.inf, 1), (12, 8, 1.0, 0)])  # fmt: skip
+def test_summary_refuses_no_values_odd_bins_a_bad_range_or_no_counts(args):
+    n, bins, r, with_counts = args
+    x = torch.zeros(12)
+    counts = torch.zeros(bins + 2, dtype=torch.long)
+    with pytest.raises(ValueError, match="summary_f32"):
+        R.FUSED.summary_f32(x.data_ptr(), n, -1.0, -1.0, bins, r, False, None, None,
+                            counts.data_ptr() if with_counts else 0)  # fmt: skip
+
+
+@pytest.mark.parametrize("shape", [(16, 64, 128), (128, 1000), (64, 3, 32, 32), (1, 4096, 64),
+                                   (100, 1, 700), (2, 1, 9000), (40000,), (5, 5)])  # fmt: skip
+def test_sample_spec_is_the_layout_of_sample_view(shape):
+    from gradprobe.probe._sample import sample_spec, sample_view
+
+    x = torch.empty(shape)
+    v = sample_view(x)
+    want = None if v is x else (tuple(v.shape), v.stride())
+    assert sample_spec(shape) == want
+    if want is not None:
+        assert v.storage_offset() == 0
+
+
+def test_the_probe_records_the_same_rows_with_and_without_the_kernel(monkeypatch):
+    """In situ: a model with saturating, dying and plain layers, histograms on; the kernel's
+    rows are the torch-op path's (moments within float32 sums, counts exactly)."""
+    import gradprobe as gp
+
+    def run():
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(
+            torch.nn.Linear(30, 400), torch.nn.Tanh(), torch.nn.Linear(400, 300),
+            torch.nn.ReLU(), torch.nn.Linear(300, 5),
+        )  # fmt: skip
+        x, y = torch.randn(128, 30), torch.randint(0, 5, (128,))
+        with gp.watch(model, every=1, histograms=True) as probe:
+            for _ in range(2):
+                model.zero_grad()
+                torch.nn.functional.cross_entropy(model(x), y).backward()
+                probe.step()
+        return probe.run
+
+    fused = run()
+    monkeypatch.setattr(R, "FUSED", None)
+    ops = run()
+    a, b = fused.to_pandas(), ops.to_pandas()
+    assert len(a) == len(b) > 0
+    keys = ["step", "layer", "quantity", "stat"]
+    m = a.merge(b, on=keys, suffixes=("_f", "_o"), how="outer", indicator=True)
+    assert (m["_merge"] == "both").all()
+    assert np.allclose(m["value_f"], m["value_o"], rtol=2e-5, atol=1e-7, equal_nan=True)
+    assert (m.loc[m["stat"] == "saturated", "value_f"] > 0).any()  # the count was taken
+    for layer in ("0", "1", "3"):
+        ha, hb = fused.histogram(layer, "activation", 1), ops.histogram(layer, "activation", 1)
+        assert np.array_equal(ha.counts, hb.counts) and (ha.lo, ha.hi) == (hb.lo, hb.hi)
+
+
+# -- sumsq_f32: weight norms and ‖w - w_prev‖ in one pass -----------------------------------
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 1000, (1 << 20) + 3])
+@pytest.mark.parametrize("scale", [1.0, 1e30, 1e-30])  # squares beyond float32's range
+def test_sumsq_and_sqdiff_against_numpy_in_float64(n, scale):
+    g = torch.Generator().manual_seed(n)
+    x, y = torch.randn(n, generator=g) * scale, torch.randn(n, generator=g) * scale
+    a, b = x.numpy().astype(np.float64), y.numpy().astype(np.float64)
+    assert R.FUSED.sumsq_f32(x.data_ptr(), n) == pytest.approx(float(np.dot(a, a)), rel=1e-12)
+    want = float(np.dot(a - b, a - b))
+    assert R.FUSED.sumsq_f32(x.data_ptr(), n, y.data_ptr()) == pytest.approx(want, rel=1e-12)
+
+
+def test_sumsq_of_nan_and_inf_is_not_finite():
+    x = torch.randn(100)
+    x[37] = math.nan
+    assert math.isnan(R.FUSED.sumsq_f32(x.data_ptr(), 100))
+    x[37] = -math.inf
+    assert R.FUSED.sumsq_f32(x.data_ptr(), 100) == math.inf
+
+
+@pytest.mark.parametrize("args", [(0,), (-3,)])
+def test_sumsq_refuses_no_values(args):
+    x = torch.zeros(4)
+    with pytest.raises(ValueError, match="sumsq_f32"):
+        R.FUSED.sumsq_f32(x.data_ptr(), *args)
+
+
+def test_norm_of_and_norm_diff_agree_with_the_torch_path_and_leave_inputs_alone():
+    g = torch.Generator().manual_seed(11)
+    w, prev = torch.randn(300, 70, generator=g), torch.randn(300, 70, generator=g)
+    kept = prev.clone()
+    assert isinstance(R.norm_of(w), float)
+    assert R.norm_of(w) == pytest.approx(float(torch.linalg.vector_norm(w.double())), rel=1e-12)
+    d = R.norm_diff(prev, w)
+    assert d == pytest.approx(float(torch.linalg.vector_norm(kept.double() - w.double())), rel=1e-12)
+    assert torch.equal(prev, kept)  # nothing written
+    strided = w.t()  # not contiguous: the torch path, a tensor
+    assert float(R.norm_of(strided)) == pytest.approx(R.norm_of(w), rel=1e-6)

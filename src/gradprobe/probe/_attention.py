@@ -38,11 +38,20 @@ class AttentionCall(NamedTuple):
     values: slice
 
 
+_PICKED: dict[tuple, torch.Tensor] = {}
+
+
 def _pick(n: int, limit: int, device) -> torch.Tensor | None:
-    """``limit`` evenly spaced indices of ``range(n)`` (None: all of them)."""
+    """``limit`` evenly spaced indices of ``range(n)`` (None: all of them); cached."""
     if n <= limit:
         return None
-    return torch.linspace(0, n - 1, limit, device=device).round().long()
+    key = (n, limit, device)
+    got = _PICKED.get(key)
+    if got is None:
+        if len(_PICKED) > 256:
+            _PICKED.clear()
+        got = _PICKED[key] = torch.linspace(0, n - 1, limit, device=device).round().long()
+    return got
 
 
 def stats(
@@ -86,8 +95,10 @@ def logit_stats(z: torch.Tensor, allowed=None, bias=None) -> torch.Tensor:
 def sdpa_sample(
     query, key, value=None, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
     enable_gqa=False, **_,
-) -> torch.Tensor | None:  # fmt: skip
-    """The sample of one ``F.scaled_dot_product_attention`` call (its own arguments)."""
+) -> torch.Tensor | tuple | None:  # fmt: skip
+    """The sample of one ``F.scaled_dot_product_attention`` call (its own arguments): the
+    five numbers of :func:`stats` (a tuple of packer items on the common path, float32 without
+    a mask)."""
     if not isinstance(key, torch.Tensor) or query.dim() < 3 or key.dim() < 3:
         return None
     lead = (0,) * (query.dim() - 3)
@@ -97,9 +108,16 @@ def sdpa_sample(
     hs = _pick(H, HEADS, q0.device)
     qi = _pick(L, QUERIES, q0.device)
     heads = torch.arange(H, device=q0.device) if hs is None else hs
-    kv = heads // max(H // Hk, 1) if Hk != H else heads
-    q = q0[heads] if qi is None else q0[heads][:, qi]
-    k = k0[kv]
+    if hs is None and Hk == H:  # every head: no gather
+        q, k = q0 if qi is None else q0[:, qi], k0
+    else:
+        kv = heads // max(H // Hk, 1) if Hk != H else heads
+        q = q0[heads] if qi is None else q0[heads][:, qi]
+        k = k0[kv]
+    s = 1.0 / math.sqrt(E) if scale is None else float(scale)
+    if attn_mask is None and q.dtype == k.dtype == torch.float32 and not _autocast_on(q):
+        rows = (L, None) if qi is None else (L, QUERIES)
+        return _unmasked_stats(q, k, s, _keys_allowed(rows, S, is_causal, q.device))
     allowed = bias = None
     if attn_mask is not None:
         m = attn_mask.detach().expand(*query.shape[:-1], S)[lead]  # (H, L, S), a view
@@ -112,8 +130,63 @@ def sdpa_sample(
         rows = torch.arange(L, device=q0.device) if qi is None else qi
         causal = torch.arange(S, device=q0.device)[None, :] <= rows[:, None]
         allowed = causal if allowed is None else allowed & causal
-    s = 1.0 / math.sqrt(E) if scale is None else float(scale)
     return stats(q, k, s, allowed, bias)
+
+
+def _autocast_on(t: torch.Tensor) -> bool:
+    """Is autocast on for ``t``'s device? (Unknown before torch 2.4: said to be.)"""
+    try:
+        return torch.is_autocast_enabled(t.device.type)
+    except TypeError:
+        return True
+
+
+class _Keys(NamedTuple):
+    """The keys each sampled query may see, without a mask (all) or causal (``j <= i``)."""
+
+    hide: torch.Tensor | None  # (m, S) bool: True where masked out; None: nothing is
+    log_keys: float  # Σ over the m rows of ln(keys allowed)
+    rows: int  # m: every row sees at least one key
+
+
+_KEYS: dict[tuple, _Keys] = {}
+
+
+def _keys_allowed(rows: tuple, S: int, causal: bool, device) -> _Keys:
+    """:class:`_Keys` of the query rows ``rows = (L, limit)``: :func:`_pick` of ``L`` rows
+    (``limit`` None: all of them); cached, the same shapes come back every step."""
+    key = (rows, S, causal, device)
+    got = _KEYS.get(key)
+    if got is None:
+        L, limit = rows
+        picked = None if limit is None else _pick(L, limit, device)
+        idx = torch.arange(L) if picked is None else picked.cpu()
+        if causal:
+            keys = (idx + 1).clamp(max=S)  # row i sees keys 0..i (top-left aligned, as SDPA)
+            hide = torch.arange(S)[None, :] > idx[:, None]
+            hide = hide.to(device) if bool(hide.any()) else None
+        else:
+            keys, hide = torch.full_like(idx, S), None
+        got = _Keys(hide, float(keys.double().log().sum()), int(idx.numel()))
+        if len(_KEYS) > 256:
+            _KEYS.clear()
+        _KEYS[key] = got
+    return got
+
+
+def _unmasked_stats(q: torch.Tensor, k: torch.Tensor, scale: float, keys: _Keys) -> tuple:
+    """:func:`stats` of float32 ``q`` (h, m, d), ``k`` (h, S, d) without a mask or causal
+    (``keys``), in a dozen ops instead of thirty: the counts of allowed keys are constants
+    (``_keys_allowed``) and every row sees a key. The five numbers, as packer items."""
+    z = torch.matmul(q, k.transpose(-1, -2)).mul_(scale)
+    if keys.hide is not None:  # finite: exp() of it is 0, and 0 · log p is 0, not NaN
+        z.masked_fill_(keys.hide, torch.finfo(torch.float32).min)
+    logp = torch.log_softmax(z, dim=-1)
+    # H = -Σ p ln p per row (entr() is 3x slower than these three), summed over the rows
+    per_head = torch.mul(logp.exp(), logp).sum((-1, -2)).neg_()
+    h = q.shape[0]
+    m = keys.rows
+    return (z.amax(), per_head.sum(), float(h * m), per_head.amin() / m, h * keys.log_keys)
 
 
 def _mha_mask(mask, n_heads: int, heads, qi, key_mask: bool):
@@ -290,10 +363,11 @@ class AttentionHooks:
         if observer is not None:
             unobserve(observer)
 
-    def _keep_sample(self, name: str, values: torch.Tensor | None) -> None:
+    def _keep_sample(self, name: str, values: torch.Tensor | tuple | None) -> None:
         st = self._state  # type: ignore[attr-defined]
         if values is not None:
-            st.attention.append(AttentionCall(name, st.packer.add(values, op="rank0")))
+            items = values if isinstance(values, tuple) else (values,)
+            st.attention.append(AttentionCall(name, st.packer.add(*items, op="rank0")))
 
     def _mha_hook(self, slot) -> Callable:
         def hook(module, args, kwargs):

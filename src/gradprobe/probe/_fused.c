@@ -1,5 +1,6 @@
 /* One pass over a float32 CPU tensor: Σx, Σx², min, max and the count of NaN/±Inf
- * (moments_f32); a histogram's counts (histogram_f32).
+ * (moments_f32); a histogram's counts (histogram_f32); both and a saturation count, the
+ * histogram of a strided sample, in one call (summary_f32: what a hook records of a tensor).
  *
  * torch has no CPU kernel that gives these together: aminmax, sum and a dot product are
  * three reads of the tensor (reducers.moments). This reads it once. The sums are
@@ -261,6 +262,218 @@ static PyObject *histogram_f32(PyObject *self, PyObject *const *args, Py_ssize_t
     return Py_BuildValue("(LLLL)", zeros, nan, posinf, neginf);
 }
 
+/* The histogram counts of a strided view of x (sizes/strides in values, the last stride 1),
+ * row by row; returns the zero count, adds the non-finite count to *bad. Adjacent dims that
+ * are contiguous with each other are merged into longer rows first. */
+static long long hist_view(const float *x, int nd, int64_t *sz, int64_t *st, float sc,
+                           float lo, float hi, int32_t half, int64_t *t[4], long long *bad) {
+    while (nd > 1 && st[nd - 2] == sz[nd - 1] * st[nd - 1]) { /* merge the last two dims */
+        sz[nd - 2] *= sz[nd - 1];
+        st[nd - 2] = st[nd - 1];
+        nd--;
+    }
+    int64_t rows = 1, idx[8] = {0}, off = 0, row = sz[nd - 1];
+    for (int d = 0; d < nd - 1; d++)
+        rows *= sz[d];
+    long long zeros = 0;
+    for (int64_t k = 0; k < rows; k++) {
+        long long b = 0;
+#ifdef HAVE_AVX2_CLONE
+        zeros += use_avx2 ? hist_avx2(x + off, row, sc, lo, hi, half, t, &b)
+                          : hist_plain(x + off, row, sc, lo, hi, half, t, &b);
+#else
+        zeros += hist_plain(x + off, row, sc, lo, hi, half, t, &b);
+#endif
+        *bad += b;
+        for (int d = nd - 2; d >= 0; d--) { /* the next row: an odometer over the outer dims */
+            off += st[d];
+            if (++idx[d] < sz[d])
+                break;
+            off -= st[d] * sz[d];
+            idx[d] = 0;
+        }
+    }
+    return zeros;
+}
+
+#define WIDEN (1.0 + 1.0 / 1024.0) /* reducers.WIDEN */
+
+/* summary_f32(address, n, sat_c, sat_h, bins, r, pow2, sizes, strides, counts_address)
+ *   -> (Σx, Σx², min, max, n_nonfinite, saturated, r, zeros)
+ *
+ * Everything a hook records of one float32 CPU tensor, in one call: moments_f32 of its n
+ * contiguous values; with sat_h >= 0 the count of values with |x - sat_c| >= sat_h (float32
+ * arithmetic, as reducers.saturated_count: it passes h (1 - 2 tol)); with bins > 0 and no
+ * NaN/Inf in x, histogram_f32's counts (added to counts_address) of the view given by sizes
+ * and strides (in values from address, the last stride 1; None: all n values), on [-r, r]
+ * with r > 0 as given, or for r == 0 reducers.histogram's automatic range from the min and
+ * max of all n values (max|x| (1 + 2^-10), rounded up to a power of two when pow2). The r
+ * returned is the one used; 0 when no histogram was taken (bins == 0, or NaN/Inf in x: the
+ * caller bins those its own way). */
+static PyObject *summary_f32(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError, "summary_f32(address, n, sat_c, sat_h, bins, r, pow2, "
+                                         "sizes, strides, counts_address)");
+        return NULL;
+    }
+    uintptr_t addr = (uintptr_t)PyLong_AsUnsignedLongLong(args[0]);
+    int64_t n = (int64_t)PyLong_AsLongLong(args[1]);
+    double sat_c = PyFloat_AsDouble(args[2]), sat_h = PyFloat_AsDouble(args[3]);
+    long bins = PyLong_AsLong(args[4]);
+    double r = PyFloat_AsDouble(args[5]);
+    int pow2 = PyObject_IsTrue(args[6]);
+    uintptr_t caddr = (uintptr_t)PyLong_AsUnsignedLongLong(args[9]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (n <= 0 || bins < 0 || bins % 2 || bins > (1 << 20) || !(r >= 0) || !isfinite(r) ||
+        (bins > 0 && caddr == 0)) {
+        PyErr_SetString(PyExc_ValueError, "summary_f32: needs n > 0, bins 0 or even in "
+                                          "[2, 2^20] with a counts address, 0 <= r < inf");
+        return NULL;
+    }
+    int nd = 1;
+    int64_t sz[8] = {n}, st[8] = {1};
+    if (args[7] != Py_None) {
+        if (!PyTuple_Check(args[7]) || !PyTuple_Check(args[8]) ||
+            PyTuple_GET_SIZE(args[7]) != PyTuple_GET_SIZE(args[8]) ||
+            PyTuple_GET_SIZE(args[7]) < 1 || PyTuple_GET_SIZE(args[7]) > 8) {
+            PyErr_SetString(PyExc_ValueError, "summary_f32: sizes and strides: tuples of 1-8");
+            return NULL;
+        }
+        nd = (int)PyTuple_GET_SIZE(args[7]);
+        int64_t last = 0; /* the view's last value must lie inside the n values */
+        for (int d = 0; d < nd; d++) {
+            sz[d] = PyLong_AsLongLong(PyTuple_GET_ITEM(args[7], d));
+            st[d] = PyLong_AsLongLong(PyTuple_GET_ITEM(args[8], d));
+            if (PyErr_Occurred())
+                return NULL;
+            if (sz[d] < 1 || st[d] < 0) {
+                PyErr_SetString(PyExc_ValueError, "summary_f32: sizes >= 1, strides >= 0");
+                return NULL;
+            }
+            last += (sz[d] - 1) * st[d];
+        }
+        if (st[nd - 1] != 1 || last >= n) {
+            PyErr_SetString(PyExc_ValueError,
+                            "summary_f32: the view needs a last stride of 1 and must lie "
+                            "inside the n values");
+            return NULL;
+        }
+    }
+    const float *x = (const float *)addr;
+    const int32_t half = (int32_t)(bins / 2);
+    const size_t width = (size_t)bins + 2;
+    int64_t *extra = NULL;
+    if (bins > 0 && (extra = calloc(3 * width, sizeof(int64_t))) == NULL)
+        return PyErr_NoMemory();
+    acc_t a;
+    long long bad = 0, sat = 0, zeros = 0;
+    Py_BEGIN_ALLOW_THREADS
+    a = moments_one(x, n);
+    if (!isfinite(a.s) || !isfinite(a.q)) { /* NaN/±Inf somewhere: count them (rare) */
+        int nan = 0;
+        for (int64_t i = 0; i < n; i++) {
+            if (!isfinite(x[i])) {
+                bad++;
+                nan |= isnan(x[i]);
+            }
+        }
+        if (nan)
+            a.lo = a.hi = NAN;
+    }
+    if (sat_h >= 0) {
+        const float c = (float)sat_c, h = (float)sat_h;
+        for (int64_t i = 0; i < n; i++)
+            sat += fabsf(x[i] - c) >= h;
+    }
+    if (bins > 0 && bad == 0) {
+        if (r == 0) {
+            double m = -(double)a.lo > (double)a.hi ? -(double)a.lo : (double)a.hi;
+            r = (m > 0 ? m : 1.0) * WIDEN;
+            if (pow2)
+                r = ldexp(1.0, (int)ceil(log2(r)));
+        }
+        int64_t *t[4] = {(int64_t *)caddr, extra, extra + width, extra + 2 * width};
+        const float sc = (float)((double)half / r), lo = (float)-half, hi = (float)(half + 1);
+        long long b = 0;
+        zeros = hist_view(x, nd, sz, st, sc, lo, hi, half, t, &b);
+        for (size_t i = 0; i < width; i++)
+            t[0][i] += extra[i] + extra[width + i] + extra[2 * width + i];
+    } else {
+        r = 0.0;
+    }
+    Py_END_ALLOW_THREADS
+    free(extra);
+    return Py_BuildValue("(ddddLLdL)", a.s, a.q, (double)a.lo, (double)a.hi, bad, sat, r,
+                         zeros);
+}
+
+/* Σ v² in float64 over LANES accumulators, v = V(i) (x[i], or x[i] - y[i] in float64),
+ * instantiated per instruction set and per form (a branch in the loop would stop gcc from
+ * vectorising it). */
+#define SUMSQ_BODY(V)                                                                 \
+    {                                                                                 \
+        double q[LANES] = {0};                                                        \
+        int64_t i = 0;                                                                \
+        for (; i + LANES <= n; i += LANES) {                                          \
+            for (int j = 0; j < LANES; j++) {                                         \
+                double d = V(i + j);                                                  \
+                q[j] += d * d;                                                        \
+            }                                                                         \
+        }                                                                             \
+        double a = 0.0;                                                               \
+        for (; i < n; i++) {                                                          \
+            double d = V(i);                                                          \
+            a += d * d;                                                               \
+        }                                                                             \
+        for (int j = 0; j < LANES; j++)                                               \
+            a += q[j];                                                                \
+        return a;                                                                     \
+    }
+#define ONE(k) ((double)x[k])
+#define DIFF(k) ((double)x[k] - (double)y[k])
+
+static double sumsq_plain(const float *restrict x, int64_t n) SUMSQ_BODY(ONE)
+static double sqdiff_plain(const float *restrict x, const float *restrict y,
+                           int64_t n) SUMSQ_BODY(DIFF)
+#ifdef HAVE_AVX2_CLONE
+__attribute__((target("avx2,fma"))) static double sumsq_avx2(const float *restrict x,
+                                                             int64_t n) SUMSQ_BODY(ONE)
+__attribute__((target("avx2,fma"))) static double sqdiff_avx2(const float *restrict x,
+                                                              const float *restrict y,
+                                                              int64_t n) SUMSQ_BODY(DIFF)
+#endif
+
+/* sumsq_f32(address, n[, other_address]) -> Σx² (Σ(x - y)² with other_address), float64
+ * sums of float64 differences and squares: exact over the whole float32 range (weight norms,
+ * and ‖w - w_prev‖ without writing the difference anywhere). NaN/Inf give NaN/Inf. */
+static PyObject *sumsq_f32(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 && nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "sumsq_f32(address, n[, other_address])");
+        return NULL;
+    }
+    uintptr_t addr = (uintptr_t)PyLong_AsUnsignedLongLong(args[0]);
+    int64_t n = (int64_t)PyLong_AsLongLong(args[1]);
+    uintptr_t other = nargs == 3 ? (uintptr_t)PyLong_AsUnsignedLongLong(args[2]) : 0;
+    if (PyErr_Occurred())
+        return NULL;
+    if (n <= 0 || addr == 0 || (nargs == 3 && other == 0)) {
+        PyErr_SetString(PyExc_ValueError, "sumsq_f32: n must be positive, addresses nonzero");
+        return NULL;
+    }
+    const float *x = (const float *)addr, *y = (const float *)other;
+    double q;
+    Py_BEGIN_ALLOW_THREADS
+#ifdef HAVE_AVX2_CLONE
+    if (use_avx2)
+        q = y ? sqdiff_avx2(x, y, n) : sumsq_avx2(x, n);
+    else
+#endif
+        q = y ? sqdiff_plain(x, y, n) : sumsq_plain(x, n);
+    Py_END_ALLOW_THREADS
+    return PyFloat_FromDouble(q);
+}
+
 static PyMethodDef methods[] = {
     {"moments_f32", (PyCFunction)(void (*)(void))moments_f32, METH_FASTCALL,
      "moments_f32(address, n) -> (Σx, Σx², min, max, n_nonfinite) of n contiguous float32 "
@@ -268,6 +481,13 @@ static PyMethodDef methods[] = {
     {"histogram_f32", (PyCFunction)(void (*)(void))histogram_f32, METH_FASTCALL,
      "histogram_f32(address, n, bins, r, counts_address) -> (zeros, nan, posinf, neginf): "
      "reducers.histogram's counts of n contiguous float32 values in one pass."},
+    {"sumsq_f32", (PyCFunction)(void (*)(void))sumsq_f32, METH_FASTCALL,
+     "sumsq_f32(address, n[, other_address]) -> Σx² (or Σ(x - y)²) of n contiguous float32 "
+     "values, in float64, in one pass."},
+    {"summary_f32", (PyCFunction)(void (*)(void))summary_f32, METH_FASTCALL,
+     "summary_f32(address, n, sat_c, sat_h, bins, r, pow2, sizes, strides, counts_address) "
+     "-> (Σx, Σx², min, max, n_nonfinite, saturated, r, zeros): moments, saturation count "
+     "and the histogram of a strided sample of one float32 tensor, in one call."},
     {NULL, NULL, 0, NULL},
 };
 

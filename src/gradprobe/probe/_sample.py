@@ -13,6 +13,9 @@ never sampled.
 
 from __future__ import annotations
 
+import functools
+import math
+
 import torch
 
 CAP = 1 << 15  # values: saturation and histograms of a larger tensor read a sample
@@ -21,20 +24,21 @@ MIN_EXAMPLES = 16  # a sample keeps at least this many examples (dim 0), when th
 DEAD_EXAMPLES = 64  # dead units: judged on at least this many examples, every unit kept
 
 
-def _steps(x: torch.Tensor, cap: int, keep: int) -> tuple[int, int, int]:
-    """``(s0, j, s1)``: keep every ``s0``-th example (dim 0), at least ``keep`` of them, and
-    when that is still over ``cap`` values every ``s1``-th index of dim ``j``."""
-    b = x.shape[0]
-    per = max(x.numel() // max(b, 1), 1)
+def _steps(shape: tuple[int, ...], cap: int, keep: int) -> tuple[int, int, int]:
+    """``(s0, j, s1)`` for a tensor of ``shape``: keep every ``s0``-th example (dim 0), at
+    least ``keep`` of them, and when that is still over ``cap`` values every ``s1``-th index
+    of dim ``j``."""
+    b, dim = shape[0], len(shape)
+    per = max(math.prod(shape) // max(b, 1), 1)
     k = min(b, max(keep, cap // per, 1))
     s0 = -(-b // k)  # ceil: at most k examples, evenly spread
     m = -(-b // s0) * per
-    if m <= cap or x.dim() < 3:
+    if m <= cap or dim < 3:
         return s0, 0, 1
-    j = x.dim() - 2  # sequence positions (B, L, D), image rows (B, C, H, W): never the last
-    if x.shape[j] == 1:
-        j = max(range(1, x.dim() - 1), key=lambda d: x.shape[d])
-    return s0, j, min(-(-m // cap), x.shape[j])
+    j = dim - 2  # sequence positions (B, L, D), image rows (B, C, H, W): never the last
+    if shape[j] == 1:
+        j = max(range(1, dim - 1), key=lambda d: shape[d])
+    return s0, j, min(-(-m // cap), shape[j])
 
 
 def sample_view(x: torch.Tensor, cap: int = CAP) -> torch.Tensor:
@@ -45,7 +49,7 @@ def sample_view(x: torch.Tensor, cap: int = CAP) -> torch.Tensor:
     alias with a feature dimension. A 0/1-dim tensor is never sampled."""
     if x.numel() <= cap or x.dim() < 2:
         return x
-    s0, j, s1 = _steps(x, cap, MIN_EXAMPLES)
+    s0, j, s1 = _steps(tuple(x.shape), cap, MIN_EXAMPLES)
     v = x[::s0] if s0 > 1 else x
     if s1 > 1:
         index = [slice(None)] * x.dim()
@@ -54,12 +58,29 @@ def sample_view(x: torch.Tensor, cap: int = CAP) -> torch.Tensor:
     return v
 
 
+@functools.lru_cache(maxsize=1024)
+def sample_spec(shape: tuple[int, ...], cap: int = CAP) -> tuple[tuple, tuple] | None:
+    """:func:`sample_view` of a contiguous tensor of ``shape`` as ``(sizes, strides)`` in
+    values from its first one (what ``_fused.summary_f32`` reads); None: every value."""
+    if math.prod(shape) <= cap or len(shape) < 2:
+        return None
+    s0, j, s1 = _steps(shape, cap, MIN_EXAMPLES)
+    strides, step = [0] * len(shape), 1
+    for d in range(len(shape) - 1, -1, -1):
+        strides[d], step = step, step * shape[d]
+    sizes = list(shape)
+    sizes[0], strides[0] = -(-shape[0] // s0), strides[0] * s0
+    if s1 > 1:
+        sizes[j], strides[j] = -(-shape[j] // s1), strides[j] * s1
+    return tuple(sizes), tuple(strides)
+
+
 def dead_view(x: torch.Tensor, cap: int = MOMENT_CAP) -> torch.Tensor:
     """The examples the dead-unit maxima are taken over: every ``s0``-th example (dim 0), at
     least ``DEAD_EXAMPLES`` of them (all of a smaller batch), every unit kept."""
     if x.numel() <= cap or x.dim() < 2:
         return x
-    s0 = _steps(x, cap, DEAD_EXAMPLES)[0]
+    s0 = _steps(tuple(x.shape), cap, DEAD_EXAMPLES)[0]
     return x[::s0] if s0 > 1 else x
 
 

@@ -102,10 +102,11 @@ class Snapshot:
     def has(self, i: int) -> bool:
         return i in self._kept
 
-    def delta(self, i: int, w: torch.Tensor, scratch=None) -> torch.Tensor:
-        """``‖w - w_prev‖`` (the buffer is overwritten: it is refilled at the next update)."""
+    def delta(self, i: int, w: torch.Tensor, scratch=None) -> torch.Tensor | float:
+        """``‖w - w_prev‖`` (the buffer may be overwritten: it is refilled at the next
+        update)."""
         self._kept.discard(i)
-        return R.norm(local(self._bufs[i]).sub_(w), scratch)
+        return R.norm_diff(local(self._bufs[i]), w, scratch)
 
     def clear(self) -> None:
         self._bufs, self._kept = {}, set()

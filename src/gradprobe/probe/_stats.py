@@ -95,18 +95,24 @@ class Recorder:
     def forward(self, pk: R.Packer, ranges: dict, slot: Slot, t: torch.Tensor) -> Forward:
         n, act = t.numel(), slot.act
         saturating = act is not None and act.kind == "saturating"
+        unit, samples = None, 0
+        if act is not None and not saturating and act.can_die and t.dim() > 0 and t.shape[0] > 0:
+            unit, samples = R.unit_max(t)
+        if self._fast(t, ranges, (slot.id, "a")):  # one C call: every value read, exact
+            sm = self._summarise(t, ranges, (slot.id, "a"), (act.lo, act.hi) if saturating else None)
+            sat = None if sm.saturated is None else pk.add(sm.saturated)
+            hist = self._hist_of(pk, ranges, (slot.id, "a"), t, sm)
+            m = pk.add(*sm.moments, op="moments")
+            return Forward(slot, n, m, sat, unit, samples, hist, t.dtype)
         big = n > R.MOMENT_CAP and t.dim() > 1  # its scalar stats, too, from the sample
         w = R.sample_flat(t, self.scratch) if big or self.histograms else t
         mom, big = R.moments_from(t, self.scratch, w if big else None)  # big: sums sampled
         m = pk.add(*mom, op="moments")
-        sat = unit = None
-        samples = 0
+        sat = None
         if saturating:
             w_sat = w if big else t
             c = R.saturated_count(w_sat, act.lo, act.hi, scratch=self.scratch)
             sat = pk.add(c if w_sat.numel() == n else c * (n / w_sat.numel()))
-        elif act is not None and act.can_die and t.dim() > 0 and t.shape[0] > 0:
-            unit, samples = R.unit_max(t)
         hist = self._hist(pk, ranges, (slot.id, "a"), w, mom)
         return Forward(slot, n, m, sat, unit, samples, hist, t.dtype, w.numel() / n if big else 1)
 
@@ -114,11 +120,16 @@ class Recorder:
         self, pk: R.Packer, ranges: dict, rec: BwdRec, g: torch.Tensor, time_dim, op: str
     ) -> Backward:
         n, out = g.numel(), rec.kind == "out"  # parameter gradients: never sampled
+        tn = None if time_dim is None else pk.add(R.time_norms(g, time_dim), op="norms_grad")
+        key = (rec.slot.id, "g")
+        if self._fast(g, ranges, key if out else None):  # one C call: every value read, exact
+            sm = self._summarise(g, ranges, key if out else None, None)
+            h = self._hist_of(pk, ranges, key, g, sm) if out else None
+            return Backward(rec, n, pk.add(*sm.moments, op=op), tn, h, g.dtype)
         big = out and n > R.MOMENT_CAP and g.dim() > 1
         w = R.sample_flat(g, self.scratch) if big or (out and self.histograms) else g
         mom, big = R.moments_from(g, self.scratch, w if big else None)  # big: sums sampled
         m = pk.add(*mom, op=op)
-        tn = None if time_dim is None else pk.add(R.time_norms(g, time_dim), op="norms_grad")
         h = self._hist(pk, ranges, (rec.slot.id, "g"), w, mom) if out else None
         return Backward(rec, n, m, tn, h, g.dtype, w.numel() / n if big else 1)
 
@@ -135,6 +146,28 @@ class Recorder:
                 state.backward.append(
                     self.backward(state.packer, state.hist_ranges, rec, g, None, op)
                 )
+
+    def _fast(self, t: torch.Tensor, ranges: dict, key: tuple | None) -> bool:
+        """Does ``reducers.summarise`` serve ``t``? (With a histogram range of this step that
+        is a host number, or none yet.)"""
+        if not R.fusable(t):
+            return False
+        return not (self.histograms and key is not None and isinstance(ranges.get(key), torch.Tensor))
+
+    def _summarise(self, t, ranges: dict, key: tuple | None, sat) -> R.Summary:
+        bins = self.bins if self.histograms and key is not None else 0
+        r = ranges.get(key, self.hist_range) if bins else None
+        return R.summarise(t, self.scratch, sat, bins, r, self.pow2)
+
+    def _hist_of(self, pk: R.Packer, ranges: dict, key: tuple, t, sm: R.Summary):
+        """The histogram ``summarise`` took, or (NaN/Inf in ``t``) the one :func:`_hist`
+        takes of its sample."""
+        if not self.histograms:
+            return None
+        if sm.hist is None:
+            return self._hist(pk, ranges, key, R.sample_flat(t, self.scratch), sm.moments)
+        ranges.setdefault(key, sm.hist[0])
+        return pk.add(*sm.hist, op="hist" if key[1] == "a" else "hist_grad")
 
     def _hist(self, pk: R.Packer, ranges: dict, key: tuple, t, mom: R.MomentSums):
         """Histogram of ``t``; a module's later calls in a step reuse its first call's range."""

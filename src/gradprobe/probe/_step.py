@@ -337,7 +337,7 @@ class Finisher:
                 # distributed: FSDP2 shards -> global norms; replicated (DDP) -> rank 0's
                 op = "norms_shard" if is_shard(p) else "rank0"
                 w = local(p.detach())
-                w_sl = taken[i] if i in taken else pk.add(R.norm(w, scratch), op=op)
+                w_sl = taken[i] if i in taken else pk.add(R.norm_of(w, scratch), op=op)
                 if not (update and i in taken and snap.has(i)):
                     out.append(Weight(name, w_sl, None, None, i in taken))
                     continue

@@ -285,7 +285,7 @@ class Probe(AttentionHooks, Lifecycle):
                     # Distributed: FSDP2 shards -> global norms; replicated (DDP) -> rank 0's
                     op = "norms_shard" if is_shard(param) else "rank0"
                     with torch.no_grad():
-                        wn = R.norm(local(param.detach()), self._recorder.scratch)
+                        wn = R.norm_of(local(param.detach()), self._recorder.scratch)
                         if st.update:  # w_{t-1} for the update ratio, while in cache too
                             self._snapshot.keep(index, param.detach())
                     st.weight_norms[index] = st.packer.add(wn, op=op)

@@ -48,7 +48,7 @@ import torch
 
 from ..run import Histogram
 from ._packer import Packer
-from ._sample import CAP, MOMENT_CAP, sample_view, unit_max
+from ._sample import CAP, MOMENT_CAP, sample_spec, sample_view, unit_max
 
 try:  # the optional compiled one-pass reduction (setup.py; plain torch ops without it)
     from . import _fused as FUSED
@@ -197,6 +197,56 @@ def _fused(x: torch.Tensor, scratch: Scratch | None = None) -> MomentSums:
     return MomentSums(*FUSED.moments_f32(v.data_ptr(), v.numel()))
 
 
+def fusable(x: torch.Tensor) -> bool:
+    """Can :func:`summarise` serve ``x``? (``FUSED`` built, a CPU tensor of float32, float16
+    or bfloat16, at least one value.)"""
+    return (
+        FUSED is not None and x.dtype in _FUSED_DTYPES and on_host(x.device) and x.numel() > 0
+    )
+
+
+class Summary(NamedTuple):
+    """What :func:`summarise` gives, ready for the packer: host numbers only."""
+
+    moments: MomentSums  # of every value
+    saturated: float | None  # values within ``tol`` of a bound (``sat`` given)
+    hist: tuple | None  # as :func:`histogram` returns it, the counts a numpy array; None: not
+    # asked, or NaN/Inf in x
+
+
+def summarise(
+    x: torch.Tensor,
+    scratch: Scratch | None = None,
+    sat: tuple[float, float] | None = None,
+    bins: int = 0,
+    r: float | None = None,
+    pow2: bool = False,
+    tol: float = 0.01,
+) -> Summary:
+    """Everything a hook records of a :func:`fusable` tensor, in one ``FUSED`` call:
+    :func:`moments` of every value, :func:`saturated_count` on ``sat = (lo, hi)`` of every
+    value, and with ``bins`` the :func:`histogram` of its :func:`sample_view` on ``[-r, r]``
+    (``r`` None: the automatic range of :func:`histogram`, from the min and max of every
+    value) — the same numbers as those functions, without a torch op per statistic. A tensor
+    holding NaN/Inf gets ``hist=None``: bin it with :func:`histogram` (the rare case)."""
+    v = _dense32(x, scratch)
+    c, thr = -1.0, -1.0  # no saturation count
+    if sat is not None:
+        c, h = (sat[0] + sat[1]) / 2, (sat[1] - sat[0]) / 2
+        thr = h * (1 - 2 * tol)
+    counts = sizes = strides = None
+    if bins:
+        counts = np.zeros(bins + 2, dtype=np.int64)  # host values: no torch op
+        spec = sample_spec(tuple(v.shape))
+        sizes, strides = spec if spec is not None else (None, None)
+    s, q, lo, hi, bad, n_sat, r_used, zeros = FUSED.summary_f32(
+        v.data_ptr(), v.numel(), c, thr, bins, 0.0 if r is None else float(r), pow2,
+        sizes, strides, 0 if counts is None else counts.ctypes.data,
+    )  # fmt: skip
+    hist = (r_used, counts, zeros, 0, 0, 0) if bins and r_used > 0 else None
+    return Summary(MomentSums(s, q, lo, hi, bad), None if sat is None else n_sat, hist)
+
+
 def _sums64(v: torch.Tensor, scratch: Scratch | None = None) -> tuple:
     """``Σx`` and ``Σx²`` of a flat tensor, accumulated in float64 (chunks of ``CHUNK``)."""
     if v.dtype == torch.float64:
@@ -297,6 +347,34 @@ def norm(t: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
         v = (t if t.dtype == torch.float32 else t.float()).reshape(-1)
         return torch.dot(v, v).sqrt()
     return sq_norm(t, scratch).sqrt()
+
+
+def _plain32(t: torch.Tensor) -> bool:
+    """A contiguous float32 CPU tensor with values, ``FUSED`` built: read in place."""
+    return (
+        FUSED is not None
+        and t.dtype == torch.float32
+        and on_host(t.device)
+        and t.numel() > 0
+        and t.is_contiguous()
+    )
+
+
+def norm_of(t: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor | float:
+    """:func:`norm`, as a host float from one ``FUSED`` pass (float64 sums: exact over the
+    whole float32 range) where ``t`` is a contiguous float32 CPU tensor; else :func:`norm`."""
+    if _plain32(t):
+        return math.sqrt(FUSED.sumsq_f32(t.data_ptr(), t.numel()))
+    return norm(t, scratch)
+
+
+def norm_diff(buf: torch.Tensor, w: torch.Tensor, scratch: Scratch | None = None):
+    """``‖buf - w‖`` (the update ``w_prev - w``): one ``FUSED`` pass that writes nothing where
+    both are contiguous float32 CPU tensors of one shape (a host float); otherwise ``buf`` is
+    overwritten with the difference and :func:`norm` taken of it."""
+    if _plain32(buf) and _plain32(w) and buf.shape == w.shape:
+        return math.sqrt(FUSED.sumsq_f32(buf.data_ptr(), buf.numel(), w.data_ptr()))
+    return norm(buf.sub_(w), scratch)
 
 
 def sq_norm(t: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
