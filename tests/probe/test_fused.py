@@ -174,9 +174,11 @@ def _by_torch_ops(x, sat, bins, r, pow2):
 SHAPES = [(7,), (3, 5), (128, 1000), (16, 64, 128), (16, 64, 512), (4, 3, 33, 40), (1, 9000, 8)]
 
 
+OPTS = [(None, 64, None, False), ((-1.0, 1.0), 32, 2.5, False), ((0.0, 1.0), 64, None, True)]
+
+
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("opts", [(None, 64, None, False), ((-1.0, 1.0), 32, 2.5, False),
-                                  ((0.0, 1.0), 64, None, True), (None, 0, None, False)])  # fmt: skip
+@pytest.mark.parametrize("opts", [*OPTS, (None, 0, None, False)])
 def test_summarise_gives_the_numbers_of_the_torch_op_path(shape, opts):
     """Moments within float32 sums, the saturation count and the histogram of the sample
     (sample_view: the same values) bit for bit, the automatic range the same float."""
@@ -208,7 +210,7 @@ def test_summarise_gives_the_numbers_of_the_torch_op_path(shape, opts):
 def test_summarise_of_views_and_16_bit_tensors(make):
     x = make(torch.Generator().manual_seed(8))
     got = R.summarise(x, R.Scratch(), (-1.0, 1.0), 64)
-    mom, n_sat, hist = _by_torch_ops(x, (-1.0, 1.0), 64, None, False)
+    _, n_sat, hist = _by_torch_ops(x, (-1.0, 1.0), 64, None, False)
     _same(got.moments, _reference(x))
     assert got.saturated == n_sat and np.array_equal(got.hist[1], hist[1].numpy())
 
@@ -341,7 +343,9 @@ def test_norm_of_and_norm_diff_agree_with_the_torch_path_and_leave_inputs_alone(
     assert isinstance(R.norm_of(w), float)
     assert R.norm_of(w) == pytest.approx(float(torch.linalg.vector_norm(w.double())), rel=1e-12)
     d = R.norm_diff(prev, w)
-    assert d == pytest.approx(float(torch.linalg.vector_norm(kept.double() - w.double())), rel=1e-12)
+    assert d == pytest.approx(
+        float(torch.linalg.vector_norm(kept.double() - w.double())), rel=1e-12
+    )
     assert torch.equal(prev, kept)  # nothing written
     strided = w.t()  # not contiguous: the torch path, a tensor
     assert float(R.norm_of(strided)) == pytest.approx(R.norm_of(w), rel=1e-6)

@@ -1,8 +1,9 @@
 """The packer: a step's device numbers, copied to the host in one transfer.
 
 Hooks queue 0-dim/1-dim device tensors (and plain numbers, and numpy arrays of host values:
-what ``_fused`` computed) with ``Packer.add``, which returns where they will land; ``to_host()`` concatenates them (one kernel per dtype) and copies the
-result to the host as one float64 array, once per logged step. Distributed, ``reduce_fn``
+what ``_fused`` computed) with ``Packer.add``, which returns where they will land;
+``to_host()`` concatenates them (one kernel per dtype) and copies the result to the host as
+one float64 array, once per logged step. Distributed, ``reduce_fn``
 combines the packed buffer across ranks just before that copy (probe/_distributed.py).
 """
 

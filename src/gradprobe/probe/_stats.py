@@ -99,7 +99,9 @@ class Recorder:
         if act is not None and not saturating and act.can_die and t.dim() > 0 and t.shape[0] > 0:
             unit, samples = R.unit_max(t)
         if self._fast(t, ranges, (slot.id, "a")):  # one C call: every value read, exact
-            sm = self._summarise(t, ranges, (slot.id, "a"), (act.lo, act.hi) if saturating else None)
+            sm = self._summarise(
+                t, ranges, (slot.id, "a"), (act.lo, act.hi) if saturating else None
+            )
             sat = None if sm.saturated is None else pk.add(sm.saturated)
             hist = self._hist_of(pk, ranges, (slot.id, "a"), t, sm)
             m = pk.add(*sm.moments, op="moments")
@@ -152,7 +154,9 @@ class Recorder:
         is a host number, or none yet.)"""
         if not R.fusable(t):
             return False
-        return not (self.histograms and key is not None and isinstance(ranges.get(key), torch.Tensor))
+        return not (
+            self.histograms and key is not None and isinstance(ranges.get(key), torch.Tensor)
+        )
 
     def _summarise(self, t, ranges: dict, key: tuple | None, sat) -> R.Summary:
         bins = self.bins if self.histograms and key is not None else 0

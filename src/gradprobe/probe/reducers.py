@@ -200,9 +200,7 @@ def _fused(x: torch.Tensor, scratch: Scratch | None = None) -> MomentSums:
 def fusable(x: torch.Tensor) -> bool:
     """Can :func:`summarise` serve ``x``? (``FUSED`` built, a CPU tensor of float32, float16
     or bfloat16, at least one value.)"""
-    return (
-        FUSED is not None and x.dtype in _FUSED_DTYPES and on_host(x.device) and x.numel() > 0
-    )
+    return FUSED is not None and x.dtype in _FUSED_DTYPES and on_host(x.device) and x.numel() > 0
 
 
 class Summary(NamedTuple):
