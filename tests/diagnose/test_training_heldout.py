@@ -130,7 +130,9 @@ def test_a_tanh_mlp_at_adam_0_05_saturates_from_the_step_size(runs, seed):
     _run, _, found = runs("tanh_adam_0.05", seed)
     sat = first(found, ("saturated",))
     assert sat.evidence["appeared"] == "during training" and sat.onset > 0
-    s = first(found, ("stalled", "not_learning"))
+    # which symptom the loss shows hangs on the trajectory (on an AMD EPYC seed 0 oscillates,
+    # on an Intel Xeon it stalls: their float kernels differ); its causes and remedy do not
+    s = first(found, ("stalled", "not_learning", "oscillating"))
     assert {"saturated", "large_updates"} <= {c.kind for c in s.causes}
     assert "lower the learning rate" in s.remedy.text
     no_reinit(found)

@@ -35,15 +35,19 @@ def test_an_exception_inside_a_hook_is_recorded_and_never_reaches_training(monke
     train(plain)
     watched = mlp()
     calls = {"n": 0}
-    real = reducers.moments_from  # what the recorder calls for every tensor
 
-    def flaky(t, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise RuntimeError("reducer exploded")
-        return real(t, *args, **kwargs)
+    def flaky(real):
+        def call(t, *args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise RuntimeError("reducer exploded")
+            return real(t, *args, **kwargs)
 
-    monkeypatch.setattr(reducers, "moments_from", flaky)
+        return call
+
+    # what the recorder calls for every tensor: the one C call, or torch's ops without it
+    for name in ("summarise", "moments_from"):
+        monkeypatch.setattr(reducers, name, flaky(getattr(reducers, name)))
     with gp.watch(watched) as probe:
         train(watched, probe=probe)
     assert all(
