@@ -11,10 +11,9 @@ import io
 import typing
 from html.parser import HTMLParser
 
+import numpy as np
 import pytest
 from rich.console import Console
-
-import numpy as np
 
 from diagnose._runs import decaying, noisy, training_run  # tests/diagnose (read only)
 from diagnose._training import BROKEN, train
