@@ -358,10 +358,15 @@ def _plain32(t: torch.Tensor) -> bool:
     )
 
 
+NORM_FUSED_MAX = 1 << 18  # values: above, torch's float32 dot (BLAS, threads) is faster
+
+
 def norm_of(t: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor | float:
     """:func:`norm`, as a host float from one ``FUSED`` pass (float64 sums: exact over the
-    whole float32 range) where ``t`` is a contiguous float32 CPU tensor; else :func:`norm`."""
-    if _plain32(t):
+    whole float32 range) where ``t`` is a contiguous float32 CPU tensor of at most
+    ``NORM_FUSED_MAX`` values (measured, AMD EPYC: 9 vs 13 µs at 2¹⁶ values hot, 125 vs
+    98 µs at 2²⁰, where the dot's few Python checks no longer matter); else :func:`norm`."""
+    if t.numel() <= NORM_FUSED_MAX and _plain32(t):
         return math.sqrt(FUSED.sumsq_f32(t.data_ptr(), t.numel()))
     return norm(t, scratch)
 
