@@ -48,6 +48,7 @@ def test_paired_benchmark_compares_two_source_trees_in_one_process():
         "benchmarks/paired.py", "--base", str(ROOT), "--workload", "reference",
         "--turns", "2", "--run", "2", "--warmup", "1", "--kwargs", '{"every": 1}',
     )  # fmt: skip
-    assert re.search(r"^before: [0-9.]+× plain$", out, re.M)
-    assert re.search(r"^after: [0-9.]+× plain$", out, re.M)
+    assert re.search(r"^before: [0-9.]+× plain \(fastest turns: [0-9.]+×\)$", out, re.M)
+    assert re.search(r"^after: [0-9.]+× plain \(fastest turns: [0-9.]+×\)$", out, re.M)
+    assert re.search(r"^after / before, fastest turns: [0-9.]+$", out, re.M)
     assert re.search(r"^after / before, paired per turn: [0-9.]+ ", out, re.M)
