@@ -52,3 +52,10 @@ def test_paired_benchmark_compares_two_source_trees_in_one_process():
     assert re.search(r"^after: [0-9.]+× plain \(fastest turns: [0-9.]+×\)$", out, re.M)
     assert re.search(r"^after / before, fastest turns: [0-9.]+$", out, re.M)
     assert re.search(r"^after / before, paired per turn: [0-9.]+ ", out, re.M)
+
+
+def test_parts_benchmark_times_the_parts_of_two_source_trees():
+    """benchmarks/parts.py with this checkout as its own base: a row per part and cache."""
+    out = _run("benchmarks/parts.py", "--base", str(ROOT), "-n", "2")
+    rows = re.findall(r"^\| (.+?) \| (hot|cold) \| [0-9]+ \| [0-9]+ \|$", out, re.M)
+    assert len(rows) == 8 and {c for _, c in rows} == {"hot", "cold"}
