@@ -241,7 +241,8 @@ def test_summary_reads_a_strided_view_row_by_row():
 @pytest.mark.parametrize(
     "sizes, strides, msg",
     [((3, 4), (4, 2), "last stride"), ((3, 5), (4, 1), "inside"), ((0, 4), (4, 1), "sizes"),
-     ((2, 4), (-4, 1), "strides"), ((2,), (4, 1), "tuples")],
+     ((2, 4), (-4, 1), "strides"), ((2,), (4, 1), "tuples"),
+     ((2, 2**62), (2**62, 1), "sizes")],
 )  # fmt: skip
 def test_summary_refuses_a_view_it_cannot_read_safely(sizes, strides, msg):
     x = torch.zeros(12)

@@ -347,7 +347,7 @@ static PyObject *summary_f32(PyObject *self, PyObject *const *args, Py_ssize_t n
             st[d] = PyLong_AsLongLong(PyTuple_GET_ITEM(args[8], d));
             if (PyErr_Occurred())
                 return NULL;
-            if (sz[d] < 1 || st[d] < 0) {
+            if (sz[d] < 1 || st[d] < 0 || sz[d] > n || st[d] > n) { /* no overflow below */
                 PyErr_SetString(PyExc_ValueError, "summary_f32: sizes >= 1, strides >= 0");
                 return NULL;
             }
