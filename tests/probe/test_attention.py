@@ -299,3 +299,11 @@ def test_a_query_that_sees_no_key_is_left_out_not_nan():
     got = _rows(probe.run, "(model)")
     assert all(math.isfinite(v) for v in got.values())
     _check(got, _by_hand(logits, mask.expand(2, 6, 6)))
+
+
+def test_a_call_without_keys_or_queries_has_no_sample_and_no_error():
+    """Regression: an empty key set reached ``amax()`` of nothing (a RuntimeError in the
+    hook, reported as a warning)."""
+    q, k = torch.randn(1, 2, 5, 8), torch.randn(1, 2, 0, 8)
+    assert _attention.sdpa_sample(q, k) is None
+    assert _attention.sdpa_sample(k, q) is None

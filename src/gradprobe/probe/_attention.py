@@ -105,6 +105,8 @@ def sdpa_sample(
     q0, k0 = query.detach()[lead], key.detach()[(0,) * (key.dim() - 3)]  # (H, L, E), (Hk, S, E)
     H, L, E = q0.shape
     Hk, S = k0.shape[0], k0.shape[1]
+    if S == 0 or L == 0:  # no key to attend to, or no query: nothing to sample
+        return None
     hs = _pick(H, HEADS, q0.device)
     qi = _pick(L, QUERIES, q0.device)
     heads = torch.arange(H, device=q0.device) if hs is None else hs
