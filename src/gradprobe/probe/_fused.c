@@ -85,6 +85,24 @@ static acc_t moments_one(const float *x, int64_t n) {
 #endif
 }
 
+/* moments_one, and the count of NaN/±Inf in *bad (read again only when the sums say there is
+ * one); min and max become NaN when a NaN is there, as torch.aminmax. */
+static acc_t moments_counted(const float *x, int64_t n, long long *bad) {
+    acc_t a = moments_one(x, n);
+    if (!isfinite(a.s) || !isfinite(a.q)) { /* NaN/±Inf somewhere: count them (rare) */
+        int nan = 0;
+        for (int64_t i = 0; i < n; i++) {
+            if (!isfinite(x[i])) {
+                (*bad)++;
+                nan |= isnan(x[i]);
+            }
+        }
+        if (nan)
+            a.lo = a.hi = NAN;
+    }
+    return a;
+}
+
 static PyObject *moments_f32(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "moments_f32(address, n)");
@@ -102,18 +120,7 @@ static PyObject *moments_f32(PyObject *self, PyObject *const *args, Py_ssize_t n
     acc_t a;
     long long bad = 0;
     Py_BEGIN_ALLOW_THREADS
-    a = moments_one(x, n);
-    if (!isfinite(a.s) || !isfinite(a.q)) { /* NaN/±Inf somewhere: count them (rare) */
-        int nan = 0;
-        for (int64_t i = 0; i < n; i++) {
-            if (!isfinite(x[i])) {
-                bad++;
-                nan |= isnan(x[i]);
-            }
-        }
-        if (nan)
-            a.lo = a.hi = NAN;
-    }
+    a = moments_counted(x, n, &bad);
     Py_END_ALLOW_THREADS
     return Py_BuildValue("(ddddL)", a.s, a.q, (double)a.lo, (double)a.hi, bad);
 }
@@ -369,18 +376,7 @@ static PyObject *summary_f32(PyObject *self, PyObject *const *args, Py_ssize_t n
     acc_t a;
     long long bad = 0, sat = 0, zeros = 0;
     Py_BEGIN_ALLOW_THREADS
-    a = moments_one(x, n);
-    if (!isfinite(a.s) || !isfinite(a.q)) { /* NaN/±Inf somewhere: count them (rare) */
-        int nan = 0;
-        for (int64_t i = 0; i < n; i++) {
-            if (!isfinite(x[i])) {
-                bad++;
-                nan |= isnan(x[i]);
-            }
-        }
-        if (nan)
-            a.lo = a.hi = NAN;
-    }
+    a = moments_counted(x, n, &bad);
     if (sat_h >= 0) {
         const float c = (float)sat_c, h = (float)sat_h;
         for (int64_t i = 0; i < n; i++)
