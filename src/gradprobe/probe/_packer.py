@@ -16,7 +16,8 @@ Number = int | float
 
 
 class Packer:
-    """Collects device tensors (and plain numbers) during a step; ``to_host()`` copies once."""
+    """Collects device tensors (and host numbers and arrays) during a step; ``to_host()``
+    copies once."""
 
     def __init__(self, reduce_fn=None) -> None:
         self._tensors: list[tuple[int, torch.Tensor]] = []  # (position, 0-dim/1-dim tensor)
@@ -98,12 +99,14 @@ class Packer:
         ``reduce_fn``, then copied once; what ``reduce_fn`` appends is kept for ``rank_of``."""
         flats, index = self._groups()
         device = flats[0].device if flats else torch.device("cpu")
+        pieces = [index]
         if self._nums:
             flats.append(torch.tensor([float(v) for v in self._nums], dtype=torch.float64))
-            index = np.concatenate([index, np.asarray(self._num_pos, dtype=np.int64)])
+            pieces.append(np.asarray(self._num_pos, dtype=np.int64))
         for pos, a in self._arrays:
             flats.append(torch.from_numpy(a.astype(np.float64)))
-            index = np.concatenate([index, np.arange(pos, pos + a.size)])
+            pieces.append(np.arange(pos, pos + a.size))
+        index = np.concatenate(pieces)
         flat = torch.cat([f.to(device) for f in flats]) if flats else torch.zeros(0).double()
         ordered = torch.empty(self._size, dtype=torch.float64, device=device)
         ordered[torch.from_numpy(index).to(device)] = flat

@@ -132,7 +132,7 @@ class Recorder:
         w = R.sample_flat(g, self.scratch) if big or (out and self.histograms) else g
         mom, big = R.moments_from(g, self.scratch, w if big else None)  # big: sums sampled
         m = pk.add(*mom, op=op)
-        h = self._hist(pk, ranges, (rec.slot.id, "g"), w, mom) if out else None
+        h = self._hist(pk, ranges, key, w, mom) if out else None
         return Backward(rec, n, m, tn, h, g.dtype, w.numel() / n if big else 1)
 
     def param_grads(self, state, params: list, owner: dict) -> None:

@@ -348,14 +348,8 @@ def norm(t: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
 
 
 def _plain32(t: torch.Tensor) -> bool:
-    """A contiguous float32 CPU tensor with values, ``FUSED`` built: read in place."""
-    return (
-        FUSED is not None
-        and t.dtype == torch.float32
-        and on_host(t.device)
-        and t.numel() > 0
-        and t.is_contiguous()
-    )
+    """:func:`fusable`, and readable in place: contiguous float32 (no copy first)."""
+    return fusable(t) and t.dtype == torch.float32 and t.is_contiguous()
 
 
 NORM_FUSED_MAX = 1 << 18  # values: above, torch's float32 dot (BLAS, threads) is faster
