@@ -17,6 +17,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define LANES 16
 
@@ -28,7 +29,7 @@ typedef struct {
 /* The body, instantiated per instruction set below: LANES independent accumulators so the
  * compiler can vectorise without reassociating one long chain of additions. Comparisons skip
  * NaN (min/max then describe the non-NaN values; the caller checks for NaN after). */
-#define MOMENTS_BODY                                                                  \
+#define MOMENTS_BODY(SQ)                                                              \
     {                                                                                 \
         double s[LANES] = {0}, q[LANES] = {0};                                        \
         float lo[LANES], hi[LANES];                                                   \
@@ -42,7 +43,7 @@ typedef struct {
                 float v = x[i + j];                                                   \
                 double d = (double)v;                                                 \
                 s[j] += d;                                                            \
-                q[j] += d * d;                                                        \
+                q[j] = SQ(d, q[j]);                                                   \
                 lo[j] = v < lo[j] ? v : lo[j];                                        \
                 hi[j] = v > hi[j] ? v : hi[j];                                        \
             }                                                                         \
@@ -65,12 +66,18 @@ typedef struct {
         return a;                                                                     \
     }
 
-static acc_t moments_plain(const float *restrict x, int64_t n) MOMENTS_BODY
+/* q + d·d: d·d of a float32 value is exact in float64 (48 significant bits), so a fused
+ * multiply-add rounds once, as the separate multiply and add do: the same sums, fewer
+ * instructions (used where the CPU has FMA). */
+#define MUL_ADD(d, q) ((q) + (d) * (d))
+#define FMA_ADD(d, q) __builtin_fma((d), (d), (q))
+
+static acc_t moments_plain(const float *restrict x, int64_t n) MOMENTS_BODY(MUL_ADD)
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define HAVE_AVX2_CLONE 1
 __attribute__((target("avx2,fma"))) static acc_t moments_avx2(const float *restrict x,
-                                                               int64_t n) MOMENTS_BODY
+                                                               int64_t n) MOMENTS_BODY(FMA_ADD)
 #endif
 
 static int use_avx2 = 0;
@@ -303,6 +310,38 @@ static long long hist_view(const float *x, int nd, int64_t *sz, int64_t *st, flo
     return zeros;
 }
 
+/* The count of values with |x - c| >= h (float32 arithmetic, as reducers.saturated_count),
+ * in int32 lanes over blocks short enough not to overflow them (so gcc vectorises it). */
+#define SBLOCK ((int64_t)1 << 24)
+#define SAT_BODY                                                                      \
+    {                                                                                 \
+        long long total = 0;                                                          \
+        for (int64_t at = 0; at < n; at += SBLOCK) {                                  \
+            const int64_t m = n - at < SBLOCK ? n - at : SBLOCK;                      \
+            const float *b = x + at;                                                  \
+            int32_t k = 0;                                                            \
+            for (int64_t i = 0; i < m; i++)                                           \
+                k += fabsf(b[i] - c) >= h;                                            \
+            total += k;                                                               \
+        }                                                                             \
+        return total;                                                                 \
+    }
+
+static long long sat_plain(const float *restrict x, int64_t n, float c, float h) SAT_BODY
+#ifdef HAVE_AVX2_CLONE
+__attribute__((target("avx2,fma"))) static long long sat_avx2(const float *restrict x,
+                                                               int64_t n, float c,
+                                                               float h) SAT_BODY
+#endif
+
+static long long sat_count(const float *x, int64_t n, float c, float h) {
+#ifdef HAVE_AVX2_CLONE
+    if (use_avx2)
+        return sat_avx2(x, n, c, h);
+#endif
+    return sat_plain(x, n, c, h);
+}
+
 #define WIDEN (1.0 + 1.0 / 1024.0) /* reducers.WIDEN */
 
 /* summary_f32(address, n, sat_c, sat_h, bins, r, pow2, sizes, strides, counts_address)
@@ -377,11 +416,8 @@ static PyObject *summary_f32(PyObject *self, PyObject *const *args, Py_ssize_t n
     long long bad = 0, sat = 0, zeros = 0;
     Py_BEGIN_ALLOW_THREADS
     a = moments_counted(x, n, &bad);
-    if (sat_h >= 0) {
-        const float c = (float)sat_c, h = (float)sat_h;
-        for (int64_t i = 0; i < n; i++)
-            sat += fabsf(x[i] - c) >= h;
-    }
+    if (sat_h >= 0)
+        sat = sat_count(x, n, (float)sat_c, (float)sat_h);
     if (bins > 0 && bad == 0) {
         if (r == 0) {
             double m = -(double)a.lo > (double)a.hi ? -(double)a.lo : (double)a.hi;
@@ -407,14 +443,14 @@ static PyObject *summary_f32(PyObject *self, PyObject *const *args, Py_ssize_t n
 /* Σ v² in float64 over LANES accumulators, v = V(i) (x[i], or x[i] - y[i] in float64),
  * instantiated per instruction set and per form (a branch in the loop would stop gcc from
  * vectorising it). */
-#define SUMSQ_BODY(V)                                                                 \
+#define SUMSQ_BODY(V, SQ)                                                             \
     {                                                                                 \
         double q[LANES] = {0};                                                        \
         int64_t i = 0;                                                                \
         for (; i + LANES <= n; i += LANES) {                                          \
             for (int j = 0; j < LANES; j++) {                                         \
                 double d = V(i + j);                                                  \
-                q[j] += d * d;                                                        \
+                q[j] = SQ(d, q[j]);                                                   \
             }                                                                         \
         }                                                                             \
         double a = 0.0;                                                               \
@@ -429,16 +465,32 @@ static PyObject *summary_f32(PyObject *self, PyObject *const *args, Py_ssize_t n
 #define ONE(k) ((double)x[k])
 #define DIFF(k) ((double)x[k] - (double)y[k])
 
-static double sumsq_plain(const float *restrict x, int64_t n) SUMSQ_BODY(ONE)
+static double sumsq_plain(const float *restrict x, int64_t n) SUMSQ_BODY(ONE, MUL_ADD)
 static double sqdiff_plain(const float *restrict x, const float *restrict y,
-                           int64_t n) SUMSQ_BODY(DIFF)
+                           int64_t n) SUMSQ_BODY(DIFF, MUL_ADD)
 #ifdef HAVE_AVX2_CLONE
 __attribute__((target("avx2,fma"))) static double sumsq_avx2(const float *restrict x,
-                                                             int64_t n) SUMSQ_BODY(ONE)
+                                                             int64_t n) SUMSQ_BODY(ONE, FMA_ADD)
 __attribute__((target("avx2,fma"))) static double sqdiff_avx2(const float *restrict x,
                                                               const float *restrict y,
-                                                              int64_t n) SUMSQ_BODY(DIFF)
+                                                              int64_t n) SUMSQ_BODY(DIFF, MUL_ADD)
 #endif
+
+static double sumsq_one(const float *x, int64_t n) {
+#ifdef HAVE_AVX2_CLONE
+    if (use_avx2)
+        return sumsq_avx2(x, n);
+#endif
+    return sumsq_plain(x, n);
+}
+
+static double sqdiff_one(const float *x, const float *y, int64_t n) {
+#ifdef HAVE_AVX2_CLONE
+    if (use_avx2)
+        return sqdiff_avx2(x, y, n);
+#endif
+    return sqdiff_plain(x, y, n);
+}
 
 /* sumsq_f32(address, n[, other_address]) -> Σx² (Σ(x - y)² with other_address), float64
  * sums of float64 differences and squares: exact over the whole float32 range (weight norms,
@@ -460,14 +512,99 @@ static PyObject *sumsq_f32(PyObject *self, PyObject *const *args, Py_ssize_t nar
     const float *x = (const float *)addr, *y = (const float *)other;
     double q;
     Py_BEGIN_ALLOW_THREADS
-#ifdef HAVE_AVX2_CLONE
-    if (use_avx2)
-        q = y ? sqdiff_avx2(x, y, n) : sumsq_avx2(x, n);
-    else
-#endif
-        q = y ? sqdiff_plain(x, y, n) : sumsq_plain(x, n);
+    q = y ? sqdiff_one(x, y, n) : sumsq_one(x, n);
     Py_END_ALLOW_THREADS
     return PyFloat_FromDouble(q);
+}
+
+/* The arguments of a batched call, (spec_address, k, out_address): spec holds k rows of
+ * `width` int64 whose first two are a data address and n; a row whose address is 0 or whose
+ * n is not positive is refused (a ValueError naming `name`). Returns 0, or -1 with an
+ * exception set. */
+static int batch_args(PyObject *const *args, Py_ssize_t nargs, const char *name, int width,
+                      const int64_t **spec, int64_t *k, double **out) {
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "%s(spec_address, k, out_address)", name);
+        return -1;
+    }
+    uintptr_t saddr = (uintptr_t)PyLong_AsUnsignedLongLong(args[0]);
+    *k = (int64_t)PyLong_AsLongLong(args[1]);
+    uintptr_t oaddr = (uintptr_t)PyLong_AsUnsignedLongLong(args[2]);
+    if (PyErr_Occurred())
+        return -1;
+    if (*k < 0 || (*k > 0 && (saddr == 0 || oaddr == 0))) {
+        PyErr_Format(PyExc_ValueError, "%s: k >= 0 and nonzero addresses", name);
+        return -1;
+    }
+    *spec = (const int64_t *)saddr;
+    *out = (double *)oaddr;
+    for (int64_t r = 0; r < *k; r++) {
+        if ((*spec)[width * r] == 0 || (*spec)[width * r + 1] <= 0) {
+            PyErr_Format(PyExc_ValueError, "%s: each row needs a data address and n > 0", name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* grads_f32(spec_address, k, out_address): k parameters of a logged step in one call. spec:
+ * k rows of 4 int64 (gradient address, n, weight address or 0, snapshot address or 0); out:
+ * k rows of 6 float64 (Σg, Σg², min g, max g, n_nonfinite of g as moments_f32, then Σw² of
+ * the weights as sumsq_f32, NaN without a weight address). With a snapshot address the n
+ * weights are first copied there (w_{t-1} of the update ratio). All float32, contiguous. */
+static PyObject *grads_f32(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    const int64_t *spec;
+    int64_t k;
+    double *out;
+    if (batch_args(args, nargs, "grads_f32", 4, &spec, &k, &out) < 0)
+        return NULL;
+    for (int64_t r = 0; r < k; r++) {
+        if (spec[4 * r + 3] && !spec[4 * r + 2]) {
+            PyErr_SetString(PyExc_ValueError, "grads_f32: a snapshot needs a weight address");
+            return NULL;
+        }
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (int64_t r = 0; r < k; r++) {
+        const float *g = (const float *)(uintptr_t)spec[4 * r];
+        const int64_t n = spec[4 * r + 1];
+        const float *w = (const float *)(uintptr_t)spec[4 * r + 2];
+        float *snap = (float *)(uintptr_t)spec[4 * r + 3];
+        long long bad = 0;
+        acc_t a = moments_counted(g, n, &bad);
+        double *o = out + 6 * r;
+        o[0] = a.s, o[1] = a.q, o[2] = a.lo, o[3] = a.hi, o[4] = (double)bad;
+        if (snap)
+            memcpy(snap, w, (size_t)n * sizeof(float));
+        o[5] = w ? sumsq_one(w, n) : NAN;
+    }
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+/* sqdiffs_f32(spec_address, k, out_address): Σ(x - y)² of k pairs (‖w - w_prev‖² of a
+ * step's parameters) in one call. spec: k rows of 3 int64 (x address, n, y address); out: k
+ * float64, as sumsq_f32 with other_address. */
+static PyObject *sqdiffs_f32(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    const int64_t *spec;
+    int64_t k;
+    double *out;
+    if (batch_args(args, nargs, "sqdiffs_f32", 3, &spec, &k, &out) < 0)
+        return NULL;
+    for (int64_t r = 0; r < k; r++) {
+        if (spec[3 * r + 2] == 0) {
+            PyErr_SetString(PyExc_ValueError, "sqdiffs_f32: each row needs a second address");
+            return NULL;
+        }
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (int64_t r = 0; r < k; r++) {
+        const float *x = (const float *)(uintptr_t)spec[3 * r];
+        const float *y = (const float *)(uintptr_t)spec[3 * r + 2];
+        out[r] = sqdiff_one(x, y, spec[3 * r + 1]);
+    }
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
 }
 
 static PyMethodDef methods[] = {
@@ -484,6 +621,12 @@ static PyMethodDef methods[] = {
      "summary_f32(address, n, sat_c, sat_h, bins, r, pow2, sizes, strides, counts_address) "
      "-> (Σx, Σx², min, max, n_nonfinite, saturated, r, zeros): moments, saturation count "
      "and the histogram of a strided sample of one float32 tensor, in one call."},
+    {"grads_f32", (PyCFunction)(void (*)(void))grads_f32, METH_FASTCALL,
+     "grads_f32(spec_address, k, out_address): the moments of k parameter gradients and the "
+     "Σw² of their weights (copying the weights to a snapshot first where asked), in one "
+     "call."},
+    {"sqdiffs_f32", (PyCFunction)(void (*)(void))sqdiffs_f32, METH_FASTCALL,
+     "sqdiffs_f32(spec_address, k, out_address): Σ(x - y)² of k pairs of float32 arrays."},
     {NULL, NULL, 0, NULL},
 };
 

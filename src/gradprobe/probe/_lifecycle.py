@@ -48,6 +48,7 @@ class Lifecycle:
     _params: list
     _ended: str | None
     _last_logged: bool
+    _grads: Any
     _on_host: bool
     _begin_step: Any
 
@@ -191,6 +192,8 @@ class Lifecycle:
             self._training.end_step(st.index, st.logged, loss, lr, flag)
             self._last_logged = st.logged
             if st.logged:
+                if self._grads is not None:  # a backward that raised ran no callback
+                    self._grads.flush()
                 self._recorded += self._finisher.finish_logged(st, write=True)
             else:
                 self._host_loss(st.index, loss)

@@ -90,23 +90,29 @@ class Snapshot:
 
     def keep(self, i: int, p: torch.Tensor) -> None:
         """Copy parameter ``i`` (``p``: its detached weights) unless it was this step."""
-        if i in self._kept:
-            return
-        buf = self._bufs.get(i)
-        if buf is None or buf.shape != p.shape or buf.dtype != p.dtype:
-            self._bufs[i] = p.clone()
-        else:
+        buf = self.buffer(i, p)
+        if buf is not None:
             buf.copy_(p)
+
+    def buffer(self, i: int, p: torch.Tensor) -> torch.Tensor | None:
+        """The (contiguous) buffer parameter ``i`` is copied into, counted as kept: the
+        caller fills it now (``_grads`` copies in C); None when it was kept this step."""
+        if i in self._kept:
+            return None
+        buf = self._bufs.get(i)
+        if buf is None or buf.shape != p.shape or buf.dtype != p.dtype or buf.device != p.device:
+            buf = self._bufs[i] = torch.empty_like(p, memory_format=torch.contiguous_format)
         self._kept.add(i)
+        return buf
 
     def has(self, i: int) -> bool:
         return i in self._kept
 
-    def delta(self, i: int, w: torch.Tensor, scratch=None) -> torch.Tensor | float:
-        """``‖w - w_prev‖`` (the buffer may be overwritten: it is refilled at the next
-        update)."""
+    def take(self, i: int) -> torch.Tensor:
+        """``w_prev`` of parameter ``i`` (its local shard) for ``‖w - w_prev‖``; the buffer
+        may be overwritten then (``reducers.norm_diff``): it is refilled at the next update."""
         self._kept.discard(i)
-        return R.norm_diff(local(self._bufs[i]), w, scratch)
+        return local(self._bufs[i])
 
     def clear(self) -> None:
         self._bufs, self._kept = {}, set()

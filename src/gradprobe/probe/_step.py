@@ -331,7 +331,8 @@ class Finisher:
         pk, taken, snap = state.packer, state.weight_norms, self.snapshot
         scratch = self.recorder.scratch
         update = state.update and not state.skipped
-        out = []
+        out: list[Weight | None] = []
+        batch = []  # one process: the updates read in place, in one call (norms_diff)
         with torch.no_grad():
             for i, (name, p) in enumerate(self.params):
                 # distributed: FSDP2 shards -> global norms; replicated (DDP) -> rank 0's
@@ -342,8 +343,18 @@ class Finisher:
                     out.append(Weight(name, w_sl, None, None, i in taken))
                     continue
                 # ‖w_prev‖: the weights the step used, copied when their norm was taken
-                out.append(Weight(name, w_sl, pk.add(snap.delta(i, w, scratch), op=op), w_sl))
-        return out
+                buf = snap.take(i)
+                if pk.reduce_fn is None and R.plain_pair(buf, w):
+                    batch.append((len(out), name, w_sl, buf, w))
+                    out.append(None)
+                    continue
+                delta = R.norm_diff(buf, w, scratch)
+                out.append(Weight(name, w_sl, pk.add(delta, op=op), w_sl))
+            if batch:
+                at = pk.add(R.norms_diff([(b[3], b[4]) for b in batch])).start
+                for j, (pos, name, w_sl, _, _) in enumerate(batch):
+                    out[pos] = Weight(name, w_sl, slice(at + j, at + j + 1), w_sl)
+        return out  # type: ignore[return-value]  (every None filled)
 
     def _positions(self, state: StepState) -> dict[str, int]:
         new = {}

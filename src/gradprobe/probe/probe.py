@@ -22,6 +22,7 @@ from . import modules as M
 from . import reducers as R
 from ._attention import AttentionHooks
 from ._distributed import Reducer, is_shard, local
+from ._grads import GradBatch, available
 from ._lifecycle import Lifecycle
 from ._state import Output, RnnInput, Snapshot, StepState
 from ._stats import Recorder
@@ -89,6 +90,11 @@ class Probe(AttentionHooks, Lifecycle):
             distributed.bind(lambda: self._state, self._pack_param_grads)
             self._first.rank = distributed.rank
         self._snapshot = Snapshot()
+        # one process on the CPU: a logged step's parameters read in one call (_grads)
+        self._grads = None
+        if distributed is None and available():
+            wrap = functools.partial(self.hooks.wrap, name="parameter gradients")
+            self._grads = GradBatch(self._snapshot, wrap)
         self._training = TrainingScalars(distributed)
         self._finisher = Finisher(
             run, self._params, self._snapshot, self._recorder, self._first, self._training
@@ -277,6 +283,8 @@ class Probe(AttentionHooks, Lifecycle):
             st = self._state
             if not st.logged:  # every step: ‖g‖² for the global norm, and the NaN/Inf search
                 self._unlogged_grad(rec, index, param.grad)
+            elif self._grads is not None and self._grads.take(st, rec, index, param):
+                return  # read with the others at the end of the backward (_grads)
             else:
                 self._record_bwd(rec, param.grad, None)
                 if st.logged and index not in st.weight_norms:

@@ -374,6 +374,25 @@ def norm_diff(buf: torch.Tensor, w: torch.Tensor, scratch: Scratch | None = None
     return norm(buf.sub_(w), scratch)
 
 
+def plain_pair(buf: torch.Tensor, w: torch.Tensor) -> bool:
+    """Can :func:`norms_diff` read ``buf`` and ``w`` in place? (Contiguous float32 CPU
+    tensors of one shape, and the batched kernel built.)"""
+    return _plain32(buf) and _plain32(w) and buf.shape == w.shape and hasattr(FUSED, "sqdiffs_f32")
+
+
+def norms_diff(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> np.ndarray:
+    """``‖buf - w‖`` of every :func:`plain_pair` in ``pairs``, as :func:`norm_diff` takes
+    them (the same kernel), in one ``FUSED`` call: a float64 array."""
+    k = len(pairs)
+    spec = np.empty((k, 3), dtype=np.int64)
+    for j, (buf, w) in enumerate(pairs):
+        spec[j] = buf.data_ptr(), buf.numel(), w.data_ptr()
+    out = np.empty(k, dtype=np.float64)
+    if k:
+        FUSED.sqdiffs_f32(spec.ctypes.data, k, out.ctypes.data)
+    return np.sqrt(out)
+
+
 def sq_norm(t: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
     """‖t‖₂² (0-dim), exact as :func:`norm`: float32 dot where float32 is exact enough (known
     for free on the CPU), float64 sums otherwise; on other devices always float64 (one
