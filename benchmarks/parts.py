@@ -3,8 +3,9 @@
 ``paired.py`` times whole training steps; on a shared machine their ±10 % scatter hides a
 change of a few percent. This times the parts a change touched, old against new, in the same
 process and seconds apart: the attention sample of one SDPA call, the packer's one host copy,
-and what a hook records of one activation (with and without its histogram), hot in cache and
-after 32 MiB of other memory traffic (cold). Median µs per call.
+what a hook records of one activation (with and without its histogram; a saturating one) and
+of one large parameter gradient, hot in cache and after 32 MiB of other memory traffic
+(cold). Median µs per call.
 
     git worktree add /tmp/base 021f0f3 && (cd /tmp/base && python setup.py build_ext --inplace)
     .venv/bin/python benchmarks/parts.py --base /tmp/base
@@ -61,11 +62,19 @@ def parts(lib):
     x = torch.randn(16, 64, 128)
     slot = M.Slot(1, "layer", torch.nn.Linear(2, 2))
     plain, hist = S.Recorder(False, 64, None, False), S.Recorder(True, 64, None, False)
+    tanh, t = M.Slot(2, "tanh", torch.nn.Tanh()), torch.tanh(torch.randn(128, 1000))
+    rec, g = M.BwdRec("param", slot, "layer.weight"), torch.randn(1000, 1000)
     return {
         "attention sample (one causal SDPA call)": lambda: A.sdpa_sample(q, k, v, is_causal=True),
         "packer to_host (390 items)": pk.to_host,
         "record one activation (16, 64, 128)": lambda: plain.forward(P.Packer(), {}, slot, x),
         "  with its histogram": lambda: hist.forward(P.Packer(), {}, slot, x),
+        "record a tanh activation (128, 1000), saturation": lambda: plain.forward(
+            P.Packer(), {}, tanh, t
+        ),
+        "record a parameter gradient (1000, 1000)": lambda: plain.backward(
+            P.Packer(), {}, rec, g, None, "moments_grad"
+        ),
     }
 
 

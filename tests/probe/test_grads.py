@@ -176,3 +176,34 @@ def test_regression_a_backward_that_raises_still_records_the_parameters_it_reach
     grads = df[(df["quantity"] == "param_grad") & (df["stat"] == "norm")]
     assert set(grads["layer"]) == {"2.weight", "2.bias"}  # reached before the failure
     assert not probe.warnings
+
+
+def test_regression_an_optimizer_stepped_inside_the_backward_is_read_before_it_steps():
+    """torch's "optimizer in backward": a parameter hook of the user's steps and zeroes each
+    parameter during the backward; its gradient and weights are read in the probe's hook (as
+    without the batch), not at the end of the backward, when both have changed."""
+
+    def run(batched):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 3))
+        with gp.watch(model, every=1, updates=1) as probe:  # the probe's hooks come first
+            if not batched:
+                probe._grads = None
+            opts = {p: torch.optim.SGD([p], lr=0.5) for p in model.parameters()}
+
+            def step(p):
+                opts[p].step()
+                opts[p].zero_grad()
+
+            for p in model.parameters():
+                p.register_post_accumulate_grad_hook(step)
+            x, y = torch.randn(6, 8), torch.tensor([0, 1, 2, 0, 1, 2])
+            for _ in range(3):
+                nn.functional.cross_entropy(model(x), y).backward()
+                probe.step()
+        return probe.run.to_pandas()
+
+    a, b = run(True), run(False)
+    grads = a[(a["quantity"] == "param_grad") & (a["stat"] == "norm")]
+    assert len(grads) == 12 and (grads["value"] > 0).all()  # read before zero_grad()
+    assert a.equals(b)

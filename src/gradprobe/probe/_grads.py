@@ -12,8 +12,9 @@ one ``_fused.grads_f32`` call — the same numbers as ``reducers.summarise`` and
 order: each parameter's place in ``StepState.backward`` is held from its hook on.
 
 Only what the kernel can read in place: one process, contiguous float32 CPU gradients and
-weights of the same shape; weights above ``reducers.NORM_FUSED_MAX`` values keep torch's
-threaded dot in the hook. Everything else takes the hook's own path, as before.
+weights of the same shape, a parameter with no gradient hook but the probe's; weights above
+``reducers.NORM_FUSED_MAX`` values keep torch's threaded dot in the hook. Everything else
+takes the hook's own path, as before.
 """
 
 from __future__ import annotations
@@ -30,8 +31,20 @@ WIDTH = 6  # grads_f32's numbers per parameter: MomentSums of the gradient, then
 
 
 def available() -> bool:
-    """Is the batched path built? (``_fused`` with ``grads_f32``.)"""
-    return R.FUSED is not None and hasattr(R.FUSED, "grads_f32")
+    """Is the batched path built (``_fused`` with ``grads_f32``), and is this one process
+    (DDP's gradient sync also ends with the backward: its buckets are not read here)?"""
+    if R.FUSED is None or not hasattr(R.FUSED, "grads_f32"):
+        return False
+    dist = torch.distributed
+    return not (dist.is_available() and dist.is_initialized())
+
+
+def _other_hooks(p: torch.Tensor) -> bool:
+    """Has ``p`` a gradient hook besides the probe's? (One that steps an optimizer inside the
+    backward, torch's "optimizer in backward", changes the weights and ``.grad`` before the
+    backward ends: then it is read in the probe's own hook, as before.) Unknown: True."""
+    hooks = getattr(p, "_post_accumulate_grad_hooks", None)
+    return hooks is None or len(hooks) > 1
 
 
 class GradBatch:
@@ -50,7 +63,7 @@ class GradBatch:
         """Note ``p`` (its ``.grad`` complete for this backward) to be read at the end of the
         backward; False when it cannot be (the caller records it itself)."""
         g = p.grad
-        if not (R._plain32(g) and g.shape == p.shape):
+        if not (R._plain32(g) and g.shape == p.shape) or _other_hooks(p):
             return False
         w = p.detach()
         weigh = index not in state.weight_norms

@@ -243,9 +243,13 @@ class RunWriter(Run):
                 con.execute("UPDATE layers SET position = ? WHERE id = ?", (pos, ids[name]))
             if mark_step:
                 con.execute("INSERT OR REPLACE INTO steps VALUES (?, ?)", (step, time.time()))
+            known = self._qids  # interned ids looked up inline (a call per row costs more)
             con.executemany(
                 "INSERT INTO scalars VALUES (?, ?, ?, ?)",
-                [(step, ids[lay], self._qid(con, q, s), v) for lay, q, s, v in scalars],
+                [
+                    (step, ids[lay], known.get((q, s)) or self._qid(con, q, s), v)
+                    for lay, q, s, v in scalars
+                ],
             )
             con.executemany(
                 "INSERT INTO series VALUES (?, ?, ?, ?, ?)",
