@@ -58,4 +58,4 @@ def test_parts_benchmark_times_the_parts_of_two_source_trees():
     """benchmarks/parts.py with this checkout as its own base: a row per part and cache."""
     out = _run("benchmarks/parts.py", "--base", str(ROOT), "-n", "2")
     rows = re.findall(r"^\| (.+?) \| (hot|cold) \| [0-9]+ \| [0-9]+ \|$", out, re.M)
-    assert len(rows) == 8 and {c for _, c in rows} == {"hot", "cold"}
+    assert len(rows) == 12 and {c for _, c in rows} == {"hot", "cold"}
