@@ -12,14 +12,18 @@ After every rule has run, :func:`link`:
    runs have plateaus).
    A symptom with no cause found falls back on the update ratios (10× off the usual ~1e-3
    either way), else on a remedy for the symptom alone;
-2. replaces an init remedy on a problem that appeared during training (onset after the
+2. replaces an init remedy (a scheme, ``gp.init.``, ``_init_weights``,
+   ``reset_parameters``) on a problem that appeared during training (onset after the
    first logged step) by the step size's: re-initialising is only the remedy when the init
    is the cause;
 3. gives a NaN/Inf that followed half-precision values near their limit the precision
    remedy (bf16, a GradScaler) instead of a guess at log/sqrt/exp;
-4. lowers causes of severity error to warnings in a run whose recorded loss shows no
+4. gives small updates under a gradient that vanished from before them the vanishing's
+   remedy (no learning rate moves a gradient of 1e-12), ranked after it;
+5. lowers causes of severity error to warnings in a run whose recorded loss shows no
    symptom (a cause without a symptom yet is a warning, with its onset); NaN/Inf stays an
-   error.
+   error. Dead or saturated units that appeared in training after usual update ratios
+   (≤ TARGET_EARLY_RATIO) in such a run are info: the model stopped using them.
 """
 
 from __future__ import annotations
@@ -121,6 +125,7 @@ def _words(f: Finding) -> str:
 def link(ctx: Context, findings: list[Finding]) -> list[Finding]:
     findings = [_during_training(ctx, f) for f in findings]
     findings = _precision(findings)
+    findings = _vanished(findings)
     findings = _after_the_end(ctx, findings)
     causes = [
         f
@@ -140,11 +145,46 @@ def link(ctx: Context, findings: list[Finding]) -> list[Finding]:
         return out
     quiet = {"symptom": "none in the loss yet"}
     return [
-        dataclasses.replace(f, severity="warning", evidence={**f.evidence, **quiet})
+        _sparse(f)
+        if _sparsified(f)
+        else dataclasses.replace(f, severity="warning", evidence={**f.evidence, **quiet})
         if f.severity == "error" and id(f) in cause_ids and f.kind != "non_finite"
         else f
         for f in out
     ]
+
+
+def _sparsified(f: Finding) -> bool:
+    """Units that went dead or saturated during training while every weight moved at the
+    usual rate (update ratios ≤ TARGET_EARLY_RATIO before it), in a run whose loss shows no
+    symptom: nothing pushed them there but learning (a ReLU FFN that learnt its task on a
+    few units), so the step size is no cause and there is no symptom to explain."""
+    if f.kind not in ("dead_units", "saturated") or f.severity == "info":
+        return False
+    peak = f.evidence.get("update_ratio_before")
+    return (
+        f.evidence.get("appeared") == "during training"
+        and isinstance(peak, (int, float))
+        and peak <= TARGET_EARLY_RATIO
+    )
+
+
+def _sparse(f: Finding) -> Finding:
+    peak = f.evidence["update_ratio_before"]
+    said = (
+        f"; the loss shows no symptom and the weights moved at the usual rate (update ratios "
+        f"up to {peak:.2g}) before it: the units the model stopped using, not a failure"
+    )
+    return dataclasses.replace(
+        f,
+        severity="info",
+        message=f.message + said,
+        evidence={**f.evidence, "symptom": "none in the loss", "judged": "learnt sparsity"},
+        remedy=Remedy(
+            "nothing to change while the loss falls; if it stops falling, a lower learning "
+            "rate or LeakyReLU/GELU keeps more units alive"
+        ),
+    )
 
 
 def _after_the_end(ctx: Context, findings: list[Finding]) -> list[Finding]:
@@ -192,6 +232,9 @@ def _with_causes(ctx: Context, symptom: Finding, before: list[Finding]) -> Findi
         # is their consequence: the learning rate is the fix, clipping the help
         if not recurrent and c.kind == "exploding" and c.layer is None:
             return 5.5
+        # weights that barely move because their gradient vanished: the vanishing's fix
+        if c.kind == "small_updates" and "vanishing_at" in c.evidence:
+            return 9.5
         return _rank(c)
 
     def rank_origin(c: Finding) -> float:
@@ -345,10 +388,9 @@ def _during_training(ctx: Context, f: Finding) -> Finding:
         return f
     if f.layer is None or (f.kind == "non_finite" and f.severity == "info"):
         return f
-    code = f.remedy.code or ""
     if not ctx.steps or f.onset is None or f.onset <= ctx.steps[0]:
         return f
-    if not (f.remedy.scheme or code.startswith("gp.init")):
+    if not _reinitialises(f.remedy):
         return f
     peak = peak_before(ctx, f.onset)
     what = (
@@ -369,25 +411,79 @@ def _during_training(ctx: Context, f: Finding) -> Finding:
     )
 
 
+#: what a re-initialising remedy's code says: gradprobe's schemes, a Hugging Face model's own
+#: ``_init_weights``, torch's ``reset_parameters``
+_REINIT = ("gp.init.", "_init_weights", "reset_parameters")
+
+
+def _reinitialises(remedy: Remedy) -> bool:
+    """Whether ``remedy`` re-initialises the weights (a scheme, or code that does)."""
+    code = remedy.code or ""
+    return bool(remedy.scheme) or any(r in code for r in _REINIT)
+
+
+def _vanished(findings: list[Finding]) -> list[Finding]:
+    """Weights that barely move while the depth profile shows the gradient vanishing from
+    before they were seen still: too small a gradient, not too small a learning rate (SGD
+    moves a weight by lr·g; a larger lr would not fix a gradient 1e-12 of its size). Their
+    remedy is the vanishing's."""
+    vanishing = [
+        f
+        for f in findings
+        if f.kind == "vanishing"
+        and f.severity != "info"
+        and f.layer is not None
+        and f.time_step is None
+        and f.evidence.get("appeared") != "during training"
+    ]
+    if not vanishing:
+        return findings
+    first = min(vanishing, key=lambda f: f.onset or 0)
+    return _inherit(
+        findings,
+        first,
+        lambda f: (
+            f.kind == "small_updates"
+            and f.evidence.get("updated") != "never"
+            and (first.onset or 0) <= (f.onset or 0)
+        ),
+        f"the gradient vanishes ({_summary(first)}): these weights get too small a gradient "
+        "to move, whatever the learning rate",
+        "vanishing_at",
+    )
+
+
+def _inherit(findings: list[Finding], cause: Finding, applies, because: str, key: str):
+    """The findings ``applies`` picks get ``cause``'s remedy, ``because`` after their message
+    and ``evidence[key]`` = the cause's layer (a consequence told to fix its cause)."""
+    return [
+        dataclasses.replace(
+            f,
+            remedy=cause.remedy,
+            message=f"{f.message}; {because}",
+            evidence={**f.evidence, key: cause.layer},
+        )
+        if applies(f)
+        else f
+        for f in findings
+    ]
+
+
 def _precision(findings: list[Finding]) -> list[Finding]:
     over = [f for f in findings if f.kind == "overflow"]
     if not over:
         return findings
     first = min(over, key=lambda f: f.onset or 0)
-    out = []
-    for f in findings:
-        if (
+    return _inherit(
+        findings,
+        first,
+        lambda f: (
             f.kind == "non_finite"
             and f.severity == "error"
             and f.evidence.get("phase") in ("forward", "backward")
             and (f.step or 0) >= (first.onset or 0)
-        ):
-            f = dataclasses.replace(
-                f,
-                remedy=first.remedy,
-                message=f"{f.message}; it follows {_summary(first)}: an overflow of "
-                f"{first.evidence.get('dtype')}'s range, not a log/sqrt/division",
-                evidence={**f.evidence, "overflow_at": first.layer},
-            )
-        out.append(f)
-    return out
+        ),
+        f"it follows {_summary(first)}: an overflow of {first.evidence.get('dtype')}'s "
+        "range, not a log/sqrt/division",
+        "overflow_at",
+    )

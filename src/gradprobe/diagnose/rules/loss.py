@@ -3,13 +3,17 @@ included), ``oscillating``, ``loss_spike`` — each with its step range (``onset
 
 Read on the loss the probe stores on every step (``probe.step(loss=loss)``), smoothed by a
 centred rolling median over ``w`` = a tenth of the run (5 to 50 steps). ``start`` is the
-median of the first three losses, ``best`` the lowest smoothed value, ``final`` the median of
+median of the first three losses (the first alone when that median is 1.5× it: the first
+updates blew the loss up), ``best`` the lowest smoothed value, ``final`` the median of
 the last ``w``; ``noise`` σ̂ = 1.4826·MAD of the losses around the smoothed curve.
 
 - ``diverging`` (error): the loss became NaN/Inf; or ``final − best`` exceeds
   ``diverge_rise`` × max(start − best, |best| / 4) and 3σ̂ (σ̂ of the last third too: a
   loss that only scatters more is oscillating, not rising; it rose back half-way to where
-  it began, or by an eighth above its best when it had not fallen, and stayed there).
+  it began, or by an eighth above its best when it had not fallen, and stayed there); or
+  a positive loss's last ``w`` steps sit above each of its first three losses by
+  ``diverge_rise`` of the start, beyond
+  3σ̂/√w of their scatter (worse than the untrained model, however much it swings).
   Onset: where the rise began.
 - ``not_learning`` (warning): the smoothed loss never fell ``not_learning_drop`` (10 %)
   below the start.
@@ -58,6 +62,9 @@ from ..thresholds import Thresholds
 from . import RULES
 
 LOSS = "(loss)"
+#: the median of the first three losses this many times the first: the first updates blew
+#: the loss up, and the start the curve is judged against is the first loss alone
+BLOWN_UP = 1.5
 _LINKED = Remedy("see the causes listed: none was found in the layers before it")
 
 
@@ -105,6 +112,10 @@ class _Curve:
         self.w = window(n)
         self.m = centred_median(self.x, self.w)
         self.start = float(np.median(self.x[: min(3, n)]))
+        if self.x[0] > 0 and self.start > BLOWN_UP * self.x[0]:
+            # the first updates made the loss far worse (a too-large first step): where the
+            # model started is the loss before them, not the blown-up ones after
+            self.start = float(self.x[0])
         self.final = float(np.median(self.x[-self.w :]))
         # the best level where the centred median has its whole window: at the last w/2
         # steps it reads fewer values, and the minimum of a noisier median dips by chance
@@ -152,11 +163,42 @@ class _Curve:
         low = np.nonzero(self.m[self.best_i : j + 1] <= self.best + near)[0]
         return self.best_i + (int(low[-1]) if low.size else 0)
 
+    def above_start(self) -> Finding | None:
+        """A positive loss whose last ``w`` steps sit above each of its first three by more
+        than ``diverge_rise`` of the start, beyond the uncertainty of their median (3σ̂/√w of
+        the last third's scatter): worse than the untrained model, however it swings (a
+        jump in the first steps leaves no smoothed best before it to rise from)."""
+        # above each of the first three losses, not their median: a curve that swings
+        # between two levels from its first step (0.2, 1, 0.2, ...) is as high at its end
+        # as it was at its start
+        ref = float(self.x[: min(3, self.x.size)].max())
+        up = self.final - ref
+        if not self.positive or up <= self.t.diverge_rise * self.start:
+            return None
+        if up <= 3 * self.tail_noise / np.sqrt(self.w):
+            return None
+        high = np.nonzero(self.m > ref + 0.5 * up)[0]
+        j = int(high[0]) if high.size else 0
+        low = np.nonzero(self.m[: j + 1] <= ref)[0]
+        i = int(low[-1]) if low.size else 0
+        return self.finding(
+            "diverging",
+            "error",
+            i,
+            self.x.size - 1,
+            f"the loss ended at {self.final:.4g}, {self.final / self.start:.3g}× where it "
+            f"started ({self.start:.4g}), from about step {int(self.steps[i])}: worse than "
+            f"the untrained model",
+            rise=up,
+            above_start=True,
+            threshold=self.t.diverge_rise,
+        )
+
     def diverging(self) -> Finding | None:
         rise = self.final - self.best
         scale = max(self.start - self.best, 0.25 * abs(self.best))
         if rise <= self.t.diverge_rise * scale or rise <= 3 * max(self.noise, self.tail_noise):
-            return None
+            return self.above_start()
         i = self.rise_start()
         return self.finding(
             "diverging",

@@ -32,6 +32,9 @@ from ..training import lr_series, raise_lr, step_size
 from . import RULES
 
 TOP = 8  # weights listed by name in the evidence
+#: a typical (median over the weights) update ratio 10× below the usual ~1e-3: every weight
+#: moves too little, whichever of them crossed ``small_update_ratio``
+TYPICAL_SMALL = 1e-4
 
 
 def _frozen(ctx: Context, params: list[str]) -> set[str]:
@@ -195,6 +198,7 @@ def _never_updated(ctx: Context, r: Ratios) -> Finding | None:
     with np.errstate(invalid="ignore"):
         moved_grad = np.nanmax(np.where(np.isfinite(grads), grads, np.nan), axis=1, initial=0)
     never = (finite.sum(axis=1) >= 3) & (zero.sum(axis=1) == finite.sum(axis=1)) & (moved_grad > 0)
+    never &= _visible(ctx, r)
     if not never.any():
         return None
     names = [r.names[i] for i in np.nonzero(never)[0]]
@@ -238,6 +242,35 @@ def _never_updated(ctx: Context, r: Ratios) -> Finding | None:
     )
 
 
+#: the smallest ‖lr·g‖/‖w‖ whose step float32 always shows: an element changes only if its
+#: step exceeds half its ulp (6e-8 of it), so at 1e-6 most elements of a weight move, and
+#: ‖Δw‖ = 0 means the step was not applied; far below it (a gradient that vanished to 1e-12)
+#: w + lr·g rounds back to w and ‖Δw‖ = 0 is the vanishing gradient, not the optimizer
+VISIBLE_STEP = 1e-6
+
+
+def _visible(ctx: Context, r: Ratios) -> np.ndarray:
+    """Per weight: whether lr·‖g‖/‖w‖ reached VISIBLE_STEP on some measured step, so a zero
+    update cannot be float32 rounding (without a recorded lr, ‖g‖/‖w‖ ≥ 1e-3: any lr above
+    1e-3 would show). True where the norms were not recorded (nothing to tell it by)."""
+    quantities = set(ctx.run.quantities())
+    if not {("param_grad", "norm"), ("weight", "norm")} <= quantities:
+        return np.ones(len(r.names), dtype=bool)
+    g = ctx.matrix("param_grad", "norm", r.names)
+    w = ctx.matrix("weight", "norm", r.names)
+    lr = lr_series(ctx)
+    if lr is not None:
+        rates = np.array([lr.at(int(s)) or np.nan for s in r.steps])
+        line = VISIBLE_STEP
+    else:
+        rates, line = np.ones(len(r.steps)), 1e-3
+    with np.errstate(invalid="ignore", divide="ignore"):
+        step = rates[None, :] * g / w
+    known = np.isfinite(step).any(axis=1)
+    with np.errstate(invalid="ignore"):
+        return ~known | (np.where(np.isfinite(step), step, 0) >= line).any(axis=1)
+
+
 def _small(ctx: Context, r: Ratios) -> Finding | None:
     never = _never_updated(ctx, r)
     if never is not None:
@@ -257,8 +290,13 @@ def _small(ctx: Context, r: Ratios) -> Finding | None:
     onset = int(r.steps[np.nonzero(np.isfinite(r.values[worst]))[0][0]])
     names = [r.names[i] for i in idx]
     everywhere = len(names) * 2 > len(r.names)
-    if everywhere:
-        remedy = raise_lr(ctx, float(np.median(medians[idx])))
+    # the weights in general (not only those under the line) move 10× less than the usual
+    # ~1e-3: the learning rate is too low for all of them (Adam's step is ≈ lr per element,
+    # so the ratio is lr / rms(w): large-norm weights cross the line, the rest sit near it)
+    moving = medians[np.isfinite(medians) & (medians > 0)]
+    typical = float(np.median(moving)) if moving.size else median
+    if everywhere or typical < TYPICAL_SMALL:
+        remedy = raise_lr(ctx, float(np.median(medians[idx])) if everywhere else typical)
     else:
         remedy = Remedy(
             "the weights barely move: its gradient vanishes (see other findings) or the "
