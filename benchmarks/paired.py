@@ -50,6 +50,34 @@ def load_base(tree: str, into: str):
     return importlib.import_module("gradprobe_base")
 
 
+def race(lanes: dict, wl, clock, warmup: int, turns: int, run: int) -> dict[str, list[float]]:
+    """Each lane — (model, optimizer, probe or None) — trains ``warmup`` untimed steps (past
+    the default schedule's dense start, caches warm), then ``turns`` cycles in which every
+    lane, in a new shuffled order, trains ``run`` steps; each lane's time per turn."""
+
+    def turn(name: str, steps: int) -> float:
+        model, opt, probe = lanes[name]
+        t0 = clock()
+        for _ in range(steps):
+            loss = wl.loss_fn(model(wl.x), wl.y)
+            loss.backward()
+            opt.step()
+            if probe is not None:
+                probe.step(loss=loss)
+            opt.zero_grad()
+        return clock() - t0
+
+    for name in lanes:
+        turn(name, warmup)
+    times: dict[str, list[float]] = {k: [] for k in lanes}
+    order, rng = list(lanes), random.Random(0)
+    for _ in range(turns):
+        rng.shuffle(order)
+        for name in order:
+            times[name].append(turn(name, run))
+    return times
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--base", required=True, help="a source tree of the other commit")
@@ -76,26 +104,7 @@ def main(argv=None) -> None:
             probe = stack.enter_context(lib.watch(model, optimizer=opt, **kwargs)) if lib else None
             lanes[name] = (model, opt, probe)
 
-        def turn(name: str, steps: int) -> float:
-            model, opt, probe = lanes[name]
-            t0 = clock()
-            for _ in range(steps):
-                loss = wl.loss_fn(model(wl.x), wl.y)
-                loss.backward()
-                opt.step()
-                if probe is not None:
-                    probe.step(loss=loss)
-                opt.zero_grad()
-            return clock() - t0
-
-        for name in lanes:  # past the default schedule's dense start, caches warm
-            turn(name, args.warmup)
-        times: dict[str, list[float]] = {k: [] for k in lanes}
-        order, rng = list(lanes), random.Random(0)
-        for _ in range(args.turns):
-            rng.shuffle(order)
-            for name in order:
-                times[name].append(turn(name, args.run))
+        times = race(lanes, wl, clock, args.warmup, args.turns, args.run)
     for name in ("before", "after"):
         r = [a / b for a, b in zip(times[name], times["plain"], strict=True)]
         fastest = min(times[name]) / min(times["plain"])  # the least disturbed turns

@@ -59,3 +59,14 @@ def test_parts_benchmark_times_the_parts_of_two_source_trees():
     out = _run("benchmarks/parts.py", "--base", str(ROOT), "-n", "2")
     rows = re.findall(r"^\| (.+?) \| (hot|cold) \| [0-9]+ \| [0-9]+ \|$", out, re.M)
     assert len(rows) == 12 and {c for _, c in rows} == {"hot", "cold"}
+
+
+def test_ablate_benchmark_compares_the_probe_with_one_part_off():
+    """benchmarks/ablate.py: the probe against itself with the batched gradients off."""
+    out = _run(
+        "benchmarks/ablate.py", "--off", "grads", "--workload", "reference", "--turns", "2",
+        "--run", "2", "--warmup", "1", "--kwargs", '{"every": 1}',
+    )  # fmt: skip
+    assert re.search(r"^probe: [0-9.]+× plain$", out, re.M)
+    assert re.search(r"^--off grads: [0-9.]+× plain$", out, re.M)
+    assert re.search(r"^probe / off, paired per turn: [0-9.]+ \(quartiles ", out, re.M)

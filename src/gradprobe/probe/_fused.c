@@ -1,6 +1,8 @@
 /* One pass over a float32 CPU tensor: Σx, Σx², min, max and the count of NaN/±Inf
  * (moments_f32); a histogram's counts (histogram_f32); both and a saturation count, the
- * histogram of a strided sample, in one call (summary_f32: what a hook records of a tensor).
+ * histogram of a strided sample, in one call (summary_f32: what a hook records of a tensor);
+ * Σx² and Σ(x - y)² (sumsq_f32); and, batched, a logged step's parameter gradients with their
+ * weight norms (grads_f32) and its updates (sqdiffs_f32), one call for all the parameters.
  *
  * torch has no CPU kernel that gives these together: aminmax, sum and a dot product are
  * three reads of the tensor (reducers.moments). This reads it once. The sums are
