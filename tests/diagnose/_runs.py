@@ -21,11 +21,12 @@ def training_run(
     params=WEIGHTS,
     events=(),
     series=None,
+    meta=None,
 ):
     """``loss``/``lr``/``grad_norm``: one value per step (arrays, from step 0); ``logged``:
     {step: [(layer, quantity, stat, value), ...]} (the logged steps); ``series``: {step:
-    [(layer, quantity, values)]}."""
-    run = RunWriter.create(None)
+    [(layer, quantity, values)]}; ``meta``: the run's meta (e.g. ``{"optimizer": ...}``)."""
+    run = RunWriter.create(None, meta=meta)
     run.add_layer("(input)", "input")
     run.add_layer("(model)", "module")
     for name, module_type, activation in modules:

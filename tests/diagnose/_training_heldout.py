@@ -113,20 +113,21 @@ class ConvNeXtish(nn.Module):
 
 
 class TinyViT(nn.Module):
-    """2×2 patches of the 8×8 digit (16 tokens), Pre-LN encoder blocks, a class token."""
+    """2×2 patches of the 8×8 digit (16 tokens), torch encoder blocks (Pre-LN by default,
+    ``norm_first=False``: Post-LN, no final norm), a class token; ``dropout`` in the blocks."""
 
-    def __init__(self, d: int = 32, layers: int = 2, heads: int = 4) -> None:
+    def __init__(self, d=32, layers=2, heads=4, norm_first=True, dropout=0.0) -> None:
         super().__init__()
         self.patch = nn.Conv2d(1, d, 2, stride=2)
         self.cls = nn.Parameter(torch.zeros(1, 1, d))
         self.pos = nn.Parameter(0.02 * torch.randn(1, 17, d))
         self.blocks = nn.ModuleList(
             nn.TransformerEncoderLayer(
-                d, heads, 2 * d, dropout=0.0, batch_first=True, norm_first=True
+                d, heads, 2 * d, dropout=dropout, batch_first=True, norm_first=norm_first
             )
             for _ in range(layers)
         )
-        self.norm = nn.LayerNorm(d)
+        self.norm = nn.LayerNorm(d) if norm_first else nn.Identity()
         self.head = nn.Linear(d, 10)
 
     def forward(self, x):

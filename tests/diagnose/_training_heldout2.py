@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._training import BasicBlock, RecurrentLM, T, V, mlp, shift_batches
+from ._training import RecurrentLM, ResNet, T, V, mlp, shift_batches
 from ._training_heldout import (
     Held,
     SmallCNN,
@@ -20,6 +20,7 @@ from ._training_heldout import (
     _digits,
     _flat,
     _images,
+    _Logits,
     _sgd,
     _tokens,
     _warmup_cosine,
@@ -78,39 +79,14 @@ class GNCNN(nn.Module):
         return self.body(x)
 
 
-class WideResNet(nn.Module):
-    def __init__(self, c: int = 16, blocks: int = 3) -> None:
-        super().__init__()
-        self.stem = nn.Conv2d(1, c, 3, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(c)
-        self.relu = nn.ReLU()
-        self.blocks = nn.Sequential(*(BasicBlock(c) for _ in range(blocks)))
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(c, 10)
-
-    def forward(self, x):
-        return self.fc(self.pool(self.blocks(self.relu(self.bn(self.stem(x))))).flatten(1))
-
-
 def _gpt2(layers=2, d=32, heads=4) -> nn.Module:
     from transformers import GPT2Config, GPT2LMHeadModel
-
-    from ._training_heldout import _Logits
 
     cfg = GPT2Config(
         vocab_size=V, n_positions=T, n_embd=d, n_layer=layers, n_head=heads,
         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
     )  # fmt: skip
     return _Logits(GPT2LMHeadModel(cfg))
-
-
-class _BertLogits(nn.Module):
-    def __init__(self, m: nn.Module) -> None:
-        super().__init__()
-        self.m = m
-
-    def forward(self, idx):
-        return self.m(input_ids=idx).logits
 
 
 def _bert() -> nn.Module:
@@ -121,7 +97,7 @@ def _bert() -> nn.Module:
         intermediate_size=64, max_position_embeddings=80, num_labels=10,
         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
     )  # fmt: skip
-    return _BertLogits(BertForSequenceClassification(cfg))
+    return _Logits(BertForSequenceClassification(cfg))
 
 
 # -- data -----------------------------------------------------------------------------------
@@ -225,7 +201,7 @@ HEALTHY = {
         scheduler=_warmup_cosine(20, 200),
     ),
     "resnet_sgd_wd": Held(
-        "resnet_sgd_wd", WideResNet, _sgd(0.05, momentum=0.9, weight_decay=5e-4), _images
+        "resnet_sgd_wd", lambda: ResNet(16, 3), _sgd(0.05, momentum=0.9, weight_decay=5e-4), _images
     ),
     "gru_lm_clipped": Held(
         "gru_lm_clipped",

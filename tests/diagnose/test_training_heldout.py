@@ -8,14 +8,13 @@ No line is drawn through a trained number: the assertions are about which findin
 reported, where, and when, on runs whose failure is far from every threshold.
 """
 
-import re
-
 import numpy as np
 import pytest
 
 from gradprobe.diagnose import diagnose
 from gradprobe.run import Event
 
+from ._judge import cached_runs, first, lr_in, no_reinit, serious
 from ._runs import decaying, noisy, training_run, updates
 from ._training_heldout import BROKEN, HEALTHY, train
 
@@ -23,34 +22,9 @@ SEEDS = (0, 1)
 slow = pytest.mark.slow
 
 
-def serious(findings):
-    return [f for f in findings if f.severity in ("warning", "error")]
-
-
-def first(findings, kinds):
-    found = [f for f in serious(findings) if f.kind in kinds]
-    assert found, [str(f) for f in findings]
-    return found[0]
-
-
-def no_reinit(findings):
-    for f in serious(findings):
-        if (f.onset or 0) > 0:
-            assert "gp.init.apply" not in (f.remedy.code or ""), str(f)
-
-
 @pytest.fixture(scope="module")
 def runs():
-    cache: dict = {}
-
-    def get(name, seed):
-        if (name, seed) not in cache:
-            case = BROKEN.get(name) or HEALTHY[name]
-            run, losses = train(case, seed)
-            cache[name, seed] = (run, losses, diagnose(run))
-        return cache[name, seed]
-
-    return get
+    return cached_runs(BROKEN, HEALTHY, train)
 
 
 @slow
@@ -73,8 +47,8 @@ def test_a_cnn_at_sgd_1e_5_is_told_to_raise_the_lr(runs, seed):
     _run, _, found = runs("cnn_sgd_1e-5", seed)
     s = first(found, ("not_learning",))
     assert s.onset == 0 and s.causes[0].kind == "small_updates"
-    lr = re.search(r"group\['lr'\] = ([0-9.e-]+)", s.remedy.code)
-    assert lr and float(lr.group(1)) > 100 * 1e-5
+    lr = lr_in(s.remedy.code)
+    assert lr is not None and lr > 100 * 1e-5
     assert "gp.init" not in (s.remedy.code or "")
 
 

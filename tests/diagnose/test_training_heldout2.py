@@ -8,56 +8,23 @@ No line is drawn through a trained number: the assertions are about which findin
 reported, where, and when, on runs whose failure is far from every threshold.
 """
 
-import re
-
 import numpy as np
 import pytest
 
 from gradprobe.diagnose import Context, Finding, Remedy, Thresholds, diagnose
 from gradprobe.diagnose.link import link
 
+from ._judge import cached_runs, first, lr_in, no_reinit, serious
 from ._runs import decaying, noisy, training_run, updates
 from ._training_heldout2 import BROKEN, HEALTHY, train
 
 SEEDS = (0, 1)
 slow = pytest.mark.slow
-REINIT = ("gp.init.", "_init_weights", "reset_parameters")
-
-
-def serious(findings):
-    return [f for f in findings if f.severity in ("warning", "error")]
-
-
-def first(findings, kinds):
-    found = [f for f in serious(findings) if f.kind in kinds]
-    assert found, [str(f) for f in findings]
-    return found[0]
-
-
-def no_reinit(findings):
-    """No problem that began during training is told to re-initialise (in any spelling)."""
-    for f in serious(findings):
-        if (f.onset or 0) > 0 and f.kind not in ("not_learning", "stalled"):
-            assert not any(r in (f.remedy.code or "") for r in REINIT), str(f)
-
-
-def lr_in(code):
-    m = re.search(r"group\['lr'\] = ([0-9.e-]+)", code or "")
-    return float(m.group(1)) if m else None
 
 
 @pytest.fixture(scope="module")
 def runs():
-    cache: dict = {}
-
-    def get(name, seed):
-        if (name, seed) not in cache:
-            case = BROKEN.get(name) or HEALTHY[name]
-            run, losses = train(case, seed)
-            cache[name, seed] = (run, losses, diagnose(run))
-        return cache[name, seed]
-
-    return get
+    return cached_runs(BROKEN, HEALTHY, train)
 
 
 @slow

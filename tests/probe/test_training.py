@@ -126,6 +126,34 @@ def test_the_learning_rate_of_every_step_and_of_each_group():
     assert _values(probe.run, "lr", "value") == {0: 0.2}
 
 
+def test_the_optimizer_and_its_hyper_parameters_are_in_the_meta(tmp_path):
+    """What the diagnosis reads of the optimizer (SGD's step is lr·g, Adam's eps), in the
+    run's file too; a group whose lr differs says so."""
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True)
+    with gp.watch(model, optimizer=opt, path=tmp_path / "run.db") as probe:
+        model(torch.randn(4, 6)).sum().backward()
+        opt.step()
+    meta = gp.Run.load(tmp_path / "run.db").meta["optimizer"]
+    assert meta == probe.run.meta["optimizer"]
+    assert meta["type"] == "SGD" and meta["momentum"] == 0.9 and meta["nesterov"] is True
+    assert meta["groups"] == 1 and meta["groups_alike"] is True and "lr" not in meta
+    adam = torch.optim.Adam(
+        [{"params": model[0].parameters(), "lr": 0.01}, {"params": model[2:].parameters()}],
+        lr=torch.tensor(1e-3), eps=0.0,
+    )  # fmt: skip
+    with gp.watch(model, optimizer=adam) as probe:
+        model(torch.randn(4, 6)).sum().backward()
+        adam.step()
+    meta = probe.run.meta["optimizer"]
+    assert meta["type"] == "Adam" and meta["eps"] == 0.0 and meta["betas"] == [0.9, 0.999]
+    assert meta["groups"] == 2 and meta["groups_alike"] is False
+    with gp.watch(model) as probe:  # no optimizer: nothing said about one
+        model(torch.randn(4, 6)).sum().backward()
+        probe.step()
+    assert "optimizer" not in probe.run.meta
+
+
 def test_step_with_the_loss_after_the_optimizer_ended_the_step_starts_no_other():
     """The DESIGN example: watch(optimizer=opt) and probe.step(loss=loss) after opt.step()."""
     model = _mlp()

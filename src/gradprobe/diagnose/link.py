@@ -23,7 +23,9 @@ After every rule has run, :func:`link`:
 5. lowers causes of severity error to warnings in a run whose recorded loss shows no
    symptom (a cause without a symptom yet is a warning, with its onset); NaN/Inf stays an
    error. Dead or saturated units that appeared in training after usual update ratios
-   (≤ TARGET_EARLY_RATIO) in such a run are info: the model stopped using them.
+   (≤ TARGET_EARLY_RATIO) in such a run are info: the model stopped using them; so are
+   large updates (at most the weight's norm) of the first steps only, after which nothing
+   else went wrong: the model trained through them.
 """
 
 from __future__ import annotations
@@ -144,9 +146,12 @@ def link(ctx: Context, findings: list[Finding]) -> list[Finding]:
     if not _loss_judged(ctx) or any(f.kind in SYMPTOMS for f in findings):
         return out
     quiet = {"symptom": "none in the loss yet"}
+    later = [f for f in out if f.severity != "info" and (f.onset or 0) > 0]
     return [
         _sparse(f)
         if _sparsified(f)
+        else _survived(f)
+        if _outlived(ctx, f, later)
         else dataclasses.replace(f, severity="warning", evidence={**f.evidence, **quiet})
         if f.severity == "error" and id(f) in cause_ids and f.kind != "non_finite"
         else f
@@ -175,16 +180,58 @@ def _sparse(f: Finding) -> Finding:
         f"; the loss shows no symptom and the weights moved at the usual rate (update ratios "
         f"up to {peak:.2g}) before it: the units the model stopped using, not a failure"
     )
-    return dataclasses.replace(
+    return _no_harm(
         f,
-        severity="info",
-        message=f.message + said,
-        evidence={**f.evidence, "symptom": "none in the loss", "judged": "learnt sparsity"},
-        remedy=Remedy(
+        said,
+        "learnt sparsity",
+        Remedy(
             "nothing to change while the loss falls; if it stops falling, a lower learning "
             "rate or LeakyReLU/GELU keeps more units alive"
         ),
     )
+
+
+def _no_harm(f: Finding, said: str, judged: str, remedy: Remedy) -> Finding:
+    """``f`` as information: a cause in a run whose loss shows no symptom, judged harmless."""
+    return dataclasses.replace(
+        f,
+        severity="info",
+        message=f.message + said,
+        evidence={**f.evidence, "symptom": "none in the loss", "judged": judged},
+        remedy=remedy,
+    )
+
+
+def _outlived(ctx: Context, f: Finding, later: list[Finding]) -> bool:
+    """Large updates seen only in the first steps (the run's median ratio at most
+    ``large_update_ratio``), none larger than the weight itself (the rule's warning, not its
+    error: a step over 100 % of the norm erases the init), in a run whose loss shows no
+    symptom and where nothing else went wrong after them: the model trained through its
+    large first steps (Adagrad's and Adam's first step is ≈ lr per element, whatever the
+    gradient), so they caused nothing."""
+    if f.kind != "large_updates" or f.severity != "warning":
+        return False
+    if f.evidence.get("judged_on") != "first steps":
+        return False
+    median = f.evidence.get("median_update_ratio")
+    if not isinstance(median, (int, float)) or not median <= ctx.t.large_update_ratio:
+        return False
+    return not any(g is not f for g in later)
+
+
+def _survived(f: Finding) -> Finding:
+    peak, median = f.evidence["update_ratio"], f.evidence["median_update_ratio"]
+    said = (
+        f"; the loss shows no symptom, the updates settled to a median {median:.2g} and "
+        f"nothing went wrong after them: the model trained through its large first steps"
+    )
+    remedy = Remedy(
+        f"nothing to change while the loss falls; first steps of {peak:.2g} of a weight's "
+        f"norm are a risk on a larger model or a harder task — a warm-up keeps them near 1e-2",
+        None,
+        f.remedy.code,
+    )
+    return _no_harm(f, said, "trained through", remedy)
 
 
 def _after_the_end(ctx: Context, findings: list[Finding]) -> list[Finding]:

@@ -24,6 +24,11 @@ from .series import Series, model_series, sig
 #: and ~1e-2 is where healthy runs start (then fall towards ~1e-3)
 TARGET_EARLY_RATIO = 1e-2
 
+#: SGD moves the weights by lr·‖g‖ a step (momentum only adds to it on average): a median
+#: ‖Δθ‖ this far below lr·‖g‖, with ‖g‖ the backward's norm, means the gradient was scaled
+#: down between the backward and opt.step() (a clip_grad_norm_ max_norm far under ‖g‖)
+SCALED_DOWN = 1e-2
+
 _ATTENTION = ("Attention", "MultiheadAttention", "SelfAttention")
 _NORMS = ("LayerNorm", "RMSNorm")
 
@@ -162,8 +167,67 @@ def step_size(ctx: Context, peak_ratio: float, step: int | None, what: str) -> R
     )
 
 
+def optimizer_of(ctx: Context) -> dict:
+    """``run.meta["optimizer"]`` (its class and first group's hyper-parameters; {} when the
+    probe was not given ``optimizer=``)."""
+    return dict(ctx.run.meta.get("optimizer") or {})
+
+
+def gradient_scale(ctx: Context) -> tuple[float, float] | None:
+    """(median over the logged steps of ‖Δθ‖ / (lr·‖g‖), median ‖g‖) for plain SGD (one
+    kind of param group, no dampening): ‖Δθ‖ from every parameter's recorded update, ‖g‖
+    the global gradient norm the backward produced. SGD's step is lr·g, so the first is ≥ ~1
+    unless something shrank the gradient before the step (momentum and updates measured
+    several steps apart only make it larger). None for another optimizer, or without the
+    numbers on at least three steps."""
+    opt = optimizer_of(ctx)
+    if opt.get("type") != "SGD" or opt.get("dampening") or not opt.get("groups_alike", True):
+        return None
+    if ("update", "norm") not in set(ctx.run.quantities()):
+        return None
+    params = [la.name for la in ctx.run.layers("param")]
+    upd = ctx.matrix("update", "norm", params)
+    norms, lr = model_series(ctx.run, "grad_norm", "global"), lr_series(ctx)
+    if norms is None or lr is None:
+        return None
+    scales, seen = [], []
+    for j, step in enumerate(ctx.steps):
+        col = upd[:, j]
+        g, rate = norms.at(step), lr.at(step)
+        if not np.isfinite(col).any() or g is None or rate is None:
+            continue
+        if not (math.isfinite(g) and g > 0 and math.isfinite(rate) and rate > 0):
+            continue
+        scales.append(math.sqrt(float(np.nansum(col**2))) / (rate * g))
+        seen.append(g)
+    if len(scales) < 3:
+        return None
+    return float(np.median(scales)), float(np.median(seen))
+
+
+def unclip(ctx: Context, median_ratio: float, scale: float, norm: float) -> Remedy:
+    """The weights barely move because the gradient was scaled down before the step."""
+    new = sig(norm, 2)
+    return Remedy(
+        f"the weights move by {median_ratio:.2g} of their norm per step, {scale:.2g}× what "
+        f"SGD's step lr·‖g‖ would move them: the gradient is scaled down before opt.step() "
+        f"(to a norm of ~{sig(scale * norm, 2):g}, while the backward gives {new:g}) — a "
+        f"clip_grad_norm_ max_norm far below the gradient norm, or a loss divided by a large "
+        f"factor; raise max_norm to about {new:g} (the median gradient norm) or drop the "
+        f"clipping, rather than the learning rate",
+        None,
+        f"torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm={new:g})"
+        f"  # it clipped ‖g‖ ≈ {new:g} to ~{sig(scale * norm, 2):g}",
+    )
+
+
 def raise_lr(ctx: Context, median_ratio: float) -> Remedy:
-    """The weights barely move although their gradients reach them: a larger step."""
+    """The weights barely move although their gradients reach them: a larger step — unless
+    SGD's steps are far below lr·‖g‖ (:func:`gradient_scale`): then the gradient was shrunk
+    before the step (clipping too tight), and that is the change to make."""
+    scaled = gradient_scale(ctx)
+    if scaled is not None and scaled[0] < SCALED_DOWN:
+        return unclip(ctx, median_ratio, *scaled)
     lr = peak_lr(ctx)
     factor = min(1e3, 1e-3 / max(median_ratio, 1e-12))
     if lr is None:

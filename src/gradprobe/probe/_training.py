@@ -55,6 +55,45 @@ def check_loss(loss: object) -> object:
     return float(loss)  # type: ignore[arg-type]
 
 
+#: the hyper-parameters of a param group the diagnosis reads (SGD's momentum and dampening,
+#: Adam's eps: 0 makes a gradient of exactly 0 divide 0 by 0)
+HYPER = ("momentum", "dampening", "nesterov", "betas", "eps", "weight_decay", "alpha",
+         "centered", "lr_decay", "amsgrad", "maximize")  # fmt: skip
+
+
+def _plain(v: object) -> object:
+    """A hyper-parameter as a JSON number, bool or list of numbers (None if it is not one)."""
+    if isinstance(v, torch.Tensor) and v.numel() == 1:
+        v = v.item()
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, (tuple, list)) and all(isinstance(x, (int, float)) for x in v):
+        return [float(x) for x in v]
+    return None
+
+
+def optimizer_meta(optimizer) -> dict:
+    """``run.meta["optimizer"]``: the optimizer's class name, its number of param groups,
+    whether they share their hyper-parameters and learning rate, and the first group's
+    hyper-parameters of :data:`HYPER` that it has."""
+    groups = list(getattr(optimizer, "param_groups", ()))
+    out: dict = {"type": type(optimizer).__name__, "groups": len(groups)}
+    if not groups:
+        return out
+    keys = [k for k in HYPER if _plain(groups[0].get(k)) is not None]
+    out.update({k: _plain(groups[0][k]) for k in keys})
+
+    def same(g: dict) -> bool:
+        return all(_plain(g.get(k)) == out[k] for k in keys) and _plain(g.get("lr")) == _plain(
+            groups[0].get("lr")
+        )
+
+    out["groups_alike"] = all(same(g) for g in groups[1:])
+    return out
+
+
 def learning_rates(optimizer) -> list:
     """``lr`` of every param group (floats, or tensors as the optimizer holds them)."""
     return [g.get("lr") for g in getattr(optimizer, "param_groups", ()) if "lr" in g]

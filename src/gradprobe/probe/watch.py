@@ -16,6 +16,7 @@ from ..errors import InvalidInputError
 from ..run import RunWriter
 from ._distributed import rank_path
 from ._distributed import resolve as resolve_distributed
+from ._training import optimizer_meta
 from .guard import Guard, check_options
 from .probe import EARLY_STEPS, UPDATE_GAP, Probe
 from .schedules import DEFAULT, Schedule, as_schedule
@@ -152,6 +153,8 @@ def watch(
         "first_nonfinite": first_nonfinite,
         "torch": torch.__version__,
     }
+    if optimizer is not None:
+        meta["optimizer"] = optimizer_meta(optimizer)
     reducer = resolve_distributed(distributed)
     if reducer is not None:
         meta.update(world_size=reducer.world, rank=reducer.rank)

@@ -29,7 +29,7 @@ from ...run import Event
 from ..context import Context
 from ..finding import Finding, Remedy
 from ..series import loss_series, skipped_steps
-from ..training import clip, step_size
+from ..training import clip, optimizer_of, step_size
 from . import RULES
 from ._unlogged import (
     LOCATE,
@@ -169,6 +169,16 @@ _UPDATED = "(optimizer step) "
 def _update_remedy(ctx: Context, event: Event) -> Remedy:
     """The optimizer step overflowed the weights: the step size, and clipping."""
     what = f"the optimizer step at step {event.step} made the weights of {event.layer} NaN/Inf"
+    opt = optimizer_of(ctx)
+    if "eps" in opt and not opt["eps"] > 0:  # Adam, RMSprop, Adagrad: g / (√v + eps)
+        return Remedy(
+            f"{what}: {opt.get('type', 'the optimizer')}'s eps is {opt['eps']:g}, so a weight "
+            f"whose gradient was exactly 0 so far (an input that is always 0, a unit that never "
+            f"fired, an embedding row not yet seen) divides 0 by 0; the step size is not the "
+            f"cause. Give eps its default",
+            None,
+            "for group in opt.param_groups:\n    group['eps'] = 1e-8",
+        )
     peak = peak_before(ctx, event.step)
     cut = clip(ctx, event.step, what)
     if peak is None:
