@@ -66,6 +66,10 @@ def test_watch_during_fit_and_findings_in_the_logger(tmp_path):
     assert list(run.matrix("loss", "value")[2][0]) == module.losses
     assert list(run.matrix("lr", "value")[2][0]) == [0.1] * 5
     assert run.matrix("grad_norm", "global")[1] == [0, 1, 2, 3, 4]
+    # the optimizer and its hyper-parameters, as watch(optimizer=) records them
+    opt = trainer.optimizers[0]
+    assert run.meta["optimizer"]["type"] == type(opt).__name__
+    assert run.meta["optimizer"]["momentum"] == opt.defaults["momentum"]
     _, _, calls = run.matrix("activation", "calls")
     assert (calls == 1).all()  # validation forwards are not recorded
     assert any(f.kind == "saturated" for f in cb.findings)

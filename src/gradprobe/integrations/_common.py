@@ -17,6 +17,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import torch
+
 from ..errors import GradprobeError
 from ..run import Histogram, Run
 
@@ -128,6 +130,16 @@ class ProbeOwner:
             distributed=self.distributed, **self.watch_options,
         )  # fmt: skip
         self.run = self.probe.run
+
+    def _note_optimizer(self, optimizer) -> None:
+        """``run.meta["optimizer"]`` (what ``watch(optimizer=)`` records: its class and
+        hyper-parameters, read by the diagnosis), once, when the framework shows it."""
+        if self.run is None or optimizer is None or "optimizer" in self.run.meta:
+            return
+        if isinstance(optimizer, torch.optim.Optimizer):
+            from ..probe._training import optimizer_meta
+
+            self.run.set_meta("optimizer", optimizer_meta(optimizer))
 
     def _finish_probe(self) -> bool:
         """Close the probe and diagnose its run; False when no probe was started."""

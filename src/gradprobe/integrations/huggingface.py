@@ -41,6 +41,7 @@ def _build():
             self._start_probe(model)
             self.probe.hooks.active = False  # listen from on_step_begin only
             self._optimizer, self._lrs, self._losses = kwargs.get("optimizer"), None, []
+            self._note_optimizer(self._optimizer)
             # the loss the model returns (ModelOutput.loss); removed with the probe's hooks
             self.probe.hooks.forward(model, self._take_loss, "(model) loss")
 
@@ -56,7 +57,9 @@ def _build():
         def on_step_begin(self, args, state, control, **kwargs):
             if self.probe is not None and not self.probe._closed:
                 self.probe.hooks.active = True
-                self._lrs = learning_rates(kwargs.get("optimizer") or self._optimizer)
+                optimizer = kwargs.get("optimizer") or self._optimizer
+                self._lrs = learning_rates(optimizer)
+                self._note_optimizer(optimizer)
                 self._losses = []
 
         def on_step_end(self, args, state, control, **kwargs):

@@ -61,6 +61,8 @@ def _build():
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
             optimizers = getattr(trainer, "optimizers", None) or []
             self._lrs = learning_rates(optimizers[0]) if optimizers else None
+            if optimizers:
+                self._note_optimizer(optimizers[0])
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             if self.probe is not None:
