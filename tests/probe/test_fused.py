@@ -350,3 +350,81 @@ def test_norm_of_and_norm_diff_agree_with_the_torch_path_and_leave_inputs_alone(
     assert torch.equal(prev, kept)  # nothing written
     strided = w.t()  # not contiguous: the torch path, a tensor
     assert float(R.norm_of(strided)) == pytest.approx(R.norm_of(w), rel=1e-6)
+
+
+# -- attention_f32: the attention sample without a mask -----------------------------------
+
+
+def _attention_reference(q, k, heads, kv, rows, scale, causal):
+    """max logit, Σ entropy, min per-head mean entropy, in float64 numpy, by the definition:
+    z = scale·q·k over the keys a row sees, p = softmax(z), H = -Σ p ln p."""
+    q, k = q.double().numpy(), k.double().numpy()
+    best, total, means = -np.inf, 0.0, []
+    for h, g in zip(heads, kv, strict=True):
+        ents = []
+        for i in rows:
+            keys = k[g, : min(i + 1, k.shape[1])] if causal else k[g]
+            z = scale * keys @ q[h, i]
+            p = np.exp(z - z.max())
+            p /= p.sum()
+            ents.append(float(-(p * np.log(p)).sum()))
+            best = max(best, float(z.max()))
+        total += sum(ents)
+        means.append(np.mean(ents))
+    return best, total, min(means)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize(
+    ("H", "Hk", "L", "S", "E"), [(4, 4, 64, 64, 32), (8, 2, 50, 70, 12), (3, 3, 5, 1, 7)]
+)
+def test_attention_f32_against_numpy_in_float64(H, Hk, L, S, E, causal):
+    g = torch.Generator().manual_seed(H * 100 + S)
+    # (B, L, H, E) transposed to (B, H, L, E), as attention code hands SDPA its q and k
+    q = (torch.randn(2, L, H, E, generator=g) * 2).transpose(1, 2)[0]
+    k = torch.randn(2, S, Hk, E, generator=g).transpose(1, 2)[0]
+    heads = tuple(range(0, H, max(H // 4, 1)))[:4]
+    kv = tuple(h // (H // Hk) for h in heads)
+    rows = tuple(range(0, L, 3))
+    got = R.FUSED.attention_f32(
+        q.data_ptr(), q.stride(), k.data_ptr(), k.stride(), heads, kv, rows, S, E, 0.3, causal
+    )
+    want = _attention_reference(q, k, heads, kv, rows, 0.3, causal)
+    assert got == pytest.approx(want, rel=1e-5, abs=1e-6)
+
+
+def test_attention_f32_of_a_nan_query_is_nan_like_amax():
+    q, k = torch.randn(2, 8, 4), torch.randn(2, 8, 4)
+    q[1, 3, 0] = math.nan
+    got = R.FUSED.attention_f32(
+        q.data_ptr(), q.stride(), k.data_ptr(), k.stride(), (0, 1), (0, 1), (0, 3), 8, 4, 1.0, False
+    )
+    assert math.isnan(got[0]) and math.isnan(got[1]) and math.isnan(got[2])
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"heads": ()}, {"kv": (0,)}, {"rows": (-1,)}, {"S": 0}, {"q_strides": (4, 1)}],
+    ids=["no heads", "kv heads differ", "negative row", "no keys", "two strides"],
+)
+def test_attention_f32_refuses_what_it_cannot_read(change):
+    q = torch.randn(2, 8, 4)
+    args = {"q_strides": q.stride(), "heads": (0, 1), "kv": (0, 1), "rows": (0, 1), "S": 8}
+    args.update(change)
+    with pytest.raises(ValueError, match="attention_f32"):
+        R.FUSED.attention_f32(
+            q.data_ptr(), args["q_strides"], q.data_ptr(), q.stride(), args["heads"],
+            args["kv"], args["rows"], args["S"], 4, 1.0, False,
+        )  # fmt: skip
+
+
+def test_the_sdpa_sample_is_the_same_with_and_without_the_kernel(monkeypatch):
+    from gradprobe.probe import _attention as A
+
+    g = torch.Generator().manual_seed(3)
+    q = torch.randn(2, 100, 6, 16, generator=g).transpose(1, 2)  # 6 heads, 100 queries
+    k = torch.randn(2, 100, 3, 16, generator=g).transpose(1, 2)  # grouped key heads
+    fused = [float(v) for v in A.sdpa_sample(q, k, is_causal=True)]
+    monkeypatch.setattr(A, "_kernel", lambda: False)
+    ops = [float(v) for v in A.sdpa_sample(q, k, is_causal=True)]
+    assert fused == pytest.approx(ops, rel=1e-5, abs=1e-5)

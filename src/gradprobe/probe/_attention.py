@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import reducers as R
+
 HEADS, QUERIES = 4, 64
 _FIELDS = 5  # max_logit, Σ entropy, rows, min per-head mean entropy, Σ ln(keys)
 
@@ -101,6 +103,21 @@ def sdpa_sample(
     a mask)."""
     if not isinstance(key, torch.Tensor) or query.dim() < 3 or key.dim() < 3:
         return None
+    if query.numel() == 0 or key.numel() == 0:  # no example, key or query: nothing to sample
+        return None
+    if (
+        attn_mask is None
+        and query.dtype == key.dtype == torch.float32
+        and query.device.type == "cpu" == key.device.type
+        and _kernel()
+        and not _autocast_on(query)
+    ):  # the common path: example 0 read in place, no view made
+        (H, L, E), (Hk, S) = query.shape[-3:], key.shape[-3:-1]
+        rows = (L, None) if L <= QUERIES else (L, QUERIES)
+        s = 1.0 / math.sqrt(E) if scale is None else float(scale)
+        return _fused_stats(
+            query, key, H, Hk, rows, s, is_causal, _keys_allowed(rows, S, is_causal, query.device)
+        )
     lead = (0,) * (query.dim() - 3)
     q0, k0 = query.detach()[lead], key.detach()[(0,) * (key.dim() - 3)]  # (H, L, E), (Hk, S, E)
     H, L, E = q0.shape
@@ -189,6 +206,38 @@ def _unmasked_stats(q: torch.Tensor, k: torch.Tensor, scale: float, keys: _Keys)
     h = q.shape[0]
     m = keys.rows
     return (z.amax(), per_head.sum(), float(h * m), per_head.amin() / m, h * keys.log_keys)
+
+
+_SAMPLED: dict[tuple, tuple] = {}
+
+
+def _kernel() -> bool:
+    """Is ``_fused.attention_f32`` built (an older build of ``_fused`` lacks it)?"""
+    return R.FUSED is not None and hasattr(R.FUSED, "attention_f32")
+
+
+def _fused_stats(query, key, H: int, Hk: int, rows: tuple, scale: float, causal: bool, keys):
+    """:func:`_unmasked_stats` of the first example of float32 CPU ``query`` (..., H, L, E)
+    and ``key`` (..., Hk, S, E) in one ``_fused.attention_f32`` call, read in place through
+    their strides (example 0 starts at ``data_ptr()``): the same sample (:func:`_pick` of the
+    heads and query rows, grouped key heads), the logits and entropies in float64."""
+    at = (H, Hk, rows)
+    got = _SAMPLED.get(at)
+    if got is None:
+        hs, qi = _pick(H, HEADS, "cpu"), _pick(rows[0], QUERIES, "cpu")
+        heads = tuple(range(H)) if hs is None else tuple(hs.tolist())
+        kv = tuple(i // max(H // Hk, 1) for i in heads) if Hk != H else heads
+        got = (heads, kv, tuple(range(rows[0])) if qi is None else tuple(qi.tolist()))
+        if len(_SAMPLED) > 256:
+            _SAMPLED.clear()
+        _SAMPLED[at] = got
+    heads, kv, picked = got
+    max_logit, total, min_head = R.FUSED.attention_f32(
+        query.data_ptr(), query.stride()[-3:], key.data_ptr(), key.stride()[-3:], heads, kv,
+        picked, key.shape[-2], query.shape[-1], scale, causal,
+    )  # fmt: skip
+    h = len(heads)
+    return (max_logit, total, float(h * keys.rows), min_head, h * keys.log_keys)
 
 
 def _mha_mask(mask, n_heads: int, heads, qi, key_mask: bool):

@@ -2,7 +2,8 @@
  * (moments_f32); a histogram's counts (histogram_f32); both and a saturation count, the
  * histogram of a strided sample, in one call (summary_f32: what a hook records of a tensor);
  * Σx² and Σ(x - y)² (sumsq_f32); and, batched, a logged step's parameter gradients with their
- * weight norms (grads_f32) and its updates (sqdiffs_f32), one call for all the parameters.
+ * weight norms (grads_f32) and its updates (sqdiffs_f32), one call for all the parameters;
+ * the attention sample of a call without a mask: logits, their max and entropy (attention_f32).
  *
  * torch has no CPU kernel that gives these together: aminmax, sum and a dot product are
  * three reads of the tensor (reducers.moments). This reads it once. The sums are
@@ -609,6 +610,135 @@ static PyObject *sqdiffs_f32(PyObject *self, PyObject *const *args, Py_ssize_t n
     Py_RETURN_NONE;
 }
 
+/* The logits z_j = scale · q_i·k_j of one query row against its nk keys into z; returns
+ * their max (NaN if one is NaN). The dot in float32 as torch's matmul (8 lanes, which the
+ * compiler vectorises), the logits in float64. */
+static double row_logits(const float *qr, int64_t qsE, const float *kh, int64_t ksS,
+                         int64_t ksE, int64_t nk, int64_t E, double scale, double *z) {
+    double m = -INFINITY;
+    int nan = 0;
+    for (int64_t j = 0; j < nk; j++) {
+        const float *kr = kh + j * ksS;
+        float a[8] = {0};
+        int64_t e = 0;
+        if (qsE == 1 && ksE == 1) {
+            for (; e + 8 <= E; e += 8)
+                for (int l = 0; l < 8; l++)
+                    a[l] += qr[e + l] * kr[e + l];
+        }
+        for (; e < E; e++)
+            a[0] += qr[e * qsE] * kr[e * ksE];
+        double v = (double)(((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])));
+        v *= scale;
+        z[j] = v;
+        nan |= isnan(v);
+        m = v > m ? v : m;
+    }
+    return nan ? NAN : m;
+}
+
+/* attention_f32(q_address, q_strides, k_address, k_strides, heads, kv_heads, rows, S, E,
+ * scale, causal) -> (max logit, Σ entropy, min over heads of the mean entropy): the
+ * attention sample of probe/_attention.py without a mask, in one call. q: float32 at
+ * q_address with strides (head, query, feature) in elements, k likewise (head, key,
+ * feature); heads[h] and kv_heads[h] the query and key head of sampled head h, rows the
+ * sampled query positions. Per row i: z_j = scale · q_i·k_j over its keys (all S, or
+ * j <= i when causal: top-left aligned, as SDPA), p = softmax(z), entropy
+ * H = logsumexp(z) - Σ p_j z_j (nats). Float64 throughout. */
+static PyObject *attention_f32(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 11) {
+        PyErr_SetString(PyExc_TypeError, "attention_f32(q_address, q_strides, k_address, "
+                                         "k_strides, heads, kv_heads, rows, S, E, scale, "
+                                         "causal)");
+        return NULL;
+    }
+    uintptr_t qaddr = (uintptr_t)PyLong_AsUnsignedLongLong(args[0]);
+    uintptr_t kaddr = (uintptr_t)PyLong_AsUnsignedLongLong(args[2]);
+    int64_t S = (int64_t)PyLong_AsLongLong(args[7]), E = (int64_t)PyLong_AsLongLong(args[8]);
+    double scale = PyFloat_AsDouble(args[9]);
+    int causal = PyObject_IsTrue(args[10]);
+    if (PyErr_Occurred())
+        return NULL;
+    PyObject *tuples[5] = {args[1], args[3], args[4], args[5], args[6]};
+    for (int t = 0; t < 5; t++) {
+        if (!PyTuple_Check(tuples[t])) {
+            PyErr_SetString(PyExc_TypeError, "attention_f32: strides, heads and rows: tuples");
+            return NULL;
+        }
+    }
+    Py_ssize_t h = PyTuple_GET_SIZE(args[4]), m = PyTuple_GET_SIZE(args[6]);
+    if (qaddr == 0 || kaddr == 0 || S <= 0 || E <= 0 || h <= 0 || m <= 0 ||
+        PyTuple_GET_SIZE(args[5]) != h || PyTuple_GET_SIZE(args[1]) != 3 ||
+        PyTuple_GET_SIZE(args[3]) != 3 || h > 4096 || m > 65536) {
+        PyErr_SetString(PyExc_ValueError, "attention_f32: nonzero addresses, 3 strides each, "
+                                          "S, E >= 1, 1-4096 heads (as many kv heads), "
+                                          "1-65536 rows");
+        return NULL;
+    }
+    int64_t qs[3], ks[3];
+    for (int d = 0; d < 3; d++) {
+        qs[d] = PyLong_AsLongLong(PyTuple_GET_ITEM(args[1], d));
+        ks[d] = PyLong_AsLongLong(PyTuple_GET_ITEM(args[3], d));
+    }
+    int64_t *idx = malloc((size_t)(2 * h + m) * sizeof(int64_t));
+    double *z = malloc((size_t)S * sizeof(double));
+    if (idx == NULL || z == NULL) {
+        free(idx);
+        free(z);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < h; i++) {
+        idx[i] = PyLong_AsLongLong(PyTuple_GET_ITEM(args[4], i));
+        idx[h + i] = PyLong_AsLongLong(PyTuple_GET_ITEM(args[5], i));
+    }
+    for (Py_ssize_t i = 0; i < m; i++)
+        idx[2 * h + i] = PyLong_AsLongLong(PyTuple_GET_ITEM(args[6], i));
+    int bad = PyErr_Occurred() != NULL;
+    for (Py_ssize_t i = 0; i < 2 * h + m && !bad; i++)
+        bad = idx[i] < 0;
+    for (int d = 0; d < 3 && !bad; d++)
+        bad = qs[d] < 0 || ks[d] < 0;
+    if (bad) {
+        free(idx);
+        free(z);
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "attention_f32: strides and indices >= 0");
+        return NULL;
+    }
+    const float *q = (const float *)qaddr, *k = (const float *)kaddr;
+    double max_logit = -INFINITY, total = 0.0, min_head = INFINITY;
+    int nan = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t a = 0; a < h; a++) {
+        const float *qh = q + idx[a] * qs[0], *kh = k + idx[h + a] * ks[0];
+        double head = 0.0;
+        for (Py_ssize_t r = 0; r < m; r++) {
+            int64_t i = idx[2 * h + r];
+            int64_t nk = causal ? (i + 1 < S ? i + 1 : S) : S;
+            double zmax = row_logits(qh + i * qs[1], qs[2], kh, ks[1], ks[2], nk, E, scale, z);
+            double sum = 0.0, pz = 0.0;
+            for (int64_t j = 0; j < nk; j++) {
+                double ex = exp(z[j] - zmax);
+                sum += ex;
+                pz += ex * z[j];
+            }
+            head += (zmax + log(sum)) - pz / sum;
+            nan |= isnan(zmax);
+            max_logit = zmax > max_logit ? zmax : max_logit;
+        }
+        total += head;
+        double mean = head / (double)m;
+        nan |= isnan(mean);
+        min_head = mean < min_head ? mean : min_head;
+    }
+    Py_END_ALLOW_THREADS
+    free(idx);
+    free(z);
+    if (nan) /* as torch's amax/amin: NaN in, NaN out */
+        max_logit = min_head = NAN;
+    return Py_BuildValue("(ddd)", max_logit, total, min_head);
+}
+
 static PyMethodDef methods[] = {
     {"moments_f32", (PyCFunction)(void (*)(void))moments_f32, METH_FASTCALL,
      "moments_f32(address, n) -> (Σx, Σx², min, max, n_nonfinite) of n contiguous float32 "
@@ -629,6 +759,10 @@ static PyMethodDef methods[] = {
      "call."},
     {"sqdiffs_f32", (PyCFunction)(void (*)(void))sqdiffs_f32, METH_FASTCALL,
      "sqdiffs_f32(spec_address, k, out_address): Σ(x - y)² of k pairs of float32 arrays."},
+    {"attention_f32", (PyCFunction)(void (*)(void))attention_f32, METH_FASTCALL,
+     "attention_f32(q_address, q_strides, k_address, k_strides, heads, kv_heads, rows, S, E, "
+     "scale, causal) -> (max logit, Σ entropy, min per-head mean entropy) of an attention "
+     "sample without a mask (float32 q and k, float64 sums)."},
     {NULL, NULL, 0, NULL},
 };
 
