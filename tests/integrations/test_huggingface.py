@@ -81,6 +81,39 @@ def test_trainer_callback_watches_steps_and_logs_findings(tmp_path):
         assert norms == pytest.approx(list(ref[0]), rel=1e-6)
 
 
+class Normalised(Tiny):
+    """As Hugging Face's causal LMs: given ``num_items_in_batch`` (the labels of the whole
+    accumulated step), the micro-batch's loss sum is divided by it."""
+
+    def forward(self, x, labels=None, **kwargs):
+        out = self.net(x)
+        total = kwargs.get("num_items_in_batch")
+        se = torch.nn.functional.mse_loss(out, labels, reduction="sum")
+        return {"loss": se / total if total is not None else se / labels.numel(), "logits": out}
+
+
+@pytest.mark.parametrize("accumulate", [1, 3])
+def test_the_loss_of_a_model_given_num_items_in_batch_is_the_trainers(tmp_path, accumulate):
+    """Regression: a model that divides by ``num_items_in_batch`` returns a share of the
+    step's loss per micro-batch; their mean was recorded, 1/accumulate of the loss."""
+    from gradprobe.integrations.huggingface import GradprobeTrainerCallback
+
+    torch.manual_seed(0)
+    cb = GradprobeTrainerCallback()
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=4,
+        gradient_accumulation_steps=accumulate, report_to=[], use_cpu=True, save_strategy="no",
+        logging_steps=1, disable_tqdm=True, dataloader_num_workers=0,
+    )  # fmt: skip
+    trainer = transformers.Trainer(
+        model=Normalised(), args=args, train_dataset=Data(), callbacks=[cb]
+    )
+    assert trainer.model_accepts_loss_kwargs  # the Trainer passes num_items_in_batch
+    trainer.train()
+    logged = [e["loss"] for e in trainer.state.log_history if "loss" in e and "step" in e]
+    assert list(cb.run.matrix("loss", "value")[2][0]) == pytest.approx(logged, rel=1e-5)
+
+
 def _has(module: str) -> bool:
     import importlib.util
 

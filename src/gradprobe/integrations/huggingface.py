@@ -5,7 +5,9 @@
 
 One probe step per optimizer step (every micro-batch of a gradient-accumulation step lands
 in the same probe step), with its loss (the mean of the ``loss`` the model returned for the
-step's micro-batches) and the optimizer's learning rates at the step's start; evaluation
+step's micro-batches, or their sum when the Trainer passed the model ``num_items_in_batch``:
+then each is already divided by the whole step's count of labels — the loss the Trainer
+logs either way) and the optimizer's learning rates at the step's start; evaluation
 forwards are not recorded (the hooks only listen between
 ``on_step_begin`` and ``on_step_end``). At the end the findings go to ``state.log_history``
 (the count per severity, and the findings' text), to the ``transformers`` logger, and, when
@@ -43,9 +45,10 @@ def _build():
             self._optimizer, self._lrs, self._losses = kwargs.get("optimizer"), None, []
             self._note_optimizer(self._optimizer)
             # the loss the model returns (ModelOutput.loss); removed with the probe's hooks
-            self.probe.hooks.forward(model, self._take_loss, "(model) loss")
+            self.probe.hooks.forward(model, self._take_loss, "(model) loss", with_kwargs=True)
+            self._summed = False
 
-        def _take_loss(self, module, args, output) -> None:
+        def _take_loss(self, module, args, kwargs, output) -> None:
             if self.probe is None or not self.probe.hooks.active:
                 return
             loss = getattr(output, "loss", None)
@@ -53,6 +56,9 @@ def _build():
                 loss = output.get("loss")
             if isinstance(loss, torch.Tensor) and loss.numel() == 1:
                 self._losses.append(loss.detach().reshape(()))
+                # given num_items_in_batch (the labels of the whole accumulated step), a model
+                # divides its micro-batch's loss sum by it: the step's loss is their sum
+                self._summed = kwargs.get("num_items_in_batch") is not None
 
         def on_step_begin(self, args, state, control, **kwargs):
             if self.probe is not None and not self.probe._closed:
@@ -65,7 +71,10 @@ def _build():
         def on_step_end(self, args, state, control, **kwargs):
             if self.probe is not None and not self.probe._closed:
                 ls = self._losses
-                loss = None if not ls else ls[0] if len(ls) == 1 else torch.stack(ls).mean()
+                if len(ls) > 1:
+                    loss = torch.stack(ls).sum() if self._summed else torch.stack(ls).mean()
+                else:
+                    loss = ls[0] if ls else None
                 self.probe.step(loss=loss, lr=self._lrs)
                 self.probe.hooks.active = False
                 self._losses = []

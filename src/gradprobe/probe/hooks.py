@@ -111,12 +111,13 @@ class HookSet:
         self.compiled = True  # a hook ran while Dynamo traced: never pause again
 
     def forward(
-        self, module: torch.nn.Module, fn: Callable, name: str, pausable: bool = False
-    ) -> None:
+        self, module: torch.nn.Module, fn: Callable, name: str, pausable: bool = False,
+        with_kwargs: bool = False,
+    ) -> None:  # fmt: skip
         wrapped = self.wrap(fn, name)
 
         def attach():
-            return module.register_forward_hook(wrapped)
+            return module.register_forward_hook(wrapped, with_kwargs=with_kwargs)
 
         self._add(attach(), f"forward:{name}", attach if pausable else None)
 
