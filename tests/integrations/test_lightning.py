@@ -89,6 +89,27 @@ def test_watch_during_fit_and_findings_in_the_logger(tmp_path):
     assert len(cb.probe.hooks) == 0  # every hook removed after fit
 
 
+def test_accumulated_batches_are_one_step_with_their_mean_loss(tmp_path):
+    """Regression: under ``accumulate_grad_batches=2`` every batch was a probe step (half of
+    them with no optimizer step) with half its loss (Lightning hands the callback loss/2)."""
+    from gradprobe.integrations.lightning import GradprobeCallback
+
+    torch.manual_seed(0)
+    module, cb = Tiny(), GradprobeCallback()
+    trainer = L.Trainer(
+        max_steps=3, accumulate_grad_batches=2, accelerator="cpu", devices=1, logger=False,
+        callbacks=[cb], enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_val_batches=0,
+    )  # fmt: skip
+    trainer.fit(module, _loader())
+    run = cb.run
+    assert run.steps == [0, 1, 2]  # one per optimizer step, 6 batches
+    pairs = [sum(module.losses[i : i + 2]) / 2 for i in range(0, 6, 2)]
+    assert list(run.matrix("loss", "value")[2][0]) == pytest.approx(pairs, rel=1e-6)
+    _, _, calls = run.matrix("activation", "calls")
+    assert (calls == 2).all()  # both batches' forwards in their step
+
+
 def test_tensorboard_logger_gets_event_files(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -3,9 +3,13 @@
 >>> from gradprobe.integrations.lightning import GradprobeCallback    # doctest: +SKIP
 >>> trainer = L.Trainer(callbacks=[GradprobeCallback()])               # doctest: +SKIP
 
-One probe step per training batch (forward, backward and optimizer step of that batch), with
-the batch's loss (what ``training_step`` returned) and the first optimizer's learning rates
-as they were when the batch began; validation and sanity-check forwards are not recorded.
+One probe step per optimizer step: per training batch (forward, backward and optimizer step
+of that batch), or under ``accumulate_grad_batches=k`` per window of batches that ends in an
+optimizer step (their forwards and backwards land in the same probe step, as in the
+Hugging Face callback), with the step's loss (what ``training_step`` returned; under
+accumulation the mean over the window's batches, from the ``loss/k`` Lightning hands
+``on_train_batch_end``) and the first optimizer's learning rates as they were when the step's
+first batch began; validation and sanity-check forwards are not recorded.
 At the end of training the findings (and, with ``log_run=True``, every recorded number) go
 through the trainer's loggers: a TensorBoardLogger gets event files, a WandbLogger gets W&B
 history, any other logger gets ``log_metrics`` (the count of findings per severity, and the
@@ -57,16 +61,36 @@ def _build():
         def on_train_start(self, trainer, pl_module) -> None:
             self._start_probe(pl_module)
             self._lrs: list | None = None
+            self._window: list = []  # the losses of the batches since the last optimizer step
+            self._stepped = False
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            if self._window:  # inside an accumulation window: the step's lr is its first's
+                return
             optimizers = getattr(trainer, "optimizers", None) or []
             self._lrs = learning_rates(optimizers[0]) if optimizers else None
             if optimizers:
                 self._note_optimizer(optimizers[0])
 
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+            self._stepped = True
+
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-            if self.probe is not None:
-                self.probe.step(loss=_loss_of(outputs), lr=self._lrs)
+            if self.probe is None:
+                return
+            loss = _loss_of(outputs)
+            k = _accumulated(trainer, pl_module)
+            if k == 1:
+                self.probe.step(loss=loss, lr=self._lrs)
+                return
+            self._window.append(loss)
+            if self._stepped:  # this batch ended the window: one probe step for all of it
+                got = [v for v in self._window if v is not None]
+                # Lightning hands on_train_batch_end the loss divided by k (what it back-
+                # propagates): k times their mean is the mean of the batches' losses
+                mean = torch.stack(got).mean() * k if got else None
+                self.probe.step(loss=mean, lr=self._lrs)
+                self._window, self._stepped = [], False
 
         def on_validation_start(self, trainer, pl_module) -> None:
             if self.probe is not None:
@@ -92,6 +116,15 @@ def _build():
     # picklable (ddp_spawn pickles callbacks): found again as this module's attribute
     GradprobeCallback.__qualname__ = "GradprobeCallback"
     return GradprobeCallback
+
+
+def _accumulated(trainer, pl_module) -> int:
+    """Batches per optimizer step: ``accumulate_grad_batches`` under automatic optimisation,
+    1 otherwise (manual optimisation steps where the module says, every batch here)."""
+    if not getattr(pl_module, "automatic_optimization", True):
+        return 1
+    k = getattr(trainer, "accumulate_grad_batches", 1)
+    return k if isinstance(k, int) and k > 1 else 1
 
 
 def _loss_of(outputs):
