@@ -355,6 +355,8 @@ HEALTHY = {
     "adam_ce_plus_10": Held4("adam_ce_plus_10", mlp, _adam(1e-3), _flat, loss_offset=10.0),
     # zero-initialised output layer, zero-γ residual branches, zero-init branch projections
     "zero_head_mlp": Held4("zero_head_mlp", zero_head_mlp, _adam(1e-3), _flat),
+    "zero_gamma_resnet": Held4("zero_gamma_resnet", zero_gamma_resnet,
+                               _sgd(0.05, momentum=0.9), _images, steps=150),
     "zero_proj_resmlp": Held4("zero_proj_resmlp", ZeroResMLP, _adamw(1e-3), _flat),
     # frozen parameters; a branch without a gradient on half of the steps
     "frozen_backbone_cnn": Held4("frozen_backbone_cnn", frozen_backbone_cnn, _adam(1e-2),

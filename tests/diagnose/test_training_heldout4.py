@@ -14,9 +14,11 @@ reported, where, and when, on runs whose failure is far from every threshold.
 import numpy as np
 import pytest
 
+from gradprobe.diagnose import diagnose
 from gradprobe.diagnose.finding import SYMPTOMS
 
 from ._judge import REINIT, cached_runs, first, lr_in, no_reinit, serious
+from ._runs import decaying, noisy, training_run
 from ._training_heldout4 import BROKEN, HEALTHY, PAIRS, train
 
 SEEDS = (0, 1)
@@ -121,3 +123,43 @@ def test_gradient_accumulation_over_4_micro_batches_is_the_32_batch_run(runs, se
     examples drawn), so the same verdict — the probe reads the summed gradient once."""
     a, b = runs("grad_accum_4", seed)[1], runs("sgd_ce", seed)[1]
     assert np.allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+# -- regressions, on runs written by hand (one per wrong verdict the held-out runs found) --------
+
+_W = ["0.weight", "2.weight"]
+_MODULES = [("0", "Linear", None), ("1", "ReLU", "relu"), ("2", "Linear", None)]
+_LOGGED = [*range(20), *range(20, 200, 10)]
+
+
+_SGD = {"type": "SGD", "groups": 1, "momentum": 0.9, "dampening": 0.0, "weight_decay": 0.0}
+
+
+def _from_zero_run(first_norm):
+    """SGD momentum on a falling loss; ``2.weight`` starts with norm ``first_norm`` and moves
+    1/k of its norm at step k (a weight growing from 0: 1.7, 0.8, 0.5, ...), 1e-3 later;
+    ``0.weight`` at the usual 1e-3 throughout."""
+    logged = {}
+    for s in _LOGGED:
+        grown = 1.7 / s if 0 < s < 20 else 1e-3
+        logged[s] = [
+            ("0.weight", "update", "ratio", 1e-3),
+            ("0.weight", "weight", "norm", 4.0),
+            ("2.weight", "weight", "norm", first_norm if s == 0 else 0.01 * s),
+            ("0.weight", "param_grad", "rms", 0.1),
+            ("2.weight", "param_grad", "rms", 0.1),
+        ] + ([("2.weight", "update", "ratio", grown)] if s > 0 else [])
+    return training_run(
+        loss=noisy(decaying(200, 2.3, 0.2), 0.02), lr=np.full(200, 0.05), logged=logged,
+        modules=_MODULES, params=_W, meta={"optimizer": _SGD},
+    )  # fmt: skip
+
+
+def test_a_zero_initialised_weight_growing_from_0_was_large_updates():
+    """A ResNet's zero-γ BatchNorm (Goyal et al. 2017) under SGD momentum: its norm is 0 at
+    init, so step k moves it ~1/k of its norm — 1.7 at step 1 — and, logged on every one of
+    the first 20 steps, those set its median too (0.11 > 0.1): a warning on a healthy run."""
+    assert not [f for f in diagnose(_from_zero_run(0.0)) if f.kind == "large_updates"]
+    # the same ratios on a weight that did not start at 0: its first step is too large
+    (f,) = [f for f in diagnose(_from_zero_run(1e-3)) if f.kind == "large_updates"]
+    assert f.layer == "2.weight" and f.severity in ("warning", "error")

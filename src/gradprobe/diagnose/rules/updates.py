@@ -15,7 +15,12 @@ One finding per kind names the weight that is furthest off and lists the others
 (``per_weight``); its onset is the first step any weight crossed. Frozen weights
 (``meta["frozen_params"]``, or without a gradient on any step) are skipped: their ratio is
 0 by design. Steps where the recorded learning rate is 0 (a warm-up's first) do not count
-towards ``small_updates``.
+towards ``small_updates``. Weights whose norm is exactly 0 at the first logged step (a
+zero-initialised output layer, the γ = 0 of a residual branch's last norm, Goyal et al.
+2017; a zero output projection, DiT style) are not judged on their first
+``early_update_steps``: a weight growing from 0 moves by ~1/k of its norm at step k
+whatever the learning rate, so its ratio there measures its start, not its step — and
+logged on every one of those steps it would set its median too (the later steps count).
 """
 
 from __future__ import annotations
@@ -46,6 +51,16 @@ def _frozen(ctx: Context, params: list[str]) -> set[str]:
         with_grad = set(ctx.run.matrix("param_grad", "rms")[0])
         frozen |= {n for n in params if n not in with_grad}
     return frozen
+
+
+def _from_zero(ctx: Context, names: list[str]) -> np.ndarray:
+    """Per weight: its recorded norm at the first logged step is exactly 0 (initialised to
+    zero): ‖Δw‖/‖w‖ of its first steps is the ~1/k of a weight growing from nothing (1.7 at
+    step 1 for a ResNet's zero-γ BatchNorm under SGD momentum, then 0.8, 0.5, 0.4, ...)."""
+    if ("weight", "norm") not in set(ctx.run.quantities()) or not ctx.steps:
+        return np.zeros(len(names), dtype=bool)
+    w = ctx.matrix("weight", "norm", names)
+    return np.asarray(w[:, 0] == 0, dtype=bool)
 
 
 def _is_weight(name: str) -> bool:
@@ -99,6 +114,10 @@ def ratios(ctx: Context) -> Ratios | None:
     broken = _unrecovered(ctx)
     if broken is not None:  # weights NaN/Inf for good: their "updates" measure nothing
         values = np.where((steps >= broken)[None, :], np.nan, values)
+    # a weight that starts at exactly 0 moves by ~1/k of its norm at step k: its first steps
+    # measure its start (and, logged on every step, would set its median), not the lr
+    grown = _from_zero(ctx, params)
+    values = np.where(grown[:, None] & (steps < ctx.t.early_update_steps)[None, :], np.nan, values)
     if not np.isfinite(values).any():
         return None
     return Ratios(params, steps, values)
