@@ -125,6 +125,27 @@ def test_gradient_accumulation_over_4_micro_batches_is_the_32_batch_run(runs, se
     assert np.allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+# -- the fixes, on the held-out runs ---------------------------------------------------------------
+
+
+@slow
+@pytest.mark.parametrize(
+    "name, lr",
+    [("steplr_collapse", 0.05), ("steplr_collapse_x1000", 5e-5), ("steplr_collapse_adam", 1e-3)],
+)
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_schedule_that_sends_the_lr_to_0_is_told_to_keep_the_lr(runs, name, lr, seed):
+    """StepLR(step_size=1, gamma=0.1) stepped on every batch: the lr is 1e-3 of itself by
+    step 3. The weights do not move because of the schedule: keep the lr the run started
+    with — not a clip (SGD's steps of 5e-201·g round to 0 in float32), not a higher lr."""
+    _run, _, found = runs(name, seed)
+    s = first(found, ("not_learning",))
+    assert s.onset == 0 and s.causes[0].kind == "small_updates"
+    assert "schedule" in s.remedy.text and "clip_grad_norm_" not in s.remedy.code
+    assert lr_in(s.remedy.code) == pytest.approx(lr)
+    no_reinit(found)
+
+
 # -- regressions, on runs written by hand (one per wrong verdict the held-out runs found) --------
 
 _W = ["0.weight", "2.weight"]
@@ -132,7 +153,45 @@ _MODULES = [("0", "Linear", None), ("1", "ReLU", "relu"), ("2", "Linear", None)]
 _LOGGED = [*range(20), *range(20, 200, 10)]
 
 
+def _flat_run(lr, ratio, meta, moved=None):
+    """A loss that stays at 2.3 under the learning rate ``lr`` (one per step), weights moving
+    by ``ratio`` of their norm of 4 on the logged steps (``moved``: ‖Δw‖, default ratio·4)."""
+    logged = {
+        s: [
+            row
+            for w in _W
+            for row in [
+                (w, "update", "ratio", ratio),
+                (w, "update", "norm", ratio * 4.0 if moved is None else moved),
+                (w, "weight", "norm", 4.0),
+                (w, "param_grad", "rms", 0.1),
+            ]
+        ]
+        for s in _LOGGED
+    }
+    return training_run(
+        loss=noisy(np.full(200, 2.3), 0.01), lr=lr, grad_norm=np.full(200, 0.5),
+        logged=logged, modules=_MODULES, params=_W, meta={"optimizer": meta},
+    )  # fmt: skip
+
+
 _SGD = {"type": "SGD", "groups": 1, "momentum": 0.9, "dampening": 0.0, "weight_decay": 0.0}
+
+
+def test_a_schedule_that_took_the_lr_to_0_was_told_to_raise_max_norm():
+    """StepLR(step_size=1) stepped per batch: the lr is 1e-200 of itself at the end, SGD's
+    steps round to 0 in float32, and ‖Δθ‖ ≪ lr₀·‖g‖ read as a too-tight clip ("raise
+    max_norm"); under Adam as "raise the lr to 1" — a higher start collapses the same."""
+    collapsed = 0.05 * 0.1 ** np.arange(200.0)
+    s = first(diagnose(_flat_run(collapsed, 5e-7, _SGD, moved=0.0)), ("not_learning",))
+    assert "schedule" in s.remedy.text and lr_in(s.remedy.code) == pytest.approx(0.05)
+    assert "clip_grad_norm_" not in s.remedy.code
+    adam = first(diagnose(_flat_run(collapsed, 5e-7, {"type": "Adam"})), ("not_learning",))
+    assert "schedule" in adam.remedy.text and lr_in(adam.remedy.code) == pytest.approx(0.05)
+    # a too-low lr that stays put, and a decay to 0 only at the end: the lr is what to raise
+    for lr in (np.full(200, 1e-5), 1e-5 * np.maximum(0.0, 1 - np.arange(200) / 190)):
+        low = first(diagnose(_flat_run(lr, 5e-7, {"type": "Adam"})), ("not_learning",))
+        assert "schedule" not in low.remedy.text and lr_in(low.remedy.code) > 1e-4
 
 
 def _from_zero_run(first_norm):

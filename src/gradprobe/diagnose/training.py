@@ -93,6 +93,52 @@ def lr_jump_remedy(step: int, before: float, after: float, what: str) -> Remedy:
     )
 
 
+#: a recorded learning rate this far under the highest one before it has stopped training:
+#: a schedule that divides it by 10 a step (StepLR(step_size=1) stepped on every batch where
+#: step_size was meant in epochs) is there by step 3, while a linear or cosine decay to 0
+#: reaches it only in the last 1–6 % of the run
+LR_COLLAPSE = 1e-2
+
+
+def lr_collapse(ctx: Context) -> tuple[int, float, float] | None:
+    """``(step, peak, last)`` when the recorded learning rate fell under ``LR_COLLAPSE`` × the
+    highest value before it at ``step`` and stayed there to the end, for at least half of
+    the run: the schedule, not the learning rate it started from, is what keeps the weights
+    from moving. ``peak`` is the lr before the fall, ``last`` the lr at the last step."""
+    s = lr_series(ctx)
+    if s is None or len(s) < 10:
+        return None
+    v = s.values
+    finite = np.isfinite(v) & (v >= 0)
+    peak = np.maximum.accumulate(np.where(finite, v, 0.0))
+    low = finite & (v < LR_COLLAPSE * peak)
+    if not low[-1]:
+        return None
+    high = np.nonzero(~low)[0]
+    i = int(high[-1]) + 1 if high.size else 0
+    if len(v) - i < 0.5 * len(v) or peak[i] <= 0:
+        return None
+    return int(s.steps[i]), float(peak[i]), float(v[-1])
+
+
+def lr_collapse_remedy(step: int, peak: float, last: float, what: str) -> Remedy:
+    """The schedule took the learning rate to ~0 early and kept it there: keep it near
+    where it started for most of the run (a higher starting lr would collapse the same)."""
+    keep = sig(peak, 3)
+    return Remedy(
+        f"{what}: the learning rate schedule took the lr from {keep:g} to under "
+        f"{LR_COLLAPSE:g}× that by step {step} ({sig(last, 2):g} at the end), so no weight "
+        f"can move — a scheduler stepped on every batch where its step_size / T_max / gamma "
+        f"was meant per epoch; keep the lr near {keep:g} for most of the run (step the "
+        f"scheduler once per epoch, or count its step_size in optimizer steps) rather than "
+        f"raising the starting lr",
+        None,
+        f"for group in opt.param_groups:\n    group['lr'] = {keep:g}"
+        f"  # the schedule lowered it to {sig(last, 2):g} by step {step}\n"
+        "# and step the scheduler once per epoch (or give it step_size / T_max in steps)",
+    )
+
+
 def attention_modules(ctx: Context) -> list[str]:
     return [m.name for m in ctx.modules if any(a in (m.module_type or "") for a in _ATTENTION)]
 
@@ -224,7 +270,12 @@ def unclip(ctx: Context, median_ratio: float, scale: float, norm: float) -> Reme
 def raise_lr(ctx: Context, median_ratio: float) -> Remedy:
     """The weights barely move although their gradients reach them: a larger step — unless
     SGD's steps are far below lr·‖g‖ (:func:`gradient_scale`): then the gradient was shrunk
-    before the step (clipping too tight), and that is the change to make."""
+    before the step (clipping too tight), and that is the change to make; or the schedule
+    took the lr to ~0 early (:func:`lr_collapse`): then the schedule is."""
+    collapsed = lr_collapse(ctx)
+    if collapsed is not None:
+        what = f"the weights move by {median_ratio:.2g} of their norm per step"
+        return lr_collapse_remedy(*collapsed, what)
     scaled = gradient_scale(ctx)
     if scaled is not None and scaled[0] < SCALED_DOWN:
         return unclip(ctx, median_ratio, *scaled)
