@@ -110,6 +110,32 @@ def test_accumulated_batches_are_one_step_with_their_mean_loss(tmp_path):
     assert (calls == 2).all()  # both batches' forwards in their step
 
 
+def test_a_mixed_precision_scaler_is_divided_out_of_the_gradients(tmp_path):
+    """Lightning's "16-mixed" scales the loss with a GradScaler (on a GPU; here a CPU
+    plugin given one): the gradients are recorded unscaled, as a float32 fit's."""
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    from gradprobe.integrations.lightning import GradprobeCallback
+
+    norms = []
+    scaler = torch.amp.GradScaler("cpu", init_scale=256.0)  # no float16 overflow here
+    for plugins in ([], [MixedPrecision("16-mixed", "cpu", scaler)]):
+        torch.manual_seed(0)
+        cb = GradprobeCallback()
+        trainer = L.Trainer(
+            max_steps=3, accelerator="cpu", devices=1, logger=False, callbacks=[cb],
+            enable_checkpointing=False, enable_progress_bar=False, plugins=plugins,
+            enable_model_summary=False, limit_val_batches=0,
+        )  # fmt: skip
+        trainer.fit(Tiny(), _loader())
+        norms.append(cb.run.matrix("grad_norm", "global")[2][0])
+    scaled_run = cb.run
+    assert scaled_run.meta["grad_scaler"] == "GradScaler"
+    assert set(scaled_run.matrix("grad_scale", "value")[2][0]) == {256.0}
+    # float16 autocast rounds the forward: the same size, not the same bits
+    assert norms[1] == pytest.approx(norms[0], rel=0.05)
+
+
 def test_tensorboard_logger_gets_event_files(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -391,3 +391,72 @@ def test_no_host_read_on_unlogged_steps_when_the_check_fires_on_the_device_path(
     [episode] = probe.run.meta["nonfinite_seen"]
     assert episode["step"] == 5 and episode["located_step"] == 10
     assert probe.run.first_nonfinite("forward").layer == "(input)"
+
+
+def _scaled_lanes(scaler, every, histograms):
+    """The same model trained twice on the same data: plainly, and through ``scaler``
+    (``scaler.scale(loss).backward()``, ``scaler.step(opt)``); power-of-two scales make the
+    two trainings the same bit for bit. Returns both runs and the scale of each step."""
+    runs, scales = [], []
+    for lane in ("plain", "scaled"):
+        model = _mlp()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        g = torch.Generator().manual_seed(1)
+        with gp.watch(
+            model, every=every, optimizer=opt, histograms=histograms,
+            scaler=scaler if lane == "scaled" else None,
+        ) as probe:  # fmt: skip
+            for _ in range(12):
+                loss = model(torch.randn(8, 6, generator=g)).pow(2).mean()
+                if lane == "plain":
+                    loss.backward()
+                    opt.step()
+                else:
+                    scales.append(scaler.get_scale())
+                    scaler.scale(loss).backward()
+                    scaler.step(opt)
+                    scaler.update()
+                opt.zero_grad()
+                probe.step(loss=loss)
+        runs.append(probe.run)
+    return runs, scales
+
+
+@pytest.mark.parametrize("device_path", [False, True])
+def test_a_grad_scalers_gradients_are_recorded_unscaled(monkeypatch, device_path):
+    """Regression: under ``scaler.scale(loss).backward()`` every gradient was recorded times
+    the scale (65536 by default, doubling as it grows): a healthy run read as exploding."""
+    if device_path:
+        monkeypatch.setattr(reducers, "on_host", lambda device: False)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=3)
+    (plain, scaled), scales = _scaled_lanes(scaler, every=4, histograms=True)
+    assert len(set(scales)) == 4  # the scale grew three times during the run
+    assert _values(scaled, "grad_scale", "value") == dict(enumerate(scales))
+    compared = [("grad_norm", "global", None), ("param_grad", "norm", "param"),
+                ("grad_output", "rms", None), ("grad_output", "max_abs", None)]  # fmt: skip
+    for q, stat, role in compared:
+        a, b = plain.matrix(q, stat, role=role), scaled.matrix(q, stat, role=role)
+        assert a[0] == b[0] and a[1] == b[1], (q, stat)
+        assert b[2] == pytest.approx(a[2], rel=1e-6), (q, stat)
+    assert len(_values(scaled, "grad_norm", "global")) == 12  # unlogged steps too
+    names = plain.matrix("grad_output", "rms")[0]
+    for name in names:
+        h, hs = plain.histogram(name, "grad_output", 8), scaled.histogram(name, "grad_output", 8)
+        assert hs.hi == pytest.approx(h.hi, rel=1e-6) and hs.lo == pytest.approx(h.lo, rel=1e-6)
+        assert (hs.counts == h.counts).all()
+
+
+def test_a_disabled_grad_scaler_scales_nothing():
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    (plain, scaled), _ = _scaled_lanes(scaler, every=1, histograms=False)
+    a, b = (
+        plain.matrix("param_grad", "norm", role="param"),
+        scaled.matrix("param_grad", "norm", role="param"),
+    )
+    assert (a[2] == b[2]).all()
+    assert set(_values(scaled, "grad_scale", "value").values()) == {1.0}
+
+
+def test_a_scaler_that_is_not_a_grad_scaler_is_an_error():
+    with pytest.raises(gp.GradprobeError, match=r"scaler must be a torch\.amp\.GradScaler"):
+        gp.watch(_mlp(), scaler=65536.0)

@@ -131,6 +131,15 @@ class ProbeOwner:
         )  # fmt: skip
         self.run = self.probe.run
 
+    def _use_scaler(self, scaler) -> None:
+        """A framework's GradScaler (mixed precision): the probe divides the gradients it
+        records by its scale, as ``watch(scaler=)`` does."""
+        if self.probe is None or scaler is None:
+            return
+        if all(callable(getattr(scaler, a, None)) for a in ("get_scale", "is_enabled")):
+            self.probe._scaler = scaler
+            self.run.set_meta("grad_scaler", type(scaler).__name__)
+
     def _note_optimizer(self, optimizer) -> None:
         """``run.meta["optimizer"]`` (what ``watch(optimizer=)`` records: its class and
         hyper-parameters, read by the diagnosis), once, when the framework shows it."""

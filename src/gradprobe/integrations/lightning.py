@@ -60,6 +60,9 @@ def _build():
         # -- recording ----------------------------------------------------------------
         def on_train_start(self, trainer, pl_module) -> None:
             self._start_probe(pl_module)
+            # "16-mixed" on a GPU: the loss is scaled before the backward
+            plugin = getattr(getattr(trainer, "strategy", None), "precision_plugin", None)
+            self._use_scaler(getattr(plugin, "scaler", None))
             self._lrs: list | None = None
             self._window: list = []  # the losses of the batches since the last optimizer step
             self._stepped = False

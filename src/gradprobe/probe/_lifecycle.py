@@ -189,12 +189,14 @@ class Lifecycle:
             if lr is None and self._optimizer is not None:
                 lr = learning_rates(self._optimizer)
             flag = self._finisher.weights_flag()
-            self._training.end_step(st.index, st.logged, loss, lr, flag)
+            at = self._scale_at
+            scale = at[1] if at is not None and at[0] == st.index else None
+            self._training.end_step(st.index, st.logged, loss, lr, flag, scale)
             self._last_logged = st.logged
             if st.logged:
                 if self._grads is not None:  # a backward that raised ran no callback
                     self._grads.flush()
-                self._recorded += self._finisher.finish_logged(st, write=True)
+                self._recorded += self._finisher.finish_logged(st, write=True, scale=scale)
             else:
                 self._host_loss(st.index, loss)
                 self._first.push_flags(st)

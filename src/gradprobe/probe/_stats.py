@@ -11,6 +11,7 @@ statistic"). Stat names and definitions: docs/PROBE.md.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -228,9 +229,13 @@ class Recorder:
                 out.series.append((name, "activation_rms_per_call", per_call))
             self._hist_rows(name, q, [c.hist for c in cs], host, out)
 
-    def backward_rows(self, calls: list[Backward], host: list[float], out: Rows) -> float | None:
-        """Rows of the step's gradients; returns the global gradient norm ``sqrt(Σ ‖g‖²)``
-        over the parameters (None: no parameter gradient), also stored as a row."""
+    def backward_rows(
+        self, calls: list[Backward], host: list[float], out: Rows, f: float = 1.0
+    ) -> float | None:
+        """Rows of the step's gradients, times ``f`` (1 / a GradScaler's scale: the gradients
+        of the loss itself; ``range_used`` stays that of the values the backward held);
+        returns the global gradient norm ``sqrt(Σ ‖g‖²)`` over the parameters (None: no
+        parameter gradient), also stored as a row."""
         by_slot: dict[int, list[Backward]] = defaultdict(list)
         params: dict[str, Backward] = {}
         for c in calls:
@@ -240,21 +245,21 @@ class Recorder:
                 by_slot[c.rec.slot.id].append(c)
         for cs in by_slot.values():
             name, q = cs[0].rec.slot.name, "grad_output"
-            mo = _combine(cs, host)
+            mo = _scaled(_combine(cs, host), f)
             out.rows += _moment_rows(name, q, mo, cs)
             out.rows.append((name, q, "norm", mo.norm))
             _range_used(name, q, cs, host, out)
             if len(cs) > 1:
-                norms = [_combine([c], host).norm for c in cs]
+                norms = [_combine([c], host).norm * f for c in cs]
                 out.series.append((name, "grad_output_norm_per_call", norms))
             for i, c in enumerate(cs):
                 if c.time_norms is not None:
                     key = "rnn_grad_output_t" + ("" if i == 0 else f"#{i}")
-                    out.series.append((name, key, list(host[c.time_norms])))
-            self._hist_rows(name, q, [c.hist for c in cs], host, out)
+                    out.series.append((name, key, [v * f for v in host[c.time_norms]]))
+            self._hist_rows(name, q, [c.hist for c in cs], host, out, f)
         total = 0.0
         for pname, c in params.items():
-            mo = _combine([c], host)
+            mo = _scaled(_combine([c], host), f)
             out.rows += _moment_rows(pname, "param_grad", mo, None)
             out.rows.append((pname, "param_grad", "norm", mo.norm))
             _range_used(pname, "param_grad", [c], host, out)
@@ -287,7 +292,7 @@ class Recorder:
             for stat, v in (stats or {}).items():
                 out.rows.append((name, "attention", stat, v))
 
-    def _hist_rows(self, name, quantity, slices, host, out: Rows) -> None:
+    def _hist_rows(self, name, quantity, slices, host, out: Rows, f: float = 1.0) -> None:
         slices = [s for s in slices if s is not None]
         if not slices:
             return
@@ -298,6 +303,8 @@ class Recorder:
                 h.lo, h.hi, h.counts + o.counts, h.below + o.below, h.above + o.above,
                 h.zero + o.zero, h.nan + o.nan, h.posinf + o.posinf, h.neginf + o.neginf,
             )  # fmt: skip
+        if f != 1.0:  # the same counts on the range of the unscaled values
+            h = dataclasses.replace(h, lo=h.lo * f, hi=h.hi * f)
         out.hists.append((name, quantity, h))
 
 
@@ -317,6 +324,13 @@ def first_bad(calls: list[Forward] | list[Backward], host: list[float]):
         if host[at] > 0:
             return c, at
     return None, None
+
+
+def _scaled(mo: R.Moments, f: float) -> R.Moments:
+    """The moments of ``f`` times the values (``f > 0``)."""
+    if f == 1.0:
+        return mo
+    return R.Moments(mo.n, mo.s * f, mo.q * f * f, mo.max_abs * f, mo.nonfinite)
 
 
 def _combine(calls: list[Forward] | list[Backward], host: list[float]) -> R.Moments:

@@ -253,8 +253,9 @@ class Finisher:
             for s, rs in sorted(rows.items()):
                 self.run.write_step(s, rs, mark_step=False)
 
-    def finish_logged(self, state: StepState, write: bool) -> int:
-        """Returns the number of steps written (0 or 1)."""
+    def finish_logged(self, state: StepState, write: bool, scale=None) -> int:
+        """Returns the number of steps written (0 or 1). ``scale``: a GradScaler's scale of
+        the step's backward (its gradients are divided by it)."""
         pk, first, rec = state.packer, self.first, self.recorder
         weights = self._queue_weights(state) if write else []
         dead = rec.dead(pk, state.forward)
@@ -284,7 +285,8 @@ class Finisher:
             self.run.write_step(s, rs, mark_step=False)
         positions = self._positions(state)
         rec.forward_rows(state.forward, dead, host, out)
-        grad_norm = rec.backward_rows(state.backward, host, out)
+        unscale = 1.0 if scale is None else 1.0 / float(scale)  # a logged step reads anyway
+        grad_norm = rec.backward_rows(state.backward, host, out, unscale)
         if grad_norm is not None:
             steps.setdefault(state.index, []).append(out.rows[-1])
         self._updates_of(state, weights, host, bad_steps, steps)

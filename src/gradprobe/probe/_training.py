@@ -94,6 +94,18 @@ def optimizer_meta(optimizer) -> dict:
     return out
 
 
+def scale_of(scaler) -> object:
+    """A ``torch.amp.GradScaler``'s current scale, the factor of the backward's gradients
+    (1.0 when it is disabled): a float on the CPU; on an accelerator a copy of its scale
+    tensor (``scaler.update()`` changes it in place), read with the step's numbers."""
+    if not scaler.is_enabled():
+        return 1.0
+    t = getattr(scaler, "_scale", None)
+    if isinstance(t, torch.Tensor) and not R.on_host(t.device):
+        return t.detach().reshape(()).clone()
+    return float(scaler.get_scale())
+
+
 def learning_rates(optimizer) -> list:
     """``lr`` of every param group (floats, or tensors as the optimizer holds them)."""
     return [g.get("lr") for g in getattr(optimizer, "param_groups", ()) if "lr" in g]
@@ -177,15 +189,21 @@ class TrainingScalars:
                     total = total + R.sq_norm(local(g)).double()
         self.dist_grad_sq = total
 
-    def end_step(self, step: int, logged: bool, loss, lrs, weights_flag=None) -> None:
+    def end_step(self, step: int, logged: bool, loss, lrs, weights_flag=None, scale=None) -> None:
         """The step's loss, learning rates, global gradient norm (unlogged steps; a logged
-        step's comes from its moments) and weight flag (accelerators)."""
+        step's comes from its moments; divided by a GradScaler's ``scale``, also recorded)
+        and weight flag (accelerators)."""
         if loss is not None:
             self.add(Key(step, "loss", "value", "mean"), loss, op="sum")
         self.add_lrs(step, lrs)
+        if scale is not None:
+            self.add(Key(step, "grad_scale", "value", "mean"), scale, op="sum")
         if not logged:
             if self.dist_grad_sq is not None:
-                self.add(Key(step, "grad_norm", "global", "sqrt"), self.dist_grad_sq, op="sum")
+                total = self.dist_grad_sq
+                if scale is not None:
+                    total = total / (scale * scale)
+                self.add(Key(step, "grad_norm", "global", "sqrt"), total, op="sum")
             elif self.grad_sq:
                 vals = list(self.grad_sq.values())
                 total: object
@@ -193,6 +211,8 @@ class TrainingScalars:
                     total = torch.stack([v.double() for v in vals]).sum()  # type: ignore[attr-defined]
                 else:
                     total = math.fsum(vals)  # type: ignore[arg-type]
+                if scale is not None:  # ‖g‖² of the scaled gradients: / scale²
+                    total = total / (scale * scale)  # type: ignore[operator]
                 self.add(Key(step, "grad_norm", "global", "sqrt"), total)
         self.grad_sq = {}
         self.dist_grad_sq = None

@@ -27,7 +27,7 @@ from ._lifecycle import Lifecycle
 from ._state import Output, RnnInput, Snapshot, StepState
 from ._stats import Recorder
 from ._step import Finisher, FirstNonFinite
-from ._training import MODEL, TrainingScalars, first_nonfinite_param
+from ._training import MODEL, TrainingScalars, first_nonfinite_param, scale_of
 from .hooks import HookSet
 from .modules import BwdRec, Slot, primary_tensor, real_values, rnn_time_dim, watched_modules
 from .schedules import Schedule
@@ -61,8 +61,11 @@ class Probe(AttentionHooks, Lifecycle):
         first_nonfinite: bool | str = "auto",
         optimizer: torch.optim.Optimizer | None = None,
         distributed: Reducer | None = None,
+        scaler=None,
     ) -> None:
         self.model, self.run = model, run
+        self._scaler = scaler  # a GradScaler: the backward's gradients are scaled by its scale
+        self._scale_at: tuple[int, object] | None = None  # (step, the scale of its backward)
         self.hooks = HookSet(on_error=self._hook_failed)
         self.warnings: list[str] = []
         self.guard = None  # a Guard, with watch(..., guard=True)
@@ -274,12 +277,24 @@ class Probe(AttentionHooks, Lifecycle):
 
     def _on_grad(self, rec: BwdRec, time_dim: int | None, step: int, grad: torch.Tensor):
         if self.hooks.active and step == self._step:
+            if self._scaler is not None:
+                self._note_scale()
             self._record_bwd(rec, grad, time_dim)
+
+    def _note_scale(self) -> None:
+        """The GradScaler's scale of this step's backward, once a step, in the backward
+        (``scaler.update()`` may change it before ``probe.step()``): a number on the CPU, a
+        copy of the scale tensor elsewhere (no host sync)."""
+        if self._scale_at is not None and self._scale_at[0] == self._step:
+            return
+        self._scale_at = (self._step, scale_of(self._scaler))
 
     def _param_hook(self, rec: BwdRec, index: int) -> Callable:
         def hook(param):
             if not self.hooks.active or param.grad is None:
                 return
+            if self._scaler is not None:
+                self._note_scale()
             st = self._state
             if not st.logged:  # every step: ‖g‖² for the global norm, and the NaN/Inf search
                 self._unlogged_grad(rec, index, param.grad)

@@ -84,6 +84,7 @@ def watch(
     distributed: bool | str = False,
     all_ranks_write: bool = False,
     guard: bool | dict = False,
+    scaler=None,
 ) -> Probe:
     """Watch ``model`` while it trains; ``probe.step()`` ends a step, ``probe.run`` holds it all.
 
@@ -110,6 +111,11 @@ def watch(
     ``guard``: True (or a dict of :func:`gradprobe.guard` options) with ``optimizer``: skip
     non-finite/exploding steps and restore the last good state (see probe/guard.py); a
     skipped step still ends the probe's step, and is listed in ``run.meta["guard_skipped"]``.
+    ``scaler``: the ``torch.amp.GradScaler`` whose ``scaler.scale(loss).backward()`` the loop
+    runs: the backward's gradients are its scale times the loss's; the probe divides them by
+    the scale of their step's backward (recorded per step as ``grad_scale``), so the numbers
+    and the diagnosis are those of the loss itself (``range_used`` stays that of the scaled
+    float16 values, which are what overflow).
 
     >>> with gp.watch(model) as probe:                          # doctest: +SKIP
     ...     for x, y in loader:
@@ -162,6 +168,15 @@ def watch(
             path = rank_path(path, reducer.rank)
         elif reducer.rank != 0:
             path = None
+    if scaler is not None and not all(
+        callable(getattr(scaler, a, None)) for a in ("get_scale", "is_enabled")
+    ):
+        raise InvalidInputError(
+            f"scaler must be a torch.amp.GradScaler (with get_scale() and is_enabled()), got "
+            f"{type(scaler).__name__}: pass the scaler whose scale(loss).backward() you call"
+        )
+    if scaler is not None:
+        meta["grad_scaler"] = type(scaler).__name__
     if not isinstance(guard, (bool, dict)):
         raise InvalidInputError(f"guard must be True, False or a dict of options, got {guard!r}")
     guarded = guard is not False
@@ -176,7 +191,7 @@ def watch(
         probe = Probe(
             model, schedule, histograms, run, bins=bins, hist_range=hist_range,
             updates=update_gap, first_nonfinite=first_nonfinite,
-            optimizer=None if guarded else optimizer, distributed=reducer,
+            optimizer=None if guarded else optimizer, distributed=reducer, scaler=scaler,
         )  # fmt: skip
     except BaseException:
         run.close()  # no lock file left behind a probe that never started
