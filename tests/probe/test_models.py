@@ -1,5 +1,6 @@
 """Any model: in-place ops, odd outputs, shared modules, RNNs, autocast, accumulation, compile."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -292,3 +293,33 @@ def test_the_probe_reports_its_own_time():
     meta = probe.run.meta
     assert 0 < during <= probe.seconds == pytest.approx(meta["probe_seconds"], abs=1e-6)
     assert meta["probe_seconds"] < meta["watched_seconds"]
+
+
+@pytest.mark.parametrize("with_optimizer", [False, True])
+def test_an_evaluation_between_training_steps_is_not_recorded_and_starts_no_step(with_optimizer):
+    """Regression: a ``torch.no_grad()`` evaluation after ``opt.step()`` and before
+    ``probe.step(loss=loss)`` started a step of its own (the loss went to an empty step,
+    every later step index was shifted), and its forwards were recorded as the next step's
+    calls (another batch, in eval mode)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.randn(16, 4)
+    with gp.watch(model, every=1, optimizer=opt if with_optimizer else None) as probe:
+        for step in range(6):
+            model.train()
+            loss = model(x).pow(2).mean()
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            if step % 2 == 0:
+                model.eval()
+                with torch.no_grad():
+                    model(torch.randn(64, 4))
+            probe.step(loss=loss)
+    run = probe.run
+    assert run.steps == list(range(6))
+    _, steps, losses = run.matrix("loss", "value")
+    assert steps == list(range(6)) and np.isfinite(losses).all()
+    _, _, calls = run.matrix("activation", "calls")
+    assert (calls == 1).all()  # the training forward only

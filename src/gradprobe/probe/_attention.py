@@ -422,7 +422,7 @@ class AttentionHooks:
 
     def _mha_hook(self, slot) -> Callable:
         def hook(module, args, kwargs):
-            if self.hooks.active and self._state.logged:  # type: ignore[attr-defined]
+            if self.hooks.active and self._state.logged and not self._evaluating():  # type: ignore[attr-defined]
                 with torch.no_grad():
                     self._keep_sample(slot.name, mha_sample(module, args, kwargs))
 
@@ -430,7 +430,7 @@ class AttentionHooks:
 
     def _on_sdpa(self, kind: str, args: tuple, kwargs: dict) -> None:
         st = self._state  # type: ignore[attr-defined]
-        if not (self.hooks.active and st.logged and st.running):  # type: ignore[attr-defined]
+        if not (self.hooks.active and st.logged and st.running) or self._evaluating():  # type: ignore[attr-defined]
             return
         slot = st.running[-1]  # the innermost watched module: it made the call
         if isinstance(slot.module, nn.MultiheadAttention):

@@ -65,6 +65,7 @@ class Probe(AttentionHooks, Lifecycle):
     ) -> None:
         self.model, self.run = model, run
         self._scaler = scaler  # a GradScaler: the backward's gradients are scaled by its scale
+        self._trained = False  # a forward with gradients seen: no_grad forwards are evaluation
         self._scale_at: tuple[int, object] | None = None  # (step, the scale of its backward)
         self.hooks = HookSet(on_error=self._hook_failed)
         self.warnings: list[str] = []
@@ -207,8 +208,18 @@ class Probe(AttentionHooks, Lifecycle):
         else:
             self._first.check_unlogged(st, "forward", t, slot.name, self._dist is None)
 
+    def _evaluating(self) -> bool:
+        """A forward under ``torch.no_grad()``/``inference_mode`` in a run that trains (a
+        forward with gradients was seen): an evaluation between training steps, not part of
+        one — not recorded, and it starts no step. A probe that only ever sees forwards
+        without gradients (activations at inference) records them."""
+        return self._trained and not torch.is_grad_enabled()
+
     def _input_hook(self, slot: Slot) -> Callable:
         def hook(module, args, kwargs=None):
+            if self._evaluating():
+                return
+            self._trained = self._trained or torch.is_grad_enabled()
             self._ended = None  # a new forward: the next step() or optimizer.step() ends a step
             if not self.hooks.active or not self._want_fwd():
                 return
@@ -224,6 +235,8 @@ class Probe(AttentionHooks, Lifecycle):
 
     def _pre_hook(self, slot: Slot) -> Callable:
         def hook(module, args):
+            if self._evaluating():
+                return None  # not recorded (nor pushed on st.running)
             st = self._state
             if st.logged and self.hooks.active:
                 st.running.append(slot)  # SDPA calls are the innermost running module's
@@ -251,7 +264,7 @@ class Probe(AttentionHooks, Lifecycle):
 
     def _fwd_hook(self, slot: Slot) -> Callable:
         def hook(module, args, output):
-            if not self.hooks.active:
+            if not self.hooks.active or self._evaluating():
                 return
             st = self._state
             if st.running and st.running[-1] is slot:
