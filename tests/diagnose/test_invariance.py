@@ -219,3 +219,62 @@ def test_stream_growth_matches_the_forward():
     assert growth["transformer.h.0"] == pytest.approx(rms[1] / rms[0], rel=1e-4)
     assert set(growth) == {"transformer.h.0", "transformer.h.1"}
     assert np.isfinite(list(growth.values())).all()
+
+
+class _OneOf(nn.Module):
+    """``model`` as the only member of a module list (``body.0``), its layers its own direct
+    children: one chain of weight layers, not a block of branches."""
+
+    def __init__(self, model: nn.Sequential) -> None:
+        super().__init__()
+        chain = nn.Module()
+        for i, m in enumerate(model):
+            chain.add_module(f"l{i}", m)
+        chain.forward = lambda x: model(x)
+        self.body = nn.ModuleList([chain])
+
+    def forward(self, x):
+        return self.body[0](x)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_one_block_transformer_is_one_block_not_a_stack_of_its_projections(seed):
+    """Regression: with one block there is no group of repeated blocks, and the net was read
+    as a plain stack of its weight layers: a one-layer Llama and BERT were "vanishing at
+    q_proj / query" (attention is near uniform at init, so the query's gradient is small
+    next to the MLP's; they are branches, not a chain). Depth one: nothing to compare."""
+    transformers = pytest.importorskip("transformers")
+    from gradprobe.diagnose import Context, Thresholds
+
+    Z._quiet()
+    torch.manual_seed(seed)
+    llama = transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        vocab_size=32, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32,
+    ))  # fmt: skip
+    torch.manual_seed(seed)
+    bert = transformers.BertForSequenceClassification(transformers.BertConfig(
+        vocab_size=32, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, num_labels=3,
+    ))  # fmt: skip
+    ids = torch.randint(0, 32, (4, 16), generator=torch.Generator().manual_seed(seed))
+    for model, labels, block in (
+        (llama, ids, "model.layers.0"),
+        (bert, torch.tensor([0, 1, 2, 0]), "bert.encoder.layer.0"),
+    ):
+        result = gp.check(model, {"input_ids": ids, "labels": labels}, histograms=False)
+        assert [f for f in result.findings if f.severity != "info"] == [], [
+            str(f) for f in result.findings
+        ]
+        chain = Context(result.run, Thresholds()).chain
+        assert [b.name for b in chain] == [block]
+    for built in (Z.gpt2(0, seed, layers=1), Z.torch_transformer(0, seed, layers=1)):
+        assert gp.check(*built, histograms=False).findings == []
+
+
+def test_a_chain_of_layers_alone_in_a_list_is_still_judged_layer_by_layer():
+    """The other side of a block of one: ten sigmoid layers held as ``body.0`` are one chain,
+    and Glorot & Bengio's vanishing is still found in it."""
+    model, x, y = Z.sigmoid_mlp_standard(0, 0)
+    result = gp.check(_OneOf(model), x, y, histograms=False)
+    assert "vanishing" in {f.kind for f in result.findings if f.severity != "info"}

@@ -11,9 +11,11 @@ group). Where a group's members are themselves fully covered by groups inside th
 inner ones are the blocks (a ResNet's residual blocks, not its stages); where they are not
 (a Mixer block's norms lie outside its two MLPs), the outer ones are. Each block keeps the
 group it was chosen from as its ``segment`` (an outer group wins: a network's stages are one
-chain, its encoder and decoder two). A network without any group is a plain stack: each
-weight layer is its own block, a norm layer joins the block before it, and embeddings are
-its stem.
+chain, its encoder and decoder two). Without any group, the only member of a module list
+below the root whose weight layers sit in two or more sub-modules is a block of its own (a
+one-layer transformer's ``layers.0``: depth one, nothing to compare). A network without
+either is a plain stack: each weight layer is its own block, a norm layer joins the block
+before it, and embeddings are its stem.
 
 Weight layers are the modules that own a parameter with two or more dimensions (a
 ``Linear``, a convolution, an embedding, a recurrent layer, ``MultiheadAttention``'s input
@@ -213,6 +215,22 @@ class _Tree:
             out += [c] if c in self.type else (self.units(c) or [c])
         return out
 
+    def lone(self) -> list[str]:
+        """Blocks of a stack of one: the only member of a module list below the root (a
+        one-layer transformer's ``layers.0``), a watched module whose weight layers sit in
+        two or more sub-modules (attention and MLP), not one chain of layers. Its q/k/v
+        projections are branches: read as a plain stack of weight layers, a query
+        projection's small gradient at init looked vanishing next to the MLP's output."""
+        out = []
+        for node, kids in self.children.items():
+            if not node or len(kids) != 1 or not kids[0].rsplit(".", 1)[-1].isdigit():
+                continue
+            m = kids[0]
+            owners = {_parent(la.name) for la in self.within[m] if not la.norm}
+            if m in self.type and self.matrices(m) >= 2 and len(owners) >= 2:
+                out.append(m)
+        return [m for m in out if not any(o != m and _inside(m, o) for o in out)]
+
     def select(self, node: str) -> list[str]:
         """Block roots inside ``node`` (see the module docstring)."""
         out: list[str] = []
@@ -279,7 +297,7 @@ def structure(modules: list[Layer], params: list[Layer], tied: dict | None = Non
     """Blocks, stem and head of a run's model (see the module docstring)."""
     layers = weight_layers(modules, params, tied)
     tree = _Tree(modules, layers)
-    roots = [r for r in tree.select("") if tree.within[r]]
+    roots = [r for r in tree.select("") if tree.within[r]] or tree.lone()
     if not roots:
         return _plain(layers, params)
     blocks = sorted(
