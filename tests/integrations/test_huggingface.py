@@ -114,6 +114,28 @@ def test_the_loss_of_a_model_given_num_items_in_batch_is_the_trainers(tmp_path, 
     assert list(cb.run.matrix("loss", "value")[2][0]) == pytest.approx(logged, rel=1e-5)
 
 
+def test_accelerates_grad_scaler_and_wrapped_optimizer_are_taken(tmp_path):
+    """Under ``fp16=True`` the Trainer's optimizer is accelerate's wrapper, holding the
+    GradScaler that scales the loss (``.scaler``) and the torch optimizer (``.optimizer``)."""
+    from gradprobe.integrations.huggingface import GradprobeTrainerCallback
+
+    class Wrapped:  # the two attributes of accelerate's AcceleratedOptimizer read here
+        def __init__(self, optimizer, scaler):
+            self.optimizer, self.scaler = optimizer, scaler
+            self.param_groups = optimizer.param_groups
+
+    model = Tiny()
+    scaler = torch.amp.GradScaler("cpu", init_scale=8.0)
+    opt = Wrapped(torch.optim.AdamW(model.parameters(), lr=1e-3), scaler)
+    cb = GradprobeTrainerCallback()
+    cb.on_train_begin(None, None, None, model=model, optimizer=opt)
+    try:
+        assert cb.probe._scaler is scaler and cb.run.meta["grad_scaler"] == "GradScaler"
+        assert cb.run.meta["optimizer"]["type"] == "AdamW"
+    finally:
+        cb.probe._close(warn_empty=False)  # no step was trained
+
+
 def _has(module: str) -> bool:
     import importlib.util
 

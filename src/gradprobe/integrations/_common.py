@@ -142,9 +142,12 @@ class ProbeOwner:
 
     def _note_optimizer(self, optimizer) -> None:
         """``run.meta["optimizer"]`` (what ``watch(optimizer=)`` records: its class and
-        hyper-parameters, read by the diagnosis), once, when the framework shows it."""
+        hyper-parameters, read by the diagnosis), once, when the framework shows it (through
+        accelerate's wrapper, its ``.optimizer``)."""
         if self.run is None or optimizer is None or "optimizer" in self.run.meta:
             return
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            optimizer = getattr(optimizer, "optimizer", None)
         if isinstance(optimizer, torch.optim.Optimizer):
             from ..probe._training import optimizer_meta
 

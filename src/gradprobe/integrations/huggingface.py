@@ -44,6 +44,8 @@ def _build():
             self.probe.hooks.active = False  # listen from on_step_begin only
             self._optimizer, self._lrs, self._losses = kwargs.get("optimizer"), None, []
             self._note_optimizer(self._optimizer)
+            # fp16: accelerate's optimizer wrapper holds the GradScaler that scales the loss
+            self._use_scaler(getattr(self._optimizer, "scaler", None))
             # the loss the model returns (ModelOutput.loss); removed with the probe's hooks
             self.probe.hooks.forward(model, self._take_loss, "(model) loss", with_kwargs=True)
             self._summed = False
