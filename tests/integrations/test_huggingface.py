@@ -60,7 +60,8 @@ def test_trainer_callback_watches_steps_and_logs_findings(tmp_path):
     assert list(run.matrix("lr", "value")[2][0]) == pytest.approx(lrs, rel=1e-9)
     assert run.matrix("grad_norm", "global")[1] == [0, 1, 2, 3]
     # the Trainer's optimizer and its hyper-parameters, as watch(optimizer=) records them
-    assert run.meta["optimizer"]["type"] == type(trainer.optimizer).__name__
+    assert run.meta["optimizer"]["type"] == type(trainer.optimizer.optimizer).__name__
+    assert run.meta["optimizer"]["type"] == "AdamW"  # not accelerate's wrapper
     assert run.meta["optimizer"]["weight_decay"] == args.weight_decay
     _, _, calls = run.matrix("activation", "calls")
     assert (calls == 2).all()  # two micro-batches per step, no evaluation forwards

@@ -146,8 +146,9 @@ class ProbeOwner:
         accelerate's wrapper, its ``.optimizer``)."""
         if self.run is None or optimizer is None or "optimizer" in self.run.meta:
             return
-        if not isinstance(optimizer, torch.optim.Optimizer):
-            optimizer = getattr(optimizer, "optimizer", None)
+        inner = getattr(optimizer, "optimizer", None)  # accelerate's AcceleratedOptimizer
+        if isinstance(inner, torch.optim.Optimizer):
+            optimizer = inner
         if isinstance(optimizer, torch.optim.Optimizer):
             from ..probe._training import optimizer_meta
 
