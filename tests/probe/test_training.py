@@ -460,3 +460,24 @@ def test_a_disabled_grad_scaler_scales_nothing():
 def test_a_scaler_that_is_not_a_grad_scaler_is_an_error():
     with pytest.raises(gp.GradprobeError, match=r"scaler must be a torch\.amp\.GradScaler"):
         gp.watch(_mlp(), scaler=65536.0)
+
+
+def test_accelerates_prepared_optimizer_ends_the_steps():
+    """Regression: ``accelerator.prepare``'s AcceleratedOptimizer passed as ``optimizer=``
+    raised AttributeError (it has no hook lists of its own): the torch optimizer it wraps
+    is the one hooked."""
+    accelerate = pytest.importorskip("accelerate")
+    acc = accelerate.Accelerator(cpu=True)
+    model = _mlp()
+    model, opt = acc.prepare(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    assert type(opt).__name__ == "AcceleratedOptimizer"
+    g = torch.Generator().manual_seed(0)
+    with gp.watch(model, optimizer=opt, every=1) as probe:
+        for _ in range(3):
+            loss = model(torch.randn(8, 6, generator=g)).pow(2).mean()
+            acc.backward(loss)
+            opt.step()
+            opt.zero_grad()
+    assert probe.run.steps == [0, 1, 2]
+    assert probe.run.meta["optimizer"]["type"] == "SGD"
+    assert list(_values(probe.run, "lr", "value").values()) == [0.1] * 3

@@ -103,7 +103,9 @@ def watch(
     (the loss, the gradient norm, the weights) notices the first NaN/Inf and logs the next
     step to name its module (``run.meta["nonfinite_seen"]`` holds both steps). True: the
     exact search on every step (+~10 %; forced by ``guard``), False: off.
-    ``optimizer``: call ``probe.step()`` after each ``optimizer.step()`` for you.
+    ``optimizer``: call ``probe.step()`` after each ``optimizer.step()`` for you (a wrapper
+    that holds the torch optimizer as ``.optimizer``, accelerate's or Lightning's, is
+    unwrapped).
     ``distributed``: True, or ``"auto"`` (on when a process group of more than one rank is
     initialised): every rank watches, each logged step is combined across ranks (two
     collectives; see probe/_distributed.py) and only rank 0 writes ``path`` (other ranks keep
@@ -143,6 +145,9 @@ def watch(
             f"first_nonfinite must be 'auto', True or False, got {first_nonfinite!r}"
         )
     update_gap = _update_gap(updates)
+    inner = getattr(optimizer, "optimizer", None)  # a wrapper: accelerate's, Lightning's
+    if isinstance(inner, torch.optim.Optimizer):
+        optimizer = inner  # its step() runs the inner one's, whose hooks are torch's
     if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
         raise InvalidInputError(
             f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
