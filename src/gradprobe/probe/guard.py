@@ -93,6 +93,9 @@ class Guard:
     ) -> None:
         if not isinstance(model, nn.Module):
             raise InvalidInputError(f"guard needs an nn.Module, got {type(model).__name__}")
+        inner = getattr(optimizer, "optimizer", None)  # accelerate's or Lightning's wrapper
+        if isinstance(inner, torch.optim.Optimizer):
+            optimizer = inner
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise InvalidInputError(
                 f"guard needs a torch.optim.Optimizer, got {type(optimizer).__name__}"
