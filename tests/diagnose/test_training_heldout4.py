@@ -146,6 +146,24 @@ def test_a_schedule_that_sends_the_lr_to_0_is_told_to_keep_the_lr(runs, name, lr
     no_reinit(found)
 
 
+@slow
+@pytest.mark.parametrize("name", ["sgd_wd_1", "sgd_wd_1_w512", "adamw_wd_10"])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_weight_decay_removing_a_tenth_of_each_weight_a_step_is_the_cause(runs, name, seed):
+    """SGD 0.1 with weight_decay=1, AdamW 1e-2 with weight_decay=10: 10 % of every weight
+    gone a step. Lower the weight decay — not the lr (which lowers it only by accident), and
+    not the vanishing gradients its shrunken weights show."""
+    _run, _, found = runs(name, seed)
+    s = first(found, ("not_learning", "stalled"))
+    assert s.causes[0].kind == "weight_decay"
+    assert "group['weight_decay']" in s.remedy.code and "group['lr']" not in s.remedy.code
+    wd = float(s.remedy.code.split("group['weight_decay'] = ")[1].split()[0])
+    assert wd < (10.0 if name == "adamw_wd_10" else 1.0)
+    for f in serious(found):  # the vanishing it leads to takes the same remedy
+        assert "group['lr']" not in (f.remedy.code or "")
+    no_reinit(found)
+
+
 # -- regressions, on runs written by hand (one per wrong verdict the held-out runs found) --------
 
 _W = ["0.weight", "2.weight"]
@@ -192,6 +210,27 @@ def test_a_schedule_that_took_the_lr_to_0_was_told_to_raise_max_norm():
     for lr in (np.full(200, 1e-5), 1e-5 * np.maximum(0.0, 1 - np.arange(200) / 190)):
         low = first(diagnose(_flat_run(lr, 5e-7, {"type": "Adam"})), ("not_learning",))
         assert "schedule" not in low.remedy.text and lr_in(low.remedy.code) > 1e-4
+
+
+def test_heavy_weight_decay_was_told_to_lower_the_lr():
+    """SGD 0.1 with weight_decay=1: 10 % of each weight gone a step, the loss flat; what the
+    layers showed (the gradient vanishing at the shrunken first layer) was told to lower the
+    lr. The decay is the first cause, and what to lower."""
+    heavy = first(diagnose(_flat_run(np.full(200, 0.1), 1e-3, _SGD | {"weight_decay": 1.0})),
+                  ("not_learning",))  # fmt: skip
+    assert heavy.causes[0].kind == "weight_decay"
+    assert "group['weight_decay']" in heavy.remedy.code and "group['lr']" not in heavy.remedy.code
+    # usual decay (SGD 5e-4; AdamW wd 1 at lr 1e-2 is 1 % a step, which learns), and Adam's
+    # L2 term (divided by √v̂, not lr·wd a step): no weight-decay cause
+    for meta in (
+        _SGD | {"weight_decay": 5e-4},
+        {"type": "AdamW", "groups": 1, "weight_decay": 1.0},
+        {"type": "Adam", "groups": 1, "weight_decay": 10.0},
+    ):
+        lr = np.full(200, 1e-2 if meta["type"] != "SGD" else 0.1)
+        s = first(diagnose(_flat_run(lr, 1e-3, meta)), ("not_learning",))
+        assert all(c.kind != "weight_decay" for c in s.causes)
+        assert "weight_decay" not in (s.remedy.code or "")
 
 
 def _from_zero_run(first_norm):

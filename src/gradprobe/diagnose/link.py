@@ -11,7 +11,9 @@ After every rule has run, :func:`link`:
    cause's, with the next one's added. A ``stalled`` with no cause is ``info`` (healthy
    runs have plateaus).
    A symptom with no cause found falls back on the update ratios (10× off the usual ~1e-3
-   either way), else on a remedy for the symptom alone;
+   either way), else on a remedy for the symptom alone. A ``not_learning`` or ``stalled``
+   under weight decay that removes ≥ ``training.HEAVY_DECAY`` of every weight a step has
+   that decay as its first cause (``Cause("weight_decay", ...)``) and its remedy;
 2. replaces an init remedy (a scheme, ``gp.init.``, ``_init_weights``,
    ``reset_parameters``) on a problem that appeared during training (onset after the
    first logged step) by the step size's: re-initialising is only the remedy when the init
@@ -40,6 +42,8 @@ from .rules.updates import first_ratio, peak_before, ratios
 from .series import loss_series
 from .training import (
     TARGET_EARLY_RATIO,
+    decay_remedy,
+    heavy_decay,
     lr_jump_remedy,
     lr_jumps,
     post_ln_blocks,
@@ -299,11 +303,22 @@ def _with_causes(ctx: Context, symptom: Finding, before: list[Finding]) -> Findi
     before = sorted(before, key=lambda c: (rank_origin(c), c.onset or 0))  # most specific first
     found = [Cause(c.kind, c.layer, c.onset, _summary(c)) for c in before]
     jump = _lr_jump_before(ctx, symptom)
+    # weight decay that removes a large share of every weight a step keeps a loss from
+    # falling whatever the layers show (they show its shrinking weights): the first cause
+    decay = heavy_decay(ctx) if symptom.kind in ("not_learning", "stalled") else None
     if jump is not None:
         step, lo, hi = jump
         what = f"the learning rate jumped {hi / lo:.3g}× at step {step} ({lo:.3g} → {hi:.3g})"
         found = [Cause("large_updates", None, step, what), *found]
         remedy = lr_jump_remedy(step, lo, hi, f"the loss changed from step {symptom.onset}")
+    elif decay is not None:
+        fraction, lr, wd = decay
+        what = (
+            f"weight decay removing {fraction:.0%} of every weight a step (weight_decay="
+            f"{wd:g} at lr {lr:.3g})"
+        )
+        found = [Cause("weight_decay", None, ctx.steps[0] if ctx.steps else 0, what), *found]
+        remedy = decay_remedy(ctx, "the loss does not fall") or _ALONE[symptom.kind]
     elif before:
         ranked = before
         first = ranked[0].remedy

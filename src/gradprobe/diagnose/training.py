@@ -139,6 +139,67 @@ def lr_collapse_remedy(step: int, peak: float, last: float, what: str) -> Remedy
     )
 
 
+#: weight decay that shrinks every weight by this fraction of itself a step (lr·wd, and
+#: lr·wd/(1 − momentum) for SGD's L2 term) erases what the gradient adds faster than it is
+#: learnt: AdamW at lr 1e-2 with wd 1 (0.01 a step) still learns the digits 2.2 → 0.1 in 200
+#: steps (docs/DIAGNOSIS.md, held-out check), wd 10 (0.1 a step) stalls at half its start
+#: and SGD 0.1 with weight_decay=1 (0.1) learns nothing; the line sits between
+HEAVY_DECAY = 0.03
+
+
+def decay_per_step(ctx: Context) -> tuple[float, float, float] | None:
+    """``(fraction, lr, weight_decay)``: how much of each weight the optimizer's weight
+    decay removes a step at the run's median recorded lr — lr·wd for AdamW (decoupled) and
+    for SGD (its L2 term, ÷ (1 − momentum) with momentum). None for other optimizers (Adam's
+    L2 term is divided by √v̂: its pull is not lr·wd), without a recorded lr or weight decay,
+    or when the param groups differ (a group without decay is usual: norms, biases)."""
+    opt = optimizer_of(ctx)
+    kind, wd = opt.get("type"), opt.get("weight_decay")
+    if kind not in ("SGD", "AdamW") or not isinstance(wd, (int, float)) or wd <= 0:
+        return None
+    if not opt.get("groups_alike", True):
+        return None
+    s = lr_series(ctx)
+    if s is None:
+        return None
+    v = s.values[np.isfinite(s.values) & (s.values > 0)]
+    if not v.size:
+        return None
+    lr = float(np.median(v))
+    fraction = lr * wd
+    momentum = opt.get("momentum") or 0.0
+    if kind == "SGD" and isinstance(momentum, (int, float)) and 0 <= momentum < 1:
+        fraction /= 1 - momentum
+    return fraction, lr, float(wd)
+
+
+def heavy_decay(ctx: Context) -> tuple[float, float, float] | None:
+    """:func:`decay_per_step` when it is at least ``HEAVY_DECAY``, else None."""
+    d = decay_per_step(ctx)
+    return d if d is not None and d[0] >= HEAVY_DECAY else None
+
+
+def decay_remedy(ctx: Context, what: str) -> Remedy | None:
+    """Weight decay that removes ≥ ``HEAVY_DECAY`` of every weight a step is the change to
+    make, not the learning rate (a lower lr would lower the decay too, by accident)."""
+    d = heavy_decay(ctx)
+    if d is None:
+        return None
+    fraction, lr, wd = d
+    kind = optimizer_of(ctx).get("type")
+    usual = "0.01–0.1" if kind == "AdamW" else "1e-4–5e-4"
+    new = sig(wd * min(1.0, 1e-3 / fraction), 1)
+    return Remedy(
+        f"{what}: weight_decay={sig(wd, 3):g} at lr {sig(lr, 3):g} shrinks every weight by "
+        f"{fraction:.0%} of itself a step (half of it is gone in {math.log(2) / fraction:.2g} "
+        f"steps), faster than the gradient builds it; lower weight_decay ({usual} is usual "
+        f"for {kind}; {new:g} removes 0.1 % a step), not the learning rate",
+        None,
+        f"for group in opt.param_groups:\n    group['weight_decay'] = {new:g}"
+        f"  # was {sig(wd, 3):g}: {fraction:.0%} of each weight a step",
+    )
+
+
 def attention_modules(ctx: Context) -> list[str]:
     return [m.name for m in ctx.modules if any(a in (m.module_type or "") for a in _ATTENTION)]
 
@@ -182,10 +243,15 @@ def warmup_steps(peak_ratio: float) -> int:
 
 def step_size(ctx: Context, peak_ratio: float, step: int | None, what: str) -> Remedy:
     """Lower the learning rate or warm it up (and Pre-LN for a Post-LN transformer): the
-    step size, not the init, is the cause of ``what``."""
+    step size, not the init, is the cause of ``what`` — unless the lr was raised before it
+    (go back) or the weight decay removes ≥ ``HEAVY_DECAY`` of each weight a step (lower it:
+    shrinking weights is what the updates, dead units or vanishing gradients show)."""
     jumped = [j for j in lr_jumps(ctx) if step is not None and j[0] <= step]
     if jumped:  # the learning rate was raised before it: going back is the change to make
         return lr_jump_remedy(*jumped[-1], what)
+    decay = decay_remedy(ctx, what)
+    if decay is not None:
+        return decay
     lr = lr_at(ctx, step) or peak_lr(ctx)
     factor = min(1e3, max(2.0, peak_ratio / TARGET_EARLY_RATIO))
     new, line = _new_lr_line(lr, factor)
