@@ -393,7 +393,7 @@ def test_no_host_read_on_unlogged_steps_when_the_check_fires_on_the_device_path(
     assert probe.run.first_nonfinite("forward").layer == "(input)"
 
 
-def _scaled_lanes(scaler, every, histograms):
+def _scaled_lanes(scaler, every, histograms, given=True):
     """The same model trained twice on the same data: plainly, and through ``scaler``
     (``scaler.scale(loss).backward()``, ``scaler.step(opt)``); power-of-two scales make the
     two trainings the same bit for bit. Returns both runs and the scale of each step."""
@@ -404,7 +404,7 @@ def _scaled_lanes(scaler, every, histograms):
         g = torch.Generator().manual_seed(1)
         with gp.watch(
             model, every=every, optimizer=opt, histograms=histograms,
-            scaler=scaler if lane == "scaled" else None,
+            scaler=scaler if lane == "scaled" and given else None,
         ) as probe:  # fmt: skip
             for _ in range(12):
                 loss = model(torch.randn(8, 6, generator=g)).pow(2).mean()
@@ -422,14 +422,17 @@ def _scaled_lanes(scaler, every, histograms):
     return runs, scales
 
 
+@pytest.mark.parametrize("given", [True, False], ids=["scaler=", "found"])
 @pytest.mark.parametrize("device_path", [False, True])
-def test_a_grad_scalers_gradients_are_recorded_unscaled(monkeypatch, device_path):
+def test_a_grad_scalers_gradients_are_recorded_unscaled(monkeypatch, device_path, given):
     """Regression: under ``scaler.scale(loss).backward()`` every gradient was recorded times
-    the scale (65536 by default, doubling as it grows): a healthy run read as exploding."""
+    the scale (65536 by default, doubling as it grows): a healthy run read as exploding.
+    Without ``scaler=``, the GradScaler whose ``step()`` called the optimizer's is found."""
     if device_path:
         monkeypatch.setattr(reducers, "on_host", lambda device: False)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=3)
-    (plain, scaled), scales = _scaled_lanes(scaler, every=4, histograms=True)
+    (plain, scaled), scales = _scaled_lanes(scaler, every=4, histograms=True, given=given)
+    assert scaled.meta["grad_scaler"] == "GradScaler" + ("" if given else " (found)")
     assert len(set(scales)) == 4  # the scale grew three times during the run
     assert _values(scaled, "grad_scale", "value") == dict(enumerate(scales))
     compared = [("grad_norm", "global", None), ("param_grad", "norm", "param"),

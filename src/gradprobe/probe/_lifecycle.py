@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import sys
 import time
 import warnings
 from typing import Any, TypeVar
@@ -17,9 +18,16 @@ import torch
 
 from ..errors import GradprobeWarning, InvalidInputError, RunStoreError
 from . import reducers as R
-from ._training import check_loss, first_nonfinite_param, learning_rates
+from ._training import (
+    check_loss,
+    first_nonfinite_param,
+    is_grad_scaler,
+    learning_rates,
+    scale_of,
+)
 
 _P = TypeVar("_P", bound="Lifecycle")
+SCALER_LOOKS = 3  # optimizer steps whose caller is looked at for a GradScaler
 
 
 class Lifecycle:
@@ -176,11 +184,30 @@ class Lifecycle:
     def _auto_step(self) -> None:
         """``optimizer.step()`` (or the guard) ends the step, unless ``probe.step()`` has
         just ended it (called before ``optimizer.step()``, with no forward since)."""
+        if self._scaler is None and self._scaler_looks < SCALER_LOOKS:
+            self._find_scaler()
         if self._ended == "user":
             self._ended = None
             return
         self._end_step(None, None)
         self._ended = "optimizer"
+
+    def _find_scaler(self) -> None:
+        """Called in ``optimizer.step()``'s post-hook: is it ``GradScaler.step`` that called
+        it? (Then the backward's gradients were its scale times the loss's: the scaler is
+        taken as ``watch(scaler=)`` would.) Its frame is a few above this one; looked for on
+        the first :data:`SCALER_LOOKS` optimizer steps only."""
+        self._scaler_looks += 1
+        frame = sys._getframe(1)
+        for _ in range(12):
+            frame = frame.f_back
+            if frame is None:
+                return
+            caller = frame.f_locals.get("self")
+            if is_grad_scaler(caller):
+                self._scaler = caller
+                self.run.set_meta("grad_scaler", f"{type(caller).__name__} (found)")
+                return
 
     def _end_step(self, loss, lr) -> None:
         t0 = time.perf_counter()
@@ -191,6 +218,8 @@ class Lifecycle:
             flag = self._finisher.weights_flag()
             at = self._scale_at
             scale = at[1] if at is not None and at[0] == st.index else None
+            if scale is None and self._scaler is not None:  # found in this step's optimizer
+                scale = scale_of(self._scaler)  # step: before scaler.update(), this step's
             self._training.end_step(st.index, st.logged, loss, lr, flag, scale)
             self._last_logged = st.logged
             if st.logged:

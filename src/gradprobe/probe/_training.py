@@ -94,6 +94,14 @@ def optimizer_meta(optimizer) -> dict:
     return out
 
 
+def is_grad_scaler(obj) -> bool:
+    """A ``torch.amp.GradScaler`` (or one of its kind: ``get_scale``, ``is_enabled`` and
+    ``unscale_``)?"""
+    return obj is not None and all(
+        callable(getattr(obj, a, None)) for a in ("get_scale", "is_enabled", "unscale_")
+    )
+
+
 def scale_of(scaler) -> object:
     """A ``torch.amp.GradScaler``'s current scale, the factor of the backward's gradients
     (1.0 when it is disabled): a float on the CPU; on an accelerator a copy of its scale

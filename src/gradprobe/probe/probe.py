@@ -66,6 +66,7 @@ class Probe(AttentionHooks, Lifecycle):
         self.model, self.run = model, run
         self._scaler = scaler  # a GradScaler: the backward's gradients are scaled by its scale
         self._trained = False  # a forward with gradients seen: no_grad forwards are evaluation
+        self._scaler_looks = 0  # optimizer steps looked at for a GradScaler calling them
         self._scale_at: tuple[int, object] | None = None  # (step, the scale of its backward)
         self.hooks = HookSet(on_error=self._hook_failed)
         self.warnings: list[str] = []

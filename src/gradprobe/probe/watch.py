@@ -117,7 +117,8 @@ def watch(
     runs: the backward's gradients are its scale times the loss's; the probe divides them by
     the scale of their step's backward (recorded per step as ``grad_scale``), so the numbers
     and the diagnosis are those of the loss itself (``range_used`` stays that of the scaled
-    float16 values, which are what overflow).
+    float16 values, which are what overflow). With ``optimizer``, a GradScaler whose
+    ``step()`` calls the optimizer's is found without it (on the first optimizer steps).
 
     >>> with gp.watch(model) as probe:                          # doctest: +SKIP
     ...     for x, y in loader:
