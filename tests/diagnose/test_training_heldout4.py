@@ -57,11 +57,16 @@ def test_the_same_configuration_at_two_loss_scales_gets_the_same_verdict(runs, p
 @pytest.mark.parametrize("name", ["no_zero_grad_sgd", "no_zero_grad_sgd_x1e-3"])
 @pytest.mark.parametrize("seed", SEEDS)
 def test_a_forgotten_zero_grad_diverges_after_it_learnt(runs, name, seed):
-    """Gradients summed over every step so far: the loss falls, then rises for good. (Its
-    cause is not named: the probe cannot tell p.grad summed over steps from one step's.)"""
-    _run, _, found = runs(name, seed)
+    """Gradients summed over every step so far: the loss falls, then rises for good; the
+    probe saw step 1's backward begin on step 0's .grad, and that is the cause named."""
+    run, _, found = runs(name, seed)
+    assert run.meta["grads_not_zeroed"]["step"] == 1
     s = first(found, ("diverging",))
     assert s.onset > 20 and "non_finite" not in s.evidence
+    assert s.causes[0].kind == "exploding" and s.causes[0].onset == 1
+    assert "zero_grad()" in s.remedy.code and "group['lr']" not in s.remedy.code
+    for f in serious(found):  # the dead units that follow take the same remedy
+        assert "zero_grad()" in (f.remedy.code or ""), str(f)
     no_reinit(found)
 
 

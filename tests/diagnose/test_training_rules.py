@@ -421,3 +421,20 @@ def test_an_explosion_from_step_3_set_its_own_clipping_norm():
         diagnose(training_run(loss=decaying(20), grad_norm=norm), rules="grad_norm"), "exploding"
     )
     assert "max_norm=3.4" in f.remedy.code  # the steps before it rose 10x above its first
+
+
+def test_gradients_never_zeroed_are_the_first_cause_and_the_remedy_is_zero_grad():
+    """Regression (fourth held-out check): a forgotten ``zero_grad()`` diverged after it
+    learnt, blamed on the units that died after the summed gradients grew ("lower the lr").
+    The probe's ``meta["grads_not_zeroed"]`` names it; the same run without it does not."""
+    loss = np.concatenate([decaying(80, 2.3, 0.3), np.linspace(0.3, 2.6, 120)])
+    norms = np.linspace(1.0, 90.0, 200)  # .grad summed over steps: grows with the step count
+    kept = {"grads_not_zeroed": {"step": 1, "param": WEIGHTS[0]}}
+    found = diagnose(training_run(loss=noisy(loss), grad_norm=norms, lr=[0.05] * 200, meta=kept))
+    s = only(found, "diverging")
+    assert s.causes[0].kind == "exploding" and s.causes[0].onset == 1
+    assert "zero_grad()" in s.remedy.code and "never zeroed" in s.causes[0].summary
+    cause = only(found, "exploding")
+    assert cause.severity == "error" and cause.evidence["grads_not_zeroed"] == 1
+    plain = diagnose(training_run(loss=noisy(loss), grad_norm=norms, lr=[0.05] * 200))
+    assert not any("zero_grad()" in (f.remedy.code or "") for f in plain)

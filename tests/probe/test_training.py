@@ -484,3 +484,33 @@ def test_accelerates_prepared_optimizer_ends_the_steps():
     assert probe.run.steps == [0, 1, 2]
     assert probe.run.meta["optimizer"]["type"] == "SGD"
     assert list(_values(probe.run, "lr", "value").values()) == [0.1] * 3
+
+
+@pytest.mark.parametrize("device_path", [False, True])
+def test_a_backward_that_begins_on_the_last_steps_gradients_is_noted(monkeypatch, device_path):
+    """A forgotten ``zero_grad()``: step 1's backward finds step 0's ``.grad`` unchanged.
+    Zeroed in place, set to None, zeroed just before the backward, or several backwards
+    accumulated inside one step: nothing noted."""
+    if device_path:
+        monkeypatch.setattr(reducers, "on_host", lambda device: False)
+
+    def loop(zero, accumulate=1):
+        model = _mlp()
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        g = torch.Generator().manual_seed(0)
+        with gp.watch(model, optimizer=opt) as probe:
+            for _ in range(4):
+                for _ in range(accumulate):
+                    loss = model(torch.randn(8, 6, generator=g)).pow(2).mean()
+                    if zero == "before backward":
+                        opt.zero_grad()
+                    loss.backward()
+                opt.step()
+                if zero in ("to none", "in place"):
+                    opt.zero_grad(set_to_none=zero == "to none")
+                probe.step(loss=loss)
+        return probe.run.meta.get("grads_not_zeroed")
+
+    assert loop("never") == {"step": 1, "param": "0.weight"}
+    assert loop("to none") is None and loop("in place") is None
+    assert loop("before backward") is None and loop("to none", accumulate=3) is None

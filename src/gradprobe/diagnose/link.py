@@ -21,7 +21,9 @@ After every rule has run, :func:`link`:
 3. gives a NaN/Inf that followed half-precision values near their limit the precision
    remedy (bf16, a GradScaler) instead of a guess at log/sqrt/exp;
 4. gives small updates under a gradient that vanished from before them the vanishing's
-   remedy (no learning rate moves a gradient of 1e-12), ranked after it;
+   remedy (no learning rate moves a gradient of 1e-12), ranked after it; and the problems of
+   the step size that follow gradients never zeroed (``optimizer.zero_grad()`` missing:
+   ``rules/grad_norm.py``, ranked first) the zeroing;
 5. lowers causes of severity error to warnings in a run whose recorded loss shows no
    symptom (a cause without a symptom yet is a warning, with its onset); NaN/Inf stays an
    error. Dead or saturated units that appeared in training after usual update ratios
@@ -38,6 +40,7 @@ import numpy as np
 
 from .context import Context
 from .finding import SYMPTOMS, Cause, Finding, Remedy
+from .rules.grad_norm import KEPT
 from .rules.updates import first_ratio, peak_before, ratios
 from .series import loss_series
 from .training import (
@@ -55,6 +58,8 @@ from .training import (
 def _rank(f: Finding) -> int:
     """Lower is more specific: the change that fixes this cause is the one to make."""
     phase = f.evidence.get("phase")
+    if f.evidence.get("measured_on") == KEPT:
+        return -1  # a loop that never zeroes its gradients: whatever else followed, fix it
     if f.kind == "exploding" and f.time_step is not None:
         return 0  # clipping, through time
     if f.kind == "overflow":
@@ -115,6 +120,13 @@ def _words(f: Finding) -> str:
         )
     if f.kind == "exploding" and e.get("measured_on") == "residual stream over training":
         return f"the residual stream after {at} grown {e.get('growth', 0):.3g}× by step {f.onset}"
+    if e.get("measured_on") == KEPT:
+        grew = (
+            f" (its norm {e['first_norm']:.3g} → {e['peak_norm']:.3g})"
+            if "peak_norm" in e and "first_norm" in e
+            else ""
+        )
+        return f"the gradients never zeroed from step {f.onset}: .grad summed over steps{grew}"
     if f.kind == "exploding" and at is None:
         return f"the gradient norm growing {e.get('growth', 0):.3g}× from step {f.onset}"
     if f.kind in ("vanishing", "exploding"):
@@ -132,6 +144,7 @@ def link(ctx: Context, findings: list[Finding]) -> list[Finding]:
     findings = [_during_training(ctx, f) for f in findings]
     findings = _precision(findings)
     findings = _vanished(findings)
+    findings = _never_zeroed(findings)
     findings = _after_the_end(ctx, findings)
     causes = [
         f
@@ -281,7 +294,7 @@ def _with_causes(ctx: Context, symptom: Finding, before: list[Finding]) -> Findi
             return 1.5
         # outside recurrent nets, a gradient norm that explodes after large first updates
         # is their consequence: the learning rate is the fix, clipping the help
-        if not recurrent and c.kind == "exploding" and c.layer is None:
+        if not recurrent and c.kind == "exploding" and c.layer is None and _rank(c) >= 0:
             return 5.5
         # weights that barely move because their gradient vanished: the vanishing's fix
         if c.kind == "small_updates" and "vanishing_at" in c.evidence:
@@ -512,6 +525,27 @@ def _vanished(findings: list[Finding]) -> list[Finding]:
         f"the gradient vanishes ({_summary(first)}): these weights get too small a gradient "
         "to move, whatever the learning rate",
         "vanishing_at",
+    )
+
+
+def _never_zeroed(findings: list[Finding]) -> list[Finding]:
+    """Gradients never zeroed (``rules/grad_norm.KEPT``): every later problem of the step
+    size — large updates, units that died or saturated, gradients that grew — is that
+    growing sum's, and takes its remedy (zero the gradients), not a lower learning rate."""
+    kept = next((f for f in findings if f.evidence.get("measured_on") == KEPT), None)
+    if kept is None:
+        return findings
+    return _inherit(
+        findings,
+        kept,
+        lambda f: (
+            f is not kept
+            and f.kind not in SYMPTOMS
+            and f.kind in ("large_updates", "dead_units", "saturated", "exploding", "overflow")
+            and (f.onset or 0) >= (kept.onset or 0)
+        ),
+        "the gradients are never zeroed: every step applies the sum of all the gradients so far",
+        "grads_not_zeroed_at",
     )
 
 

@@ -186,6 +186,7 @@ class Lifecycle:
         just ended it (called before ``optimizer.step()``, with no forward since)."""
         if self._scaler is None and self._scaler_looks < SCALER_LOOKS:
             self._find_scaler()
+        self._mark_grads()
         if self._ended == "user":
             self._ended = None
             return

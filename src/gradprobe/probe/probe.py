@@ -67,6 +67,10 @@ class Probe(AttentionHooks, Lifecycle):
         self._scaler = scaler  # a GradScaler: the backward's gradients are scaled by its scale
         self._trained = False  # a forward with gradients seen: no_grad forwards are evaluation
         self._scaler_looks = 0  # optimizer steps looked at for a GradScaler calling them
+        # (name, param, its .grad, that tensor's version) at the last optimizer step: read at
+        # the next backward's first parameter hook (see _check_kept)
+        self._grad_marks: list[tuple[str, torch.Tensor, torch.Tensor, int]] | None = None
+        self._kept_seen = False
         self._scale_at: tuple[int, object] | None = None  # (step, the scale of its backward)
         self.hooks = HookSet(on_error=self._hook_failed)
         self.warnings: list[str] = []
@@ -307,6 +311,8 @@ class Probe(AttentionHooks, Lifecycle):
         def hook(param):
             if not self.hooks.active or param.grad is None:
                 return
+            if self._grad_marks is not None:
+                self._check_kept(param)
             if self._scaler is not None:
                 self._note_scale()
             st = self._state
@@ -328,6 +334,35 @@ class Probe(AttentionHooks, Lifecycle):
                     st.weight_norms[index] = st.packer.add(wn, op=op)
 
         return hook
+
+    def _mark_grads(self) -> None:
+        """At an optimizer step: note two parameters' ``.grad`` tensors and their versions.
+        ``zero_grad()`` replaces them by None (or zeroes them in place: a new version);
+        found unchanged and non-zero at the next backward, they were never zeroed."""
+        if self._kept_seen:
+            return
+        marks = []
+        for name, p in self._params:
+            g = p.grad
+            if p.requires_grad and isinstance(g, torch.Tensor) and g.layout == torch.strided:
+                marks.append((name, p, g, g._version))
+                if len(marks) == 2:
+                    break
+        self._grad_marks = marks or None
+
+    def _check_kept(self, hooked: torch.Tensor) -> None:
+        """The first parameter hook since the optimizer step (one backward has begun): is a
+        noted ``.grad`` still the same tensor, unchanged and non-zero? Then every step adds
+        its gradient to all the earlier ones: ``meta["grads_not_zeroed"]`` (a host read
+        only then)."""
+        marks, self._grad_marks = self._grad_marks, None
+        for name, p, g, version in marks or ():
+            if p is hooked or p.grad is not g or g._version != version:
+                continue
+            if bool(g.detach().ne(0).any()):
+                self._kept_seen = True
+                self.run.set_meta("grads_not_zeroed", {"step": self._step, "param": name})
+                return
 
     def _unlogged_grad(self, rec: BwdRec, index: int, g: torch.Tensor) -> None:
         if g.numel() == 0:

@@ -7,7 +7,9 @@ baseline); a later step whose norm exceeds ``grad_norm_growth`` (100×) that bas
 turns NaN/Inf, is an explosion (healthy runs move within ~7×: the norm often rises a few
 times as the loss falls). The remedy is clipping at the baseline norm (Pascanu et al.
 2013), with a lower learning rate; for recurrent nets the through-time rule says where it
-grows.
+grows. When the probe saw a backward begin on the last step's unchanged ``.grad``
+(``meta["grads_not_zeroed"]``: ``optimizer.zero_grad()`` is missing), that is the finding:
+the growth is the sum of every gradient so far.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..context import Context
-from ..finding import Finding
+from ..finding import Finding, Remedy
 from ..series import (
     data_nonfinite_steps,
     loss_series,
@@ -42,8 +44,52 @@ def _not_an_explosion(ctx: Context, s) -> np.ndarray:
     return np.array([int(t) in skipped or int(t) in bad_loss for t in s.steps], dtype=bool)
 
 
+#: ``evidence["measured_on"]`` of gradients that are never zeroed (link.py ranks it first)
+KEPT = "p.grad kept across optimizer steps"
+
+
+def _never_zeroed(ctx: Context, kept: dict) -> Finding:
+    """The probe saw a backward begin with the last step's ``.grad`` still in place (never
+    zeroed): each step applies the sum of every gradient so far, a step that grows with the
+    step count (SGD: lr·Σg), whatever the init or the learning rate."""
+    step, param = int(kept.get("step", 1)), kept.get("param")
+    s = model_series(ctx.run, "grad_norm", "global")
+    evidence: dict = {"measured_on": KEPT, "grads_not_zeroed": step, "param": param}
+    if s is not None and len(s) > 1 and np.isfinite(s.values[0]):
+        finite = s.values[np.isfinite(s.values)]
+        evidence.update(first_norm=float(s.values[0]), peak_norm=float(finite.max()))
+    grew = (
+        f" (the recorded norm of .grad went from {evidence['first_norm']:.3g} to "
+        f"{evidence['peak_norm']:.3g})"
+        if "peak_norm" in evidence
+        else ""
+    )
+    return Finding(
+        kind="exploding",
+        layer=None,
+        severity="error",
+        step=step,
+        onset=step,
+        evidence=evidence,
+        remedy=Remedy(
+            "the gradients are never zeroed: from step "
+            f"{step} each backward added to the .grad of the step before ({param}'s was "
+            "still there, unchanged), so each optimizer step applies the sum of every "
+            "gradient so far and grows with the step count; call optimizer.zero_grad() "
+            "after each optimizer.step() (or before each backward)",
+            None,
+            "opt.step()\nopt.zero_grad()  # every step: .grad holds this step's gradient only",
+        ),
+        message=f"the gradients were never zeroed between optimizer steps: from step {step} "
+        f"every backward added to the last step's .grad{grew}",
+    )
+
+
 @RULES.register("grad_norm")
 def grad_norm(ctx: Context) -> list[Finding]:
+    kept = ctx.run.meta.get("grads_not_zeroed")
+    if isinstance(kept, dict):  # the growth below is that sum's: the cause is the loop
+        return [_never_zeroed(ctx, kept)]
     s = without_guard_skips(model_series(ctx.run, "grad_norm", "global"), ctx.run)
     if s is None or len(s) <= BASELINE:
         return []
