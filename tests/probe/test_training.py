@@ -514,3 +514,18 @@ def test_a_backward_that_begins_on_the_last_steps_gradients_is_noted(monkeypatch
     assert loop("never") == {"step": 1, "param": "0.weight"}
     assert loop("to none") is None and loop("in place") is None
     assert loop("before backward") is None and loop("to none", accumulate=3) is None
+
+
+def test_the_noted_gradients_are_not_kept_alive():
+    """The zero_grad check holds the last step's ``.grad`` weakly: set to None, it is freed
+    at once, as without the probe (an LLM's embedding gradient is hundreds of MB)."""
+    import weakref
+
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with gp.watch(model, optimizer=opt):
+        model(torch.randn(8, 6)).pow(2).mean().backward()
+        opt.step()
+        first = weakref.ref(model[0].weight.grad)
+        opt.zero_grad(set_to_none=True)
+        assert first() is None

@@ -67,9 +67,9 @@ class Probe(AttentionHooks, Lifecycle):
         self._scaler = scaler  # a GradScaler: the backward's gradients are scaled by its scale
         self._trained = False  # a forward with gradients seen: no_grad forwards are evaluation
         self._scaler_looks = 0  # optimizer steps looked at for a GradScaler calling them
-        # (name, param, its .grad, that tensor's version) at the last optimizer step: read at
-        # the next backward's first parameter hook (see _check_kept)
-        self._grad_marks: list[tuple[str, torch.Tensor, torch.Tensor, int]] | None = None
+        # (name, param, a weak reference to its .grad, that tensor's version) at the last
+        # optimizer step: read at the next backward's first parameter hook (_check_kept)
+        self._grad_marks: list[tuple[str, torch.Tensor, weakref.ref, int]] | None = None
         self._kept_seen = False
         self._scale_at: tuple[int, object] | None = None  # (step, the scale of its backward)
         self.hooks = HookSet(on_error=self._hook_failed)
@@ -336,16 +336,17 @@ class Probe(AttentionHooks, Lifecycle):
         return hook
 
     def _mark_grads(self) -> None:
-        """At an optimizer step: note two parameters' ``.grad`` tensors and their versions.
-        ``zero_grad()`` replaces them by None (or zeroes them in place: a new version);
-        found unchanged and non-zero at the next backward, they were never zeroed."""
+        """At an optimizer step: note two parameters' ``.grad`` tensors (weakly: a gradient
+        set to None is freed as before) and their versions. ``zero_grad()`` replaces them by
+        None (or zeroes them in place: a new version); found unchanged and non-zero at the
+        next backward, they were never zeroed."""
         if self._kept_seen:
             return
         marks = []
         for name, p in self._params:
             g = p.grad
             if p.requires_grad and isinstance(g, torch.Tensor) and g.layout == torch.strided:
-                marks.append((name, p, g, g._version))
+                marks.append((name, p, weakref.ref(g), g._version))
                 if len(marks) == 2:
                     break
         self._grad_marks = marks or None
@@ -356,8 +357,9 @@ class Probe(AttentionHooks, Lifecycle):
         its gradient to all the earlier ones: ``meta["grads_not_zeroed"]`` (a host read
         only then)."""
         marks, self._grad_marks = self._grad_marks, None
-        for name, p, g, version in marks or ():
-            if p is hooked or p.grad is not g or g._version != version:
+        for name, p, ref, version in marks or ():
+            g = ref()
+            if p is hooked or g is None or p.grad is not g or g._version != version:
                 continue
             if bool(g.detach().ne(0).any()):
                 self._kept_seen = True
