@@ -228,6 +228,18 @@ def test_units_idle_in_a_model_that_learnt_at_usual_steps_were_a_warning():
     assert g.severity == "warning"
 
 
+def test_units_idle_after_adams_default_first_steps_were_a_warning():
+    """Regression: the line for "the usual rate" was 1e-2, but Adam's first step at its
+    default lr is lr / rms(w) — 0.014 at a fan-in of 64, 0.05 at 784. A VAE that learnt
+    43 → 16 warned of 61 % dead encoder units after ratios of 0.011 on one seed (60 % on
+    the other: no finding). Not large (≤ large_update_ratio, 0.1): learnt sparsity."""
+    for ratio in (0.011, 0.05):
+        (f,) = [f for f in diagnose(_dying(ratio)) if f.kind == "dead_units"]
+        assert f.severity == "info" and f.evidence["judged"] == "learnt sparsity", ratio
+    (g,) = [f for f in diagnose(_dying(0.2)) if f.kind == "dead_units"]
+    assert g.severity == "warning"
+
+
 def test_a_loss_blown_up_by_the_first_steps_then_at_chance_was_not_not_learning():
     """2.3 at step 0, 40 and 30 after the first two updates, then ln 10 for good: the
     median of the first three (30) made it look like a fall to 2.3."""
