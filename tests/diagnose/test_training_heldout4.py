@@ -17,7 +17,7 @@ import pytest
 from gradprobe.diagnose import diagnose
 from gradprobe.diagnose.finding import SYMPTOMS
 
-from ._judge import REINIT, cached_runs, first, lr_in, no_reinit, serious
+from ._judge import REINIT, cached_runs, first, lr_in, no_reinit, serious, verdict
 from ._runs import decaying, noisy, training_run
 from ._training_heldout4 import BROKEN, HEALTHY, PAIRS, train
 
@@ -33,23 +33,11 @@ def runs():
     return cached_runs(BROKEN, HEALTHY, train)
 
 
-def verdict(findings):
-    """(the symptoms' kinds, the first symptom's first cause, what its remedy changes): the
-    part of a diagnosis that must not depend on the loss's scale, an offset or the width."""
-    symptoms = [f for f in serious(findings) if f.kind in SYMPTOMS]
-    if not symptoms:
-        return ()
-    s = symptoms[0]
-    cause = s.causes[0].kind if s.causes else None
-    family = next((k for k in FAMILIES if k in (s.remedy.code or "")), None)
-    return (s.kind, cause, family)
-
-
 @slow
 @pytest.mark.parametrize("pair", PAIRS, ids=lambda p: f"{p[0]}~{p[1]}")
 @pytest.mark.parametrize("seed", SEEDS)
 def test_the_same_configuration_at_two_loss_scales_gets_the_same_verdict(runs, pair, seed):
-    a, b = (verdict(runs(name, seed)[2]) for name in pair)
+    a, b = (verdict(runs(name, seed)[2], FAMILIES) for name in pair)
     assert a == b, (a, b)
 
 
