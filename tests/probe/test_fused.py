@@ -428,3 +428,17 @@ def test_the_sdpa_sample_is_the_same_with_and_without_the_kernel(monkeypatch):
     monkeypatch.setattr(A, "_kernel", lambda: False)
     ops = [float(v) for v in A.sdpa_sample(q, k, is_causal=True)]
     assert fused == pytest.approx(ops, rel=1e-5, abs=1e-5)
+
+
+def test_the_kernel_path_never_reads_past_what_sdpa_would_accept():
+    """Shapes SDPA refuses (q and k of other widths, query heads that are no multiple of
+    the key heads) never reach the kernel, which trusts its shapes: the general path
+    raises (the probe's hook reports it), as SDPA then does."""
+    from gradprobe.probe import _attention as A
+
+    q = torch.randn(1, 6, 8, 16)
+    for k in (torch.randn(1, 6, 8, 12), torch.randn(1, 4, 8, 16)):
+        with pytest.raises((RuntimeError, IndexError)):
+            A.sdpa_sample(q, k)
+        with pytest.raises(RuntimeError):
+            torch.nn.functional.scaled_dot_product_attention(q, k, k)

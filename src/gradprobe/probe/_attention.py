@@ -109,6 +109,8 @@ def sdpa_sample(
         attn_mask is None
         and query.dtype == key.dtype == torch.float32
         and query.device.type == "cpu" == key.device.type
+        and query.shape[-1] == key.shape[-1]  # else SDPA refuses it: nothing read here
+        and query.shape[-3] % key.shape[-3] == 0  # every query head has its key head
         and _kernel()
         and not _autocast_on(query)
     ):  # the common path: example 0 read in place, no view made
