@@ -110,6 +110,26 @@ def test_accumulated_batches_are_one_step_with_their_mean_loss(tmp_path):
     assert (calls == 2).all()  # both batches' forwards in their step
 
 
+def test_accumulation_that_changes_between_epochs_keeps_one_step_per_optimizer_step():
+    """GradientAccumulationScheduler: 1 batch a step in epoch 0, 2 in epoch 1 (4 batches an
+    epoch): 4 + 2 probe steps, the first window of epoch 1 not cut short by epoch 0."""
+    from lightning.pytorch.callbacks import GradientAccumulationScheduler
+
+    from gradprobe.integrations.lightning import GradprobeCallback
+
+    torch.manual_seed(0)
+    module, cb = Tiny(), GradprobeCallback(every=1)
+    trainer = L.Trainer(
+        max_epochs=2, accelerator="cpu", devices=1, logger=False, limit_val_batches=0,
+        callbacks=[cb, GradientAccumulationScheduler({0: 1, 1: 2})],
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(module, _loader())
+    assert cb.run.steps == list(range(6))
+    want = module.losses[:4] + [sum(module.losses[i : i + 2]) / 2 for i in (4, 6)]
+    assert list(cb.run.matrix("loss", "value")[2][0]) == pytest.approx(want, rel=1e-6)
+
+
 def test_a_mixed_precision_scaler_is_divided_out_of_the_gradients(tmp_path):
     """Lightning's "16-mixed" scales the loss with a GradScaler (on a GPU; here a CPU
     plugin given one): the gradients are recorded unscaled, as a float32 fit's."""

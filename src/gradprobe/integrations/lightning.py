@@ -83,8 +83,9 @@ def _build():
                 return
             loss = _loss_of(outputs)
             k = _accumulated(trainer, pl_module)
-            if k == 1:
+            if k == 1:  # (k may change between epochs: GradientAccumulationScheduler)
                 self.probe.step(loss=loss, lr=self._lrs)
+                self._window, self._stepped = [], False
                 return
             self._window.append(loss)
             if self._stepped:  # this batch ended the window: one probe step for all of it
