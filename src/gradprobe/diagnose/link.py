@@ -342,8 +342,9 @@ def _with_causes(ctx: Context, symptom: Finding, before: list[Finding]) -> Findi
         text, code = first.text, first.code
         if second is not None and second.text and second.text != text:
             text += f". Also: {second.text}"
-            if second.code and second.code != code:
-                code = f"{code}\n{second.code}" if code else second.code
+            extra = _without_lr(second.code) if "group['lr']" in (code or "") else second.code
+            if extra and extra != code:
+                code = f"{code}\n{extra}" if code else extra
         remedy = Remedy(text, first.scheme, code)
     else:
         weak = _weak_cause(ctx, symptom)
@@ -361,6 +362,23 @@ def _with_causes(ctx: Context, symptom: Finding, before: list[Finding]) -> Findi
 
 
 _OUTSIDE = ("(loss)", "(input)", "(target)")
+
+
+def _without_lr(code: str | None) -> str | None:
+    """``code`` less the learning rate it sets (``for group in opt.param_groups:`` and its
+    ``group['lr'] = ...`` line): the first cause's remedy has set the lr, and a second value
+    read at another step of a rising schedule contradicts it (two lrs in one remedy)."""
+    if not code:
+        return code
+    lines, out, i = code.split("\n"), [], 0
+    while i < len(lines):
+        nxt = lines[i + 1] if i + 1 < len(lines) else ""
+        if lines[i].startswith("for group in opt.param_groups:") and "group['lr']" in nxt:
+            i += 2
+            continue
+        out.append(lines[i])
+        i += 1
+    return "\n".join(out) or None
 
 
 def _lr_jump_before(ctx: Context, symptom: Finding) -> tuple[int, float, float] | None:

@@ -70,14 +70,29 @@ LR_JUMP = 3.0
 def lr_jumps(ctx: Context) -> list[tuple[int, float, float]]:
     """``(step, lr before, lr at step)`` for each step whose recorded learning rate is at
     least ``LR_JUMP`` times the step before's (from a non-zero value: a warm-up from 0 is
-    not a jump)."""
+    not a jump) and does not go on rising at the next step: a rise that goes on is a ramp
+    (a linear warm-up from a small start, ``LinearLR(start_factor=1e-3)``: ×7 at its first
+    step from 1e-3 to 0.3 over 50 steps), whose peak, not its first step, is to judge."""
     s = lr_series(ctx)
     if s is None or len(s) < 2:
         return []
     a, b = s.values[:-1], s.values[1:]
+    after = np.append(s.values[2:], np.nan)  # the lr one step after the rise
     with np.errstate(invalid="ignore", divide="ignore"):
         up = np.isfinite(a) & np.isfinite(b) & (a > 0) & (b >= LR_JUMP * a)
-    return [(int(s.steps[i + 1]), float(a[i]), float(b[i])) for i in np.nonzero(up)[0]]
+        ramp = np.isfinite(after) & (after > b * (1 + 1e-6))
+    return [(int(s.steps[i + 1]), float(a[i]), float(b[i])) for i in np.nonzero(up & ~ramp)[0]]
+
+
+def warmup_ramp(ctx: Context) -> tuple[float, float, int] | None:
+    """``(first lr, peak lr, step the peak is first reached)`` when the recorded learning
+    rate rose over the first steps (:func:`warmed_up`), else None."""
+    s = lr_series(ctx)
+    if not warmed_up(ctx) or s is None:
+        return None
+    top = peak_lr(ctx)
+    reached = int(s.steps[int(np.nonzero(s.values >= top * (1 - 1e-6))[0][0])])
+    return float(s.values[0]), float(top), reached  # type: ignore[arg-type]
 
 
 def lr_jump_remedy(step: int, before: float, after: float, what: str) -> Remedy:
@@ -262,6 +277,16 @@ def step_size(ctx: Context, peak_ratio: float, step: int | None, what: str) -> R
     )
     parts = [f"{what}: the step size is too large for these weights, not their init"]
     advice = [f"lower the learning rate ({new})"]
+    ramp = warmup_ramp(ctx)
+    if ramp is not None and lr is not None and step is not None and step < ramp[2]:
+        # the trouble began on the way up: the peak the warm-up climbs to is too high
+        start, top, reached = ramp
+        advice = [
+            f"the warm-up raises the lr from {sig(start, 3):g} to {sig(top, 3):g} by step "
+            f"{reached}, and the updates were already this large at {sig(lr, 3):g}: lower "
+            f"the peak it climbs to ({new} as the peak)"
+        ]
+        line += f"  # the warm-up's peak (not {sig(top, 3):g})"
     if not warmed_up(ctx):
         advice.append(f"warm it up over the first {n} steps")
     code = [line] + ([warm] if not warmed_up(ctx) else [])
@@ -324,9 +349,11 @@ def unclip(ctx: Context, median_ratio: float, scale: float, norm: float) -> Reme
         f"the weights move by {median_ratio:.2g} of their norm per step, {scale:.2g}× what "
         f"SGD's step lr·‖g‖ would move them: the gradient is scaled down before opt.step() "
         f"(to a norm of ~{sig(scale * norm, 2):g}, while the backward gives {new:g}) — a "
-        f"clip_grad_norm_ max_norm far below the gradient norm, or a loss divided by a large "
-        f"factor; raise max_norm to about {new:g} (the median gradient norm) or drop the "
-        f"clipping, rather than the learning rate",
+        f"clip_grad_norm_ max_norm far below the gradient norm, a clip_grad_value_ "
+        f"clip_value far below its entries (every entry cut to ±clip_value), or a loss "
+        f"divided by a large factor; raise max_norm to about {new:g} (the median gradient "
+        f"norm), clip by norm instead of by value, or drop the clipping, rather than the "
+        f"learning rate",
         None,
         f"torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm={new:g})"
         f"  # it clipped ‖g‖ ≈ {new:g} to ~{sig(scale * norm, 2):g}",

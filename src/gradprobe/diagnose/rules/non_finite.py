@@ -21,6 +21,7 @@ target, on the same or a later step; anything after non-finite weights) is repor
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
@@ -70,10 +71,50 @@ _OVERFLOW = Remedy(
 )
 
 
+#: float16's largest finite value: finite values past it that a module turns into ±Inf
+#: were cast to float16 inside it (float32 overflows only past 3.4e38)
+_FP16_MAX = 65504.0
+
+
+def _entering(ctx: Context, layer: str | None, step: int) -> float | None:
+    """The largest finite max|x| the module ``layer`` was given at ``step``: the outputs of
+    its own sub-modules, else of the module run just before it (its input, in a chain)."""
+    if (
+        layer is None
+        or step not in ctx.steps
+        or ("activation", "max_abs") not in set(ctx.run.quantities())
+    ):
+        return None
+    names = [m.name for m in ctx.modules]
+    inner = [n for n in names if n.startswith(layer + ".")]
+    if not inner and layer in names and names.index(layer) > 0:
+        inner = [names[names.index(layer) - 1]]
+    if not inner:
+        return None
+    peaks = ctx.matrix("activation", "max_abs", inner)[:, ctx.steps.index(step)]
+    peaks = peaks[np.isfinite(peaks)]
+    return float(peaks.max()) if peaks.size else None
+
+
+def _float16_remedy(kind: str, peak: float) -> Remedy:
+    return Remedy(
+        f"{kind} turned finite values into ±Inf, and the values it was given reach "
+        f"{peak:.3g}, past float16's largest (65504): a float16 cast inside it (.half(), "
+        f"autocast's float16) overflows them — compute it in bfloat16 (float32's range) or "
+        f"float32, and find what made them grow (the learning rate, the data's scale)",
+        None,
+        'with torch.autocast(device_type="cuda", dtype=torch.bfloat16):\n'
+        "    loss = loss_fn(model(x), y)  # instead of float16 / .half()",
+    )
+
+
 def _module_remedy(ctx: Context, event: Event) -> Remedy:
     if _overflowing(ctx):
         return _OVERFLOW
     kind = ctx.module_type(event.layer) or "this module"
+    peak = _entering(ctx, event.layer, event.step) if event.phase == "forward" else None
+    if peak is not None and _FP16_MAX < peak < 1e18:
+        return _float16_remedy(kind, peak)
     if event.phase == "forward":
         return Remedy(
             f"{kind} turned finite inputs into NaN/Inf: a log or sqrt of a value ≤ 0, a "
@@ -104,6 +145,32 @@ _LOSS = Remedy(
     None,
     "assert torch.isfinite(loss), loss",
 )
+
+
+#: ln of float32's largest value: exp(x) is Inf above it
+_EXP_MAX = math.log(float(np.finfo(np.float32).max))
+
+
+def _loss_remedy(ctx: Context, step: int | None) -> Remedy:
+    """``_LOSS``, and where the model's output (the last module run) was finite but above
+    ``_EXP_MAX`` at ``step``, that a loss exponentiating it overflowed there (a Poisson NLL
+    on a log-rate, a hand-written exp or softmax): the output's growth is what to stop."""
+    if step is None or step not in ctx.steps or not ctx.modules:
+        return _LOSS
+    if ("activation", "max_abs") not in set(ctx.run.quantities()):
+        return _LOSS
+    out = max(ctx.modules, key=lambda m: m.position).name
+    peak = float(ctx.matrix("activation", "max_abs", [out])[0, ctx.steps.index(step)])
+    if not (math.isfinite(peak) and peak > _EXP_MAX):
+        return _LOSS
+    return Remedy(
+        f"{_LOSS.text}. The model's output reached {peak:.3g} at step {step}, and exp of "
+        f"anything above {_EXP_MAX:.1f} is Inf in float32: a loss that exponentiates it "
+        f"(F.poisson_nll_loss(log_input=True), a hand-written exp or softmax) overflows — "
+        f"clamp what goes into the exp, and find what made the output grow",
+        None,
+        f"{_LOSS.code}\nout = out.clamp(max=20.0)  # before a loss that takes exp(out)",
+    )
 
 
 def _describe(event: Event, layer: str, amount: str) -> tuple[str, str]:
@@ -284,7 +351,7 @@ def non_finite(ctx: Context) -> list[Finding]:
                     "assert torch.isfinite(x).all()",
                 )
             elif where == "(loss)":
-                remedy = _LOSS
+                remedy = _loss_remedy(ctx, event.step)
             elif event.phase == "update":
                 remedy = _update_remedy(ctx, event)
             else:

@@ -142,6 +142,11 @@ def _large(ctx: Context, r: Ratios) -> Finding | None:
     medians = r.medians()
     peaks = _row_max(early)
     over_early = peaks > first_limit
+    # no first step over the line, but every one of the first steps (their median) moves
+    # the weight by more than ``limit``: a step size 100× the usual held, not one large
+    # first step (RAdam's rectified first steps, a warm-up to a peak far too high)
+    sustained = _rows(early, np.median) > limit
+    over_early = over_early | sustained
     over_median = medians > limit
     over = over_early | over_median
     if not over.any():
@@ -151,6 +156,8 @@ def _large(ctx: Context, r: Ratios) -> Finding | None:
     first: dict[int, tuple[int, float]] = {}  # weight -> (step it first crossed, its ratio then)
     for i in np.nonzero(over)[0]:
         row, line = (early[i], first_limit) if over_early[i] else (r.values[i], limit)
+        if sustained[i] and not peaks[i] > first_limit:
+            line = limit
         crossed = np.nonzero(row > line)[0]
         k = int(crossed[0]) if crossed.size else int(np.nanargmax(row))
         first[int(i)] = (int(r.steps[k]), float(row[k]))
@@ -162,7 +169,15 @@ def _large(ctx: Context, r: Ratios) -> Finding | None:
     at = int(r.steps[int(np.argmax(np.where(np.isfinite(row), row, -np.inf)))])
     names = [r.names[i] for i in np.nonzero(over)[0]]
     line = first_limit if early_seen else limit
-    if early_seen:
+    held = bool(sustained[worst]) and not peaks[worst] > first_limit
+    if held:
+        line = limit
+        what = (
+            f"the first {int(np.isfinite(early[worst]).sum())} updates moved {name} by a "
+            f"median {float(np.nanmedian(early[worst])):.3g} of its norm a step (up to "
+            f"{peak:.3g} at step {at}; ~1e-3 is usual)"
+        )
+    elif early_seen:
         what = (
             f"the first updates moved {name} by {peak:.3g} of its norm in one step (step "
             f"{at}; ~1e-3 is usual)"
