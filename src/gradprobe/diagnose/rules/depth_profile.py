@@ -30,9 +30,12 @@ from ..context import Context, Profile
 from ..expected import SCHEME_GAIN2, hidden_gains
 from ..finding import Finding, Kind, Remedy
 from ..remedies import depth_remedy, post_ln, reinit, stream_scale
+from ..series import loss_series
 from . import RULES
 from .loss import loss
 from .updates import ratios
+
+OUTGROWN_STEPS = 5  # logged steps within the lines, after a profile crossed at init only
 
 _WORDS = {
     "backward": "back-propagated gradient ‖∂L/∂h‖",
@@ -148,6 +151,9 @@ def _finding(ctx: Context, kind: Kind, found: list[tuple[int, _Hit]]) -> Finding
     if unit == "block":
         evidence["block_rate"] = t.block_rate
     evidence.update(_glorot(ctx, step))
+    outgrown = _outgrown(ctx, found)
+    if outgrown:
+        evidence.update(outgrown)
     if hit.measure == "forward":
         message = (
             f"the forward signal grows {hit.ratio:.3g}× from {p.layers[0]} to {p.layers[-1]} "
@@ -161,15 +167,44 @@ def _finding(ctx: Context, kind: Kind, found: list[tuple[int, _Hit]]) -> Finding
             f"{unit}s; threshold {threshold:g}"
             + (f", and more than ×{t.block_rate:g} per block)" if unit == "block" else ")")
         )
+    if outgrown:
+        message += (
+            f"; only until step {outgrown['last_affected_step']}: from step "
+            f"{outgrown['within_from']} on it was within the line on every one of the "
+            f"{outgrown['steps_within']} logged steps to {ctx.steps[-1]}, and the loss shows no "
+            f"problem (the optimizer's steps outgrew the init's profile): nothing to do for this "
+            f"run, though an optimizer without per-parameter steps (SGD) would train its lowest "
+            f"{unit}s slowly"
+        )
     return Finding(
         kind=kind,
         layer=p.layers[0],
-        severity="error" if is_error else "warning",
+        severity="info" if outgrown else "error" if is_error else "warning",
         step=step,
         evidence=evidence,
         remedy=depth_remedy(ctx, kind),
         message=message,
     )
+
+
+def _outgrown(ctx: Context, found: list[tuple[int, _Hit]]) -> dict | None:
+    """Evidence that a trained run outgrew a profile it was given at initialisation: the
+    crossing steps begin at the first logged step and end early, every logged step after the
+    last one is within the lines (at least ``OUTGROWN_STEPS`` of them, over at least as many
+    steps as the crossing lasted), and the loss, recorded, has no warning or error. Adam's
+    per-parameter step does not depend on the gradient's size: a 6-layer GELU MLP at torch's
+    default init reads 0.0026× lowest/top at step 0, 1.3× at step 19, and trains to a loss of
+    3e-4. None at initialisation (a check has no later steps) and while it lasts."""
+    steps = ctx.steps
+    if not steps or found[0][0] != steps[0] or loss_series(ctx.run) is None:
+        return None
+    last = found[-1][0]
+    later = [s for s in steps if s > last]
+    if len(later) < OUTGROWN_STEPS or later[-1] - last < last - steps[0]:
+        return None
+    if any(f.severity in ("warning", "error") for f in loss(ctx)):  # the loss rule's verdict
+        return None
+    return {"last_affected_step": last, "within_from": later[0], "steps_within": len(later)}
 
 
 def _glorot(ctx: Context, step: int) -> dict:

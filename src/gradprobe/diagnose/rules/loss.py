@@ -223,7 +223,8 @@ class _Curve:
                     0,
                     n - 1,
                     f"the loss has not fallen {t.not_learning_drop:.0%} below its start over "
-                    f"{n} steps ({self.start:.4g} → best {self.best:.4g}, {drop:.1%} lower)",
+                    f"{n} steps ({self.start:.4g} → best {self.best:.4g}, "
+                    + (f"{drop:.1%} lower)" if drop >= 0 else "never below its start)"),
                     drop=drop,
                     threshold=t.not_learning_drop,
                 )
