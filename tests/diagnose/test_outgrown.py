@@ -17,18 +17,18 @@ from ._runs import decaying, noisy, training_run, updates
 from ._training import digits
 
 
-def _gelu_mlp() -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Linear(64, 256), nn.GELU()]
-    for _ in range(5):
-        layers += [nn.Linear(256, 256), nn.GELU()]
-    return nn.Sequential(*layers, nn.Linear(256, 10))
+def _gelu_mlp(act=nn.GELU, depth: int = 6, width: int = 256) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Linear(64, width), act()]
+    for _ in range(depth - 1):
+        layers += [nn.Linear(width, width), act()]
+    return nn.Sequential(*layers, nn.Linear(width, 10))
 
 
-def _train(opt_of, steps: int, seed: int = 0):
+def _train(opt_of, steps: int, seed: int = 0, **model_kw):
     x_all, y_all = digits()
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = _gelu_mlp()
+    model = _gelu_mlp(**model_kw)
     opt = opt_of(model.parameters())
     with gp.watch(model, optimizer=opt) as probe:
         for _ in range(steps):
@@ -56,10 +56,18 @@ def test_init_vanishing_outgrown_by_adam_regression():
     assert adam.onset == 0 and adam.evidence["ratio_first_to_last"] < 0.01
     assert adam.severity == "info", str(adam)
     last, within = adam.evidence["last_affected_step"], adam.evidence["within_from"]
-    assert last < within <= 60 and adam.evidence["steps_within"] >= 5
+    assert last < within <= 20 and adam.evidence["steps_within"] >= 5
     assert "nothing to do for this run" in adam.message
     sgd = _vanishing(_train(lambda ps: torch.optim.SGD(ps, lr=0.05, momentum=0.9), 150))
     assert sgd.severity == "warning" and "last_affected_step" not in sgd.evidence
+
+
+def test_init_vanishing_that_lasts_past_the_first_steps_stays_a_warning():
+    """5 sigmoid layers under Adam cross the line until step ~90 (it ends, but slowly: on one
+    seed of two the loss then stalls at 1.7): not outgrown in the first steps, a warning."""
+    run = _train(lambda ps: torch.optim.Adam(ps, lr=1e-3), 120, act=nn.Sigmoid, depth=5, width=128)
+    found = _vanishing(run)
+    assert found.severity == "warning" and "last_affected_step" not in found.evidence
 
 
 def test_init_vanishing_is_still_a_warning_at_initialisation():
