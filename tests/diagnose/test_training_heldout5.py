@@ -144,6 +144,8 @@ def test_relus_killed_by_a_bias_shift_at_step_100_are_dated(runs, seed):
     assert 90 <= s.onset <= 100
     dead = s.causes[0]
     assert dead.kind == "dead_units" and dead.onset == 100
+    # no optimizer step moved the biases 0.8 -> 226: it is not the learning rate
+    assert "outside opt.step()" in s.remedy.text and "group['lr']" not in (s.remedy.code or "")
     no_reinit(found)
 
 
@@ -159,6 +161,32 @@ def test_a_warmup_to_a_far_too_high_peak_wants_a_lower_peak(runs, name, seed):
     assert "jumped" not in s.remedy.text and "warm-up" in s.remedy.text
     assert s.causes[0].kind == "large_updates" and s.causes[0].onset <= 20
     assert 1e-4 <= lr_in(s.remedy.code) <= 0.3 / 10  # under the peak, not training stopped
+    no_reinit(found)
+
+
+@slow
+@pytest.mark.parametrize("seed", SEEDS)
+def test_onecycle_to_a_far_too_high_peak_wants_a_lower_peak(runs, seed):
+    """OneCycleLR(max_lr=2) under SGD momentum: its cosine ramp takes the lr from 0.08 to 2
+    by step 59; the updates are large from step ~18 on the way up."""
+    _run, _, found = runs("onecycle_peak_2", seed)
+    s = first(found, LOSSY)
+    assert s.causes[0].kind == "large_updates" and s.causes[0].onset <= 30
+    assert "warm-up raises the lr" in s.remedy.text and lr_in(s.remedy.code) < 2.0 / 10
+    no_reinit(found)
+
+
+@slow
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_3_layer_lstm_at_adam_0_1_wants_a_lower_lr_before_a_clip(runs, seed):
+    """Adam's first step moves each weight by ≈ lr per element: 1.4× the LSTM's weights'
+    norm. The gradient explodes through time after it, but clipping its norm would not
+    shrink Adam's step: the learning rate first, the clip as well."""
+    _run, _, found = runs("lstm3_adam_0.1", seed)
+    s = first(found, ("not_learning", "diverging"))
+    assert s.causes[0].kind == "large_updates" and s.causes[0].onset == 0
+    assert "exploding" in [c.kind for c in s.causes] and lr_in(s.remedy.code) < 0.01
+    assert s.remedy.code.index("group['lr']") < s.remedy.code.index("clip_grad_norm_")
     no_reinit(found)
 
 
@@ -373,3 +401,89 @@ def test_a_clip_by_value_was_not_named_regression():
                   Thresholds())  # fmt: skip
     remedy = unclip(ctx, 1e-6, 1e-4, 0.6)
     assert "clip_grad_value_" in remedy.text and "clip_grad_norm_" in remedy.code
+
+
+def test_a_cause_long_after_the_symptom_added_its_remedy_regression():
+    """A loss that never fell from step 0 after large first updates, and a gradient spike
+    at step 150: the spike's clip was added to the not_learning's remedy ("Also: clip"), so
+    one width of a warm-up run was told to clip and the other not. A cause that began long
+    after the symptom stays in its list, but its change is not the symptom's."""
+    norms = np.where(np.arange(200) >= 150, 500.0, 0.5)
+    loss = noisy(np.full(200, 2.3), 0.01)
+    logged = {
+        s: [(w, "update", "ratio", 0.5 if s < 5 else 1e-3) for w in _W]
+        + [(w, "weight", "norm", 4.0) for w in _W]
+        for s in _LOGGED
+    }
+    run = training_run(
+        loss=loss, lr=np.full(200, 1e-2), grad_norm=norms, logged=logged, params=_W,
+        meta={"optimizer": _ADAM},
+    )  # fmt: skip
+    s = first(diagnose(run), ("not_learning",))
+    kinds = [c.kind for c in s.causes]
+    assert kinds[0] == "large_updates" and "exploding" in kinds
+    assert "clip_grad_norm_" not in s.remedy.code and lr_in(s.remedy.code) < 1e-2
+
+
+def _recurrent_run(meta):
+    """An LSTM LM whose first step moves its weights by 1.4× their norm and whose gradient
+    norm grows 1000× from step 5, the loss flat at ln 32."""
+    modules = [("emb", "Embedding", None), ("rnn", "LSTM", None), ("head", "Linear", None)]
+    params = ["rnn.weight_ih_l0", "head.weight"]
+    logged = {
+        s: [(w, "update", "ratio", 1.4 if s == 0 else 1e-3) for w in params]
+        + [(w, "weight", "norm", 4.0) for w in params]
+        for s in _LOGGED
+    }
+    return training_run(
+        loss=noisy(np.full(200, 3.47), 0.01), lr=np.full(200, 0.1),
+        grad_norm=np.where(np.arange(200) >= 5, 500.0, 0.5), logged=logged, modules=modules,
+        params=params, meta={"optimizer": meta},
+    )  # fmt: skip
+
+
+def test_adam_s_large_first_steps_were_told_to_clip_first_regression():
+    """A 3-layer LSTM at Adam 0.1: its first step moved every weight by 1.4× its norm, then
+    the gradient exploded; the remedy led with clipping, which does not shrink Adam's step
+    (≈ lr per element whatever the gradient's norm). Under SGD the clip still leads."""
+    s = first(diagnose(_recurrent_run(_ADAM)), ("not_learning",))
+    assert [c.kind for c in s.causes][:2] == ["large_updates", "exploding"]
+    assert s.remedy.code.index("group['lr']") < s.remedy.code.index("clip_grad_norm_")
+    sgd = {"type": "SGD", "groups": 1, "momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0}
+    s = first(diagnose(_recurrent_run(sgd)), ("not_learning",))
+    assert s.causes[0].kind == "exploding" and s.remedy.code.startswith("torch.nn.utils.clip")
+
+
+def _biases_moved(jump):
+    """A ReLU MLP learning until step 100, where all of layer 1's units die and ``0.bias``'s
+    norm goes from 0.8 to 0.8·``jump``; update ratios of 1e-2 throughout."""
+    steps = np.arange(200)
+    loss = noisy(np.where(steps < 100, decaying(200, 2.3, 0.2), 2.3), 0.02)
+    logged = {
+        s: [
+            ("1", "activation", "dead", 1.0 if s >= 100 else 0.03),
+            ("1", "activation", "dead_samples", 32.0),
+            ("0.bias", "weight", "norm", 0.8 * (jump if s >= 100 else 1.0)),
+            ("0.bias", "update", "ratio", 1e-2),
+            *((w, "update", "ratio", 1e-2) for w in _W),
+            *((w, "weight", "norm", 4.0) for w in _W),
+        ]
+        for s in _LOGGED
+    }
+    return training_run(
+        loss=loss, lr=np.full(200, 0.05), grad_norm=np.full(200, 0.5), logged=logged,
+        params=[*_W, "0.bias"], meta={"optimizer": _ADAM},
+    )  # fmt: skip
+
+
+def test_units_killed_by_a_write_outside_the_optimizer_were_the_step_size_regression():
+    """Every hidden bias shifted by −20 under no_grad at step 100: the units all died, and
+    the remedy said "after update ratios of up to 0.021: the step size is too large ...
+    lower the learning rate". A bias whose norm went 0.8 → 226 in ten steps of ratio 1e-2
+    was moved by something else than opt.step(), and that is what it now says."""
+    s = first(diagnose(_biases_moved(280.0)), ("diverging",))
+    assert s.causes[0].kind == "dead_units" and "outside opt.step()" in s.remedy.text
+    assert "group['lr']" not in (s.remedy.code or "")
+    # the same death with the bias moved only as far as its updates can: the step size
+    s = first(diagnose(_biases_moved(1.1)), ("diverging",))
+    assert "outside opt.step()" not in s.remedy.text

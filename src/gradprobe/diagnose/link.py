@@ -45,6 +45,7 @@ from .rules.updates import first_ratio, peak_before, ratios
 from .series import loss_series
 from .training import (
     TARGET_EARLY_RATIO,
+    adaptive,
     decay_remedy,
     heavy_decay,
     lr_jump_remedy,
@@ -289,8 +290,14 @@ def _loss_judged(ctx: Context) -> bool:
 
 def _with_causes(ctx: Context, symptom: Finding, before: list[Finding]) -> Finding:
     post_ln, recurrent = bool(post_ln_blocks(ctx)), bool(ctx.recurrent)
+    # under Adam and its kin a step's size is ≈ lr per element whatever the gradient's norm:
+    # large updates from before a gradient explodes are the learning rate's, and clipping
+    # the norm would not shrink them (a 3-layer LSTM at Adam 0.1 was told to clip first)
+    big = [c.onset or 0 for c in before if c.kind == "large_updates"] if adaptive(ctx) else []
 
     def rank(c: Finding) -> float:
+        if big and c.kind == "exploding" and _rank(c) >= 0 and min(big) <= (c.onset or 0):
+            return 5.5
         # a Post-LN transformer's first large updates are the root (Xiong et al. 2020): the
         # attention logits and dead units that follow are theirs, and Pre-LN/warm-up the fix
         if post_ln and c.kind == "large_updates":
@@ -338,7 +345,14 @@ def _with_causes(ctx: Context, symptom: Finding, before: list[Finding]) -> Findi
     elif before:
         ranked = before
         first = ranked[0].remedy
-        second = next((c.remedy for c in ranked[1:] if c.kind != ranked[0].kind), None)
+        # the next cause's change is added only for a cause already there while the symptom
+        # began (within its smoothing window): one that began long after (a gradient spike
+        # at step 109 of a loss that never fell from step 0) is not what to change for it
+        soon = (symptom.onset or 0) + max(10, int(symptom.evidence.get("window", 10) or 10))
+        second = next(
+            (c.remedy for c in ranked[1:] if c.kind != ranked[0].kind and (c.onset or 0) <= soon),
+            None,
+        )
         text, code = first.text, first.code
         if second is not None and second.text and second.text != text:
             text += f". Also: {second.text}"

@@ -304,6 +304,17 @@ def step_size(ctx: Context, peak_ratio: float, step: int | None, what: str) -> R
     )
 
 
+#: optimizers whose step is the gradient divided by a running scale of itself: its size is
+#: ≈ lr per element whatever the gradient's norm (Adam's first step exactly), so clipping
+#: the norm does not bound it
+ADAPTIVE = ("Adam", "AdamW", "NAdam", "RAdam", "Adamax", "RMSprop", "Adagrad", "Adadelta")
+
+
+def adaptive(ctx: Context) -> bool:
+    """The run's optimizer (``run.meta["optimizer"]``) is one of :data:`ADAPTIVE`."""
+    return optimizer_of(ctx).get("type") in ADAPTIVE
+
+
 def optimizer_of(ctx: Context) -> dict:
     """``run.meta["optimizer"]`` (its class and first group's hyper-parameters; {} when the
     probe was not given ``optimizer=``)."""
