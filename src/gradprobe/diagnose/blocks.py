@@ -15,7 +15,11 @@ chain, its encoder and decoder two). Without any group, the only member of a mod
 below the root whose weight layers sit in two or more sub-modules is a block of its own (a
 one-layer transformer's ``layers.0``: depth one, nothing to compare). A network without
 either is a plain stack: each weight layer is its own block, a norm layer joins the block
-before it, and embeddings are its stem.
+before it, and embeddings are its stem. A module list whose members the probe saw never
+take an earlier member's output (``run.meta["module_lists"]``, probe/_dataflow.py: the
+experts of a mixture, an ensemble, parallel branches) is not a chain: where its members are
+composite (they would be blocks), the whole list is one block (its members are width, not
+depth); a list of single layers (a multi-task net's heads) stays in the plain stack.
 
 Weight layers are the modules that own a parameter with two or more dimensions (a
 ``Linear``, a convolution, an embedding, a recurrent layer, ``MultiheadAttention``'s input
@@ -158,8 +162,21 @@ def weight_layers(modules: list[Layer], params: list[Layer], tied: dict | None =
     return sorted(out, key=lambda la: la.position)
 
 
+def parallel_lists(meta: dict) -> frozenset[str]:
+    """The module lists none of whose checked members took an earlier member's output
+    (``meta["module_lists"]["parallel"]``, written by the probe); the root is never one."""
+    lists = meta.get("module_lists")
+    parallel = lists.get("parallel") if isinstance(lists, dict) else None
+    if not isinstance(parallel, dict):
+        return frozenset()
+    return frozenset(p for p, checked in parallel.items() if p and checked)
+
+
 class _Tree:
-    def __init__(self, modules: list[Layer], layers: list[WeightLayer]) -> None:
+    def __init__(
+        self, modules: list[Layer], layers: list[WeightLayer], parallel: frozenset = frozenset()
+    ) -> None:
+        self.parallel = parallel  # module lists of parallel members: one block each
         # watched modules only: a container (Sequential, ModuleList) has no entry
         self.type = {m.name: m.module_type or "" for m in modules if m.name != ROOT}
         self.layers = layers
@@ -233,6 +250,8 @@ class _Tree:
 
     def select(self, node: str) -> list[str]:
         """Block roots inside ``node`` (see the module docstring)."""
+        if node in self.parallel and any(self.composite(c) for c in self.children[node]):
+            return [node] if self.matrices(node) else []  # parallel branches: one block
         out: list[str] = []
         grouped: set[str] = set()
         for members in self.groups(node):
@@ -293,10 +312,16 @@ def _norm_place(blocks: list[Block], modules: list[Layer]) -> tuple[str | None, 
     return (places.pop() if len(places) == 1 else None), last
 
 
-def structure(modules: list[Layer], params: list[Layer], tied: dict | None = None) -> Structure:
-    """Blocks, stem and head of a run's model (see the module docstring)."""
+def structure(
+    modules: list[Layer],
+    params: list[Layer],
+    tied: dict | None = None,
+    parallel: frozenset[str] = frozenset(),
+) -> Structure:
+    """Blocks, stem and head of a run's model (see the module docstring); ``parallel``: the
+    module lists that are not chains (:func:`parallel_lists`)."""
     layers = weight_layers(modules, params, tied)
-    tree = _Tree(modules, layers)
+    tree = _Tree(modules, layers, parallel)
     roots = [r for r in tree.select("") if tree.within[r]] or tree.lone()
     if not roots:
         return _plain(layers, params)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..run import Run
-from .blocks import Block, Structure, is_norm, structure
+from .blocks import Block, Structure, is_norm, parallel_lists, structure
 from .thresholds import Thresholds
 
 _RECURRENT = ("RNN", "LSTM", "GRU")
@@ -154,6 +154,7 @@ class Context:
             self.run.layers("module"),
             self.run.layers("param"),
             tied if isinstance(tied, dict) else None,
+            parallel_lists(self.run.meta),
         )
 
     @functools.cached_property

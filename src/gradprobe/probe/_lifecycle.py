@@ -50,6 +50,7 @@ class Lifecycle:
     _recorded: int
     _started: float
     _step_seconds: float
+    _flow: Any
     _remove_attention: Any
     _training: Any
     _optimizer: Any
@@ -227,6 +228,8 @@ class Lifecycle:
                 if self._grads is not None:  # a backward that raised ran no callback
                     self._grads.flush()
                 self._recorded += self._finisher.finish_logged(st, write=True, scale=scale)
+                if not self._flow.done:
+                    self._flow.finish(self.run)  # which module lists feed each other
             else:
                 self._host_loss(st.index, loss)
                 self._first.push_flags(st)

@@ -113,24 +113,24 @@ class HookSet:
     def forward(
         self, module: torch.nn.Module, fn: Callable, name: str, pausable: bool = False,
         with_kwargs: bool = False,
-    ) -> None:  # fmt: skip
+    ) -> Hook:  # fmt: skip
         wrapped = self.wrap(fn, name)
 
         def attach():
             return module.register_forward_hook(wrapped, with_kwargs=with_kwargs)
 
-        self._add(attach(), f"forward:{name}", attach if pausable else None)
+        return self._add(attach(), f"forward:{name}", attach if pausable else None)
 
     def forward_pre(
         self, module: torch.nn.Module, fn: Callable, name: str, with_kwargs: bool = False,
         pausable: bool = False,
-    ) -> None:  # fmt: skip
+    ) -> Hook:  # fmt: skip
         wrapped = self.wrap(fn, name)
 
         def attach():
             return module.register_forward_pre_hook(wrapped, with_kwargs=with_kwargs)
 
-        self._add(attach(), f"forward_pre:{name}", attach if pausable else None)
+        return self._add(attach(), f"forward_pre:{name}", attach if pausable else None)
 
     def pause(self) -> None:
         """Take the pausable hooks off (nothing to record this step); not under compile."""
@@ -159,8 +159,10 @@ class HookSet:
     def optimizer_step(self, optimizer: torch.optim.Optimizer, fn: Callable) -> None:
         self._add(optimizer.register_step_post_hook(fn), "optimizer_step")
 
-    def _add(self, handle: Any, name: str, attach: Callable[[], Any] | None = None) -> None:
-        self.hooks.append(Hook(handle, name, attach))
+    def _add(self, handle: Any, name: str, attach: Callable[[], Any] | None = None) -> Hook:
+        hook = Hook(handle, name, attach)
+        self.hooks.append(hook)
+        return hook
 
     def remove(self) -> None:
         """Remove every hook, even if one removal fails; idempotent."""

@@ -21,6 +21,7 @@ from ..run import Run
 from . import modules as M
 from . import reducers as R
 from ._attention import AttentionHooks
+from ._dataflow import SiblingFlow
 from ._distributed import Reducer, is_shard, local
 from ._grads import GradBatch, available
 from ._lifecycle import Lifecycle
@@ -153,6 +154,8 @@ class Probe(AttentionHooks, Lifecycle):
             self.hooks.forward(s.module, self._fwd_hook(s), s.name, pausable=True)
         self._hook_params()
         self._install_attention()
+        # which module lists are chains and which parallel branches (once: _dataflow)
+        self._flow = SiblingFlow(self.model, self.hooks, lambda: self._state.logged)
         if optimizer is not None:
             self.hooks.optimizer_step(optimizer, lambda *_: self._auto_step())
 
