@@ -543,9 +543,10 @@ BROKEN = {
     "radam_1": Held5("radam_1", mlp, _radam(1.0), _flat),
     "adamax_0.5": Held5("adamax_0.5", lambda: LNCNN(), _adamax(0.5), _images),
     # far too slow: NAdam 1e-6 on the ConvNeXt, Adamax 1e-6 on the gated LM
-    "nadam_1e-6_convnext": Held5("nadam_1e-6_convnext", ConvNeXt7, _nadam(1e-6), _images),
+    "nadam_1e-6_convnext": Held5("nadam_1e-6_convnext", ConvNeXt7, _nadam(1e-6), _images,
+                                 steps=100),
     "adamax_1e-6_gated_lm": Held5("adamax_1e-6_gated_lm", GatedLM, _adamax(1e-6), _tokens,
-                                  batch=16, loss=token_ce, steps=120),
+                                  batch=16, loss=token_ce, steps=80),
     # 12 sigmoid layers on MNIST-1D under SGD momentum: vanishing from the start
     "deep_sigmoid_momentum": Held5("deep_sigmoid_momentum",
                                    lambda: deep_mlp(12, nn.Sigmoid, d_in=40),
@@ -579,7 +580,7 @@ BROKEN = {
     # a Post-LN HF-free ViT of 6 layers at Adam 1e-2, no warm-up
     "postln_vit6_adam_1e-2": Held5(
         "postln_vit6_adam_1e-2",
-        lambda: TinyViT(layers=6, norm_first=False), _adam(1e-2), _images, steps=100),
+        lambda: TinyViT(layers=6, norm_first=False), _adam(1e-2), _images, steps=80),
     # clip_grad_value_ at 1e-6 under SGD 0.1: every gradient entry is ±1e-6
     "clip_value_1e-6": Held5("clip_value_1e-6", mlp, _sgd(0.1), _flat, clip_value=1e-6),
     # watched without optimizer= (probe.step(loss=, lr=)): SGD lr 1e-5 on an MLP
@@ -592,27 +593,28 @@ BROKEN = {
                             batch=16, loss=token_ce, steps=120),
     # a probe closed by hand (no with block): the MoE MLP at Adam 1.0
     "by_hand_moe_adam_1": Held5("by_hand_moe_adam_1", MoEMLP, _adam(1.0), _flat,
-                                by_hand=True, steps=120),
+                                by_hand=True, steps=80),
 }  # fmt: skip
 
 HEALTHY = {
     "nadam_mlp": Held5("nadam_mlp", mlp, _nadam(1e-3), _flat),
-    "radam_cnn": Held5("radam_cnn", LNCNN, _radam(1e-3), _images),
+    "radam_cnn": Held5("radam_cnn", LNCNN, _radam(1e-3), _images, steps=150),
     "adamax_mlp": Held5("adamax_mlp", mlp, _adamax(2e-3), _flat),
     "lstm2_dropout_clipped": Held5("lstm2_dropout_clipped", LSTM2LM, _adam(3e-3), _tokens,
-                                   batch=16, loss=token_ce, clip=1.0, steps=150),
+                                   batch=16, loss=token_ce, clip=1.0, steps=120),
     "bigru_clipped": Held5("bigru_clipped", BiGRU, _adam(1e-2), _adding, batch=16, loss=_mse,
-                           clip=1.0),
+                           clip=1.0, steps=120),
     "gated_lm_adamw": Held5("gated_lm_adamw", GatedLM, _adamw(3e-3), _tokens, batch=16,
-                            loss=token_ce, steps=120, clip=1.0),
+                            loss=token_ce, steps=100, clip=1.0),
     "causal_conv_lm": Held5("causal_conv_lm", CausalConvLM, _adam(3e-3), _tokens, batch=16,
-                            loss=token_ce),
-    "convnext7_8": Held5("convnext7_8", ConvNeXt7, _adamw(3e-3), _images, steps=150),
-    "convnext7_16": Held5("convnext7_16", ConvNeXt7, _adamw(3e-3), _upsampled(16), steps=150),
+                            loss=token_ce, steps=150),
+    "convnext7_8": Held5("convnext7_8", ConvNeXt7, _adamw(3e-3), _images, steps=100),
+    "convnext7_16": Held5("convnext7_16", ConvNeXt7, _adamw(3e-3), _upsampled(16), steps=100),
     "hf_vit_adamw_warmup": Held5("hf_vit_adamw_warmup", hf_vit, _adamw(3e-3), _images,
-                                 steps=150, scheduler=_warmup_cosine(20, 150)),
-    "moe_adamw_d64": Held5("moe_adamw_d64", MoEMLP, _adamw(1e-3), _flat, steps=100),
-    "moe_adamw_d128": Held5("moe_adamw_d128", lambda: MoEMLP(128), _adamw(1e-3), _flat,
+                                 steps=120, scheduler=_warmup_cosine(20, 120)),
+    "moe_adamw_d64": Held5("moe_adamw_d64", lambda: MoEMLP(64, 2), _adamw(1e-3), _flat,
+                           steps=100),
+    "moe_adamw_d128": Held5("moe_adamw_d128", lambda: MoEMLP(128, 2), _adamw(1e-3), _flat,
                             steps=100),
     "poisson_adam": Held5("poisson_adam", PoissonMLP, _adam(1e-3), _counts, loss=poisson_nll),
     "poisson_adam_x1000": Held5("poisson_adam_x1000", PoissonMLP, _adam(1e-3), _counts,
@@ -626,13 +628,13 @@ HEALTHY = {
                                   batch=16, loss=token_ce, steps=150,
                                   scheduler=_warmup_cosine(20, 150)),
     "clip_value_gru_lm": Held5("clip_value_gru_lm", LSTM2LM, _adam(3e-3), _tokens, batch=16,
-                               loss=token_ce, clip_value=0.5, steps=150),
+                               loss=token_ce, clip_value=0.5, steps=120),
     "bf16_convnext_cosine": Held5("bf16_convnext_cosine", ConvNeXt7, _adamw(3e-3), _images,
                                   autocast=torch.bfloat16, scheduler=_cosine(150), steps=150),
     "no_opt_adam_cnn": Held5("no_opt_adam_cnn", LNCNN, _adam(1e-3), _images,
                              no_optimizer=True),
     "by_hand_rwkv_restarts": Held5("by_hand_rwkv_restarts", GatedLM, _adamw(3e-3), _tokens,
-                                   batch=16, loss=token_ce, steps=120, by_hand=True,
+                                   batch=16, loss=token_ce, steps=100, by_hand=True,
                                    scheduler=lambda o: torch.optim.lr_scheduler.
                                    CosineAnnealingWarmRestarts(o, 40)),
     "dropout_0.9_mlp": Held5("dropout_0.9_mlp", lambda: dropout_mlp(0.9), _adam(1e-3), _flat),
