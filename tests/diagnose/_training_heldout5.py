@@ -538,6 +538,8 @@ def _blow_up_first(factor: float):
 BROKEN = {
     # each adaptive optimiser family far too fast
     "nadam_0.5": Held5("nadam_0.5", mlp, _nadam(0.5), _flat),
+    # the same with the loss ×1000: NAdam's step does not depend on the gradient's scale
+    "nadam_0.5_x1000": Held5("nadam_0.5_x1000", mlp, _nadam(0.5), _flat, loss_scale=1000.0),
     # RAdam's rectification is a warm-up of its own: no large first step, but every weight
     # then moves 10-20 % of its norm a step for 40 steps
     "radam_1": Held5("radam_1", mlp, _radam(1.0), _flat),
@@ -585,6 +587,9 @@ BROKEN = {
     "clip_value_1e-6": Held5("clip_value_1e-6", mlp, _sgd(0.1), _flat, clip_value=1e-6),
     # watched without optimizer= (probe.step(loss=, lr=)): SGD lr 1e-5 on an MLP
     "no_opt_sgd_1e-5": Held5("no_opt_sgd_1e-5", mlp, _sgd(1e-5), _flat, no_optimizer=True),
+    # the same run with the loss ×1000 and the lr ÷1000 (SGD: the same steps)
+    "no_opt_sgd_1e-8_x1000": Held5("no_opt_sgd_1e-8_x1000", mlp, _sgd(1e-8), _flat,
+                                   no_optimizer=True, loss_scale=1000.0),
     # OneCycleLR to a peak of 2.0 (SGD momentum, a CNN): the ramp goes far too high
     "onecycle_peak_2": Held5("onecycle_peak_2", SmallCNN, _sgd(2.0, momentum=0.9), _images,
                              scheduler=_onecycle(200, 2.0)),
@@ -646,6 +651,8 @@ PAIRS = [
     ("convnext7_8", "convnext7_16"),
     ("moe_adamw_d64", "moe_adamw_d128"),
     ("poisson_adam", "poisson_adam_x1000"),
+    ("nadam_0.5", "nadam_0.5_x1000"),
+    ("no_opt_sgd_1e-5", "no_opt_sgd_1e-8_x1000"),
 ]
 
 #: tried and left out, with the reason: what the run does depends on the seed, so no
