@@ -229,7 +229,8 @@ def test_auto_sees_a_nan_on_an_unlogged_step_and_the_next_step_names_the_module(
     assert probe.run.steps == [0, 4]  # one extra logged step, not every step after
     [episode] = _seen(probe.run)
     assert episode["step"] == 3 and episode["located_step"] == 4
-    assert set(episode["seen_in"]) == {"gradient", "loss"}
+    # the model's output (read on unlogged steps too), then the gradients and the loss
+    assert set(episode["seen_in"]) == {"output", "gradient", "loss"}
     # the NaN reached every parameter's gradient; on the CPU they are all named
     assert set(episode["params"]) == {n for n, _ in model.named_parameters()}
     assert episode["weights_finite"] is True  # a zero_grad loop: no NaN update in between
@@ -296,13 +297,21 @@ def test_first_nonfinite_true_searches_every_step_and_false_nothing():
 
 def test_auto_does_no_per_module_work_on_unlogged_steps(monkeypatch):
     calls = []
-    monkeypatch.setattr(reducers, "finite_sum", lambda *a, **k: calls.append(1))
+
+    def finite_sum(t, *a, **k):
+        calls.append(tuple(t.shape))
+        return t.detach().sum()
+
+    monkeypatch.setattr(reducers, "finite_sum", finite_sum)
     model = _model(3)
     with gp.watch(model, every=100) as probe:
-        on_logged = sum(len(m._forward_hooks) for m in model.modules())
+        on_logged = sum(len(m._forward_hooks) for m in model.modules() if m is not model)
         _train_with_loss(model, probe, (), steps=5, layer=model[3])
-        on_unlogged = sum(len(m._forward_hooks) for m in model.modules())
-    assert calls == [] and on_logged == 7 and on_unlogged == 0  # paused: PyTorch's fast path
+        on_unlogged = sum(len(m._forward_hooks) for m in model.modules() if m is not model)
+        own = len(model._forward_hooks)
+    assert on_logged == 7 and on_unlogged == 0  # paused: PyTorch's fast path
+    assert own == 1  # the model's own: its output, one sum a step
+    assert calls == [(4, 2)] * 4 and not probe.warnings  # steps 1-4: the output, no module
     assert probe.run.meta["first_nonfinite"] == "auto"
 
 

@@ -4,18 +4,21 @@ On a logged step the probe's statistics name the first module that produced NaN/
 exact search, ``_step.FirstNonFinite``). On an unlogged step that search would read every
 activation and gradient once more (+~10 % of a step: docs/BENCHMARKS.md), so instead the
 numbers recorded on every step anyway say whether anything went non-finite: the loss, each
-parameter gradient's ``‖g‖²`` (the global gradient norm's terms) and, on an accelerator, the
-weights' finiteness after the optimizer's step. When one fires at step ``t``:
+parameter gradient's ``‖g‖²`` (the global gradient norm's terms), on the CPU in one process
+the model's output (one sum: a NaN/Inf made in the forward is told from one the loss made)
+and, on an accelerator, the weights' finiteness after the optimizer's step. When one fires
+at step ``t``:
 
 - the next step is logged, and the exact search with it (at most ``ARMED_MAX`` such steps
   in a run, so a loss that stays NaN with nothing to locate does not log every step);
 - ``run.meta["nonfinite_seen"]`` lists each such episode (the first few, in order):
   ``{"step": t, "seen_in": [...], "params": [...], "located_step": s, "finite_at": f}``:
-  what was non-finite at ``t`` (``"loss"``, ``"gradient"``, ``"weights"``: after that
-  step's optimizer step); the parameters whose gradient was (on the CPU, where each ``‖g‖²``
-  is on the host already; else ``[]``); ``s``, the logged step whose exact search named the
-  module (its event's detail says "first seen at step t" too), or ``f``, the logged step
-  after ``t`` that was finite again (the NaN/Inf was transient: it has no module); None
+  what was non-finite at ``t`` (``"output"``: the model's, ``"loss"``, ``"gradient"``,
+  ``"weights"``: after that step's optimizer step); the parameters whose gradient was (on
+  the CPU, where each ``‖g‖²`` is on the host already; else ``[]``); ``s``, the logged
+  step whose exact search named the module (its event's detail says "first seen at step t"
+  too), or ``f``, the logged step after ``t`` that was finite again (the NaN/Inf was
+  transient: it has no module); None
   while neither is known (e.g. at the end of the run); and ``"weights_finite"``: whether
   the weights step ``s`` used were finite — when not (the optimizer step of ``t`` applied a
   NaN gradient), the module named at ``s`` is the first one using them, not the origin.

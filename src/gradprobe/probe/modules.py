@@ -144,11 +144,14 @@ def tied_parameters(model: nn.Module) -> dict[str, str]:
     return tied
 
 
-def primary_tensor(output: object) -> torch.Tensor | None:
+def primary_tensor(output: object, skip_scalars: bool = False) -> torch.Tensor | None:
     """The output that is recorded: the first floating-point tensor, depth first, in a
     tensor, tuple/list, dict, dataclass or PackedSequence (its ``.data``); None if there is
-    none."""
+    none. ``skip_scalars``: the first with a dimension (a Hugging Face output's logits, not
+    the loss it lists first)."""
     if isinstance(output, torch.Tensor):
+        if skip_scalars and output.dim() == 0:
+            return None
         return output if output.is_floating_point() or output.is_complex() else None
     if isinstance(output, PackedSequence):
         return output.data
@@ -162,7 +165,7 @@ def primary_tensor(output: object) -> torch.Tensor | None:
     else:
         return None
     for item in items:
-        t = primary_tensor(item)
+        t = primary_tensor(item, skip_scalars)
         if t is not None:
             return t
     return None

@@ -36,6 +36,7 @@ from .schedules import Schedule
 INPUT = "(input)"
 UPDATE_GAP = 10  # updates=True: the update ratio on logged steps at least this many steps apart
 EARLY_STEPS = 20  # the update ratio on every logged step before this one (a too-large first step)
+OUTPUT_CHECK_MAX = 1 << 22  # values: the model's output read by the free check of unlogged steps
 
 
 class Probe(AttentionHooks, Lifecycle):
@@ -148,6 +149,7 @@ class Probe(AttentionHooks, Lifecycle):
     def _install(self, optimizer: torch.optim.Optimizer | None) -> None:
         root = self._slots[0]
         self.hooks.forward_pre(self.model, self._input_hook(root), "(model) input", True)
+        self.hooks.forward(self.model, self._output_hook(), "(model) output")
         for s in self._slots[1:]:
             # off on steps that record nothing (HookSet.pause)
             self.hooks.forward_pre(s.module, self._pre_hook(s), s.name, pausable=True)
@@ -238,6 +240,25 @@ class Probe(AttentionHooks, Lifecycle):
                 st.called.setdefault(slot.name)
             if t is not None and t.numel():
                 self._record_fwd(slot, t)
+
+        return hook
+
+    def _output_hook(self) -> Callable:
+        """The model's output on an unlogged step, read by the free check of
+        ``first_nonfinite="auto"`` (one sum, CPU, one process): a NaN/Inf made in the
+        forward is then told from one the loss made (episode ``seen_in`` "output")."""
+
+        def hook(module, args, output):
+            st, sentinel = self._state, self._first.sentinel
+            if st.logged or not (self._on_host and sentinel.active) or self._evaluating():
+                return
+            t = primary_tensor(output, skip_scalars=True)
+            if t is None or not 0 < t.numel() <= OUTPUT_CHECK_MAX or not R.on_host(t.device):
+                return  # (a larger output: the loss alone says a NaN/Inf was there)
+            if t.dtype.is_complex or t.layout != torch.strided:
+                t = real_values(t)
+            if not math.isfinite(R.finite_sum(t).item()) and R.nonfinite_fraction(t) > 0:
+                sentinel.fire(st.index, "output")
 
         return hook
 

@@ -36,7 +36,8 @@ def located_at(ctx: Context, event: Event) -> dict | None:
 
 
 def seen_words(ep: dict) -> str:
-    seen = [w for w in ("gradient", "loss", "weights") if w in (ep.get("seen_in") or [])]
+    words = {"output": "model output", "gradient": "gradient", "loss": "loss", "weights": "weights"}
+    seen = [w for k, w in words.items() if k in (ep.get("seen_in") or [])]
     return "a non-finite " + " and ".join(seen) if seen else "a non-finite value"
 
 
@@ -97,7 +98,9 @@ def loss_origin(ctx: Context, remedy: Remedy) -> tuple[int, Finding] | None:
     probe notices it there (``meta["nonfinite_seen"]``) and names a module at the next
     logged step, when the weights have taken step t's NaN gradient already. When the loss
     was NaN/Inf at t after a steady gradient norm (no growth: finite at t − 1 and within
-    ``grad_norm_growth`` of the first steps' median), the loss itself is the origin."""
+    ``grad_norm_growth`` of the first steps' median), the loss itself is the origin — unless
+    the model's output at t was NaN/Inf already (``seen_in`` "output", read by the probe at
+    t): then the forward of step t made it, in a module the probe did not watch that step."""
     seen = episodes(ctx)
     loss = loss_series(ctx.run)
     norms = model_series(ctx.run, "grad_norm", "global")
@@ -106,6 +109,8 @@ def loss_origin(ctx: Context, remedy: Remedy) -> tuple[int, Finding] | None:
     first = seen[0]
     t = int(first.get("step", -1))
     if "loss" not in (first.get("seen_in") or []) or finite_at(loss, t) is not False:
+        return None
+    if "output" in (first.get("seen_in") or []):  # the forward made it, not the loss
         return None
     before = norms.before(t)
     if not len(before) or not np.isfinite(before.values[-1]):
