@@ -29,11 +29,12 @@ import numpy as np
 from ...run import Event
 from ..context import Context
 from ..finding import Finding, Remedy
-from ..series import loss_series, skipped_steps
+from ..series import loss_series, model_series, skipped_steps
 from ..training import clip, optimizer_of, step_size
 from . import RULES
 from ._unlogged import (
     LOCATE,
+    finite_at,
     located_at,
     located_message,
     loss_origin,
@@ -286,6 +287,30 @@ def _skipped(ctx: Context, step: int) -> bool:
     return step in skipped_steps(ctx.run)
 
 
+def _contained(ctx: Context, events: list[Event], event: Event) -> bool:
+    """A forward NaN/Inf that reached neither the loss nor any gradient: the loss is recorded
+    and finite at its step and at every step after it, the global gradient norm finite
+    there, and no backward or update event at that step or later. ``-inf`` logits of classes
+    an action mask removes are such values (cross-entropy gives them probability 0, and a
+    gradient of 0); a NaN that reaches the loss or a gradient is not, nor a float16/bfloat16
+    layer's (its ``range_used`` recorded: an overflow, which the overflow rule explains)."""
+    if event.phase != "forward" or event.layer is None:
+        return False
+    if ("activation", "range_used") in set(ctx.run.quantities()) and ctx.steps:
+        used = ctx.matrix("activation", "range_used", [event.layer])
+        if np.isfinite(used).any():
+            return False
+    loss = loss_series(ctx.run)
+    if loss is None or finite_at(loss, event.step) is not True:
+        return False
+    if not np.isfinite(loss.values[loss.steps >= event.step]).all():
+        return False
+    norm = model_series(ctx.run, "grad_norm", "global")
+    if norm is not None and finite_at(norm, event.step) is False:
+        return False
+    return not any(e.phase != "forward" and e.step >= event.step for e in events)
+
+
 @RULES.register("non_finite")
 def non_finite(ctx: Context) -> list[Finding]:
     events = ctx.run.events()
@@ -365,11 +390,19 @@ def non_finite(ctx: Context) -> list[Finding]:
                 message = located_message(ep, event, layer, what)
                 if ep.get("weights_finite") is False and where not in ("(input)", "(loss)"):
                     remedy = LOCATE
+        contained = cause is None and _contained(ctx, events, event)
+        if contained:
+            message += (
+                f"; the loss and every gradient stayed finite at step {event.step} and to the "
+                f"end of the run: it did not reach them (a deliberate mask, -inf logits of "
+                f"classes or actions that cannot be chosen, or an output the loss does not "
+                f"use): nothing to fix if that is meant"
+            )
         findings.append(
             Finding(
                 kind="non_finite",
                 layer=where,
-                severity="info" if cause is not None else "error",
+                severity="info" if cause is not None or contained else "error",
                 step=event.step,
                 onset=seen,
                 evidence={
@@ -377,6 +410,7 @@ def non_finite(ctx: Context) -> list[Finding]:
                     "detail": event.detail,
                     "first_module": layer,
                     **({"caused_by": cause} if cause is not None else {}),
+                    **({"reached_loss": False} if contained else {}),
                 },
                 remedy=remedy,
                 message=message,
