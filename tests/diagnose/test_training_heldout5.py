@@ -150,7 +150,7 @@ def test_relus_killed_by_a_bias_shift_at_step_100_are_dated(runs, seed):
 
 
 @slow
-@pytest.mark.parametrize("name", ["warmup_to_0.3", "warmup_to_0.3_w512"])
+@pytest.mark.parametrize("name", ["warmup_to_0.3", "warmup_to_0.3_w256"])
 @pytest.mark.parametrize("seed", SEEDS)
 def test_a_warmup_to_a_far_too_high_peak_wants_a_lower_peak(runs, name, seed):
     """A linear warm-up from 1e-3 to 0.3 over 50 steps (LinearLR's shape with a small
