@@ -57,6 +57,21 @@ def digit_batches(batch: int, gen: torch.Generator, images: bool = False):
         yield xb, y[idx]
 
 
+def train_on_digits(model: nn.Module, opt, steps: int, seed: int = 0, batch: int = 64):
+    """``steps`` of cross-entropy on random digit batches (``digit_batches``) under the default
+    ``gp.watch(model, optimizer=opt)`` with ``probe.step(loss=loss)``; the Run."""
+    batches = digit_batches(batch, torch.Generator().manual_seed(seed))
+    with gp.watch(model, optimizer=opt) as probe:
+        for _ in range(steps):
+            x, y = next(batches)
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            probe.step(loss=loss)
+    return probe.run
+
+
 def shift_batches(batch: int, gen: torch.Generator, lag: int = 1):
     """Random tokens; the target at t is the token at t − lag (itself for t < lag): a
     model must attend ``lag`` positions back (ln 32 = 3.47 → 0)."""

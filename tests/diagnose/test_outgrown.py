@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 import gradprobe as gp
 from gradprobe.diagnose import diagnose
 
 from ._runs import decaying, noisy, training_run, updates
-from ._training import digits
+from ._training import digits, train_on_digits
 
 
 def _gelu_mlp(act=nn.GELU, depth: int = 6, width: int = 256) -> nn.Sequential:
@@ -25,20 +24,9 @@ def _gelu_mlp(act=nn.GELU, depth: int = 6, width: int = 256) -> nn.Sequential:
 
 
 def _train(opt_of, steps: int, seed: int = 0, **model_kw):
-    x_all, y_all = digits()
     torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
     model = _gelu_mlp(**model_kw)
-    opt = opt_of(model.parameters())
-    with gp.watch(model, optimizer=opt) as probe:
-        for _ in range(steps):
-            i = torch.randint(0, len(x_all), (64,), generator=gen)
-            loss = F.cross_entropy(model(x_all[i]), y_all[i])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            probe.step(loss=loss)
-    return probe.run
+    return train_on_digits(model, opt_of(model.parameters()), steps, seed)
 
 
 def _vanishing(run):

@@ -13,7 +13,7 @@ import gradprobe as gp
 from gradprobe.diagnose import Context, Thresholds
 from gradprobe.diagnose.blocks import parallel_lists
 
-from ._training import digits
+from ._training import digits, train_on_digits
 
 
 class TopLevelExperts(nn.Module):
@@ -41,20 +41,9 @@ class TopLevelExperts(nn.Module):
 
 
 def _train(steps: int, seed: int = 0, k: int = 1):
-    x_all, y_all = digits()
     torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
     model = TopLevelExperts(k=k)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    with gp.watch(model, optimizer=opt) as probe:
-        for _ in range(steps):
-            i = torch.randint(0, len(x_all), (64,), generator=gen)
-            loss = F.cross_entropy(model(x_all[i]), y_all[i])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            probe.step(loss=loss)
-    return probe.run
+    return train_on_digits(model, torch.optim.Adam(model.parameters(), lr=1e-3), steps, seed)
 
 
 def test_top_level_experts_are_one_block_regression():
