@@ -70,17 +70,14 @@ class SiblingFlow:
                 continue  # its forward chains its members: nothing to find out
             for child, module in parent.named_children():
                 name = f"{prefix}.{child}" if prefix else child
-                if member(name) is not None:
-                    self._watch(hooks, name, module)
-
-    def _watch(self, hooks, name: str, module: torch.nn.Module) -> None:
-        place = member(name)
-        if place is not None:
-            if place[1] > 0:
-                pre = functools.partial(self._inputs, place)
-                self._hooks.append(hooks.forward_pre(module, pre, name, with_kwargs=True))
-            post = functools.partial(self._output, place)
-            self._hooks.append(hooks.forward(module, post, name))
+                place = member(name)
+                if place is None:
+                    continue
+                if place[1] > 0:
+                    pre = functools.partial(self._inputs, place)
+                    self._hooks.append(hooks.forward_pre(module, pre, name, with_kwargs=True))
+                post = functools.partial(self._output, place)
+                self._hooks.append(hooks.forward(module, post, name))
 
     @property
     def done(self) -> bool:
