@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import gradprobe as gp
+from gradprobe.probe import _trail as trail
 
 
 class MaskedAttention(nn.Module):
@@ -72,9 +73,35 @@ def test_forward_nan_on_an_unlogged_step_is_not_the_loss_regression():
     found = gp.diagnose(run)
     said = " ".join(f.message for f in found)
     assert "the loss itself is the origin" not in said
+
+
+def test_forward_nan_on_an_unlogged_step_names_its_module_regression():
+    """The module is named at the unlogged step itself, from the outputs its forward noted
+    (probe/_trail.py). Before, the diagnosis said the model output was NaN and that
+    first_nonfinite=True would name the module: the next logged step found every module
+    NaN, from weights that had taken step 27's NaN gradient."""
+    run = _train(bad_step=27)
+    ev = run.first_nonfinite("forward")
+    assert (ev.step, ev.layer) == (27, "attn.out")  # the first module output after softmax
+    found = gp.diagnose(run)
     first = [f for f in found if f.kind == "non_finite" and f.severity == "error"]
-    assert first and first[0].onset == 27 and "model output" in first[0].message
-    assert "first_nonfinite=True" in first[0].remedy.code  # how to name the module
+    assert [(f.layer, f.onset) for f in first] == [("attn.out", 27)]
+    assert "first_nonfinite=True" not in (first[0].remedy.code or "")
+    symptom = [f for f in found if f.kind == "diverging" and f.severity == "error"]
+    assert symptom and "attn.out" in symptom[0].message
+
+
+def test_an_output_freed_before_it_was_read_is_named_as_a_possible_origin(monkeypatch):
+    """Held weakly (past STRONG_MAX), attn.out's output is freed once the residual addition
+    has used it (an addition saves nothing for the backward): the first output still
+    readable is the head's, and the diagnosis says the NaN may have begun in attn.out."""
+    monkeypatch.setattr(trail, "STRONG_MAX", 0)
+    run = _train(bad_step=27)
+    ev = run.first_nonfinite("forward")
+    assert (ev.step, ev.layer) == (27, "head")
+    first = [f for f in gp.diagnose(run) if f.kind == "non_finite" and f.severity == "error"]
+    assert first[0].layer == "head" and "attn.out" in first[0].message
+    assert "freed before the probe read it" in first[0].message
 
 
 def test_a_nan_the_loss_made_is_still_the_loss():

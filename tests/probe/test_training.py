@@ -296,15 +296,21 @@ def test_step_with_the_loss_before_the_optimizer_step_ends_the_step_once():
 @pytest.mark.parametrize("device_path", [False, True])
 def test_auto_finds_the_update_event_and_names_the_step_it_saw_first(monkeypatch, device_path):
     """first_nonfinite="auto" (the default): a NaN in the data at unlogged step 4 is seen by
-    the free check; the weights became NaN in that step's update (NaN gradients: no update
+    the free check. On the CPU the model's output check finds it in that step's forward and
+    names the input there (probe/_trail.py), with the finite weights that step used. On the
+    device path the weights became NaN in that step's update (NaN gradients: no update
     event), so the step that locates it uses NaN weights, which the run says."""
     run, _ = _blow_up(device_path, monkeypatch, poison=4, blow_at=99, search="auto")
     assert run.first_nonfinite("update") is None
     [episode] = run.meta["nonfinite_seen"]
-    assert episode["step"] == 4 and "gradient" in episode["seen_in"]
     ev = run.first_nonfinite("forward")
-    located = 6 if device_path else 5  # read on the host at once, or at the logged step 6
-    assert ev.step == episode["located_step"] == located and "first seen at step 4" in ev.detail
+    if not device_path:
+        assert episode["step"] == episode["located_step"] == ev.step == 4
+        assert episode["seen_in"] == ["output"] and ev.layer == "(input)"
+        assert "first seen" not in ev.detail and episode["weights_finite"] is True
+        return
+    assert episode["step"] == 4 and "gradient" in episode["seen_in"]
+    assert ev.step == episode["located_step"] == 6 and "first seen at step 4" in ev.detail
     assert episode["weights_finite"] is False
 
 

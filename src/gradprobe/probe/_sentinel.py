@@ -9,7 +9,9 @@ the model's output (one sum: a NaN/Inf made in the forward is told from one the 
 and, on an accelerator, the weights' finiteness after the optimizer's step. When one fires
 at step ``t``:
 
-- the next step is logged, and the exact search with it (at most ``ARMED_MAX`` such steps
+- on the CPU in one process, a NaN/Inf in the model's output is traced at once to the first
+  module output of that forward holding one (``_trail``): the forward event of step ``t``;
+- otherwise the next step is logged, and the exact search with it (at most ``ARMED_MAX`` such steps
   in a run, so a loss that stays NaN with nothing to locate does not log every step);
 - ``run.meta["nonfinite_seen"]`` lists each such episode (the first few, in order):
   ``{"step": t, "seen_in": [...], "params": [...], "located_step": s, "finite_at": f}``:

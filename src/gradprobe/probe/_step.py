@@ -112,12 +112,15 @@ class FirstNonFinite:
         if not any(self._seqs.values()):
             self._intern.clear()
 
-    def host_record(self, phase: str, step: int, entry, frac: float | None, rank=None) -> None:
+    def host_record(
+        self, phase: str, step: int, entry, frac: float | None, rank=None, note: str = ""
+    ) -> None:
         """An event read on the host; ``frac``: the fraction of NaN/Inf values (logged steps;
-        None on unlogged ones, whose device path has no count either)."""
+        None on unlogged ones, whose device path has no count either); ``note``: how it was
+        read, in its detail."""
         if self.track and phase not in self.found:
             amount = "" if frac is None else f" ({frac:.3g} of its values)"
-            self._add(phase, step, entry, amount, rank)
+            self._add(phase, step, entry, amount + note, rank)
 
     def record_update(self, step: int, param: str, grad_norm: float) -> None:
         """The weights of ``param`` became NaN/Inf in the optimizer's step of ``step``, whose

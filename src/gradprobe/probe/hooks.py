@@ -13,8 +13,11 @@ wrapper costs several µs per call, which on a small model is 15% of a step).
 Pausable hooks (the watched modules' forward hooks) are taken off while a step records
 nothing (``pause()``) and put back, the same wrapped functions, when one does
 (``resume()``): a module without hooks takes PyTorch's fast call path, while one with hooks
-that return at once still costs a few µs per call. Once a hook has run under Dynamo's
-tracing, pausing stops for good (a module whose hooks come and go would be recompiled).
+that return at once still costs a few µs per call. Hooks registered ``while_paused`` are the
+other way round: on only while the pausable ones are off, and only when ``pause(True)`` asks
+for them (the module outputs noted on unlogged steps, probe/_trail.py). Once a hook has run
+under Dynamo's tracing, pausing stops for good (a module whose hooks come and go would be
+recompiled), and the ``while_paused`` hooks stay off.
 
 An exception inside a hook never reaches the user's training loop: ``HookSet.wrap`` catches
 it, hands it to ``on_error`` (the probe records it as a warning in the run) and the hook
@@ -61,12 +64,16 @@ class Hook:
     """One registered hook: ``remove()`` is idempotent; ``attach`` (pausable hooks)
     registers it again and returns the new handle."""
 
-    __slots__ = ("_handle", "attach", "name")
+    __slots__ = ("_handle", "attach", "name", "while_paused")
 
-    def __init__(self, handle: Any, name: str, attach: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self, handle: Any, name: str, attach: Callable[[], Any] | None = None,
+        while_paused: bool = False,
+    ) -> None:  # fmt: skip
         self._handle = handle
         self.name = name
         self.attach = attach
+        self.while_paused = while_paused  # on only while the pausable hooks are off
 
     @property
     def removed(self) -> bool:
@@ -87,6 +94,7 @@ class HookSet:
         self.on_error = on_error
         self.seconds = 0.0  # host time spent inside the hooks (two clock reads per call)
         self.paused = False  # the pausable hooks are off
+        self.trail = False  # the while_paused hooks are on
         self.compiled = False  # set by _traced
 
     def wrap(self, fn: Callable, name: str) -> Callable:
@@ -112,13 +120,20 @@ class HookSet:
 
     def forward(
         self, module: torch.nn.Module, fn: Callable, name: str, pausable: bool = False,
-        with_kwargs: bool = False,
+        with_kwargs: bool = False, while_paused: bool = False,
     ) -> Hook:  # fmt: skip
+        """``while_paused``: registered off, attached by ``pause(True)`` only."""
         wrapped = self.wrap(fn, name)
 
         def attach():
             return module.register_forward_hook(wrapped, with_kwargs=with_kwargs)
 
+        if while_paused:
+            hook = Hook(None, f"forward:{name}", attach, while_paused=True)
+            if self.paused and self.trail and not self.compiled:
+                hook._handle = attach()
+            self.hooks.append(hook)
+            return hook
         return self._add(attach(), f"forward:{name}", attach if pausable else None)
 
     def forward_pre(
@@ -132,24 +147,39 @@ class HookSet:
 
         return self._add(attach(), f"forward_pre:{name}", attach if pausable else None)
 
-    def pause(self) -> None:
-        """Take the pausable hooks off (nothing to record this step); not under compile."""
+    def pause(self, trail: bool = False) -> None:
+        """Take the pausable hooks off (nothing to record this step) and, with ``trail``,
+        put the ``while_paused`` ones on (off without it); not under compile."""
         if self.compiled:
             self.resume()
-        if self.paused or self.compiled:
             return
-        for hook in self.hooks:
-            if hook.attach is not None:
-                hook.remove()
-        self.paused = True
+        if not self.paused:
+            for hook in self.hooks:
+                if hook.attach is not None and not hook.while_paused:
+                    hook.remove()
+            self.paused = True
+        if trail != self.trail:
+            self.trail = trail
+            for hook in self.hooks:
+                if hook.while_paused:
+                    if trail and hook.removed:
+                        hook._handle = hook.attach()
+                    elif not trail:
+                        hook.remove()
 
     def resume(self) -> None:
-        """Put the pausable hooks back, in the order they were installed."""
+        """Put the pausable hooks back, in the order they were installed, and take the
+        ``while_paused`` ones off."""
+        if self.trail:
+            self.trail = False
+            for hook in self.hooks:
+                if hook.while_paused:
+                    hook.remove()
         if not self.paused:
             return
         self.paused = False
         for hook in self.hooks:
-            if hook.attach is not None and hook.removed:
+            if hook.attach is not None and not hook.while_paused and hook.removed:
                 hook._handle = hook.attach()
 
     def param(self, param: torch.nn.Parameter, fn: Callable, name: str) -> None:
@@ -167,7 +197,7 @@ class HookSet:
     def remove(self) -> None:
         """Remove every hook, even if one removal fails; idempotent."""
         self.active = False
-        self.paused = False
+        self.paused = self.trail = False
         errors = []
         for hook in self.hooks:
             try:

@@ -28,6 +28,7 @@ from ._lifecycle import Lifecycle
 from ._state import Output, RnnInput, Snapshot, StepState
 from ._stats import Recorder
 from ._step import Finisher, FirstNonFinite
+from ._trail import Trail
 from ._training import MODEL, TrainingScalars, first_nonfinite_param, scale_of
 from .hooks import HookSet
 from .modules import BwdRec, Slot, primary_tensor, real_values, rnn_time_dim, watched_modules
@@ -36,6 +37,8 @@ from .schedules import Schedule
 INPUT = "(input)"
 UPDATE_GAP = 10  # updates=True: the update ratio on logged steps at least this many steps apart
 EARLY_STEPS = 20  # the update ratio on every logged step before this one (a too-large first step)
+#: the detail of an event located by _trail when earlier outputs were gone (diagnose reads it)
+UNREAD = "it may have begun in a module before it whose output was freed or changed in place:"
 OUTPUT_CHECK_MAX = 1 << 22  # values: the model's output read by the free check of unlogged steps
 
 
@@ -72,6 +75,9 @@ class Probe(AttentionHooks, Lifecycle):
         # (name, param, a weak reference to its .grad, that tensor's version) at the last
         # optimizer step: read at the next backward's first parameter hook (_check_kept)
         self._grad_marks: list[tuple[str, torch.Tensor, weakref.ref, int]] | None = None
+        # (name, param, its .grad, step) found unchanged at a backward: confirmed only if the
+        # next optimizer step still finds that tensor there (_mark_grads)
+        self._kept_pending: tuple[str, torch.Tensor, weakref.ref, int] | None = None
         self._kept_seen = False
         self._scale_at: tuple[int, object] | None = None  # (step, the scale of its backward)
         self.hooks = HookSet(on_error=self._hook_failed)
@@ -93,6 +99,15 @@ class Probe(AttentionHooks, Lifecycle):
         for s in self._slots[1:]:
             for p in s.module.parameters(recurse=False):
                 owner.setdefault(id(p), s)
+        # a parameter a container holds (torch.nn.utils.parametrizations keeps a weight's
+        # ``original`` in a ParametrizationList): the nearest watched module above owns it
+        slots = {s.name: s for s in self._slots[1:]}
+        for n, p in self._params:
+            prefix = n
+            while id(p) not in owner and "." in prefix:
+                prefix = prefix.rsplit(".", 1)[0]
+                if prefix in slots:
+                    owner[id(p)] = slots[prefix]
         self._param_slot = {n: owner[id(p)] for n, p in self._params if id(p) in owner}
         self._hooked: set[int] = set()  # parameters (by index) with a gradient hook
         self._register_layers()
@@ -116,6 +131,10 @@ class Probe(AttentionHooks, Lifecycle):
         self._ended: str | None = None
         self._on_host = distributed is None and all(R.on_host(p.device) for _, p in self._params)
         self._first.on_forward_event = self._weights_after_update
+        # the module outputs of an unlogged step, read when its output is NaN/Inf (_trail)
+        self._trail = Trail()
+        self._trailing = self._first.sentinel.on and self._on_host
+        self._root_slot = next((s for s in self._slots[1:] if s.module is model), None)
         self._finisher.weights_finite = first_nonfinite_param(self._params) is None
         self._finisher.device_flags = not self._on_host
         self._step_seconds = 0.0
@@ -154,6 +173,8 @@ class Probe(AttentionHooks, Lifecycle):
             # off on steps that record nothing (HookSet.pause)
             self.hooks.forward_pre(s.module, self._pre_hook(s), s.name, pausable=True)
             self.hooks.forward(s.module, self._fwd_hook(s), s.name, pausable=True)
+            if self._trailing:  # on only while the others are off: unlogged steps
+                self.hooks.forward(s.module, self._trail_hook(s), s.name, while_paused=True)
         self._hook_params()
         self._install_attention()
         # which module lists are chains and which parallel branches (once: _dataflow)
@@ -179,8 +200,10 @@ class Probe(AttentionHooks, Lifecycle):
         except Exception as err:
             self._hook_failed(f"schedule at step {self._step}", err)
         self._state = st = StepState(self._step, logged, R.Packer(self._dist))
+        self._trail.clear()
         if not logged and not self._first.search:
-            self.hooks.pause()  # nothing per module: no statistics and no search
+            # nothing per module: no statistics and no search; the outputs noted (_trail)
+            self.hooks.pause(self._trailing and self._first.sentinel.active)
         else:
             self.hooks.resume()
         if not logged:
@@ -230,7 +253,12 @@ class Probe(AttentionHooks, Lifecycle):
             if self._evaluating():
                 return
             self._trained = self._trained or torch.is_grad_enabled()
+            self._forwards += 1  # mid-step until the step ends (_lifecycle._note_beside)
             self._ended = None  # a new forward: the next step() or optimizer.step() ends a step
+            if self.hooks.trail and self.hooks.active and not self._state.logged:
+                t = primary_tensor((args, kwargs))
+                if t is not None and t.numel():
+                    self._trail.note(slot.name, t)
             if not self.hooks.active or not self._want_fwd():
                 return
             t, st = primary_tensor((args, kwargs)), self._state
@@ -254,13 +282,52 @@ class Probe(AttentionHooks, Lifecycle):
                 return
             t = primary_tensor(output, skip_scalars=True)
             if t is None or not 0 < t.numel() <= OUTPUT_CHECK_MAX or not R.on_host(t.device):
+                self._trail.clear()
                 return  # (a larger output: the loss alone says a NaN/Inf was there)
             if t.dtype.is_complex or t.layout != torch.strided:
                 t = real_values(t)
             if not math.isfinite(R.finite_sum(t).item()) and R.nonfinite_fraction(t) > 0:
                 sentinel.fire(st.index, "output")
+                root = self._root_slot  # a watched root: its hook runs after this one
+                if root is not None and self._trailing and self.hooks.trail:
+                    mine = primary_tensor(output)
+                    if mine is not None and mine.numel():
+                        self._trail.note(root.name, mine)
+                self._locate_in_trail(st.index)
+            self._trail.clear()
 
         return hook
+
+    def _trail_hook(self, slot: Slot) -> Callable:
+        """Unlogged steps (``first_nonfinite="auto"``, CPU): note the module's output, read
+        only if the model's output turns out NaN/Inf (_trail)."""
+
+        def hook(module, args, output):
+            if self._state.logged or self._evaluating() or not self.hooks.active:
+                return
+            t = primary_tensor(output)
+            if t is not None and t.numel():
+                self._trail.note(slot.name, t)
+
+        return hook
+
+    def _locate_in_trail(self, step: int) -> None:
+        """The model's output of unlogged ``step`` held NaN/Inf: the first module output
+        noted in its forward that does is the forward's event, as the exact search would
+        have named it; then, were the weights that forward used made NaN/Inf by the
+        optimizer step before it?"""
+        found = self._trail.first_nonfinite()
+        if found is None:
+            return  # none of the outputs that could be read: the step after it is logged
+        name, frac, unread = found
+        note = "; read at the end of this unlogged step's forward"
+        if unread:
+            names = ", ".join(unread[:4]) + (", …" if len(unread) > 4 else "")
+            note += f"; {UNREAD} {names}"
+        # the weights this forward used (the episode's "weights_finite", as at a logged step)
+        self._first.sentinel.weights_finite = first_nonfinite_param(self._params) is None
+        self._first.host_record("forward", step, name, frac, note=note)
+        self._weights_after_update(step)
 
     def _pre_hook(self, slot: Slot) -> Callable:
         def hook(module, args):
@@ -366,6 +433,15 @@ class Probe(AttentionHooks, Lifecycle):
         next backward, they were never zeroed."""
         if self._kept_seen:
             return
+        pending, self._kept_pending = self._kept_pending, None
+        if pending is not None:
+            # zero_grad() between that backward and this step (a GAN's D, whose .grad G's
+            # backward through it added to) replaced the tensor: it was zeroed after all
+            name, p, ref, step = pending
+            if ref() is not None and p.grad is ref():
+                self._kept_seen = True
+                self.run.set_meta("grads_not_zeroed", {"step": step, "param": name})
+                return
         marks = []
         for name, p in self._params:
             g = p.grad
@@ -377,17 +453,16 @@ class Probe(AttentionHooks, Lifecycle):
 
     def _check_kept(self, hooked: torch.Tensor) -> None:
         """The first parameter hook since the optimizer step (one backward has begun): is a
-        noted ``.grad`` still the same tensor, unchanged and non-zero? Then every step adds
-        its gradient to all the earlier ones: ``meta["grads_not_zeroed"]`` (a host read
-        only then)."""
+        noted ``.grad`` still the same tensor, unchanged and non-zero? Then, if the next
+        optimizer step still finds it, every step adds its gradient to all the earlier ones:
+        ``meta["grads_not_zeroed"]`` (a host read only then)."""
         marks, self._grad_marks = self._grad_marks, None
         for name, p, ref, version in marks or ():
             g = ref()
             if p is hooked or g is None or p.grad is not g or g._version != version:
                 continue
             if bool(g.detach().ne(0).any()):
-                self._kept_seen = True
-                self.run.set_meta("grads_not_zeroed", {"step": self._step, "param": name})
+                self._kept_pending = (name, p, ref, self._step)
                 return
 
     def _unlogged_grad(self, rec: BwdRec, index: int, g: torch.Tensor) -> None:

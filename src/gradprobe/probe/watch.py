@@ -100,8 +100,10 @@ def watch(
     spread over 10 steps; docs/BENCHMARKS.md), an int ``n`` (1 = every logged step), False =
     never. ``first_nonfinite``: name the module where NaN/Inf first appeared (forward or
     backward). ``"auto"`` (the default): exactly on logged steps; on the others a free check
-    (the loss, the gradient norm, the weights) notices the first NaN/Inf and logs the next
-    step to name its module (``run.meta["nonfinite_seen"]`` holds both steps). True: the
+    (the loss, the gradient norm, the model's output, the weights) notices the first NaN/Inf;
+    on the CPU a NaN/Inf in the model's output is traced to its module at that step (the
+    module outputs are noted, read only then), else the next step is logged to name its
+    module (``run.meta["nonfinite_seen"]`` holds both steps). True: the
     exact search on every step (+~10 %; forced by ``guard``), False: off.
     ``optimizer``: call ``probe.step()`` after each ``optimizer.step()`` for you (a wrapper
     that holds the torch optimizer as ``.optimizer``, accelerate's or Lightning's, is

@@ -47,6 +47,8 @@ from .updates import first_ratio, peak_before
 _ARRIVED = "already NaN/Inf"  # when it reached the last module: the loss, or outside modules
 _IN_BACKWARD = "in the backward of"  # a module's backward turned it non-finite
 _PARAM = "the gradient of parameter"
+# an unlogged step's forward event (probe/_trail.py) whose earlier outputs could not be read
+_UNREAD = "whose output was freed or changed in place:"
 
 _SHARE = re.compile(r"\(([0-9.eE+-]+) of its values\)")
 _SOURCE = {
@@ -156,14 +158,15 @@ def _loss_remedy(ctx: Context, step: int | None) -> Remedy:
     """``_LOSS``, and where the model's output (the last module run) was finite but above
     ``_EXP_MAX`` at ``step``, that a loss exponentiating it overflowed there (a Poisson NLL
     on a log-rate, a hand-written exp or softmax): the output's growth is what to stop."""
+    plain = _inf_loss_remedy(ctx, step) or _LOSS
     if step is None or step not in ctx.steps or not ctx.modules:
-        return _LOSS
+        return plain
     if ("activation", "max_abs") not in set(ctx.run.quantities()):
-        return _LOSS
+        return plain
     out = max(ctx.modules, key=lambda m: m.position).name
     peak = float(ctx.matrix("activation", "max_abs", [out])[0, ctx.steps.index(step)])
     if not (math.isfinite(peak) and peak > _EXP_MAX):
-        return _LOSS
+        return plain
     return Remedy(
         f"{_LOSS.text}. The model's output reached {peak:.3g} at step {step}, and exp of "
         f"anything above {_EXP_MAX:.1f} is Inf in float32: a loss that exponentiates it "
@@ -171,6 +174,26 @@ def _loss_remedy(ctx: Context, step: int | None) -> Remedy:
         f"clamp what goes into the exp, and find what made the output grow",
         None,
         f"{_LOSS.code}\nout = out.clamp(max=20.0)  # before a loss that takes exp(out)",
+    )
+
+
+def _inf_loss_remedy(ctx: Context, step: int | None) -> Remedy | None:
+    """A loss of +Inf (not NaN) from a finite output: a probability of exactly 0 under a
+    log — CTC's, for a target no alignment fits into its input, unless zero_infinity."""
+    s = loss_series(ctx.run)
+    if s is None or step is None or step not in set(int(x) for x in s.steps):
+        return None
+    if s.values[list(s.steps).index(step)] != math.inf:
+        return None
+    return Remedy(
+        "the loss is +Inf although the model's output was finite: the log of a probability "
+        "of exactly 0 — a CTC loss whose target no alignment fits into its input (longer "
+        "than its input length, with the blanks repeats need) is +Inf unless "
+        "zero_infinity=True; a hand-written log(p) whose p underflowed to 0 (use log_softmax "
+        "or the losses on logits); check the targets and their lengths",
+        None,
+        "loss = F.ctc_loss(log_probs, targets, input_lengths, target_lengths, "
+        "zero_infinity=True)\nassert (input_lengths >= target_lengths).all()",
     )
 
 
@@ -185,7 +208,14 @@ def _describe(event: Event, layer: str, amount: str) -> tuple[str, str]:
     if event.phase == "forward":
         if layer == "(input)":
             return f"the model input contains NaN/Inf{amount}", layer
-        return f"{layer} turned finite inputs into NaN/Inf{amount}", layer
+        said = f"{layer} turned finite inputs into NaN/Inf{amount}"
+        if _UNREAD in event.detail:  # not read: the outputs of some modules before it
+            unread = event.detail.split(_UNREAD, 1)[1].strip()
+            said += (
+                f" — or a module before it whose output was freed before the probe read it "
+                f"({unread}): watch with first_nonfinite=True to tell them apart"
+            )
+        return said, layer
     if _ARRIVED in event.detail:
         return (
             f"the gradient reaching {layer} (the module nearest the loss) was already "
