@@ -259,9 +259,17 @@ class Context:
         found = self.block_profiles(which, step_index)
         return found[0] if found else None
 
-    def stream_growth(self, step_index: int) -> list[tuple[str, float]]:
+    def stream_growth(
+        self, step_index: int, against_norms: bool = False
+    ) -> list[tuple[str, float]]:
         """(block, rms of its output / rms of what entered it) for each block that has both:
-        how much one block scales the residual stream in the forward pass."""
+        how much one block scales the residual stream in the forward pass.
+
+        ``against_norms``: what entered is taken at no less than the largest rms of the
+        block's own norm layers, so the ratio says what the block's weights add. A Pre-LN
+        block's branches read the stream normalised, so a small stream (a std-0.02 token
+        embedding, RWKV's 1e-4 one) grows by the branches' unit-scale output whatever their
+        weights (an N(0, 1) GPT-2 still reads 31-41)."""
         if self.structure.plain:
             return []
         order = sorted(self.modules, key=lambda m: m.position)
@@ -276,6 +284,9 @@ class Context:
             before = [m for m in order if m.position < b.start and not m.name.startswith(inside)]
             source = before[-1].name if before else None
             into, result = rms.get(source, np.nan), rms.get(b.output, np.nan)
+            norms = [rms[m.name] for m in order if m.name.startswith(inside)
+                     and is_norm(m.module_type) and np.isfinite(rms[m.name])]  # fmt: skip
+            into = max([into, *norms]) if against_norms else into
             if np.isfinite(into) and np.isfinite(result) and into > 0:
                 out.append((b.name, float(result / into)))
         return out

@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from .blocks import _WEIGHT_TYPES
 from .context import Context
 
 # the squared gain g² = σ² · fan_in each scheme gives a hidden layer (nonlinearity="auto")
@@ -36,7 +37,10 @@ def fan_in(module_type: str, shape: tuple[int, ...]) -> int:
 
 def hidden_gains(ctx: Context, with_size: bool = False) -> dict:
     """g² of each hidden weight matrix at the first logged step (the weights as initialised):
-    the chain's weight layers, not embeddings, norms or the output layer."""
+    the chain's weight layers, not embeddings, norms or the output layer. A parameter of a
+    module that is not a known weight type with one dimension above 1 is a per-channel
+    vector stored for broadcasting (RWKV's (1, 1, d) time-mix coefficients, up to 1 each:
+    "σ² · fan_in" 11.5), not a matrix with a fan-in."""
     if not ctx.steps or ("weight", "norm") not in set(ctx.run.quantities()):
         return {}
     shapes = {la.name: la.shape for la in ctx.run.layers("param")}
@@ -44,7 +48,9 @@ def hidden_gains(ctx: Context, with_size: bool = False) -> dict:
     for b in ctx.chain:
         for la in b.layers:
             for p in la.matrices:
-                if la.module_type != "Embedding" and shapes.get(p):
+                shape = shapes.get(p)
+                vector = la.module_type not in _WEIGHT_TYPES and sum(n > 1 for n in shape or ()) < 2
+                if la.module_type != "Embedding" and shape and not vector:
                     names.append(p)
                     types[p] = la.module_type
     if not names:

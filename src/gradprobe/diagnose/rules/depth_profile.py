@@ -239,10 +239,12 @@ def _stream(ctx: Context) -> list[Finding]:
     the stream only 4.6-8.3×). Only in a Pre-LN stack, whose stream no norm rescales between
     blocks: a Post-LN block ends in its norm (ELECTRA's first block read 12.8 after a
     std-0.02 embedding projection), and a block without a residual path sets its output's
-    scale by its own last norm."""
+    scale by its own last norm. The stream that entered is taken at no less than the
+    block's own norms' output: a std-0.02 token embedding under branches of unit-scale
+    output read 16×."""
     if not ctx.steps or ctx.norm_place != "pre":
         return []
-    growth = ctx.stream_growth(0)
+    growth = ctx.stream_growth(0, against_norms=True)
     over = [(name, g) for name, g in growth if g > ctx.t.block_growth]
     gains = hidden_gains(ctx)
     # the upper quartile: GPT-2 and Llama scale their output projections by 1/√(2·layers)
