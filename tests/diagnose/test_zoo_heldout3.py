@@ -108,3 +108,29 @@ def test_rwkv_time_mix_coefficients_were_read_as_weight_matrices():
     assert max(g for _, g in ctx.stream_growth(0)) > 1000  # the old reading
     assert max(g for _, g in ctx.stream_growth(0, against_norms=True)) < 2
     assert not _serious(_check("healthy", "rwkv", 0, 0, 0).findings)
+
+
+@pytest.mark.parametrize("image", [8, 64])
+def test_a_batch_of_one_under_batchnorm_and_a_pool_was_a_vanishing_error(image):
+    """ConvMixer's last block ends in BatchNorm and its head mean-pools it: on one example
+    the pooled output is β whatever the input, and the gradient below is float32 rounding
+    (5e-8 of the top block's). That read "vanishing (error) at blocks.0: re-initialise with
+    its own scheme" — the weights already are at that scale. The cancellation inside the
+    BatchNorm is named now, as info (the check's batch, not the model), with the batch as
+    the remedy; at batch 2 there is nothing to say."""
+    from . import _zoo_heldout3_models as M
+
+    g = torch.Generator().manual_seed(0)
+    for batch in (1, 2):
+        torch.manual_seed(0)
+        x = torch.randn(batch, 3, image, image, generator=g)
+        found = gp.check(M.ConvMixer(16, 2), x, torch.zeros(batch, dtype=torch.long)).findings
+        assert not _serious(found)
+        said = [f for f in found if f.kind == "vanishing"]
+        if batch == 2:
+            assert said == []
+            continue
+        assert [(f.severity, f.evidence["cancelled_in"]) for f in said] == [
+            ("info", "blocks.1.bn2")
+        ]
+        assert "batch of two or more" in said[0].remedy.text

@@ -22,6 +22,7 @@ per-block statistics (written by hand) are judged on the per-layer rms profile.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -36,6 +37,12 @@ from .loss import loss
 from .updates import ratios
 
 OUTGROWN_STEPS = 5  # logged steps within the lines, after a profile crossed at init only
+# ‖∂L/∂x‖·√(σ_x² + ε) / (‖∂L/∂y‖·γ) across a BatchNorm y = γ·(x − μ)/√(σ_x² + ε) + β:
+# 0.37 and up over the 42 models with BatchNorm of the zoos (batches of 2 and more); float32
+# rounding, 2e-8 to 6e-6 (ConvMixer and EfficientNet at 8-128 px), where what follows reads
+# only each channel's mean over the normalised set: a batch of one before a global pool
+CANCELLED = 1e-4
+BN_EPS = 1e-5  # torch's and Hugging Face's BatchNorm default
 
 _WORDS = {
     "backward": "back-propagated gradient ‖∂L/∂h‖",
@@ -176,15 +183,67 @@ def _finding(ctx: Context, kind: Kind, found: list[tuple[int, _Hit]]) -> Finding
             f"run, though an optimizer without per-parameter steps (SGD) would train its lowest "
             f"{unit}s slowly"
         )
+    remedy = depth_remedy(ctx, kind)
+    cancelled = _cancelled_norm(ctx, ctx.steps.index(step)) if vanishing else None
+    if cancelled:
+        evidence.update(cancelled_in=cancelled[0], cancel_ratio=cancelled[1])
+        said, remedy = _batch_of_one(*cancelled)
+        message += said
     return Finding(
         kind=kind,
         layer=p.layers[0],
-        severity="info" if outgrown else "error" if is_error else "warning",
+        severity="info" if outgrown or cancelled else "error" if is_error else "warning",
         step=step,
         evidence=evidence,
-        remedy=depth_remedy(ctx, kind),
+        remedy=remedy,
         message=message,
     )
+
+
+def _batch_of_one(name: str, r: float) -> tuple[str, Remedy]:
+    said = (
+        f"; the gradient vanishes inside {name} (×{r:.2g} of what a BatchNorm passes): what "
+        f"follows it reads only each channel's mean over what it normalises, so the loss does "
+        f"not depend on anything below it"
+    )
+    return said, Remedy(
+        "a BatchNorm in training mode followed by a global average pool outputs β whatever "
+        "its input when it normalises over the same values the pool averages: a batch of one "
+        "example. Check (and train) with a batch of two or more; for batches of one, pool "
+        f"before {name} or use GroupNorm/LayerNorm",
+    )
+
+
+def _cancelled_norm(ctx: Context, i: int) -> tuple[str, float] | None:
+    """A BatchNorm whose backward cancels the gradient: ‖∂L/∂x‖·√(σ_x² + ε) / (‖∂L/∂y‖·γ_rms)
+    below ``CANCELLED``, x the output of the module that ran just before it (ε under σ_x:
+    MobileViT's std-0.02 convs feed a norm σ 5e-7, whose backward is ×γ/√ε, read 1.4e-4
+    without it). Its backward removes
+    each channel's mean and x̂-component of ∂L/∂y, so a gradient made of those alone — the
+    head mean-pools a BatchNorm over a batch of one example, whose pooled output is β — is
+    rounding (ConvMixer at batch 1: 5e-8; at batch 2 and up 0.6-1.2). The depth profile
+    below it is then the check's batch, not the model's depth (``info``)."""
+    order = sorted(ctx.modules, key=lambda m: m.position)
+    names = [m.name for m in order]
+    if ("grad_output", "norm") not in set(ctx.run.quantities()) or len(names) < 2:
+        return None
+    g = dict(zip(names, ctx.matrix("grad_output", "norm", names)[:, i], strict=True))
+    sd = dict(zip(names, ctx.matrix("activation", "std", names)[:, i], strict=True))
+    shapes = {la.name: la.shape for la in ctx.run.layers("param")}
+    found = []
+    for before, m in itertools.pairwise(order):
+        if "BatchNorm" not in (m.module_type or ""):
+            continue
+        w, shape = (
+            ctx.matrix("weight", "norm", [m.name + ".weight"])[0, i],
+            shapes.get(m.name + ".weight"),
+        )
+        gamma = float(w) / math.sqrt(shape[0]) if shape and np.isfinite(w) else 1.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = g[before.name] * math.sqrt(sd[before.name] ** 2 + BN_EPS) / (g[m.name] * gamma)
+        if np.isfinite(r) and g[m.name] > 0 and r < CANCELLED:
+            found.append((m.name, float(r)))
+    return min(found, key=lambda t: t[1]) if found else None
 
 
 def _outgrown(ctx: Context, found: list[tuple[int, _Hit]]) -> dict | None:
@@ -321,31 +380,39 @@ def _no_signal(ctx: Context) -> list[Finding]:
     dead = [b.name for b, z in zip(ctx.chain, zero, strict=True) if z]
     top = ctx.chain[int(live.max())].name if live.size else "the output layer"
     base = reinit(ctx)
+    evidence = {
+        "measured_on": "gradients",
+        "measure": "backward",
+        "ratio_first_to_last": 0.0,
+        "zero_gradient_blocks": dead,
+        "blocks": len(ctx.chain),
+        "threshold": ctx.t.vanishing_ratio,
+    }
+    message = (
+        f"the back-propagated gradient at {', '.join(dead[:3])}"
+        f"{' …' if len(dead) > 3 else ''} is exactly 0 while {top} receives one: "
+        f"no signal reaches the lower blocks, so they cannot learn"
+    )
+    remedy = Remedy(
+        f"no gradient reaches {len(dead)} block(s): a weight matrix between them and "
+        f"the loss is zero (or the loss does not depend on them); {base.text}",
+        base.scheme,
+        base.code,
+    )
+    cancelled = _cancelled_norm(ctx, 0)
+    if cancelled:
+        evidence.update(cancelled_in=cancelled[0], cancel_ratio=cancelled[1])
+        said, remedy = _batch_of_one(*cancelled)
+        message += said
     return [
         Finding(
             kind="vanishing",
             layer=dead[0],
-            severity="error",
+            severity="info" if cancelled else "error",
             step=ctx.steps[0],
-            evidence={
-                "measured_on": "gradients",
-                "measure": "backward",
-                "ratio_first_to_last": 0.0,
-                "zero_gradient_blocks": dead,
-                "blocks": len(ctx.chain),
-                "threshold": ctx.t.vanishing_ratio,
-            },
-            remedy=Remedy(
-                f"no gradient reaches {len(dead)} block(s): a weight matrix between them and "
-                f"the loss is zero (or the loss does not depend on them); {base.text}",
-                base.scheme,
-                base.code,
-            ),
-            message=(
-                f"the back-propagated gradient at {', '.join(dead[:3])}"
-                f"{' …' if len(dead) > 3 else ''} is exactly 0 while {top} receives one: "
-                f"no signal reaches the lower blocks, so they cannot learn"
-            ),
+            evidence=evidence,
+            remedy=remedy,
+            message=message,
         )
     ]
 
