@@ -96,6 +96,8 @@ def _words(f: Finding) -> str:
     e, at = f.evidence, f.layer
     if f.kind == "large_updates":
         return f"update ratios of {e.get('update_ratio', 0):.2g} at {at} (step {e.get('at_step')})"
+    if f.kind == "small_updates" and e.get("updated") == "never (stuck at 0)":
+        return f"{e.get('weights_never_updated')} of {e.get('weights')} weights stuck at 0"
     if f.kind == "small_updates" and e.get("updated") == "never":
         return (
             f"{e.get('weights_never_updated')} of {e.get('weights')} weights never updated "
@@ -229,8 +231,12 @@ def _outlived(ctx: Context, f: Finding, later: list[Finding]) -> bool:
     error: a step over 100 % of the norm erases the init), in a run whose loss shows no
     symptom and where nothing else went wrong after them: the model trained through its
     large first steps (Adagrad's and Adam's first step is ≈ lr per element, whatever the
-    gradient), so they caused nothing."""
-    if f.kind != "large_updates" or f.severity != "warning":
+    gradient), so they caused nothing. Under L-BFGS a first step as large as the weight is
+    its quasi-Newton step (a curvature-scaled direction, line-searched when asked), not a
+    learning rate set too high: its size is not held against it."""
+    if f.kind != "large_updates":
+        return False
+    if f.severity != "warning" and (ctx.run.meta.get("optimizer") or {}).get("type") != "LBFGS":
         return False
     if f.evidence.get("judged_on") != "first steps":
         return False
@@ -500,9 +506,20 @@ def _during_training(ctx: Context, f: Finding) -> Finding:
         return f
     if not ctx.steps or f.onset is None or f.onset <= ctx.steps[0]:
         return f
-    if not _reinitialises(f.remedy):
-        return f
     peak = peak_before(ctx, f.onset)
+    # a forward NaN/Inf with the generic remedy (a log or sqrt of ≤ 0 ...: it has no code)
+    # after update ratios over the large-updates line: weights and inputs that grew past
+    # float32's range (a Linear has no log to take), so the step size, as for an init
+    # remedy (Adam's usual first steps, 0.02-0.05, leave a log of a negative value its own)
+    grown = (
+        f.kind == "non_finite"
+        and f.evidence.get("phase") == "forward"
+        and not f.remedy.code
+        and peak is not None
+        and peak > ctx.t.early_update_ratio
+    )
+    if not _reinitialises(f.remedy) and not grown:
+        return f
     what = (
         f"NaN/Inf that appeared during training (step {f.onset}), not at init"
         if f.kind == "non_finite"

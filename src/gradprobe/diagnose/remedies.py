@@ -193,6 +193,11 @@ def depth_remedy(ctx: Context, kind: Kind) -> Remedy:
     """What fixes a vanishing or exploding profile across depth, for this architecture."""
     s = ctx.structure
     if not s.plain:
+        base = reinit(ctx)
+        if kind == "vanishing" and (base is _SIGMOID or "swap_activations" in (base.code or "")):
+            # sigmoid/tanh blocks (a stack of Sequential(Linear, Sigmoid) units need not be
+            # residual): the activation starves the gradient; Fixup would keep it
+            return with_architecture(ctx, base)
         if not ctx.has_normalisation:
             return Remedy(
                 f"{len(s.blocks)} residual blocks without normalisation: add BatchNorm (or "

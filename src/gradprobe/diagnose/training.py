@@ -277,6 +277,16 @@ def step_size(ctx: Context, peak_ratio: float, step: int | None, what: str) -> R
     )
     parts = [f"{what}: the step size is too large for these weights, not their init"]
     advice = [f"lower the learning rate ({new})"]
+    if optimizer_of(ctx).get("type") == "LBFGS":
+        # its step is the quasi-Newton direction × lr: a line search sets its length (a
+        # warm-up of the lr is no habit of L-BFGS, and its length here would be meaningless)
+        return Remedy(
+            f"{parts[0]}; L-BFGS takes its quasi-Newton step times lr as it is unless a line "
+            f"search picks its length: pass line_search_fn='strong_wolfe', or {advice[0]}",
+            None,
+            "opt = torch.optim.LBFGS(model.parameters(), line_search_fn='strong_wolfe')"
+            f"  # lr=1: the search sets each step's length\n# or, without a search:\n{line}",
+        )
     ramp = warmup_ramp(ctx)
     if ramp is not None and lr is not None and step is not None and step < ramp[2]:
         # the trouble began on the way up: the peak the warm-up climbs to is too high

@@ -12,6 +12,7 @@ import math
 import sys
 import time
 import warnings
+import weakref
 from typing import Any, TypeVar
 
 import torch
@@ -28,6 +29,11 @@ from ._training import (
 
 _P = TypeVar("_P", bound="Lifecycle")
 SCALER_LOOKS = 3  # optimizer steps whose caller is looked at for a GradScaler
+#: the probes open in this process, held weakly: how one learns that another model trains
+#: interleaved with its own (a GAN's generator and discriminator, each watched)
+_OPEN: weakref.WeakSet = weakref.WeakSet()
+#: the share of its steps at whose end the other model was mid-step, on both sides
+INTERLEAVED = 0.5
 
 
 class Lifecycle:
@@ -60,6 +66,12 @@ class Lifecycle:
     _grads: Any
     _on_host: bool
     _begin_step: Any
+    model: Any
+    # forwards with gradients of the model (counted by the root's input hook), and that
+    # count at the last step's end: more means the model is in the middle of a step
+    _forwards: int = 0
+    _forwards_ended: int = 0
+    _beside: dict | None = None  # id(other probe) -> (weakref, steps it was mid-step)
 
     @property
     def seconds(self) -> float:
@@ -130,8 +142,10 @@ class Lifecycle:
                         "steps_recorded": self._recorded,
                         "probe_seconds": round(self.seconds, 6),
                         "watched_seconds": round(watched, 6),
+                        **self._trained_with(),
                     }
                 )
+                _OPEN.discard(self)
         if warn_empty and self._step == 0:
             warnings.warn(
                 "gradprobe recorded no step: probe.step() was never called, so the run is "
@@ -211,8 +225,40 @@ class Lifecycle:
                 self.run.set_meta("grad_scaler", f"{type(caller).__name__} (found)")
                 return
 
+    def _note_beside(self) -> None:
+        """Count every other open probe whose model is in the middle of its own step (a
+        forward since that probe's last step) as this one ends a step. A GAN's D ends its
+        step after G made the next fakes, and G ends its step after D judged them; two
+        models trained one after the other (or from one backward, each by its optimizer)
+        are not mid-step at each other's ends, or only at one side's."""
+        _OPEN.add(self)
+        for other in list(_OPEN):
+            if other is self or other._closed or other._forwards <= other._forwards_ended:
+                continue
+            beside = self._beside if self._beside is not None else {}
+            ref, n = beside.get(id(other), (weakref.ref(other), 0))
+            beside[id(other)] = (ref, n + 1)
+            self._beside = beside
+        self._forwards_ended = self._forwards
+
+    def _interleaved(self, other: Any) -> bool:
+        n = (self._beside or {}).get(id(other), (None, 0))[1]
+        return n >= max(10.0, INTERLEAVED * self._step)
+
+    def _trained_with(self) -> dict:
+        """``meta["trained_with"]``: the models whose steps interleaved with this one's on
+        both sides (each mid-step at the other's step ends, on most steps): one loop trains
+        them against each other or in turn, and this loss is one side of it."""
+        names = []
+        for ref, _ in (self._beside or {}).values():
+            other = ref()
+            if other is not None and self._interleaved(other) and other._interleaved(self):
+                names.append(type(other.model).__name__)
+        return {"trained_with": sorted(names)} if names else {}
+
     def _end_step(self, loss, lr) -> None:
         t0 = time.perf_counter()
+        self._note_beside()
         st = self._state
         try:
             if lr is None and self._optimizer is not None:

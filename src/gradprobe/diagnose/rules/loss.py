@@ -43,6 +43,8 @@ losses: only NaN/Inf is judged.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from ..context import Context
@@ -71,7 +73,25 @@ _LINKED = Remedy("see the causes listed: none was found in the layers before it"
 @RULES.register("loss")
 def loss(ctx: Context) -> list[Finding]:
     s = without_guard_skips(loss_series(ctx.run), ctx.run)
-    return judge(s, ctx.t, examples_per_step(ctx.run))
+    found = judge(s, ctx.t, examples_per_step(ctx.run))
+    others = ctx.run.meta.get("trained_with")
+    return [_one_side(f, others) for f in found] if others else found
+
+
+def _one_side(f: Finding, others: list) -> Finding:
+    """The loss of a model trained interleaved with another (``meta["trained_with"]``, the
+    probe: a GAN's generator and discriminator) is one side of a game: it need not fall, and
+    rises when the other side gets better. Its level, scatter and rises are information; a
+    NaN/Inf is still a NaN/Inf."""
+    if f.evidence.get("non_finite"):
+        return f
+    said = (
+        f"; this model trained interleaved with {', '.join(others)} (each was mid-step at the "
+        f"other's step ends): its loss is one side of a game, whose level need not fall"
+    )
+    return dataclasses.replace(
+        f, severity="info", message=f.message + said, evidence={**f.evidence, "game": others}
+    )
 
 
 def judge(

@@ -64,6 +64,9 @@ def _from_zero(ctx: Context, names: list[str]) -> np.ndarray:
 
 
 def _is_weight(name: str) -> bool:
+    if "parametrizations." in name:  # torch's weight_norm / spectral_norm: the weight's
+        # ``original`` (or original0/1) under ``parametrizations.weight``
+        name = name.split("parametrizations.", 1)[1].split(".", 1)[0]
     return name.rsplit(".", 1)[-1].startswith("weight")  # weight, weight_ih_l0, weight_hh_l0
 
 
@@ -130,10 +133,64 @@ def _top(names, values, reverse: bool) -> dict[str, float]:
 
 @RULES.register("updates")
 def updates(ctx: Context) -> list[Finding]:
+    stuck = _stuck_at_zero(ctx)
     r = ratios(ctx)
-    if r is None:
-        return []
-    return [f for f in (_large(ctx, r), _small(ctx, r)) if f is not None]
+    found = [f for f in (_large(ctx, r), _small(ctx, r)) if f is not None] if r else []
+    return ([stuck] if stuck is not None else []) + found
+
+
+def _stuck_at_zero(ctx: Context) -> Finding | None:
+    """Trained weights that are exactly 0, with a gradient exactly 0, on every one of at
+    least 3 measured steps: each only ever multiplies another factor that is 0 too (a LoRA
+    adapter whose A and B both start at zero, two zero-initialised layers in a row), so its
+    gradient stays 0 and no optimizer moves it (their update ratio is 0/0: never judged)."""
+    if not {("weight", "norm"), ("param_grad", "rms")} <= set(ctx.run.quantities()):
+        return None
+    params = [la.name for la in ctx.run.layers("param") if _is_weight(la.name)]
+    params = [n for n in params if n not in _frozen(ctx, params)]
+    if not params:
+        return None
+    w = ctx.matrix("weight", "norm", params)
+    g = ctx.matrix("param_grad", "rms", params)
+    both = np.isfinite(w) & np.isfinite(g)
+    stuck = (both.sum(axis=1) >= 3) & ((w == 0) | ~both).all(axis=1)
+    stuck &= ((g == 0) | ~both).all(axis=1)
+    if not stuck.any():
+        return None
+    names = [params[i] for i in np.nonzero(stuck)[0]]
+    every = len(names) == len(params)
+    steps = int(both[stuck].sum(axis=1).min())
+    what = (
+        f"{'every trained weight' if every else f'{len(names)} of {len(params)} weights'} "
+        f"({', '.join(names[:3])}{', ...' if len(names) > 3 else ''}) stays exactly 0 with a "
+        f"gradient of exactly 0 on all {steps} measured steps"
+    )
+    remedy = Remedy(
+        f"{what}: each only multiplies another factor that is 0 too (a LoRA adapter with both "
+        f"A and B zero-initialised, two zero-initialised layers in a row), so its gradient "
+        f"is 0 and no learning rate moves it; initialise one factor of each pair randomly "
+        f"(LoRA: A Kaiming-uniform, B zero)",
+        None,
+        f"torch.nn.init.kaiming_uniform_(model.get_parameter({names[0]!r}), a=5**0.5)"
+        "  # one factor random, the other may stay 0",
+    )
+    return Finding(
+        kind="small_updates",
+        layer=names[0],
+        severity="error" if every else "warning",
+        step=0,
+        onset=0,
+        evidence={
+            "median_update_ratio": 0.0,
+            "updated": "never (stuck at 0)",
+            "weights_never_updated": len(names),
+            "weights": len(params),
+            "steps_measured": steps,
+            "never_updated": names[:TOP],
+        },
+        remedy=remedy,
+        message=what,
+    )
 
 
 def _large(ctx: Context, r: Ratios) -> Finding | None:
