@@ -15,6 +15,9 @@ the last ``w``; ``noise`` σ̂ = 1.4826·MAD of the losses around the smoothed c
   ``diverge_rise`` of the start, beyond
   3σ̂/√w of their scatter (worse than the untrained model, however much it swings).
   Onset: where the rise began.
+- ``loss_spike`` (warning) with ``evidence["recovered"]``: NaN/Inf losses the run came back
+  from (finite again after each, at most a tenth of the steps): their updates were skipped
+  (a GradScaler, the guard, the loop's own check); the curve is judged without them.
 - ``not_learning`` (warning): the smoothed loss never fell ``not_learning_drop`` (10 %)
   below the start.
 - ``stalled`` (warning; info when no cause in the layers preceded it: healthy runs sit on
@@ -105,8 +108,14 @@ def judge(
     t = Thresholds() if t is None else t
     if s is None or len(s) < 2:  # one step (a check) is no curve: non_finite judges its loss
         return []
-    finite = s.finite_prefix()
     out: list[Finding] = []
+    skipped = _recovered(s)
+    if skipped.size:  # NaN/Inf losses the run came back from: a symptom, not the curve's end
+        out.append(_recovered_finding(s, skipped))
+        keep = np.ones(len(s), dtype=bool)
+        keep[skipped] = False
+        s = Series(s.steps[keep], s.values[keep])
+    finite = s.finite_prefix()
     curve = _Curve(finite, t, examples) if len(finite) >= t.min_loss_steps else None
     if s.first_nonfinite is not None:
         out.append(_nonfinite(s, curve))
@@ -367,6 +376,60 @@ class _Curve:
                 threshold_rise=t.spike_rise,
             )
         ]
+
+
+#: NaN/Inf losses the run recovered from are skipped steps while they are at most this
+#: share of the steps before the run's last NaN/Inf-free stretch (more: an unstable run)
+RECOVERED_SHARE = 0.1
+
+
+def _recovered(s: Series) -> np.ndarray:
+    """Indices of the NaN/Inf losses followed by finite ones to the end of the run, or up to
+    a NaN/Inf that lasts to the end: the run went on from them, so their updates were not
+    applied (a GradScaler skips a step whose gradients overflow, the guard or the loop's own
+    check skips a NaN loss; an applied NaN update leaves the weights NaN and the loss NaN for
+    good). At most ``RECOVERED_SHARE`` of the steps before the last stretch, and a finite
+    loss after the last of them."""
+    bad = ~np.isfinite(s.values)
+    if not bad.any():
+        return np.zeros(0, dtype=int)
+    end = len(s)
+    while end and bad[end - 1]:  # the NaN/Inf that lasts to the end (if any) is diverging
+        end -= 1
+    idx = np.nonzero(bad[:end])[0]
+    if not idx.size or idx.size > RECOVERED_SHARE * end:
+        return np.zeros(0, dtype=int)
+    return idx
+
+
+def _recovered_finding(s: Series, idx: np.ndarray) -> Finding:
+    steps = [int(x) for x in s.steps[idx]]
+    first, n = steps[0], len(steps)
+    after = s.values[idx[-1] + 1 :]
+    again = int(s.steps[idx[-1] + 1]) if after.size else None
+    which = f"step {first}" if n == 1 else f"{n} steps from step {first} to {steps[-1]}"
+    return Finding(
+        kind="loss_spike",
+        layer=LOSS,
+        severity="warning",
+        step=first,
+        onset=first,
+        end=steps[-1],
+        evidence={
+            "non_finite": True,
+            "recovered": True,
+            "nonfinite_steps": steps[:20],
+            "loss": str(float(s.values[idx[0]])),
+            "finite_again_at": again,
+        },
+        remedy=_LINKED,
+        message=(
+            f"the loss was NaN/Inf at {which} and finite again after it"
+            + (f" (step {again})" if again is not None else "")
+            + ": the run went on, so those updates were not applied (a GradScaler or a check "
+            "in the loop skipped them); the steps are left out of the loss curve"
+        ),
+    )
 
 
 def _nonfinite(s: Series, curve: _Curve | None) -> Finding:

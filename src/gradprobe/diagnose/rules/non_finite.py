@@ -99,12 +99,19 @@ def _entering(ctx: Context, layer: str | None, step: int) -> float | None:
     return float(peaks.max()) if peaks.size else None
 
 
-def _float16_remedy(kind: str, peak: float) -> Remedy:
+def _float16_remedy(kind: str, peak: float | None) -> Remedy:
+    """``peak``: the largest value it was given at the step, when that step was logged; None
+    for a module whose output is float16 (``meta["layer_dtypes"]``) on an unlogged step."""
+    given = (
+        f"the values it was given reach {peak:.3g}, past float16's largest (65504)"
+        if peak is not None
+        else "its output is float16, whose largest value is 65504"
+    )
     return Remedy(
-        f"{kind} turned finite values into ±Inf, and the values it was given reach "
-        f"{peak:.3g}, past float16's largest (65504): a float16 cast inside it (.half(), "
-        f"autocast's float16) overflows them — compute it in bfloat16 (float32's range) or "
-        f"float32, and find what made them grow (the learning rate, the data's scale)",
+        f"{kind} turned finite values into ±Inf, and {given}: a float16 cast inside it "
+        f"(.half(), autocast's float16) overflows them — compute it in bfloat16 (float32's "
+        f"range) or float32, and find what made them grow (the learning rate, the data's "
+        f"scale)",
         None,
         'with torch.autocast(device_type="cuda", dtype=torch.bfloat16):\n'
         "    loss = loss_fn(model(x), y)  # instead of float16 / .half()",
@@ -118,6 +125,10 @@ def _module_remedy(ctx: Context, event: Event) -> Remedy:
     peak = _entering(ctx, event.layer, event.step) if event.phase == "forward" else None
     if peak is not None and _FP16_MAX < peak < 1e18:
         return _float16_remedy(kind, peak)
+    dtypes = ctx.run.meta.get("layer_dtypes")
+    half = isinstance(dtypes, dict) and dtypes.get(event.layer) == "float16"
+    if event.phase == "forward" and half and event.step not in ctx.steps:
+        return _float16_remedy(kind, None)  # an unlogged step's event (probe/_trail.py)
     if event.phase == "forward":
         return Remedy(
             f"{kind} turned finite inputs into NaN/Inf: a log or sqrt of a value ≤ 0, a "
@@ -317,6 +328,24 @@ def _skipped(ctx: Context, step: int) -> bool:
     return step in skipped_steps(ctx.run)
 
 
+def _recovered(ctx: Context, events: list[Event], event: Event) -> int | None:
+    """A forward NaN/Inf that made the loss NaN/Inf at its step, after which the loss was
+    finite at every step to the end (the step's update was not applied: a GradScaler or the
+    loop skipped it; rules/loss.py's recovered steps), with no later event: the first step
+    finite again, else None."""
+    if event.phase != "forward":
+        return None
+    loss = loss_series(ctx.run)
+    if loss is None or finite_at(loss, event.step) is not False:
+        return None
+    after = loss.values[loss.steps > event.step]
+    if not after.size or not np.isfinite(after).all():
+        return None
+    if any(e.step > event.step and e.phase != "forward" for e in events):
+        return None
+    return int(loss.steps[loss.steps > event.step][0])
+
+
 def _contained(ctx: Context, events: list[Event], event: Event) -> bool:
     """A forward NaN/Inf that reached neither the loss nor any gradient: the loss is recorded
     and finite at its step and at every step after it, the global gradient norm finite
@@ -421,6 +450,13 @@ def non_finite(ctx: Context) -> list[Finding]:
                 if ep.get("weights_finite") is False and where not in ("(input)", "(loss)"):
                     remedy = LOCATE
         contained = cause is None and _contained(ctx, events, event)
+        again = _recovered(ctx, events, event) if cause is None and not contained else None
+        if again is not None:
+            message += (
+                f"; transient: the loss was finite again from step {again} to the end of the "
+                f"run (that step's update was not applied: a GradScaler or the loop skipped "
+                f"it), so it cost a step, not the run"
+            )
         if contained:
             message += (
                 f"; the loss and every gradient stayed finite at step {event.step} and to the "
@@ -432,7 +468,11 @@ def non_finite(ctx: Context) -> list[Finding]:
             Finding(
                 kind="non_finite",
                 layer=where,
-                severity="info" if cause is not None or contained else "error",
+                severity=(
+                    "info"
+                    if cause is not None or contained
+                    else ("warning" if again is not None else "error")
+                ),
                 step=event.step,
                 onset=seen,
                 evidence={
@@ -441,6 +481,7 @@ def non_finite(ctx: Context) -> list[Finding]:
                     "first_module": layer,
                     **({"caused_by": cause} if cause is not None else {}),
                     **({"reached_loss": False} if contained else {}),
+                    **({"transient": True, "finite_again_at": again} if again is not None else {}),
                 },
                 remedy=remedy,
                 message=message,
