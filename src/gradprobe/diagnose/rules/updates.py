@@ -147,7 +147,8 @@ def _stuck_at_zero(ctx: Context) -> Finding | None:
     if not {("weight", "norm"), ("param_grad", "rms")} <= set(ctx.run.quantities()):
         return None
     params = [la.name for la in ctx.run.layers("param") if _is_weight(la.name)]
-    params = [n for n in params if n not in _frozen(ctx, params)]
+    frozen = _frozen(ctx, params)
+    params = [n for n in params if n not in frozen]
     if not params:
         return None
     w = ctx.matrix("weight", "norm", params)
