@@ -53,6 +53,13 @@ def _frozen(ctx: Context, params: list[str]) -> set[str]:
     return frozen
 
 
+def _trained_weights(ctx: Context) -> list[str]:
+    """The run's weight parameters (``_is_weight``) that are trained (not ``_frozen``)."""
+    params = [la.name for la in ctx.run.layers("param") if _is_weight(la.name)]
+    frozen = _frozen(ctx, params)
+    return [n for n in params if n not in frozen]
+
+
 def _from_zero(ctx: Context, names: list[str]) -> np.ndarray:
     """Per weight: its recorded norm at the first logged step is exactly 0 (initialised to
     zero): ‖Δw‖/‖w‖ of its first steps is the ~1/k of a weight growing from nothing (1.7 at
@@ -103,9 +110,7 @@ def ratios(ctx: Context) -> Ratios | None:
     """The update ratios the rule judges (None when the run has none)."""
     if ("update", "ratio") not in set(ctx.run.quantities()):
         return None
-    params = [la.name for la in ctx.run.layers("param") if _is_weight(la.name)]
-    frozen = _frozen(ctx, params)
-    params = [n for n in params if n not in frozen]
+    params = _trained_weights(ctx)
     if not params:
         return None
     values = ctx.matrix("update", "ratio", params)
@@ -146,9 +151,7 @@ def _stuck_at_zero(ctx: Context) -> Finding | None:
     gradient stays 0 and no optimizer moves it (their update ratio is 0/0: never judged)."""
     if not {("weight", "norm"), ("param_grad", "rms")} <= set(ctx.run.quantities()):
         return None
-    params = [la.name for la in ctx.run.layers("param") if _is_weight(la.name)]
-    frozen = _frozen(ctx, params)
-    params = [n for n in params if n not in frozen]
+    params = _trained_weights(ctx)
     if not params:
         return None
     w = ctx.matrix("weight", "norm", params)
