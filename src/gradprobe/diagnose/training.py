@@ -463,7 +463,22 @@ def qk_norm(what: str) -> Remedy:
     )
 
 
-def precision(dtype: str, phase: str, what: str) -> Remedy:
+def device_type(meta: dict | None = None) -> str:
+    """The device type a remedy's autocast or GradScaler line names, as code: the run's own
+    (``meta["device"]``, e.g. ``"cpu"`` or ``"cuda:0"``, when the probe recorded it), else
+    read off the user's model at run time (``next(model.parameters()).device.type``), never a
+    fixed ``"cuda"``: ``torch.autocast(device_type="cuda")`` on a CPU run warns and does
+    nothing, and a CUDA GradScaler on CPU tensors raises."""
+    device = (meta or {}).get("device")
+    if isinstance(device, str) and device:
+        return repr(device.split(":")[0])
+    return "next(model.parameters()).device.type"
+
+
+def precision(dtype: str, phase: str, what: str, meta: dict | None = None) -> Remedy:
+    """The remedy of half-precision values near their limit; ``meta``: the run's (the device
+    the code names, :func:`device_type`)."""
+    device = device_type(meta)
     if dtype == "bfloat16":
         return Remedy(
             f"{what}: bfloat16 has float32's range, so these values are exploding, not a "
@@ -476,13 +491,13 @@ def precision(dtype: str, phase: str, what: str) -> Remedy:
             f"{what}: float16 tops out at 65504; scale the loss with a GradScaler (it lowers "
             f"the scale when gradients overflow and skips that step) or train in bfloat16",
             None,
-            'scaler = torch.amp.GradScaler("cuda")\nscaler.scale(loss).backward()\n'
+            f"scaler = torch.amp.GradScaler({device})\nscaler.scale(loss).backward()\n"
             "scaler.step(opt)\nscaler.update()",
         )
     return Remedy(
         f"{what}: float16 tops out at 65504; autocast to bfloat16 (float32's range) instead, "
         f"or keep this module in float32",
         None,
-        'with torch.autocast(device_type="cuda", dtype=torch.bfloat16):\n'
+        f"with torch.autocast(device_type={device}, dtype=torch.bfloat16):\n"
         "    loss = loss_fn(model(x), y)",
     )

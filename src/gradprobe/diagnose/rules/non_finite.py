@@ -30,7 +30,7 @@ from ...run import Event
 from ..context import Context
 from ..finding import Finding, Remedy
 from ..series import loss_series, model_series, skipped_steps
-from ..training import clip, optimizer_of, step_size
+from ..training import clip, device_type, optimizer_of, step_size
 from . import RULES
 from ._unlogged import (
     LOCATE,
@@ -99,7 +99,7 @@ def _entering(ctx: Context, layer: str | None, step: int) -> float | None:
     return float(peaks.max()) if peaks.size else None
 
 
-def _float16_remedy(kind: str, peak: float | None) -> Remedy:
+def _float16_remedy(kind: str, peak: float | None, meta: dict | None = None) -> Remedy:
     """``peak``: the largest value it was given at the step, when that step was logged; None
     for a module whose output is float16 (``meta["layer_dtypes"]``) on an unlogged step."""
     given = (
@@ -113,7 +113,7 @@ def _float16_remedy(kind: str, peak: float | None) -> Remedy:
         f"range) or float32, and find what made them grow (the learning rate, the data's "
         f"scale)",
         None,
-        'with torch.autocast(device_type="cuda", dtype=torch.bfloat16):\n'
+        f"with torch.autocast(device_type={device_type(meta)}, dtype=torch.bfloat16):\n"
         "    loss = loss_fn(model(x), y)  # instead of float16 / .half()",
     )
 
@@ -124,11 +124,12 @@ def _module_remedy(ctx: Context, event: Event) -> Remedy:
     kind = ctx.module_type(event.layer) or "this module"
     peak = _entering(ctx, event.layer, event.step) if event.phase == "forward" else None
     if peak is not None and _FP16_MAX < peak < 1e18:
-        return _float16_remedy(kind, peak)
+        return _float16_remedy(kind, peak, ctx.run.meta)
     dtypes = ctx.run.meta.get("layer_dtypes")
     half = isinstance(dtypes, dict) and dtypes.get(event.layer) == "float16"
     if event.phase == "forward" and half and event.step not in ctx.steps:
-        return _float16_remedy(kind, None)  # an unlogged step's event (probe/_trail.py)
+        # an unlogged step's event (probe/_trail.py)
+        return _float16_remedy(kind, None, ctx.run.meta)
     if event.phase == "forward":
         return Remedy(
             f"{kind} turned finite inputs into NaN/Inf: a log or sqrt of a value ≤ 0, a "

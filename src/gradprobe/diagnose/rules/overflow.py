@@ -84,7 +84,9 @@ def overflow(ctx: Context) -> list[Finding]:
                     "peak_range_used": float(np.nanmax(np.where(np.isfinite(values), values, 0))),
                     **({"nonfinite_step": after.step} if after is not None else {}),
                 },
-                remedy=precision(dtype, quantity, f"{dtype} values near their limit in {layer}"),
+                remedy=precision(
+                    dtype, quantity, f"{dtype} values near their limit in {layer}", ctx.run.meta
+                ),
                 message=what,
             )
         )
