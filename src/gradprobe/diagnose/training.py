@@ -249,11 +249,44 @@ def _new_lr_line(lr: float | None, factor: float) -> tuple[str, str]:
     )
 
 
-def warmup_steps(peak_ratio: float) -> int:
+def warmup_steps(
+    peak_ratio: float, run_steps: int | None = None, beta2: float | None = None
+) -> int:
     """Steps of linear warm-up that keep the first update near TARGET_EARLY_RATIO (the first
-    step then uses lr / n); at least 100, rounded up to a hundred."""
-    n = max(100.0, peak_ratio / TARGET_EARLY_RATIO)
-    return int(math.ceil(n / 100.0) * 100)
+    step then uses lr / n); at least 100, rounded up to a hundred — then capped:
+
+    - under Adam and its kin (``beta2``: the optimizer's β₂) at 2/(1 − β₂) steps, 2000 for
+      β₂ = 0.999: Ma & Yarats 2021 ("On the adequacy of untuned warmup for adaptive
+      optimization", AAAI) show a linear warm-up over 2·(1 − β₂)⁻¹ steps is enough for
+      Adam's second-moment estimate to settle, as RAdam's rectification assumes; longer
+      buys nothing;
+    - at the run's own length (``run_steps``): a warm-up past the end of the training it is
+      proposed for never reaches the learning rate it warms up to (an update ratio of 14
+      asked for 1,400 steps of warm-up on a 200-step run).
+    """
+    n = int(math.ceil(max(100.0, peak_ratio / TARGET_EARLY_RATIO) / 100.0) * 100)
+    if beta2 is not None and 0.0 < beta2 < 1.0:
+        n = min(n, round(2.0 / (1.0 - beta2)))
+    if run_steps:
+        n = min(n, int(run_steps))
+    return max(1, n)
+
+
+def _run_steps(ctx: Context) -> int | None:
+    """How many steps the run had: ``meta["closed_at_step"]``, else one past the last
+    logged step (a run still being written)."""
+    closed = ctx.run.meta.get("closed_at_step")
+    if isinstance(closed, int) and closed > 0:
+        return closed
+    return max(ctx.steps) + 1 if ctx.steps else None
+
+
+def _beta2(ctx: Context) -> float | None:
+    """β₂ of an adaptive optimizer with betas (Adam, AdamW, NAdam, RAdam, Adamax)."""
+    betas = optimizer_of(ctx).get("betas")
+    if adaptive(ctx) and isinstance(betas, (list, tuple)) and len(betas) == 2:
+        return float(betas[1])
+    return None
 
 
 def step_size(ctx: Context, peak_ratio: float, step: int | None, what: str) -> Remedy:
@@ -270,7 +303,7 @@ def step_size(ctx: Context, peak_ratio: float, step: int | None, what: str) -> R
     lr = lr_at(ctx, step) or peak_lr(ctx)
     factor = min(1e3, max(2.0, peak_ratio / TARGET_EARLY_RATIO))
     new, line = _new_lr_line(lr, factor)
-    n = warmup_steps(peak_ratio)
+    n = warmup_steps(peak_ratio, _run_steps(ctx), _beta2(ctx))
     warm = (
         f"warmup = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / {n}))"
         "\n# warmup.step() after each opt.step()"
@@ -468,7 +501,7 @@ def device_type(meta: dict | None = None) -> str:
     (``meta["device"]``, e.g. ``"cpu"`` or ``"cuda:0"``, when the probe recorded it), else
     read off the user's model at run time (``next(model.parameters()).device.type``), never a
     fixed ``"cuda"``: ``torch.autocast(device_type="cuda")`` on a CPU run warns and does
-    nothing, and a CUDA GradScaler on CPU tensors raises."""
+    nothing, and a CUDA GradScaler on a CPU run disables itself."""
     device = (meta or {}).get("device")
     if isinstance(device, str) and device:
         return repr(device.split(":")[0])
