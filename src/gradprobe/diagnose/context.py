@@ -313,7 +313,15 @@ class Context:
                 kinds.add("relu")
             elif label.startswith("smooth:"):
                 kinds.add(label.split(":", 1)[1])
-        return kinds
+        fns = {"relu" if f == "relu6" else f for f in self.functional_activations.values()}
+        return kinds | fns
+
+    @functools.cached_property
+    def functional_activations(self) -> dict[str, str]:
+        """``{module: function}``: the activation applied as a function to a module's
+        output inside a ``forward`` ("tanh", "sigmoid", "relu", ...; probe/_functional.py)."""
+        found = self.run.meta.get("functional_activations")
+        return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
 
     @functools.cached_property
     def has_normalisation(self) -> bool:

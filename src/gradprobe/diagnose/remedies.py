@@ -74,8 +74,8 @@ def _hidden_activations(ctx: Context) -> tuple[set[str], dict[str, list[str]]]:
             known.add("relu")
         elif label.startswith("smooth:") or kind in ctx.activation_kinds:
             known.add(label.split(":", 1)[1] if label.startswith("smooth:") else kind)
-        elif label.startswith("saturating"):
-            known.add("tanh")
+        elif label.startswith("saturating"):  # a module, or a function after one (its name)
+            known.add(ctx.functional_activations.get(m.name, "tanh"))
         elif not (
             m.name in weights
             or m.name in owners

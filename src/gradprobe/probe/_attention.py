@@ -353,18 +353,27 @@ _originals: dict[str, Callable] = {}
 _installed: set[str] = set()  # our wrapper is in place, or still called by a later wrapper
 
 
-def _sdpa(*args, **kwargs):
-    if _observers:
+_inside = [0]  # wrapped calls running: torch's softmax names itself (our wrapper, once
+# in place) to a TorchFunctionMode (probe/_functional.py), which calls it again: seen once
+
+
+def _observed(kind: str, name: str, args: tuple, kwargs: dict):
+    if _observers and not _inside[0]:
         for fn in list(_observers):
-            fn("sdpa", args, kwargs)
-    return _originals["scaled_dot_product_attention"](*args, **kwargs)
+            fn(kind, args, kwargs)
+    _inside[0] += 1
+    try:
+        return _originals[name](*args, **kwargs)
+    finally:
+        _inside[0] -= 1
+
+
+def _sdpa(*args, **kwargs):
+    return _observed("sdpa", "scaled_dot_product_attention", args, kwargs)
 
 
 def _softmax(*args, **kwargs):
-    if _observers:
-        for fn in list(_observers):
-            fn("softmax", args, kwargs)
-    return _originals["softmax"](*args, **kwargs)
+    return _observed("softmax", "softmax", args, kwargs)
 
 
 _WRAPPERS = {"scaled_dot_product_attention": _sdpa, "softmax": _softmax}

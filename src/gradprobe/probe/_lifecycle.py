@@ -58,6 +58,7 @@ class Lifecycle:
     _step_seconds: float
     _flow: Any
     _remove_attention: Any
+    _remove_functional: Any
     _training: Any
     _optimizer: Any
     _params: list
@@ -121,6 +122,7 @@ class Lifecycle:
             self.hooks.remove()
         finally:
             self._remove_attention()
+            self._remove_functional()
             self._snapshot.clear()
             self._recorder.scratch = R.Scratch()  # free the buffers
             st = self._state

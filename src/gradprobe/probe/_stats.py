@@ -101,7 +101,7 @@ class Recorder:
             unit, samples = R.unit_max(t)
         if self._fast(t, ranges, (slot.id, "a")):  # one C call: every value read, exact
             sm = self._summarise(
-                t, ranges, (slot.id, "a"), (act.lo, act.hi) if saturating else None
+                t, ranges, (slot.id, "a"), act.count_bounds() if saturating else None
             )
             sat = None if sm.saturated is None else pk.add(sm.saturated)
             hist = self._hist_of(pk, ranges, (slot.id, "a"), t, sm)
@@ -114,7 +114,7 @@ class Recorder:
         sat = None
         if saturating:
             w_sat = w if big else t
-            c = R.saturated_count(w_sat, act.lo, act.hi, scratch=self.scratch)
+            c = R.saturated_count(w_sat, *act.count_bounds(), scratch=self.scratch)
             sat = pk.add(c if w_sat.numel() == n else c * (n / w_sat.numel()))
         hist = self._hist(pk, ranges, (slot.id, "a"), w, mom)
         return Forward(slot, n, m, sat, unit, samples, hist, t.dtype, w.numel() / n if big else 1)

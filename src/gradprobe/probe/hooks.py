@@ -120,13 +120,16 @@ class HookSet:
 
     def forward(
         self, module: torch.nn.Module, fn: Callable, name: str, pausable: bool = False,
-        with_kwargs: bool = False, while_paused: bool = False,
+        with_kwargs: bool = False, while_paused: bool = False, always_call: bool = False,
     ) -> Hook:  # fmt: skip
-        """``while_paused``: registered off, attached by ``pause(True)`` only."""
+        """``while_paused``: registered off, attached by ``pause(True)`` only; ``always_call``:
+        run even when the forward raises (torch's flag)."""
         wrapped = self.wrap(fn, name)
 
         def attach():
-            return module.register_forward_hook(wrapped, with_kwargs=with_kwargs)
+            return module.register_forward_hook(
+                wrapped, with_kwargs=with_kwargs, always_call=always_call
+            )
 
         if while_paused:
             hook = Hook(None, f"forward:{name}", attach, while_paused=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -67,6 +68,24 @@ class Activation:
     def can_die(self) -> bool:
         """Whether the dead-unit fraction means anything for this activation."""
         return self.kind == "relu"
+
+    def count_bounds(self, tol: float = 0.01) -> tuple[float, float]:
+        """The bounds ``reducers.saturated_count`` reads the recorded tensor against: the
+        output range, or, for ``pre`` (the tensor is the function's input), the interval
+        whose values ``|x| >= t`` are those with ``f(x)`` within ``tol`` of a bound:
+        tanh ``t = atanh(1 - 2 tol)``, sigmoid ``log((1 - tol) / tol)``, softsign
+        ``s / (1 - s)`` with ``s = 1 - 2 tol``, hardsigmoid ``3 (1 - 2 tol)``; hardtanh is
+        the identity inside its bounds."""
+        if not self.pre or self.kind != "saturating" or self.name == "hardtanh":
+            return self.lo, self.hi
+        s = 1 - 2 * tol
+        t = {
+            "tanh": math.atanh(s),
+            "sigmoid": math.log((1 - tol) / tol),
+            "softsign": s / (1 - s),
+            "hardsigmoid": 3 * s,
+        }[self.name]
+        return -t / s, t / s
 
 
 # linear1 of a watched Transformer layer -> the functional activation that follows it; set

@@ -23,6 +23,7 @@ from . import reducers as R
 from ._attention import AttentionHooks
 from ._dataflow import SiblingFlow
 from ._distributed import Reducer, is_shard, local
+from ._functional import FunctionalHooks
 from ._grads import GradBatch, available
 from ._lifecycle import Lifecycle
 from ._state import Output, RnnInput, Snapshot, StepState
@@ -42,7 +43,7 @@ UNREAD = "it may have begun in a module before it whose output was freed or chan
 OUTPUT_CHECK_MAX = 1 << 22  # values: the model's output read by the free check of unlogged steps
 
 
-class Probe(AttentionHooks, Lifecycle):
+class Probe(AttentionHooks, FunctionalHooks, Lifecycle):
     """Hooks on a model, plus the :class:`~gradprobe.Run` they fill. Use as a context manager.
 
     Public: ``run``, ``model``, ``hooks`` (``hooks.active = False`` pauses recording),
@@ -149,6 +150,7 @@ class Probe(AttentionHooks, Lifecycle):
         except BaseException:
             self.hooks.remove()
             self._remove_attention()  # the SDPA wrapper too: no observer of a dead probe
+            self._remove_functional()
             raise
 
     # -- setup ---------------------------------------------------------------------------
@@ -177,6 +179,7 @@ class Probe(AttentionHooks, Lifecycle):
                 self.hooks.forward(s.module, self._trail_hook(s), s.name, while_paused=True)
         self._hook_params()
         self._install_attention()
+        self._install_functional()
         # which module lists are chains and which parallel branches (once: _dataflow)
         self._flow = SiblingFlow(self.model, self.hooks, lambda: self._state.logged)
         if optimizer is not None:

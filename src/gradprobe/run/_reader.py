@@ -188,6 +188,9 @@ class Run:
     def add_layer(self, name: str, role: str, module_type=None, activation=None, shape=None):
         raise self._refuse(f"layer {name!r}")
 
+    def set_activation(self, name: str, activation: str | None) -> None:
+        raise self._refuse(f"layer {name!r}")
+
     def write_step(self, step: int, scalars, *args: Any, **kwargs: Any) -> None:
         raise self._refuse(f"step {step}")
 

@@ -212,6 +212,21 @@ class RunWriter(Run):
             self._layer_ids[name] = new[0]
         return self._layer_ids[name]
 
+    def set_activation(self, name: str, activation: str | None) -> None:
+        """The activation label of a registered layer, learnt after it was added (a function
+        applied to its output inside a ``forward``: probe/_functional.py)."""
+        layer_id = self._layer_ids[name]
+
+        def body(con):
+            con.execute("UPDATE layers SET activation = ? WHERE id = ?", (activation, layer_id))
+
+        try:
+            self._transaction(f"layer {name!r}", body)
+        except sqlite3.Error as err:
+            raise RunStoreError(
+                f"could not store layer {name!r} in {self.path or 'memory'}: {advice(err)}"
+            ) from None
+
     def _qid(self, con, quantity: str, stat: str) -> int:
         key = (quantity, stat)
         if key not in self._qids:

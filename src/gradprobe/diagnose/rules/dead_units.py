@@ -36,7 +36,9 @@ def dead_units(ctx: Context) -> list[Finding]:
         ctx.t.dead_error_fraction,
         REMEDY,
         lambda name, frac: (
-            f"{frac:.0%} of the units after {name} are dead over the whole batch "
+            f"{frac:.0%} of the units after {name}"
+            + (f"'s {fn}" if (fn := ctx.functional_activations.get(name)) else "")
+            + " are dead over the whole batch "
             f"(threshold {ctx.t.dead_fraction:.0%})"
         ),
         min_samples=ctx.t.min_dead_batch,  # on fewer examples "dead" is chance, see Thresholds

@@ -41,7 +41,7 @@ def saturated(ctx: Context) -> list[Finding]:
         ctx.t.saturated_error_fraction,
         remedy,
         lambda name, frac: (
-            f"{frac:.0%} of {ctx.module_type(name)} outputs are saturated (within 1% of its "
+            f"{frac:.0%} of {_outputs(ctx, name)} are saturated (within 1% of its "
             f"range from a bound; threshold {ctx.t.saturated_fraction:.0%})"
         ),
     )
@@ -65,3 +65,9 @@ def saturated(ctx: Context) -> list[Finding]:
             )
         ]
     return found
+
+
+def _outputs(ctx: Context, name: str) -> str:
+    """ "Tanh outputs", or "the tanh outputs after fc" (a function applied to fc's output)."""
+    fn = ctx.functional_activations.get(name)
+    return f"the {fn} outputs after {name}" if fn else f"{ctx.module_type(name)} outputs"
