@@ -131,9 +131,15 @@ def test_a_loss_that_jumps_across_the_valley_is_oscillating():
     assert f.evidence["amplitude"] > 0.15 * 2.3
 
 
-def test_negative_losses_are_judged_on_spikes_and_rises_only():
-    loss = noisy(np.full(200, -3.0), 0.02)
-    assert diagnose(training_run(loss=loss), rules="loss") == []  # no "not learning" share
+def test_negative_losses_are_judged_against_their_noise_not_shares():
+    """A loss below 0 has no scale for shares of its start: a flat one has not fallen beyond
+    its noise (not_learning); one that falls by many sigmas is learning, however little
+    against its level (no "stalled" share either)."""
+    flat = noisy(np.full(200, -3.0), 0.02)
+    f = only(diagnose(training_run(loss=flat), rules="loss"), "not_learning")
+    assert not f.evidence["beyond_noise"] and f.evidence["drop"] is None
+    falling = noisy(decaying(200, -3.0, -3.5), 0.02)
+    assert diagnose(training_run(loss=falling), rules="loss") == []
 
 
 # -- update ratios, judged step by step early ----------------------------------------------------

@@ -9,7 +9,9 @@ After every rule has run, :func:`link`:
    the rest; in a Post-LN transformer large updates first, outside recurrent nets the
    gradient norm after them), in ``causes`` and in its message; its remedy is the first
    cause's, with the next one's added. A ``stalled`` with no cause is ``info`` (healthy
-   runs have plateaus).
+   runs have plateaus), and so is a ``not_learning`` that fell far beyond its noise
+   (``evidence["beyond_noise"]``: a loss whose floor is far from 0 falls little against
+   its level).
    A symptom with no cause found falls back on the update ratios (10× off the usual ~1e-3
    either way), else on a remedy for the symptom alone. A ``not_learning`` or ``stalled``
    under weight decay that removes ≥ ``training.HEAVY_DECAY`` of every weight a step has
@@ -370,12 +372,17 @@ def _with_causes(ctx: Context, symptom: Finding, before: list[Finding]) -> Findi
         weak = _weak_cause(ctx, symptom)
         if weak is not None:
             found, remedy = [weak[0]], weak[1]
+        elif symptom.evidence.get("beyond_noise"):
+            remedy = _OFFSET
         else:
             remedy = _healthy_layers(ctx, symptom) or _ALONE[symptom.kind]
     said = "; ".join(c.summary for c in found)
     message = symptom.message + (f". Before it: {said}" if found else "")
-    # a plateau with nothing wrong in the layers is how healthy runs look between phases too
-    severity = "info" if symptom.kind == "stalled" and not found else symptom.severity
+    # a plateau with nothing wrong in the layers is how healthy runs look between phases too;
+    # so is a loss that fell far beyond its noise but little against a level far from 0 (a
+    # constant term in the loss): without a cause in the layers, information
+    quiet = symptom.kind == "stalled" or symptom.evidence.get("beyond_noise")
+    severity = "info" if quiet and not found else symptom.severity
     return dataclasses.replace(
         symptom, causes=tuple(found), remedy=remedy, message=message, severity=severity
     )
@@ -464,6 +471,14 @@ def _weak_cause(ctx: Context, symptom: Finding) -> tuple[Cause, Remedy] | None:
             return Cause("small_updates", None, int(r.steps[0]), what), raise_lr(ctx, typical)
     return None
 
+
+#: a loss that fell far beyond its noise, little against its level, with healthy layers
+_OFFSET = Remedy(
+    "nothing in the layers keeps this loss from falling, and it fell far beyond its noise: "
+    "if the loss has a constant term (an offset, a regulariser's floor, a fixed penalty), "
+    "this is progress and there is nothing to change; if its floor is near 0, it learns "
+    "too slowly — train longer or raise the learning rate 3×"
+)
 
 _ALONE = {
     "not_learning": Remedy(

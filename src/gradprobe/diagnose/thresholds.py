@@ -92,6 +92,10 @@ class Thresholds:
     # -- training time (docs/DIAGNOSIS.md, "Training-time"): the loss curve, then the layers
     min_loss_steps: int = 20  # loss values needed before the curve is judged (NaN/Inf always)
     not_learning_drop: float = 0.1  # the smoothed loss fell less than this share of its start
+    # a fall of more than this many step-to-step sigmas is movement, whatever the loss's level:
+    # a flat curve's start − best is ~0.4 ± 0.8 σ̂ (the median of 3 losses less the minimum of
+    # the smoothed curve); on the corpus's flat runs 0.1–1.9 σ̂, a loss + 100 that learns 37 σ̂
+    not_learning_noise: float = 3.0
     stall_level: float = 0.5  # a plateau above this share of the start is a stall, not the end
     stall_fraction: float = 0.3  # ... when it lasts at least this share of the run
     diverge_rise: float = 0.5  # rise above the best, as a share of max(fall so far, best)
@@ -178,6 +182,7 @@ _RULES = (
         ("min_layers", 2, math.inf, False, True),
         ("min_loss_steps", 4, math.inf, False, True),
         ("not_learning_drop", 0, 1, True, True),
+        ("not_learning_noise", 0, math.inf, True, True),
         ("stall_level", 0, 1, False, True),
         ("stall_fraction", 0, 1, True, True),
         ("diverge_rise", 0, math.inf, True, True),

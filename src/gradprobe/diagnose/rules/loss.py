@@ -19,7 +19,11 @@ the last ``w``; ``noise`` σ̂ = 1.4826·MAD of the losses around the smoothed c
   from (finite again after each, at most a tenth of the steps): their updates were skipped
   (a GradScaler, the guard, the loop's own check); the curve is judged without them.
 - ``not_learning`` (warning): the smoothed loss never fell ``not_learning_drop`` (10 %)
-  below the start.
+  below the start. ``evidence["beyond_noise"]``: it fell more than ``not_learning_noise``
+  (3) step-to-step sigmas all the same — ambiguous from the loss alone (a classifier stuck
+  near chance, or a loss whose floor is far from 0: cross-entropy + 100 that learns falls 2 %
+  of its start, 37σ̂); :func:`gradprobe.diagnose.link.link` makes it info when no cause in
+  the layers preceded it. A loss below 0 (no share): it never fell more than 3σ̂.
 - ``stalled`` (warning; info when no cause in the layers preceded it: healthy runs sit on
   plateaus too): it fell, then stayed within noise of its best (3σ̂/√w, or 2 %) for
   at least ``stall_fraction`` of the run while still above ``stall_level`` (½) of the start:
@@ -39,9 +43,9 @@ the last ``w``; ``noise`` σ̂ = 1.4826·MAD of the losses around the smoothed c
   6, 2.7 at 4); the largest healthy excursion was 7.5 σ̂, so the default is 10
   (docs/DIAGNOSIS.md).
 
-Losses below zero (a log-likelihood, an ELBO) have no scale to judge shares of: only the
-NaN/Inf, diverging and spike tests apply to them. Fewer than ``min_loss_steps`` finite
-losses: only NaN/Inf is judged.
+Losses below zero (a log-likelihood, an ELBO) have no scale to judge shares of: the NaN/Inf,
+diverging and spike tests apply to them, and ``not_learning`` against their noise. Fewer
+than ``min_loss_steps`` finite losses: only NaN/Inf is judged.
 """
 
 from __future__ import annotations
@@ -129,6 +133,8 @@ def judge(
     elif curve.positive:
         swings = curve.oscillating()  # a loss that swings has no plateau of its own
         out += swings + [f for f in curve.progress() if not (swings and f.kind == "stalled")]
+    else:  # no scale for shares (a log-likelihood below 0): a fall beyond the noise, or not
+        out += curve.progress()
     out += curve.spikes()
     return out
 
@@ -243,21 +249,54 @@ class _Curve:
 
     def progress(self) -> list[Finding]:
         t, n = self.t, self.x.size
-        drop = (self.start - self.best) / self.start
-        if drop < t.not_learning_drop:
-            return [
-                self.finding(
-                    "not_learning",
-                    "warning",
-                    0,
-                    n - 1,
-                    f"the loss has not fallen {t.not_learning_drop:.0%} below its start over "
-                    f"{n} steps ({self.start:.4g} → best {self.best:.4g}, "
-                    + (f"{drop:.1%} lower)" if drop >= 0 else "never below its start)"),
-                    drop=drop,
-                    threshold=t.not_learning_drop,
-                )
-            ]
+        fall = self.start - self.best
+        # the fall in step-to-step sigmas: movement whatever the loss's level or offset (a
+        # floor of 1e-6 of the start: a full-batch loss has no noise to speak of)
+        sigma = max(self.noise, 1e-6 * abs(self.start))
+        moved = fall > t.not_learning_noise * sigma
+        drop = fall / self.start if self.positive else None
+        if drop is not None and drop >= t.not_learning_drop:
+            return self.stalled(drop)  # a tenth of a positive loss's start: it learns
+        if drop is None and moved:  # a loss below 0 has no share: the fall in its noise
+            return []
+        said = (
+            f"{self.start:.4g} → best {self.best:.4g}, "
+            + ("never below its start" if fall <= 0 else f"a fall of {fall:.3g}")
+            + (f", {drop:.1%} lower" if drop is not None and fall > 0 else "")
+        )
+        if not moved:
+            message = (
+                f"the loss has not fallen beyond its own noise over {n} steps ({said}, "
+                f"against a step-to-step noise of {self.noise:.3g})"
+            )
+        else:
+            # fell far beyond its noise, but little against its level: no learning if the
+            # loss's floor is near 0 (a classifier stuck near chance), progress if it has a
+            # constant term (an offset, a regulariser's floor); the layers decide (link)
+            message = (
+                f"the loss has not fallen {t.not_learning_drop:.0%} below its start over {n} "
+                f"steps ({said}), though its fall is {fall / sigma:.3g}× its step-to-step "
+                f"noise: no progress if its floor is near 0, progress if the loss has a "
+                f"constant term (an offset) that keeps it far from 0"
+            )
+        return [
+            self.finding(
+                "not_learning",
+                "warning",
+                0,
+                n - 1,
+                message,
+                drop=drop,
+                fall=fall,
+                fall_in_noise=fall / sigma,
+                beyond_noise=bool(moved),
+                threshold=t.not_learning_drop,
+                threshold_noise=t.not_learning_noise,
+            )
+        ]
+
+    def stalled(self, drop: float) -> list[Finding]:
+        t, n = self.t, self.x.size
         tol = max(3 * self.noise / np.sqrt(self.w), 0.02 * abs(self.best))
         i = int(np.nonzero(self.m <= self.best + tol)[0][0])
         flat = n - i
