@@ -140,6 +140,18 @@ def lr_collapse_remedy(step: int, peak: float, last: float, what: str) -> Remedy
     """The schedule took the learning rate to ~0 early and kept it there: keep it near
     where it started for most of the run (a higher starting lr would collapse the same)."""
     keep = sig(peak, 3)
+    if last == 0:  # not a decay stepped too often: the schedule's own value is 0
+        return Remedy(
+            f"{what}: the learning rate schedule set the lr from {keep:g} to exactly 0 at "
+            f"step {step} and kept it there, so no weight can move — a schedule function "
+            f"that returns 0 past a point (a warm-up lambda `(s + 1) / w if s < w else 0` "
+            f"missing its `else 1.0`, a decay that ends at 0 before the run does); keep the "
+            f"lr near {keep:g} after the warm-up",
+            None,
+            f"for group in opt.param_groups:\n    group['lr'] = {keep:g}"
+            f"  # the schedule set it to 0 at step {step}\n"
+            "# e.g. warm-up then constant: LambdaLR(opt, lambda s: min(1.0, (s + 1) / w))",
+        )
     return Remedy(
         f"{what}: the learning rate schedule took the lr from {keep:g} to under "
         f"{LR_COLLAPSE:g}× that by step {step} ({sig(last, 2):g} at the end), so no weight "
@@ -414,6 +426,42 @@ def unclip(ctx: Context, median_ratio: float, scale: float, norm: float) -> Reme
     )
 
 
+#: Adam's denominator √v̂ + eps: an eps this many times the gradients' rms sets the step
+#: (lr·g/eps instead of ≈ lr per element), so the step is that many times under lr
+EPS_DOMINATES = 10.0
+
+
+def eps_dominates(ctx: Context) -> tuple[float, float] | None:
+    """``(eps, median gradient rms)`` when the run's optimizer divides by √v̂ + eps (Adam and
+    its kin, RMSprop, Adagrad) and its ``eps`` is over ``EPS_DOMINATES`` × the median rms of
+    the weights' gradients (≈ √v̂): the step is lr·g/eps, far under the lr (eps = 1 for
+    1e-8). None otherwise."""
+    opt = optimizer_of(ctx)
+    eps = opt.get("eps")
+    if not adaptive(ctx) or not isinstance(eps, int | float) or not eps > 0:
+        return None
+    if ("param_grad", "rms") not in set(ctx.run.quantities()):
+        return None
+    names = [la.name for la in ctx.run.layers("param")]
+    g = ctx.matrix("param_grad", "rms", names)
+    g = g[np.isfinite(g) & (g > 0)]
+    if not g.size:
+        return None
+    rms = float(np.median(g))
+    return (float(eps), rms) if eps > EPS_DOMINATES * rms else None
+
+
+def eps_remedy(median_ratio: float, eps: float, rms: float) -> Remedy:
+    return Remedy(
+        f"the weights move by {median_ratio:.2g} of their norm per step, ~1e-3 is usual: the "
+        f"optimizer's eps = {eps:g} is {eps / rms:.3g}× the gradients' rms ({sig(rms, 2):g}), "
+        f"so its denominator √v̂ + eps is eps and each step is lr·g/eps, not ≈ lr; set eps "
+        f"back to its default 1e-8 (rather than raising the learning rate)",
+        None,
+        f"for group in opt.param_groups:\n    group['eps'] = 1e-8  # was {eps:g}",
+    )
+
+
 def raise_lr(ctx: Context, median_ratio: float) -> Remedy:
     """The weights barely move although their gradients reach them: a larger step — unless
     SGD's steps are far below lr·‖g‖ (:func:`gradient_scale`): then the gradient was shrunk
@@ -426,6 +474,9 @@ def raise_lr(ctx: Context, median_ratio: float) -> Remedy:
     scaled = gradient_scale(ctx)
     if scaled is not None and scaled[0] < SCALED_DOWN:
         return unclip(ctx, median_ratio, *scaled)
+    eps = eps_dominates(ctx)
+    if eps is not None:
+        return eps_remedy(median_ratio, *eps)
     lr = peak_lr(ctx)
     factor = min(1e3, 1e-3 / max(median_ratio, 1e-12))
     if lr is None:

@@ -32,8 +32,8 @@ import numpy as np
 
 from ..context import Context
 from ..finding import Finding, Remedy
-from ..series import loss_series
-from ..training import lr_series, raise_lr, step_size
+from ..series import loss_series, sig
+from ..training import lr_collapse, lr_collapse_remedy, lr_series, raise_lr, step_size
 from . import RULES
 
 TOP = 8  # weights listed by name in the evidence
@@ -138,10 +138,92 @@ def _top(names, values, reverse: bool) -> dict[str, float]:
 
 @RULES.register("updates")
 def updates(ctx: Context) -> list[Finding]:
-    stuck = _stuck_at_zero(ctx)
+    stuck = [f for f in (_stuck_at_zero(ctx), _zero_gradient(ctx)) if f is not None]
     r = ratios(ctx)
     found = [f for f in (_large(ctx, r), _small(ctx, r)) if f is not None] if r else []
-    return ([stuck] if stuck is not None else []) + found
+    return stuck + found
+
+
+def _zero_gradient(ctx: Context) -> Finding | None:
+    """Trained weights that are not 0 whose gradient is exactly 0 on every one of at least 3
+    measured steps, from the first, while other weights' gradients are not: something
+    between them and the loss has a derivative of 0 everywhere (torch.round, floor, sign,
+    argmax, a comparison or a cast to an integer in the forward), so the optimizer never
+    moves them. A frozen or unused weight has no gradient at all (``_frozen``); a weight
+    and its partner both 0 is ``_stuck_at_zero``; units that die during training leave
+    nonzero gradients on the first steps."""
+    if not {("weight", "norm"), ("param_grad", "rms")} <= set(ctx.run.quantities()):
+        return None
+    params = _trained_weights(ctx)
+    if len(params) < 2:
+        return None
+    w = ctx.matrix("weight", "norm", params)
+    g = ctx.matrix("param_grad", "rms", params)
+    both = np.isfinite(w) & np.isfinite(g)
+    if not both.any():
+        return None
+    first = int(np.nonzero(both.any(axis=0))[0][0])
+    zero = (both.sum(axis=1) >= 3) & both[:, first]
+    zero &= ((g == 0) | ~both).all(axis=1) & ((w > 0) | ~both).all(axis=1)
+    moving = ((g > 0) & both).any(axis=1)
+    if not zero.any() or not moving.any():
+        return None
+    names = [params[i] for i in np.nonzero(zero)[0]]
+    steps = int(both[zero].sum(axis=1).min())
+    where = _gradient_stops(ctx)
+    what = (
+        f"{len(names)} of {len(params)} weights ({', '.join(names[:3])}"
+        f"{', ...' if len(names) > 3 else ''}) get a gradient of exactly 0 on all {steps} "
+        f"measured steps, from the first, while the others' are not 0"
+        + (f"; coming down from the loss, it first stops at {where}" if where else "")
+    )
+    remedy = Remedy(
+        f"{what}: an operation between them and the loss has a derivative of 0 everywhere "
+        f"(torch.round, floor, sign, argmax, a comparison, a cast to an integer), so no "
+        f"learning rate moves them; pass the gradient through it with a straight-through "
+        f"estimator (Bengio et al. 2013): the rounded value in the forward, the identity in "
+        f"the backward",
+        None,
+        "x = x + (torch.round(x) - x).detach()  # straight-through: round forward, identity "
+        "backward",
+    )
+    return Finding(
+        kind="small_updates",
+        layer=names[0],
+        severity="warning",
+        step=0,
+        onset=int(ctx.steps[first]) if ctx.steps else 0,
+        evidence={
+            "median_update_ratio": 0.0,
+            "updated": "never (gradient exactly 0)",
+            "weights_never_updated": len(names),
+            "weights": len(params),
+            "steps_measured": steps,
+            "never_updated": names[:TOP],
+            "gradient_stops_at": where,
+        },
+        remedy=remedy,
+        message=what,
+    )
+
+
+def _gradient_stops(ctx: Context) -> str | None:
+    """The module (in forward order) right above the last one whose output's gradient is
+    exactly 0 on every logged step: the one that passes no gradient to its input."""
+    if ("grad_output", "rms") not in set(ctx.run.quantities()):
+        return None
+    names = [la.name for la in ctx.run.layers("module") if la.name != "(model)"]
+    g = ctx.matrix("grad_output", "rms", names)
+    seen = np.isfinite(g).any(axis=1)
+    dead = seen & np.where(np.isfinite(g), g == 0, True).all(axis=1)
+    live = seen & ~dead
+    idx = np.nonzero(dead)[0]
+    for i in idx[::-1]:
+        after = [j for j in range(int(i) + 1, len(names)) if live[j]]
+        if after:
+            j = after[0]
+            return f"{names[j]} ({ctx.module_type(names[j])})"
+    return None
 
 
 def _stuck_at_zero(ctx: Context) -> Finding | None:
@@ -378,7 +460,7 @@ def _small(ctx: Context, r: Ratios) -> Finding | None:
     medians = r.medians()
     under = (medians < limit) & (counts >= 1)
     if not under.any():
-        return None
+        return _lr_stopped(ctx, r)
     idx = np.nonzero(under)[0]
     worst = int(idx[np.argmin(medians[idx])])
     name, median = r.names[worst], float(medians[worst])
@@ -413,6 +495,45 @@ def _small(ctx: Context, r: Ratios) -> Finding | None:
         },
         remedy=remedy,
         message=f"median ‖Δw‖/‖w‖ of {name} = {median:.3g} per step (threshold {limit:g}){more}",
+    )
+
+
+def _lr_stopped(ctx: Context, r: Ratios) -> Finding | None:
+    """The schedule took the learning rate to 0 (or under ``LR_COLLAPSE`` of its peak) at a
+    step and kept it there for at least half the run (:func:`lr_collapse`), and the weights
+    stopped moving there: the steps with lr 0 are left out of the ratios (a warm-up's first
+    moves nothing by design), so a warm-up whose lambda returns 0 after it left only its
+    own, moving, steps to judge and no finding."""
+    collapsed = lr_collapse(ctx)
+    if collapsed is None:
+        return None
+    step, peak, last = collapsed
+    raw = ctx.matrix("update", "ratio", r.names)[:, r.steps >= step]
+    after = raw[np.isfinite(raw)]
+    if not after.size or float(np.median(after)) >= ctx.t.small_update_ratio:
+        return None
+    median = float(np.median(after))
+    what = (
+        f"the weights stopped moving at step {step}: median ‖Δw‖/‖w‖ {median:.2g} per step "
+        f"after it, with the learning rate at {sig(last, 2):g} (it had reached {sig(peak, 3):g})"
+    )
+    return Finding(
+        kind="small_updates",
+        layer=r.names[0],
+        severity="warning",
+        step=step,
+        onset=step,
+        evidence={
+            "median_update_ratio": median,
+            "threshold": ctx.t.small_update_ratio,
+            "lr_collapsed_at": step,
+            "lr_peak": peak,
+            "lr_last": last,
+            "weights_under": len(r.names),
+            "weights": len(r.names),
+        },
+        remedy=lr_collapse_remedy(step, peak, last, what),
+        message=what,
     )
 
 
