@@ -203,12 +203,7 @@ class RunWriter(Run):
                     ).lastrowid
                 ]
 
-            try:
-                self._transaction(f"layer {name!r}", body)
-            except sqlite3.Error as err:
-                raise RunStoreError(
-                    f"could not store layer {name!r} in {self.path or 'memory'}: {advice(err)}"
-                ) from None
+            self._layer_transaction(name, body)
             self._layer_ids[name] = new[0]
         return self._layer_ids[name]
 
@@ -220,6 +215,9 @@ class RunWriter(Run):
         def body(con):
             con.execute("UPDATE layers SET activation = ? WHERE id = ?", (activation, layer_id))
 
+        self._layer_transaction(name, body)
+
+    def _layer_transaction(self, name: str, body) -> None:
         try:
             self._transaction(f"layer {name!r}", body)
         except sqlite3.Error as err:
