@@ -13,6 +13,7 @@ import sys
 import time
 import warnings
 import weakref
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import torch
@@ -287,13 +288,17 @@ class Lifecycle:
         self._begin_step()
         self._step_seconds += time.perf_counter() - t0
 
-    def _sentinel_fired(self, param: str | None) -> None:
+    def _sentinel_fired(
+        self, param: str | None, backward: Callable[[], dict] | None = None
+    ) -> None:
         """CPU, one process, an unlogged step: a parameter's gradient (or the loss) is NaN/Inf;
         log the next step to name the module. Were the weights this step used already
-        non-finite (the previous optimizer step)?"""
+        non-finite (the previous optimizer step)? ``backward``: where in the backward the
+        first NaN/Inf parameter gradient appeared (``Probe._backward_bracket``)."""
         st = self._state
         self._first.sentinel.fire(st.index, "loss" if param is None else "gradient",
-                                  () if param is None else (param,))  # fmt: skip
+                                  () if param is None else (param,),
+                                  backward=backward)  # fmt: skip
         if not st.sentinel_fired:
             st.sentinel_fired = True
             self._weights_after_update(st.index)

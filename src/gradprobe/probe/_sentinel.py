@@ -23,7 +23,12 @@ at step ``t``:
   transient: it has no module); None
   while neither is known (e.g. at the end of the run); and ``"weights_finite"``: whether
   the weights step ``s`` used were finite — when not (the optimizer step of ``t`` applied a
-  NaN gradient), the module named at ``s`` is the first one using them, not the origin.
+  NaN gradient), the module named at ``s`` is the first one using them, not the origin;
+  on the CPU in one process, when a parameter gradient was the first non-finite,
+  ``"backward": {"at": m, "after": a}``: the module of that parameter, and the module whose
+  parameter gradient this backward produced last, finite, before it (None: none) — the
+  NaN/Inf was made in the backward between ``a`` and ``m`` (read from the ‖g‖² kept in
+  the order the backward made them: free).
 
 On the CPU in one process the values are on the host at once, so step ``t + 1`` is the one
 logged. Elsewhere they stay on the device (no host sync) until the next logged step ``L``
@@ -33,6 +38,7 @@ reads them; its own exact search may already name the module, else ``L + 1`` is 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 ARMED_MAX = 3  # extra logged steps at most, to locate a NaN/Inf the search has not found
 EPISODES = 8  # episodes kept in run.meta["nonfinite_seen"]
@@ -56,8 +62,13 @@ class Sentinel:
     def active(self) -> bool:
         return self.on and not self.located
 
-    def fire(self, step: int, what: str, params: tuple[str, ...] = (), arm: bool = True) -> None:
-        """``what`` (loss / gradient / weights) was non-finite at unlogged step ``step``."""
+    def fire(
+        self, step: int, what: str, params: tuple[str, ...] = (), arm: bool = True,
+        backward: Callable[[], dict] | None = None,
+    ) -> None:  # fmt: skip
+        """``what`` (loss / gradient / weights) was non-finite at unlogged step ``step``;
+        ``backward``: where in that step's backward the first NaN/Inf parameter gradient
+        appeared (called once, at the first such call of the episode)."""
         if not self.active:
             return
         ep = self.open
@@ -72,6 +83,8 @@ class Sentinel:
                 if what not in ep["seen_in"]:
                     ep["seen_in"].append(what)
                 ep["params"] += new
+                if backward is not None and "backward" not in ep:
+                    ep["backward"] = backward()
                 self._store()
         if arm and ep is not None and not self.armed and self._arms_left > 0:
             self.armed = True

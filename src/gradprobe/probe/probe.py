@@ -485,7 +485,23 @@ class Probe(AttentionHooks, FunctionalHooks, Lifecycle):
         elif first.sentinel.active:
             value = self._training.grad_sq[index]  # a float when read on the host (free)
             if isinstance(value, float) and not math.isfinite(value):
-                self._sentinel_fired(self._params[index][0])
+                self._sentinel_fired(
+                    self._params[index][0], functools.partial(self._backward_bracket, index)
+                )
+
+    def _backward_bracket(self, index: int) -> dict:
+        """Where in this (unlogged) backward parameter ``index``'s gradient, the first to be
+        NaN/Inf, appeared: ``{"at": its module, "after": the module whose parameter gradient
+        was the last one finite before it}`` (None: the first of the backward). The ‖g‖² of
+        this step are kept in the order the backward produced them (``grad_sq``), so this
+        costs nothing until a NaN/Inf is seen."""
+        after = None
+        for i, v in self._training.grad_sq.items():
+            if i != index and isinstance(v, float) and math.isfinite(v):
+                slot = self._param_slot.get(self._params[i][0])
+                after = slot.name if slot is not None else after
+        slot = self._param_slot.get(self._params[index][0])
+        return {"at": slot.name if slot is not None else None, "after": after}
 
     def _rnn_input_hook(self, slot: Slot, time_dim: int | None) -> Callable:
         step = self._step

@@ -6,6 +6,8 @@ gradient. What that means for the origin, in words (rules/non_finite.py uses it)
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ...run import Event
@@ -55,6 +57,37 @@ def located_message(ep: dict, event: Event, layer: str, what: str) -> str:
             f"is before step {t}'s optimizer step"
         )
     return said
+
+
+def in_backward(ep: dict) -> dict | None:
+    """The episode's ``backward`` bracket (probe/_sentinel.py) when a parameter gradient was
+    its first NaN/Inf and neither the loss nor the model's output was: the NaN/Inf was made
+    in that step's backward, between the bracket's two modules."""
+    b = ep.get("backward")
+    seen = ep.get("seen_in") or []
+    if not isinstance(b, dict) or not isinstance(b.get("at"), str):
+        return None
+    if "gradient" not in seen or "loss" in seen or "output" in seen:
+        return None
+    return b
+
+
+def between(ctx: Context, at: str, after: str | None) -> list[str]:
+    """The modules run after ``at`` and before ``after`` in the forward (after every later
+    one when ``after`` is None), not containers of either: those whose backward ran between
+    the two parameter gradients (in a chain; by execution order in a graph)."""
+    pos = {m.name: m.position for m in ctx.modules}
+    if at not in pos or (after is not None and after not in pos):
+        return []
+    hi = pos[after] if after is not None else math.inf
+    ends = [n for n in (at, after) if n is not None]
+    return [
+        m.name
+        for m in sorted(ctx.modules, key=lambda m: m.position)
+        if pos[at] < m.position < hi
+        and not any(e.startswith(m.name + ".") for e in ends)
+        and not m.name.startswith(at + ".")
+    ]
 
 
 def transient_findings(ctx: Context) -> list[Finding]:

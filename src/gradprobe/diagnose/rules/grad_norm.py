@@ -4,12 +4,14 @@ The probe records ‖∇L‖ over all parameters on every step (``(model)/grad_n
 Its median over the first ten steps is the baseline (over fewer, when the norm already
 rose 10× above its first value before: an explosion from step 2 must not set its own
 baseline); a later step whose norm exceeds ``grad_norm_growth`` (100×) that baseline, or
-turns NaN/Inf, is an explosion (healthy runs move within ~7×: the norm often rises a few
-times as the loss falls). The remedy is clipping at the baseline norm (Pascanu et al.
-2013), with a lower learning rate; for recurrent nets the through-time rule says where it
-grows. When the probe saw a backward begin on the last step's unchanged ``.grad``
-(``meta["grads_not_zeroed"]``: ``optimizer.zero_grad()`` is missing), that is the finding:
-the growth is the sum of every gradient so far.
+turns NaN/Inf after growing past 10× it, is an explosion (healthy runs move within ~7×:
+the norm often rises a few times as the loss falls); a NaN/Inf that follows a steady norm
+is not (``_sudden``: an operation made it, the non_finite rule names it). The remedy is
+clipping at the baseline norm (Pascanu et al. 2013), with a lower learning rate; for
+recurrent nets the through-time rule says where it grows. When the probe saw a backward
+begin on the last step's unchanged ``.grad`` (``meta["grads_not_zeroed"]``:
+``optimizer.zero_grad()`` is missing), that is the finding: the growth is the sum of every
+gradient so far.
 """
 
 from __future__ import annotations
@@ -45,6 +47,25 @@ def _not_an_explosion(ctx: Context, s) -> np.ndarray:
         bad = ~np.isfinite(loss.values)
         bad_loss = {int(t) for t in loss.steps[bad]}
     return np.array([int(t) in skipped or int(t) in bad_loss for t in s.steps], dtype=bool)
+
+
+def _sudden(values: np.ndarray, start: int, band: float) -> np.ndarray:
+    """NaN/Inf norms not reached by growth: every finite norm from ``start`` up to them
+    stayed within ``band`` (√``grad_norm_growth`` × the baseline, 10×: healthy runs move
+    within ~7×). Gradients that explode grow through finite values first — a norm does not
+    jump from its usual size past float32's 3.4e38 in one step —, so a NaN/Inf arriving from
+    a steady norm was made by an operation (a sqrt or log at 0, a division by 0, an
+    overflowing weight gradient): the non_finite rule names it; clipping would not help (a
+    NaN norm makes ``clip_grad_norm_`` NaN everything)."""
+    out = np.zeros(len(values), dtype=bool)
+    grown = False
+    for i in range(start, len(values)):
+        v = values[i]
+        if np.isfinite(v):
+            grown = grown or v > band
+        elif not grown:
+            out[i] = True
+    return out
 
 
 #: ``evidence["measured_on"]`` of gradients that are never zeroed (link.py ranks it first)
@@ -124,10 +145,11 @@ def grad_norm(ctx: Context) -> list[Finding]:
         return []
     base = float(np.median(head))
     data_bad = np.isin(s.steps, sorted(data_nonfinite_steps(ctx.run)))  # non_finite's case
+    first = int(np.nonzero(np.isfinite(s.values) & (s.values > 0))[0][0])
     bad = ~np.isfinite(s.values) & ~data_bad & ~_not_an_explosion(ctx, s)
+    bad &= ~_sudden(s.values, first + head.size, ctx.t.grad_norm_growth**0.5 * base)
     with np.errstate(invalid="ignore"):
         over = (np.isfinite(s.values) & (s.values > ctx.t.grad_norm_growth * base)) | bad
-    first = int(np.nonzero(np.isfinite(s.values) & (s.values > 0))[0][0])
     over[: first + head.size] = False
     idx = np.nonzero(over)[0]
     if not idx.size:

@@ -34,7 +34,10 @@ from ..training import clip, device_type, optimizer_of, step_size
 from . import RULES
 from ._unlogged import (
     LOCATE,
+    between,
+    episodes,
     finite_at,
+    in_backward,
     located_at,
     located_message,
     loss_origin,
@@ -307,7 +310,8 @@ _EARLIER = "(earlier step) "
 
 def _nonfinite_since(ctx: Context, events: list[Event], event: Event) -> int | None:
     """The step of an earlier NaN/Inf — an event of another step, or the loss itself — after
-    which the loss never was finite again up to ``event``: that NaN/Inf went into the
+    which the loss never was finite again up to ``event`` (after a backward event: from the
+    step after it, whose loss is the first its update can reach): that NaN/Inf went into the
     weights (the optimizer stepped with it), so this one is its consequence, wherever it
     shows up first."""
     loss = loss_series(ctx.run)
@@ -318,6 +322,12 @@ def _nonfinite_since(ctx: Context, events: list[Event], event: Event) -> int | N
     starts += [int(bad[0])] if bad.size else []
     for t in sorted(starts):
         span = loss.values[(loss.steps >= t) & (loss.steps < event.step)]
+        if span.size and not np.isfinite(span).any():
+            return int(t)
+    # a backward NaN/Inf of step t leaves t's loss finite; the optimizer step applies it, so
+    # the loss is NaN/Inf from t + 1: every step after t up to this event's (its own included)
+    for t in sorted({e.step for e in events if e.step < event.step and e.phase == "backward"}):
+        span = loss.values[(loss.steps > t) & (loss.steps <= event.step)]
         if span.size and not np.isfinite(span).any():
             return int(t)
     return None
@@ -371,6 +381,114 @@ def _contained(ctx: Context, events: list[Event], event: Event) -> bool:
     return not any(e.phase != "forward" and e.step >= event.step for e in events)
 
 
+def _backward_episode(ctx: Context, ep: dict, bracket: dict) -> Finding:
+    """An unlogged step's NaN/Inf made in its backward (``_unlogged.in_backward``): the
+    parameter gradients the backward produced before ``bracket["after"]``'s were finite,
+    ``bracket["at"]``'s NaN/Inf; the modules between them (``between``) made it in their
+    backward, or, with none between, ``at``'s own weight gradient overflowed. Named from
+    the free ‖g‖² checks of that step, before the optimizer applied it — the next logged
+    step's search finds every weight after it NaN/Inf, which names no origin."""
+    t, at, after = int(ep["step"]), bracket["at"], bracket.get("after")
+    inside = between(ctx, at, after)
+    if not inside and after is None:  # the backward's first gradients: after the last module
+        return _loss_backward_episode(ctx, ep, at)
+    layer = inside[0] if inside else at
+    kind = ctx.module_type(layer) or "this module"
+    finite = (
+        f"the parameter gradients of {after} ({ctx.module_type(after) or 'a module'}) were "
+        f"still finite, those of {at} ({ctx.module_type(at) or 'a module'}) NaN/Inf"
+        if after is not None
+        else f"the first parameter gradients it produced, those of {at}, were NaN/Inf"
+    )
+    if inside:
+        names = ", ".join(inside[:4]) + (", …" if len(inside) > 4 else "")
+        made = (
+            f"made in the backward of {layer} ({kind}), the module between them"
+            if len(inside) == 1
+            else f"made in the backward of a module between them ({names}; {layer} first)"
+        )
+        if after is None:
+            made = f"made in the backward of {names}, run after {at}, or in the loss"
+        detail = f"{_IN_BACKWARD} {layer}"
+    else:
+        made = (
+            f"made in {at}'s own backward (its weight gradient overflowing), or by an "
+            f"operation on its output that is not a module (a functional sqrt, log, pow or "
+            f"division in a forward)"
+        )
+        detail = f"{_IN_BACKWARD} {at}"
+    remedy = _module_remedy(ctx, Event(t, "backward", layer, detail))
+    remedy = Remedy(
+        remedy.text + "; to name the module exactly, record the search on every step",
+        remedy.code,
+        remedy.code or LOCATE.code,
+    )
+    located = ep.get("located_step")
+    return Finding(
+        kind="non_finite",
+        layer=layer,
+        severity="error",
+        step=t,
+        onset=t,
+        evidence={
+            "phase": "backward",
+            "detail": f"{detail} (from the unlogged step's parameter gradients)",
+            "first_module": layer,
+            "between": [after, at],
+            "candidates": inside or [at],
+            "located_step": located,
+        },
+        remedy=remedy,
+        message=(
+            f"first non-finite value at step {t}, in the backward pass (the loss and the "
+            f"model's output were finite): {finite} — {made}"
+            + (
+                f"; the optimizer applied it, so at step {located} every weight from there "
+                f"on was NaN/Inf already"
+                if located is not None and ep.get("weights_finite") is False
+                else ""
+            )
+        ),
+    )
+
+
+def _loss_backward_episode(ctx: Context, ep: dict, at: str) -> Finding:
+    """``_backward_episode`` when the backward's very first parameter gradients (the module
+    nearest the loss, ``at``) were NaN/Inf and no module runs after ``at``: the gradient
+    arrived NaN/Inf from the loss — a finite loss whose derivative is not (a sqrt of 0, an
+    abs or norm at 0, a log near 0 in the loss function)."""
+    t = int(ep["step"])
+    return Finding(
+        kind="non_finite",
+        layer="(loss)",
+        severity="error",
+        step=t,
+        onset=t,
+        evidence={
+            "phase": "backward",
+            "detail": f"the gradient reaching {at} was NaN/Inf (from the unlogged step's "
+            f"parameter gradients)",
+            "first_module": at,
+            "between": [None, at],
+            "candidates": ["(loss)"],
+            "located_step": ep.get("located_step"),
+        },
+        remedy=Remedy(
+            "the loss was finite but its gradient was not: the derivative of a sqrt, abs or "
+            "norm at 0, or of a log near 0, in the loss is infinite; add an eps inside "
+            "(torch.sqrt(mse + 1e-12)) or clamp what the loss takes",
+            None,
+            LOCATE.code,
+        ),
+        message=(
+            f"first non-finite value at step {t}, in the backward pass (the loss and the "
+            f"model's output were finite): the first parameter gradients it produced, "
+            f"those of {at} (the module nearest the loss), were already NaN/Inf — the "
+            f"gradient of the loss itself was"
+        ),
+    )
+
+
 @RULES.register("non_finite")
 def non_finite(ctx: Context) -> list[Finding]:
     events = ctx.run.events()
@@ -389,6 +507,16 @@ def non_finite(ctx: Context) -> list[Finding]:
     if origin is not None and not target:
         findings.append(origin[1])
     findings += transient_findings(ctx)
+    # unlogged NaN/Inf made in a backward, the next logged step too late to name it
+    made_in_backward: list[int] = []
+    for ep in episodes(ctx):
+        bracket = in_backward(ep)
+        hidden = ep.get("weights_finite") is False or (
+            ep.get("located_step") is None and ep.get("finite_at") is None
+        )
+        if bracket is not None and hidden and not target:
+            findings.append(_backward_episode(ctx, ep, bracket))
+            made_in_backward.append(int(ep["step"]))
     located: Event | None = None  # the event that located an unlogged step's NaN/Inf
     for event in events:
         layer = event.layer if event.layer is not None else "(input)"
@@ -399,7 +527,10 @@ def non_finite(ctx: Context) -> list[Finding]:
         updated = [u for u in events if u.phase == "update" and u.step < event.step]
         # the event that located an unlogged step's NaN/Inf is that NaN/Inf, not its sequel
         gone = None if located_at(ctx, event) else _nonfinite_since(ctx, events, event)
-        if origin is not None and not target and event.step > origin[0]:
+        ep = located_at(ctx, event)
+        if ep is not None and int(ep["step"]) in made_in_backward:
+            cause = _EARLIER + str(ep["step"])  # named above, from its parameter gradients
+        elif origin is not None and not target and event.step > origin[0]:
             cause = _EARLIER + str(origin[0])
         elif event.phase != "update" and updated:
             cause = _UPDATED + (updated[0].layer or "")
