@@ -105,8 +105,24 @@ def _stream(growth):
     return training_run(loss=decaying(30), modules=modules, params=["head.weight"], logged=logged)
 
 
+def _probabilities(end):
+    """A classifier ending in a Softmax over 10 classes (every output's mean 1/10), its loss
+    falling from log 10 to ``end``: cross-entropy on probabilities stops at 1.46."""
+    modules = [*MODULES, ("3", "Softmax", None)]
+    rows = [("3", "activation", "mean", 0.1), ("3", "activation", "max_abs", 0.9)]
+    logged = {s: rows for s in range(0, 100, 10)}
+    loss = noisy(decaying(100, start=2.3, end=end, rate=0.05), 0.01)
+    return training_run(loss=loss, modules=modules, logged=logged)
+
+
 KNOWN = {
     # rule: (a run where it must fire, one where it must not, the kind, its severities)
+    "probabilities": (
+        lambda: _probabilities(1.5),
+        lambda: _probabilities(0.3),
+        "saturated",
+        {"warning"},
+    ),
     "loss": (
         lambda: training_run(loss=noisy(np.full(100, 2.3), 0.02)),
         lambda: training_run(loss=noisy(decaying(100), 0.02)),

@@ -43,6 +43,7 @@ import numpy as np
 from .context import Context
 from .finding import SYMPTOMS, Cause, Finding, Remedy
 from .rules.grad_norm import KEPT
+from .rules.recorded import NO_GRADIENT
 from .rules.updates import first_ratio, peak_before, ratios
 from .series import loss_series
 from .training import (
@@ -100,6 +101,8 @@ def _words(f: Finding) -> str:
         return f"update ratios of {e.get('update_ratio', 0):.2g} at {at} (step {e.get('at_step')})"
     if f.kind == "small_updates" and e.get("updated") == "never (stuck at 0)":
         return f"{e.get('weights_never_updated')} of {e.get('weights')} weights stuck at 0"
+    if f.kind == "small_updates" and e.get("updated") == NO_GRADIENT:
+        return "no gradient reaching any parameter (the loss is not connected to the model)"
     if f.kind == "small_updates" and e.get("updated") == "never":
         return (
             f"{e.get('weights_never_updated')} of {e.get('weights')} weights never updated "
@@ -107,6 +110,11 @@ def _words(f: Finding) -> str:
         )
     if f.kind == "small_updates":
         return f"weights moving by only {e.get('median_update_ratio', 0):.2g} of their norm a step"
+    if f.kind == "saturated" and "loss_floor" in e:  # rules/probabilities.py
+        return (
+            f"{at}'s output: probabilities given to cross-entropy, which cannot go below "
+            f"{e['loss_floor']:.3g} on them"
+        )
     if f.kind in ("dead_units", "saturated"):
         frac = e.get("dead_fraction", e.get("saturated_fraction", 0))
         word = "dead" if f.kind == "dead_units" else "saturated"

@@ -19,6 +19,7 @@ from . import (  # noqa: E402,F401  (each module registers its rule)
     loss,
     non_finite,
     overflow,
+    probabilities,
     recorded,
     saturated,
     stream,
