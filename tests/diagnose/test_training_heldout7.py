@@ -92,9 +92,6 @@ OPEN = {
     # the scan's raw |a| > 1 explodes inside its own forward (between scan.c and scan.b);
     # the exploding finding says "re-initialise with Kaiming", which cannot touch a
     "scan_a_above_1": "the exploding remedy re-initialises the scan's Linears, not |a| < 1",
-    # mixup's λ is one per batch: its loss scatters by the targets' entropy, not 1/√batch,
-    # and reads as oscillating (the sampling line assumes independent examples)
-    "mixup_cnn": "mixup's per-batch λ scatters the loss: a false 'oscillating'",
 }
 
 

@@ -13,9 +13,11 @@ After every rule has run, :func:`link`:
    (``evidence["beyond_noise"]``: a loss whose floor is far from 0 falls little against
    its level).
    A symptom with no cause found falls back on the update ratios (10× off the usual ~1e-3
-   either way), else on a remedy for the symptom alone. A ``not_learning`` or ``stalled``
-   under weight decay that removes ≥ ``training.HEAVY_DECAY`` of every weight a step has
-   that decay as its first cause (``Cause("weight_decay", ...)``) and its remedy;
+   either way), else on a remedy for the symptom alone; an ``oscillating`` with neither,
+   its update ratios measured, is ``info`` (the objective's scatter: mixup, dropout). A
+   ``not_learning`` or ``stalled`` under weight decay that removes ≥
+   ``training.HEAVY_DECAY`` of every weight a step has that decay as its first cause
+   (``Cause("weight_decay", ...)``) and its remedy;
 2. replaces an init remedy (a scheme, ``gp.init.``, ``_init_weights``,
    ``reset_parameters``) on a problem that appeared during training (onset after the
    first logged step) by the step size's: re-initialising is only the remedy when the init
@@ -390,6 +392,11 @@ def _with_causes(ctx: Context, symptom: Finding, before: list[Finding]) -> Findi
     # so is a loss that fell far beyond its noise but little against a level far from 0 (a
     # constant term in the loss): without a cause in the layers, information
     quiet = symptom.kind == "stalled" or symptom.evidence.get("beyond_noise")
+    # a loss that scatters while the weights move by the usual step (no large update, no
+    # cause: _weak_cause found none) scatters from its objective, not from the optimiser
+    scatter = _objective_scatter(ctx) if symptom.kind == "oscillating" and not found else None
+    if scatter is not None:
+        quiet, remedy = True, scatter
     severity = "info" if quiet and not found else symptom.severity
     return dataclasses.replace(
         symptom, causes=tuple(found), remedy=remedy, message=message, severity=severity
@@ -450,6 +457,28 @@ def _healthy_layers(ctx: Context, symptom: Finding) -> Remedy | None:
         f"this; then at the loss (is it the one meant?) and the learning rate (3× up and down)",
         None,
         "x, y = next(iter(loader)); print(y[:20])  # do the labels match the inputs?",
+    )
+
+
+def _objective_scatter(ctx: Context) -> Remedy | None:
+    """An ``oscillating`` loss with no cause: the optimiser jumping across a valley moves the
+    weights by large steps (large_updates, or _weak_cause's 10× the usual ~1e-3); where the
+    update ratios were measured and stayed under that, the scatter is the objective's — a
+    random term drawn per batch (mixup's λ, a sampled loss), dropout, tiny batches — which
+    the sampling line (independent examples) does not foresee. None without ratios."""
+    r = ratios(ctx)
+    if r is None:
+        return None
+    medians = r.medians()
+    medians = medians[np.isfinite(medians) & (medians > 0)]
+    if not medians.size:
+        return None
+    return Remedy(
+        f"the loss scatters around its trend, but the weights move by "
+        f"{float(np.median(medians)):.2g} of their norm a step (~1e-3 is usual) and nothing in "
+        f"the layers is wrong: the scatter comes from the objective (a random term drawn per "
+        f"batch such as mixup's λ, dropout, a sampled loss, or small batches), not from the "
+        f"optimiser jumping; if the trend stops falling, lower the learning rate 3×"
     )
 
 
