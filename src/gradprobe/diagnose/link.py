@@ -7,8 +7,10 @@ After every rule has run, :func:`link`:
    most specific first (:func:`_rank`: through time, overflow, attention, non-finite
    weights, the gradient norm, large updates, units that died in training, small updates,
    the rest; in a Post-LN transformer large updates first, outside recurrent nets the
-   gradient norm after them), in ``causes`` and in its message; its remedy is the first
-   cause's, with the next one's added. A ``stalled`` with no cause is ``info`` (healthy
+   gradient norm after them; attention logits that jumped past the line right after an
+   update larger than the attention's weights after the large updates), in ``causes`` and
+   in its message; its remedy is the first cause's, with the next one's lines added (each
+   line once). A ``stalled`` with no cause is ``info`` (healthy
    runs have plateaus), and so is a ``not_learning`` that fell far beyond its noise
    (``evidence["beyond_noise"]``: a loss whose floor is far from 0 falls little against
    its level).
@@ -324,6 +326,10 @@ def _with_causes(ctx: Context, symptom: Finding, before: list[Finding]) -> Findi
         # is their consequence: the learning rate is the fix, clipping the help
         if not recurrent and c.kind == "exploding" and c.layer is None and _rank(c) >= 0:
             return 5.5
+        # logits that jumped past the line in the update that replaced the weights (moved
+        # them by more than their norm) are that update's: the learning rate is the fix
+        if c.kind == "attention_logits" and _jumped_with_the_weights(ctx, c):
+            return 5.6
         # weights that barely move because their gradient vanished: the vanishing's fix
         if c.kind == "small_updates" and "vanishing_at" in c.evidence:
             return 9.5
@@ -375,6 +381,10 @@ def _with_causes(ctx: Context, symptom: Finding, before: list[Finding]) -> Findi
         if second is not None and second.text and second.text != text:
             text += f". Also: {second.text}"
             extra = _without_lr(second.code) if "group['lr']" in (code or "") else second.code
+            # the lines the first remedy already has (two step-size causes both write the
+            # warm-up) are said once
+            have = set((code or "").split("\n"))
+            extra = "\n".join(x for x in (extra or "").split("\n") if x not in have) or None
             if extra and extra != code:
                 code = f"{code}\n{extra}" if code else extra
         remedy = Remedy(text, first.scheme, code)
@@ -404,6 +414,33 @@ def _with_causes(ctx: Context, symptom: Finding, before: list[Finding]) -> Findi
 
 
 _OUTSIDE = ("(loss)", "(input)", "(target)")
+
+#: an update that moves a weight by more than its own norm replaces it (the updates rule's
+#: error line): what the layer computes after it is that step's doing
+REPLACED = 1.0
+
+
+def _jumped_with_the_weights(ctx: Context, c: Finding) -> bool:
+    """Did the attention logits cross the line at the first logged step after updates that
+    moved the attention's own weights (every weight's, if it holds none) by more than
+    ``REPLACED`` of their norm? Attention-logit growth (Dehghani et al. 2023) is a drift of
+    q and k over many steps that QK-norm stops; logits that jump past 100 between two logged
+    steps, in the step that replaced W_q and W_k (Adam at lr 1 sets every weight to ±lr;
+    SGD at lr 10 blows up the whole layer), follow from that step, as everything else
+    does, and only a lower learning rate prevents it. Logits there at the first logged step
+    (the init's) are not judged here."""
+    steps = [int(x) for x in ctx.steps]
+    if c.onset is None or c.onset not in steps or steps.index(c.onset) == 0:
+        return False
+    r = ratios(ctx)
+    if r is None:
+        return False
+    before = steps[steps.index(c.onset) - 1]
+    own = [i for i, n in enumerate(r.names) if c.layer and n.startswith(c.layer + ".")]
+    cols = (r.steps >= before) & (r.steps < c.onset)
+    values = r.values[own or list(range(len(r.names))), :][:, cols]
+    finite = values[np.isfinite(values)]
+    return bool(finite.size) and float(finite.max()) > REPLACED
 
 
 def _without_lr(code: str | None) -> str | None:

@@ -16,7 +16,7 @@ from ..errors import InvalidInputError
 from ..run import RunWriter
 from ._distributed import rank_path
 from ._distributed import resolve as resolve_distributed
-from ._training import optimizer_meta
+from ._training import optimizer_meta, param_dtypes
 from .guard import Guard, check_options
 from .probe import EARLY_STEPS, UPDATE_GAP, Probe
 from .schedules import DEFAULT, Schedule, as_schedule
@@ -166,6 +166,7 @@ def watch(
         "updates_every": update_gap,
         "first_nonfinite": first_nonfinite,
         "torch": torch.__version__,
+        "param_dtypes": param_dtypes(model),
     }
     if optimizer is not None:
         meta["optimizer"] = optimizer_meta(optimizer)

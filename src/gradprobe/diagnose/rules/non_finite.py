@@ -12,7 +12,10 @@ what it saw). The rule names the origin, not only the first module it reached:
 - the optimizer's step, when the weights turned NaN/Inf in it (an ``update`` event): the
   gradients were finite, the update was too large (lr × gradient, or Adam's m̂/(√v̂ + ε)
   with a tiny ε) — the step size is the cause, and every NaN/Inf of the later steps'
-  forward and backward passes follows from it.
+  forward and backward passes follows from it; unless the weights are float16
+  (``run.meta["param_dtypes"]``, a model cast with ``.half()``) under an Adam-kin whose eps
+  is 0 in float16: then 0/0, whatever the lr, and the remedy is float32 weights under
+  float16 autocast.
 
 A NaN that only follows from an earlier one (a backward NaN after a forward NaN or a bad
 target, on the same or a later step; anything after non-finite weights) is reported as
@@ -292,6 +295,9 @@ def _update_remedy(ctx: Context, event: Event) -> Remedy:
             None,
             "for group in opt.param_groups:\n    group['eps'] = 1e-8",
         )
+    half = _float16_adam(ctx, opt)
+    if half is not None:
+        return Remedy(f"{what}: {half}", None, _FLOAT32_WEIGHTS.format(device_type(ctx.run.meta)))
     peak = peak_before(ctx, event.step)
     cut = clip(ctx, event.step, what)
     if peak is None:
@@ -303,6 +309,43 @@ def _update_remedy(ctx: Context, event: Event) -> Remedy:
     said = f"{what} after update ratios of up to {peak:.2g}"
     lower = step_size(ctx, first_ratio(ctx) or peak, event.step, said)
     return Remedy(f"{lower.text}; and {cut.text}", None, f"{lower.code}\n{cut.code}")
+
+
+#: float16's smallest subnormal is 2^-24: an eps below half of it adds nothing to a float16
+#: tensor (1e-8, Adam's default, is 0 there), and a gradient below 2^-12 ≈ 2.4e-4 squares to 0
+_FP16_TINY = 2.0**-25
+
+_FLOAT32_WEIGHTS = (
+    "model.float()  # float32 weights (before building the optimizer): its state and eps too\n"
+    "scaler = torch.amp.GradScaler({0})\n"
+    "with torch.autocast(device_type={0}, dtype=torch.float16):  # float16 compute only\n"
+    "    loss = loss_fn(model(x), y)\n"
+    "scaler.scale(loss).backward(); scaler.step(opt); scaler.update()"
+)
+
+
+def _float16_adam(ctx: Context, opt: dict) -> str | None:
+    """Why an Adam-kin step (``g / (√v + eps)``) over float16 weights turns them NaN/Inf
+    whatever the learning rate (``run.meta["param_dtypes"]``: the model cast whole with
+    ``.half()``), or None: its eps rounds to 0 in float16 and a gradient under 2.4e-4 squares
+    to 0, so a weight whose gradient was 0 or tiny divides 0 (or m) by 0."""
+    dtypes = ctx.run.meta.get("param_dtypes")
+    if not isinstance(dtypes, dict) or not dtypes:
+        return None
+    half = dtypes.get("float16", 0)
+    eps = opt.get("eps")
+    if not half * 2 > sum(v for v in dtypes.values() if isinstance(v, int)):
+        return None
+    if not isinstance(eps, (int, float)) or not 0 < eps < _FP16_TINY:
+        return None
+    return (
+        f"the weights are float16 ({half} of the model's parameter tensors: a model cast with "
+        f".half()), and so are {opt.get('type', 'the optimizer')}'s state and step: its eps "
+        f"{eps:g} is 0 in float16 and a gradient under 2.4e-4 squares to 0 there, so a weight "
+        f"whose gradient was 0 or tiny divides 0 by 0 — a lower learning rate does not change "
+        f"that. Keep the weights in float32 and compute in float16 under autocast with a "
+        f"GradScaler (mixed precision), or train in bfloat16"
+    )
 
 
 _EARLIER = "(earlier step) "
