@@ -611,6 +611,24 @@ def test_the_zero_grad_check_leaves_training_bit_identical():
             assert torch.equal(a, b)
 
 
+def test_the_run_meta_had_no_device_regression(tmp_path):
+    """Where the model's parameters live was not recorded: a report of a stored run could not
+    say whether it trained on the CPU or a GPU. ``meta["device"]`` now says it at watch()
+    (the buffers' device for a model without parameters; several joined in order)."""
+    from gradprobe.probe.watch import model_device
+
+    model = _mlp()
+    with gp.watch(model, path=tmp_path / "a.sqlite") as probe:
+        model(torch.randn(4, 6)).sum().backward()
+        probe.step()
+    assert gp.Run.load(tmp_path / "a.sqlite").meta["device"] == "cpu"
+    assert gp.check(model, torch.randn(4, 6)).run.meta["device"] == "cpu"
+    assert model_device(nn.BatchNorm1d(3, affine=False)) == "cpu"
+    assert model_device(nn.ReLU()) is None
+    split = nn.ModuleList([nn.Linear(2, 2), nn.Linear(2, 2, device="meta"), nn.Linear(2, 2)])
+    assert model_device(split) == "cpu, meta"
+
+
 def test_the_noted_gradients_are_not_kept_alive():
     """The zero_grad check holds the last step's ``.grad`` weakly: set to None, it is freed
     at once, as without the probe (an LLM's embedding gradient is hundreds of MB)."""

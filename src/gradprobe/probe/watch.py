@@ -54,6 +54,19 @@ def _check_model(model: object, what: str) -> nn.Module:
     return model
 
 
+def model_device(model: nn.Module) -> str | None:
+    """Where the model's parameters live at ``watch()`` (its buffers' when it has none):
+    ``"cpu"``, ``"cuda:0"``, or several joined by ", " in the order first met (a model split
+    over devices); None for a model with neither."""
+    seen: dict[str, None] = {}
+    for tensors in (model.parameters(), model.buffers()):
+        for t in tensors:
+            seen.setdefault(str(t.device), None)
+        if seen:
+            return ", ".join(seen)
+    return None
+
+
 def _update_gap(updates: object) -> int:
     """``updates=`` as the least number of steps between two update-ratio measurements
     (0: never)."""
@@ -167,6 +180,9 @@ def watch(
         "first_nonfinite": first_nonfinite,
         "torch": torch.__version__,
     }
+    device = model_device(model)
+    if device is not None:
+        meta["device"] = device
     if optimizer is not None:
         meta["optimizer"] = optimizer_meta(optimizer)
     reducer = resolve_distributed(distributed)
