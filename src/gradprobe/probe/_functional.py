@@ -75,16 +75,21 @@ def hardtanh_of(args: tuple, kwargs: dict) -> Activation:
 
 _MUL = (torch.mul, _T.mul, _T.__mul__, _T.__rmul__)
 SILU = _smooth("silu")
+GATES = ("tanh", "sigmoid")  # the squashing functions whose product with a tensor gates it
 
 
 class _Watch(TorchFunctionMode):
     """Calls ``seen(activation, input)`` before each activation function; ``x * sigmoid(x)``
-    (SiLU written out) is then seen again as ``seen(SILU, x)``."""
+    (SiLU written out) is then seen again as ``seen(SILU, x)``. A tanh or sigmoid whose
+    output multiplies another tensor (not a number, not its own input) is a gate
+    (``tanh(a) * sigmoid(b)`` of WaveNet, GLU, a squeeze-excitation's ``x * sigmoid(s)``, a
+    hand-written LSTM cell): ``gated(output, input)``."""
 
-    def __init__(self, seen: Callable) -> None:
+    def __init__(self, seen: Callable, gated: Callable) -> None:
         super().__init__()
-        self.seen = seen
-        self.sigmoids: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(σ(x)) -> (σ(x), x)
+        self.seen, self.gated = seen, gated
+        # id(f(x)) -> (f(x), x, f's name) for f tanh or sigmoid
+        self.squashed: dict[int, tuple[torch.Tensor, torch.Tensor, str]] = {}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -93,13 +98,17 @@ class _Watch(TorchFunctionMode):
         if act is not None and x is not None:
             self.seen(act, x)  # before the call: an in-place one changes its input
         out = func(*args, **kwargs)
-        if act is not None and act.name == "sigmoid" and x is not None and out is not x:
-            self.sigmoids[id(out)] = (out, x)  # held: the id is not reused this forward
-        elif func in _MUL and len(args) == 2 and self.sigmoids:
+        if act is not None and act.name in GATES and x is not None and out is not x:
+            self.squashed[id(out)] = (out, x, act.name)  # held: the id is not reused
+        elif func in _MUL and len(args) == 2 and self.squashed:
             for a, b in (args, args[::-1]):
-                pair = self.sigmoids.get(id(b))
-                if pair is not None and pair[0] is b and pair[1] is a:
+                entry = self.squashed.get(id(b))
+                if entry is None or entry[0] is not b:
+                    continue
+                if entry[1] is a and entry[2] == "sigmoid":
                     self.seen(SILU, a)
+                elif isinstance(a, torch.Tensor) and a is not entry[1] and a.numel() > 1:
+                    self.gated(b, entry[1])
         return out
 
 
@@ -117,7 +126,11 @@ class FunctionalHooks:
         # slot id -> (the activation, or None: two different ones; the slot; its stats)
         self._functional: dict[int, tuple] = {}
         hooks, model = self.hooks, self.model  # type: ignore[attr-defined]
-        self._watch = _Watch(hooks.wrap(self._on_functional, "functional activations"))
+        self._gates: list[str] = []  # modules whose tanh/sigmoid output gates a tensor
+        self._watch = _Watch(
+            hooks.wrap(self._on_functional, "functional activations"),
+            hooks.wrap(self._on_gate, "gates"),
+        )
         self._watching = False
         self._functional_hooks = [
             hooks.forward_pre(model, self._enter_functional, "(model) functional activations"),
@@ -134,7 +147,7 @@ class FunctionalHooks:
     def _leave_functional(self, module, args, output) -> None:
         if self._watching:
             self._watching = False
-            self._watch.sigmoids.clear()
+            self._watch.squashed.clear()
             self._watch.__exit__(None, None, None)
             self._remove_functional()
             self._functional_done()
@@ -182,6 +195,18 @@ class FunctionalHooks:
                 sat = R.saturated_count(real_values(t), *act.count_bounds())
         self._functional[slot.id] = (act, slot, unit, sat)
 
+    def _on_gate(self, out: torch.Tensor, x: torch.Tensor) -> None:
+        """A tanh/sigmoid's output ``out`` (of input ``x``) multiplied another tensor: the
+        activation module that returned it, or the watched module whose output ``x`` is (a
+        functional gate, ``torch.sigmoid(self.gate(h))``), is a gate."""
+        outputs = self._state.outputs  # type: ignore[attr-defined]
+        for t in (out, x):
+            rec = outputs.get(id(t))
+            if rec is not None and rec.ref() is t:
+                if rec.rec.slot.name not in self._gates:
+                    self._gates.append(rec.rec.slot.name)
+                return
+
     def _functional_done(self) -> None:
         """The looked-at forward returned: each module's activation from now on, stored in
         the run's layer (its label) and ``meta["functional_activations"]``; this step's
@@ -206,4 +231,6 @@ class FunctionalHooks:
             self.run.set_activation(slot.name, act.label())  # type: ignore[attr-defined]
         if names:
             self.run.set_meta("functional_activations", names)  # type: ignore[attr-defined]
+        if self._gates:
+            self.run.set_meta("gates", list(self._gates))  # type: ignore[attr-defined]
         found.clear()
