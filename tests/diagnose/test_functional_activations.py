@@ -97,3 +97,60 @@ def test_functional_sigmoid_vanishing_gets_the_sigmoid_remedy():
     assert vanishing and "sigmoid" in vanishing[0].remedy.text
     a, b = _same(mod, fn)
     assert a == b
+
+
+class _Skip(nn.Module):
+    """Six Linear(32, 32) with bias -3 (most pre-activations below 0), each followed by
+    ``relu(z) + z`` (``skip``), ``relu(z)`` or ``h + relu(z)`` (``branch``)."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.inp = nn.Linear(16, 32)
+        self.fcs = nn.ModuleList(nn.Linear(32, 32) for _ in range(6))
+        for fc in self.fcs:
+            nn.init.constant_(fc.bias, -3.0)
+        self.out, self.how = nn.Linear(32, 4), how
+
+    def forward(self, x):
+        h = self.inp(x)
+        for fc in self.fcs:
+            z = fc(h)
+            if self.how == "skip":
+                h = F.relu(z) + z
+            elif self.how == "plain":
+                h = F.relu(z)
+            else:
+                h = h + F.relu(z)
+        return self.out(h)
+
+
+def _skip_run(how: str):
+    torch.manual_seed(0)
+    model = _Skip(how)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(16, 4, generator=g)
+    with gp.watch(model, optimizer=opt) as probe:
+        for _ in range(30):
+            x = torch.randn(32, 16, generator=g)
+            loss = F.cross_entropy(model(x), (x @ w).argmax(1))
+            loss.backward(), opt.step(), opt.zero_grad(), probe.step(loss=loss)
+    return probe.run, list(gp.diagnose(probe.run))
+
+
+def test_a_functional_relu_whose_input_also_feeds_a_residual_read_as_dead_regression():
+    """``relu(z) + z``: the gradient reaches z by the sum (slope 1 where the relu is 0, 2
+    where it is not), yet z's 94-100 % of negative units were six dead_units errors, "a
+    gradient block". The probe now sees the function's input added to and does not take it
+    for the module's activation (``meta["functional_bypassed"]``); ``relu(z)`` alone keeps
+    its errors, and a branch ``h + relu(z)`` (z itself not added) keeps its label."""
+    run, found = _skip_run("skip")
+    assert run.meta["functional_bypassed"] == {f"fcs.{i}": "relu" for i in range(6)}
+    assert "functional_activations" not in run.meta
+    assert not [f for f in found if f.kind == "dead_units"]
+    run, found = _skip_run("plain")
+    assert "functional_bypassed" not in run.meta
+    assert len([f for f in found if f.kind == "dead_units" and f.severity == "error"]) == 6
+    run, _ = _skip_run("branch")
+    assert run.meta["functional_activations"] == {f"fcs.{i}": "relu" for i in range(6)}
+    assert "functional_bypassed" not in run.meta

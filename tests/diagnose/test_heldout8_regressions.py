@@ -106,11 +106,12 @@ def test_float16_weights_under_adam_were_told_to_lower_the_lr_regression():
     the weights in float32 under float16 autocast with a GradScaler. The same model in
     float32 trains; in bfloat16 (eps representable) nothing is said of float16."""
     run = _trained(torch.float16)
-    assert run.meta["param_dtypes"] == {"float16": 3}
+    assert set(run.meta["param_dtypes"].values()) == {"float16"}
+    assert len(run.meta["param_dtypes"]) == 3
     f = first(diagnose(run), ("non_finite",))
     assert f.evidence.get("phase") == "update" and f.onset == 0
     assert ".float()" in f.remedy.code and "autocast" in f.remedy.code
     assert lr_in(f.remedy.code) is None and "group['lr']" not in f.remedy.code
-    assert _trained(torch.float32).meta["param_dtypes"] == {"float32": 3}
+    assert "param_dtypes" not in _trained(torch.float32).meta  # only non-float32 are listed
     assert not serious(diagnose(_trained(torch.float32)))
     assert not any("float16" in f.remedy.text for f in diagnose(_trained(torch.bfloat16)))

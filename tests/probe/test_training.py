@@ -522,6 +522,113 @@ def test_a_backward_that_begins_on_the_last_steps_gradients_is_noted(monkeypatch
     assert loop("before backward") is None and loop("to none", accumulate=3) is None
 
 
+def _gan(zero_d, set_to_none, steps=5):
+    """A tiny GAN: D on real and detached fakes, then G through D (which adds to D's .grad
+    between D's steps); each model under its own watch(). Returns D's and G's runs' notes."""
+    torch.manual_seed(0)
+    g_net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+    d_net = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 1))
+    d_opt = torch.optim.Adam(d_net.parameters(), lr=1e-3)
+    g_opt = torch.optim.Adam(g_net.parameters(), lr=1e-3)
+    bce = nn.functional.binary_cross_entropy_with_logits
+    g = torch.Generator().manual_seed(0)
+    with gp.watch(d_net, optimizer=d_opt) as dp, gp.watch(g_net, optimizer=g_opt) as gq:
+        for _ in range(steps):
+            fake = g_net(torch.randn(16, 4, generator=g))
+            if zero_d:
+                d_opt.zero_grad(set_to_none=set_to_none)
+            out_r, out_f = d_net(torch.randn(16, 2, generator=g)), d_net(fake.detach())
+            d_loss = bce(out_r, torch.ones_like(out_r)) + bce(out_f, torch.zeros_like(out_f))
+            d_loss.backward(), d_opt.step(), dp.step(loss=d_loss)
+            g_opt.zero_grad(set_to_none=set_to_none)
+            out = d_net(fake)
+            g_loss = bce(out, torch.ones_like(out))
+            g_loss.backward(), g_opt.step(), gq.step(loss=g_loss)
+    return dp.run.meta.get("grads_not_zeroed"), gq.run.meta.get("grads_not_zeroed")
+
+
+@pytest.mark.parametrize("how", ["optimizer", "model", "by hand"])
+def test_zero_grad_set_to_none_false_was_read_as_never_zeroed_regression(how):
+    """``zero_grad(set_to_none=False)`` zeroes the same tensor, and the next backward adds to
+    it (a new version too): a GAN's D, whose .grad G's backward through D had added to after
+    D's step, was noted "never zeroed" (step 1, an error in the diagnosis) although D's loop
+    zeroes before each of its backwards. Now the check looks at ``.grad`` just before each
+    accumulation: changed in place since the last one is zeroed. A loop that never zeroes is
+    still noted, plain or a GAN's D, and in-place clipping between backward and step is no
+    zeroing."""
+    if how == "optimizer":
+        assert _gan(zero_d=True, set_to_none=False) == (None, None)
+        assert _gan(zero_d=True, set_to_none=True) == (None, None)
+        assert _gan(zero_d=False, set_to_none=False)[0] == {"step": 1, "param": "0.weight"}
+
+    def loop(zero, clip=False):
+        model = _mlp()
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        g = torch.Generator().manual_seed(0)
+        with gp.watch(model, optimizer=opt) as probe:
+            for _ in range(4):
+                loss = model(torch.randn(8, 6, generator=g)).pow(2).mean()
+                loss.backward()
+                if clip:
+                    nn.utils.clip_grad_norm_(model.parameters(), 0.01)
+                opt.step()
+                if zero and how == "optimizer":
+                    opt.zero_grad(set_to_none=False)
+                elif zero and how == "model":
+                    model.zero_grad(set_to_none=False)
+                elif zero:
+                    for p in model.parameters():
+                        p.grad.zero_()
+                probe.step(loss=loss)
+        return probe.run.meta.get("grads_not_zeroed")
+
+    assert loop(True) is None and loop(True, clip=True) is None
+    assert loop(False) == loop(False, clip=True) == {"step": 1, "param": "0.weight"}
+
+
+def test_the_zero_grad_check_leaves_training_bit_identical():
+    """Its hook on a gradient before accumulation returns nothing: with and without the probe
+    the weights are the same bits (in-place zeroing, a loop that never zeroes)."""
+
+    def train(watched, zero):
+        model = _mlp()
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        g = torch.Generator().manual_seed(0)
+        probe = gp.watch(model, optimizer=opt, every=1) if watched else None
+        for _ in range(4):
+            model(torch.randn(8, 6, generator=g)).pow(2).mean().backward()
+            opt.step()
+            if zero:
+                opt.zero_grad(set_to_none=False)
+            if probe is not None:
+                probe.step()
+        if probe is not None:
+            probe.close()
+        return [p.detach().clone() for p in model.parameters()]
+
+    for zero in (True, False):
+        for a, b in zip(train(False, zero), train(True, zero), strict=True):
+            assert torch.equal(a, b)
+
+
+def test_the_run_meta_had_no_device_regression(tmp_path):
+    """Where the model's parameters live was not recorded: a report of a stored run could not
+    say whether it trained on the CPU or a GPU. ``meta["device"]`` now says it at watch()
+    (the buffers' device for a model without parameters; several joined in order)."""
+    from gradprobe.probe.watch import model_device
+
+    model = _mlp()
+    with gp.watch(model, path=tmp_path / "a.sqlite") as probe:
+        model(torch.randn(4, 6)).sum().backward()
+        probe.step()
+    assert gp.Run.load(tmp_path / "a.sqlite").meta["device"] == "cpu"
+    assert gp.check(model, torch.randn(4, 6)).run.meta["device"] == "cpu"
+    assert model_device(nn.BatchNorm1d(3, affine=False)) == "cpu"
+    assert model_device(nn.ReLU()) is None
+    split = nn.ModuleList([nn.Linear(2, 2), nn.Linear(2, 2, device="meta"), nn.Linear(2, 2)])
+    assert model_device(split) == "cpu, meta"
+
+
 def test_the_noted_gradients_are_not_kept_alive():
     """The zero_grad check holds the last step's ``.grad`` weakly: set to None, it is freed
     at once, as without the probe (an LLM's embedding gradient is hundreds of MB)."""

@@ -72,6 +72,14 @@ def test_cli_report_writes_html_and_pngs(rnn_run, tmp_path, capsys):
     assert {p.name for p in tmp_path.glob("*.png")} >= {"profile.png", "recurrent.png"}
 
 
+def test_the_report_did_not_say_the_run_s_device_regression(rnn_run, capsys):
+    """``gradprobe report`` names the device the run's model lived on (``meta["device"]``),
+    and the HTML report's run configuration holds it."""
+    _cli(["report", str(rnn_run)])
+    assert "layers, on cpu" in " ".join(capsys.readouterr().out.split())  # rich wraps
+    assert "&#34;device&#34;: &#34;cpu&#34;" in render_html(gp.Run.load(rnn_run), findings=[])
+
+
 def test_cli_check_html(tmp_path, monkeypatch, capsys):
     source = (
         "from torch import nn\n\n"

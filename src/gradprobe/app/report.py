@@ -27,7 +27,8 @@ def run_report(run: str | Path, html: Path | None = None, png: Path | None = Non
     out = console()
     findings = list(diagnose(run))
     v = verdict(findings, run)
-    out.print(Text(f"{run.path}: {len(run.steps)} logged step(s), {len(run.layers())} layers"))
+    on = f", on {run.meta['device']}" if run.meta.get("device") else ""
+    out.print(Text(f"{run.path}: {len(run.steps)} logged step(s), {len(run.layers())} layers{on}"))
     out.print(Text(v.sentence, style=_STYLE[v.word]))
     out.print(layer_table(run))
     out.print(findings_table(findings, verdict=v, training=len(run.steps) > 1))

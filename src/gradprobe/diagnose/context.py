@@ -317,6 +317,14 @@ class Context:
         return kinds | fns
 
     @functools.cached_property
+    def gates(self) -> set[str]:
+        """Modules whose tanh/sigmoid output multiplies another tensor (``meta["gates"]``,
+        probe/_functional.py): WaveNet's ``tanh(f) * sigmoid(g)``, a GLU, a squeeze-excitation;
+        an activation module, or the module a functional gate reads."""
+        found = self.run.meta.get("gates")
+        return {str(n) for n in found} if isinstance(found, list) else set()
+
+    @functools.cached_property
     def functional_activations(self) -> dict[str, str]:
         """``{module: function}``: the activation applied as a function to a module's
         output inside a ``forward`` ("tanh", "sigmoid", "relu", ...; probe/_functional.py)."""

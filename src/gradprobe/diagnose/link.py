@@ -112,6 +112,12 @@ def _words(f: Finding) -> str:
             f"{e.get('weights_never_updated')} of {e.get('weights')} weights never updated "
             f"(‖Δw‖ = 0) although they get gradients"
         )
+    if f.kind == "small_updates" and str(e.get("updated", "")).startswith("rounded away"):
+        ratio, dtype = e.get("median_update_ratio", 0), e.get("dtype")
+        return (
+            f"{dtype} weights whose steps round away ({ratio:.2g} of their norm a step, under "
+            f"half {dtype}'s spacing {e.get('relative_spacing', 0):.2g})"
+        )
     if f.kind == "small_updates":
         return f"weights moving by only {e.get('median_update_ratio', 0):.2g} of their norm a step"
     if f.kind == "saturated" and "loss_floor" in e:  # rules/probabilities.py

@@ -66,8 +66,8 @@ def _hidden_activations(ctx: Context) -> tuple[set[str], dict[str, list[str]]]:
     known: set[str] = set()
     unknown: dict[str, list[str]] = {}
     for m in ctx.modules:
-        if not ends or m.position >= max(ends):
-            continue
+        if not ends or m.position >= max(ends) or m.name in ctx.gates:
+            continue  # the output's activation, or a gate (its product gates a tensor)
         kind = (m.module_type or "").lower()
         label = m.activation or ""
         if label == "relu" or kind in ("relu", "leakyrelu"):
@@ -136,6 +136,8 @@ def reinit(ctx: Context) -> Remedy:
     kinds, unknown = _hidden_activations(ctx)
     if unknown and not kinds:
         return _unknown_activation(ctx, unknown)
+    if not kinds and _saturating_gates(ctx):
+        return gates_remedy(ctx)
     if "sigmoid" in kinds and not kinds & {"relu", "tanh", "gelu", "silu"}:
         return _SIGMOID
     scheme, _, words = _scheme(ctx)
@@ -150,7 +152,7 @@ def reinit(ctx: Context) -> Remedy:
 def _blocks(ctx: Context) -> Remedy:
     """Saturating or off-scale units inside the blocks of a residual architecture: its own
     init (fan-in scale, or N(0, 0.02) in Transformers), and GELU for a saturating MLP."""
-    kinds = ctx.activation_kinds
+    kinds = _ungated_kinds(ctx)
     gain2 = typical_gain2(ctx)
     scale = ""
     if gain2 is not None and gain2 > 4:
@@ -158,14 +160,80 @@ def _blocks(ctx: Context) -> Remedy:
             f"its weights are at σ² · fan_in = {gain2:.3g}, far above fan-in scale (~1): "
             f"re-initialise with the architecture's own scheme; "
         )
-    if kinds & {"sigmoid", "tanh", "hardtanh", "softsign"}:
+    if kinds & _SATURATING:
+        keep = sorted(ctx.gates)
+        kept = f", keep={keep!r}" if keep else ""
         return Remedy(
             f"{scale}a saturating activation inside the blocks (Transformers and Mixers use "
-            f"GELU) starves the branch of gradient: swap it for GELU",
+            f"GELU) starves the branch of gradient: swap it for GELU"
+            + (" (the gates stay: their product gates a tensor)" if keep else ""),
             None,
-            "gp.fix.swap_activations(model, 'GELU', only=['Sigmoid', 'Tanh'])",
+            f"gp.fix.swap_activations(model, 'GELU', only=['Sigmoid', 'Tanh']{kept})",
         )
+    if _saturating_gates(ctx):
+        return gates_remedy(ctx)
     return stream_scale(ctx)
+
+
+_SATURATING = {"sigmoid", "tanh", "hardtanh", "softsign"}
+
+
+def _ungated_kinds(ctx: Context) -> set[str]:
+    """The activation kinds in use (``ctx.activation_kinds``) less those only gates apply."""
+    if not ctx.gates:
+        return ctx.activation_kinds
+    kinds: set[str] = set()
+    for m in ctx.modules:
+        if m.name in ctx.gates:
+            continue
+        t, label = (m.module_type or "").lower(), m.activation or ""
+        if t in ctx.activation_kinds:
+            kinds.add(t)
+        if label == "relu":
+            kinds.add("relu")
+        elif label.startswith("smooth:"):
+            kinds.add(label.split(":", 1)[1])
+    fns = ctx.functional_activations
+    return kinds | {"relu" if f == "relu6" else f for n, f in fns.items() if n not in ctx.gates}
+
+
+def _saturating_gates(ctx: Context) -> list[str]:
+    """The gates (``ctx.gates``) that are a tanh/sigmoid module or apply one as a function."""
+    fns = ctx.functional_activations
+    return [
+        m.name
+        for m in ctx.modules
+        if m.name in ctx.gates
+        and ((m.module_type or "").lower() in _SATURATING or fns.get(m.name) in _SATURATING)
+    ]
+
+
+def gates_remedy(ctx: Context) -> Remedy:
+    """Saturated tanh/sigmoid gates (WaveNet's ``tanh(f) * sigmoid(g)``, a GLU, an LSTM cell
+    written by hand): a gate's sigmoid is meant to reach 0 and 1, and GELU would break the
+    product, so the change is to its input's scale: the init, a norm, clipping."""
+    names = _saturating_gates(ctx)
+    gain2 = typical_gain2(ctx)
+    over = gain2 is not None and gain2 > 4
+    scale = (
+        f"the weights feeding them are at σ² · fan_in = {gain2:.3g}, far above fan-in scale "
+        f"(~1): re-initialise them at fan-in scale (LeCun, σ² = 1/fan_in)"
+        if over
+        else "normalise the gates' input (LayerNorm/GroupNorm before the split into filter "
+        "and gate, or weight norm as WaveNet does)"
+    )
+    text = (
+        f"the saturated tanh/sigmoid are gates ({', '.join(names[:4])}"
+        f"{', …' if len(names) > 4 else ''}: their output multiplies another tensor, as in "
+        f"WaveNet's tanh(f) · σ(g), a GLU or an LSTM cell), not hidden activations, and "
+        f"swapping them (for GELU, ReLU) would break the gating; keep them and bring their "
+        f"inputs back into range: {scale}; clip the gradient norm meanwhile"
+    )
+    clip = "torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # after backward()"
+    if over:
+        code = f"gp.init.apply(model, 'lecun_normal')  # σ² = 1/fan_in: gates back in range\n{clip}"
+        return Remedy(text, "lecun_normal", code)
+    return Remedy(text, None, f"model = gp.fix.insert_norm(model)\n{clip}")
 
 
 def already_has(ctx: Context, remedy: Remedy) -> bool:

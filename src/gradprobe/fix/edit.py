@@ -59,21 +59,26 @@ def swap_activations(
     *,
     only: Iterable[str] | None = None,
     hidden_only: bool = True,
+    keep: Iterable[str] = (),
     **options,
 ) -> nn.Module:
     """Replace every hidden activation module (of the types named in ``only``: class names,
     e.g. ``["Sigmoid"]``) with ``torch.nn.<to>(**options)``, in place; returns the model.
-    ``hidden_only``: leave the activations after the last weight layer (the output's).
+    ``hidden_only``: leave the activations after the last weight layer (the output's);
+    ``keep``: qualified module names left as they are (gates, whose product gates a tensor).
 
     >>> swap_activations(nn.Sequential(nn.Linear(4, 4), nn.Sigmoid()), "ReLU")  # doctest: +SKIP
     """
     cls = _activation_class(to)
     wanted = None if only is None else set(only)
-    keep = output_activations(model) if hidden_only else set()
+    kept = set(keep)
+    keep_ids = output_activations(model) if hidden_only else set()
     swapped = 0
-    for _, parent in list(model.named_modules()):
+    for prefix, parent in list(model.named_modules()):
         for name, child in list(parent.named_children()):
-            if not is_activation(child) or id(child) in keep:
+            if not is_activation(child) or id(child) in keep_ids:
+                continue
+            if (f"{prefix}.{name}" if prefix else name) in kept:
                 continue
             if wanted is not None and type(child).__name__ not in wanted:
                 continue

@@ -98,9 +98,10 @@ def update_ratio(run) -> float | None:
     return float(np.median(finite)) if finite.size else None
 
 
-def _situation(cls, out: Outcome, model: nn.Module, setup: Setup, ratio) -> Situation:
+def _situation(cls, out: Outcome, model: nn.Module, setup: Setup, ratio, gates=()) -> Situation:
     return cls(
         update_ratio=ratio,
+        gates=tuple(gates),
         findings=out.findings,
         symptoms=out.symptoms,
         model=model,
@@ -303,7 +304,8 @@ def fix(
             trials[0] = base
             cls = Situation if candidates == "auto" else _Everything
             ratio = update_ratio(base.run) if base.run_path else None
-            situation = _situation(cls, _outcome_of(base), model, setup, ratio)
+            gates = (base.run.meta.get("gates") or ()) if base.run_path else ()
+            situation = _situation(cls, _outcome_of(base), model, setup, ratio, gates)
             singles = [Recipe((c,)) for c in choose(candidates, situation)]
             recipes.update(enumerate(singles, 1))
             recipes[0] = Recipe()

@@ -28,6 +28,7 @@ class Situation:
     sample: Any = None
     seed: int = 0
     update_ratio: float | None = None  # median ‖Δw‖/‖w‖ of the weights over the logged steps
+    gates: tuple[str, ...] = ()  # modules whose tanh/sigmoid output gates a tensor (run meta)
     notes: list[str] = field(default_factory=list)
 
     def _serious(self) -> list:

@@ -74,17 +74,25 @@ def hardtanh_of(args: tuple, kwargs: dict) -> Activation:
 
 
 _MUL = (torch.mul, _T.mul, _T.__mul__, _T.__rmul__)
+_ADD = (torch.add, _T.add, _T.add_, _T.__add__, _T.__radd__, _T.__iadd__, torch.sub, _T.sub,
+        _T.__sub__, _T.__rsub__)  # fmt: skip
 SILU = _smooth("silu")
+GATES = ("tanh", "sigmoid")  # the squashing functions whose product with a tensor gates it
 
 
 class _Watch(TorchFunctionMode):
     """Calls ``seen(activation, input)`` before each activation function; ``x * sigmoid(x)``
-    (SiLU written out) is then seen again as ``seen(SILU, x)``."""
+    (SiLU written out) is then seen again as ``seen(SILU, x)``. A tanh or sigmoid whose
+    output multiplies another tensor (not a number, not its own input) is a gate
+    (``tanh(a) * sigmoid(b)`` of WaveNet, GLU, a squeeze-excitation's ``x * sigmoid(s)``, a
+    hand-written LSTM cell): ``gated(output, input)``."""
 
-    def __init__(self, seen: Callable) -> None:
+    def __init__(self, seen: Callable, gated: Callable, bypassed: Callable) -> None:
         super().__init__()
-        self.seen = seen
-        self.sigmoids: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(σ(x)) -> (σ(x), x)
+        self.seen, self.gated, self.bypassed = seen, gated, bypassed
+        # id(f(x)) -> (f(x), x, f's name) for f tanh or sigmoid
+        self.squashed: dict[int, tuple[torch.Tensor, torch.Tensor, str]] = {}
+        self.inputs: dict[int, torch.Tensor] = {}  # id(x) -> x of each activation function
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -92,14 +100,23 @@ class _Watch(TorchFunctionMode):
         x = args[0] if args and isinstance(args[0], torch.Tensor) else None
         if act is not None and x is not None:
             self.seen(act, x)  # before the call: an in-place one changes its input
+            self.inputs[id(x)] = x
+        elif func in _ADD and self.inputs:  # relu(x) + x: the gradient passes by the skip
+            for a in args:
+                if isinstance(a, torch.Tensor) and self.inputs.get(id(a)) is a:
+                    self.bypassed(a)
         out = func(*args, **kwargs)
-        if act is not None and act.name == "sigmoid" and x is not None and out is not x:
-            self.sigmoids[id(out)] = (out, x)  # held: the id is not reused this forward
-        elif func in _MUL and len(args) == 2 and self.sigmoids:
+        if act is not None and act.name in GATES and x is not None and out is not x:
+            self.squashed[id(out)] = (out, x, act.name)  # held: the id is not reused
+        elif func in _MUL and len(args) == 2 and self.squashed:
             for a, b in (args, args[::-1]):
-                pair = self.sigmoids.get(id(b))
-                if pair is not None and pair[0] is b and pair[1] is a:
+                entry = self.squashed.get(id(b))
+                if entry is None or entry[0] is not b:
+                    continue
+                if entry[1] is a and entry[2] == "sigmoid":
                     self.seen(SILU, a)
+                elif isinstance(a, torch.Tensor) and a is not entry[1] and a.numel() > 1:
+                    self.gated(b, entry[1])
         return out
 
 
@@ -117,7 +134,13 @@ class FunctionalHooks:
         # slot id -> (the activation, or None: two different ones; the slot; its stats)
         self._functional: dict[int, tuple] = {}
         hooks, model = self.hooks, self.model  # type: ignore[attr-defined]
-        self._watch = _Watch(hooks.wrap(self._on_functional, "functional activations"))
+        self._gates: list[str] = []  # modules whose tanh/sigmoid output gates a tensor
+        self._bypassed: set[int] = set()  # slots whose output is also added to (a skip)
+        self._watch = _Watch(
+            hooks.wrap(self._on_functional, "functional activations"),
+            hooks.wrap(self._on_gate, "gates"),
+            hooks.wrap(self._on_bypass, "functional activations bypassed"),
+        )
         self._watching = False
         self._functional_hooks = [
             hooks.forward_pre(model, self._enter_functional, "(model) functional activations"),
@@ -134,7 +157,8 @@ class FunctionalHooks:
     def _leave_functional(self, module, args, output) -> None:
         if self._watching:
             self._watching = False
-            self._watch.sigmoids.clear()
+            self._watch.squashed.clear()
+            self._watch.inputs.clear()
             self._watch.__exit__(None, None, None)
             self._remove_functional()
             self._functional_done()
@@ -182,13 +206,36 @@ class FunctionalHooks:
                 sat = R.saturated_count(real_values(t), *act.count_bounds())
         self._functional[slot.id] = (act, slot, unit, sat)
 
+    def _on_gate(self, out: torch.Tensor, x: torch.Tensor) -> None:
+        """A tanh/sigmoid's output ``out`` (of input ``x``) multiplied another tensor: the
+        activation module that returned it, or the watched module whose output ``x`` is (a
+        functional gate, ``torch.sigmoid(self.gate(h))``), is a gate."""
+        outputs = self._state.outputs  # type: ignore[attr-defined]
+        for t in (out, x):
+            rec = outputs.get(id(t))
+            if rec is not None and rec.ref() is t:
+                if rec.rec.slot.name not in self._gates:
+                    self._gates.append(rec.rec.slot.name)
+                return
+
+    def _on_bypass(self, x: torch.Tensor) -> None:
+        """An activation function's input ``x`` is also added to (``relu(h) + h``): the
+        gradient reaches the module that made it by the sum, whatever the function's zero
+        or flat parts, so they are not that module's dead or saturated units."""
+        out = self._state.outputs.get(id(x))  # type: ignore[attr-defined]
+        if out is not None and out.ref() is x:
+            self._bypassed.add(out.rec.slot.id)
+
     def _functional_done(self) -> None:
         """The looked-at forward returned: each module's activation from now on, stored in
         the run's layer (its label) and ``meta["functional_activations"]``; this step's
         forward records of those modules get the counts taken at the call."""
         st, found = self._state, self._functional  # type: ignore[attr-defined]
-        names = {}
+        names, bypassed = {}, {}
         for act, slot, unit, sat in found.values():
+            if act is not None and slot.id in self._bypassed:
+                bypassed[slot.name] = act.name
+                continue
             if act is None:
                 continue
             slot.act = act
@@ -206,4 +253,8 @@ class FunctionalHooks:
             self.run.set_activation(slot.name, act.label())  # type: ignore[attr-defined]
         if names:
             self.run.set_meta("functional_activations", names)  # type: ignore[attr-defined]
+        if self._gates:
+            self.run.set_meta("gates", list(self._gates))  # type: ignore[attr-defined]
+        if bypassed:  # not the module's activation: the skip carries its gradient
+            self.run.set_meta("functional_bypassed", bypassed)  # type: ignore[attr-defined]
         found.clear()

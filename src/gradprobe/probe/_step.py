@@ -187,6 +187,7 @@ class Finisher:
         self.positions_known: set[str] = set()
         self._frozen: list[str] | None = None  # as last stored in run.meta["frozen_params"]
         self._dtypes: dict[str, str] = {}  # as last stored in run.meta["layer_dtypes"]
+        self._param_dtypes: list[torch.dtype] | None = None  # as in meta["param_dtypes"]
         self.weights_finite = True  # until the weights are first seen holding NaN/Inf
         self.device_flags = False  # accelerators: weights_flag() at every step's end
         self._first_bad: torch.Tensor | None = None  # per parameter, at the first bad step
@@ -307,6 +308,7 @@ class Finisher:
         first.pending = []
         self._note_frozen()
         self._note_dtypes(state)
+        self._note_param_dtypes()
         return 1
 
     def _note_dtypes(self, state: StepState) -> None:
@@ -318,6 +320,24 @@ class Finisher:
         if dtypes != self._dtypes:
             self._dtypes = dtypes
             self.run.set_meta("layer_dtypes", dtypes)
+
+    def _note_param_dtypes(self) -> None:
+        """``run.meta["param_dtypes"]``: ``{param: dtype}`` of the parameters stored in a
+        dtype other than float32 (a model cast to bfloat16 keeps no float32 copy: a step
+        under half its spacing rounds away); absent while all are float32. Stored when it
+        changes."""
+        dtypes = [p.dtype for _, p in self.params]
+        if dtypes == self._param_dtypes:
+            return
+        first = self._param_dtypes is None
+        self._param_dtypes = dtypes
+        other = {
+            n: str(d).removeprefix("torch.")
+            for (n, _), d in zip(self.params, dtypes, strict=True)
+            if d != torch.float32
+        }
+        if other or not first:
+            self.run.set_meta("param_dtypes", other)
 
     def _note_frozen(self) -> None:
         """``run.meta["frozen_params"]``: the parameters with ``requires_grad=False`` at the

@@ -94,18 +94,6 @@ def optimizer_meta(optimizer) -> dict:
     return out
 
 
-def param_dtypes(model: torch.nn.Module) -> dict[str, int]:
-    """``run.meta["param_dtypes"]``: how many trainable parameter tensors the model holds of
-    each dtype (``{"float32": 12}``; ``{"float16": 12}`` for a model cast with ``.half()``,
-    whose optimizer state and eps are then float16 too). Read once, when the probe starts."""
-    out: dict[str, int] = {}
-    for p in model.parameters():
-        if p.requires_grad:
-            name = str(p.dtype).removeprefix("torch.")
-            out[name] = out.get(name, 0) + 1
-    return out
-
-
 def is_grad_scaler(obj) -> bool:
     """A ``torch.amp.GradScaler`` (or one of its kind: ``get_scale``, ``is_enabled`` and
     ``unscale_``)?"""

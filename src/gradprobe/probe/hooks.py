@@ -189,6 +189,11 @@ class HookSet:
         hook = self.wrap(fn, name)
         self._add(param.register_post_accumulate_grad_hook(hook), f"grad:{name}")
 
+    def grad_pre(self, param: torch.Tensor, fn: Callable, name: str) -> None:
+        """A hook on the gradient flowing into a leaf, before it is added to ``.grad``; ``fn``
+        must return None (the gradient is not changed)."""
+        self._add(param.register_hook(self.wrap(fn, name)), f"grad_pre:{name}")
+
     def optimizer_step(self, optimizer: torch.optim.Optimizer, fn: Callable) -> None:
         self._add(optimizer.register_step_post_hook(fn), "optimizer_step")
 

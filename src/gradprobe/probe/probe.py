@@ -25,6 +25,7 @@ from ._dataflow import SiblingFlow
 from ._distributed import Reducer, is_shard, local
 from ._functional import FunctionalHooks
 from ._grads import GradBatch, available
+from ._kept import KeptGrads
 from ._lifecycle import Lifecycle
 from ._state import Output, RnnInput, Snapshot, StepState
 from ._stats import Recorder
@@ -73,13 +74,6 @@ class Probe(AttentionHooks, FunctionalHooks, Lifecycle):
         self._scaler = scaler  # a GradScaler: the backward's gradients are scaled by its scale
         self._trained = False  # a forward with gradients seen: no_grad forwards are evaluation
         self._scaler_looks = 0  # optimizer steps looked at for a GradScaler calling them
-        # (name, param, a weak reference to its .grad, that tensor's version) at the last
-        # optimizer step: read at the next backward's first parameter hook (_check_kept)
-        self._grad_marks: list[tuple[str, torch.Tensor, weakref.ref, int]] | None = None
-        # (name, param, its .grad, step) found unchanged at a backward: confirmed only if the
-        # next optimizer step still finds that tensor there (_mark_grads)
-        self._kept_pending: tuple[str, torch.Tensor, weakref.ref, int] | None = None
-        self._kept_seen = False
         self._scale_at: tuple[int, object] | None = None  # (step, the scale of its backward)
         self.hooks = HookSet(on_error=self._hook_failed)
         self.warnings: list[str] = []
@@ -96,6 +90,7 @@ class Probe(AttentionHooks, FunctionalHooks, Lifecycle):
         self._slots = [Slot(0, INPUT, None)]
         self._slots += [Slot(i + 1, n, m) for i, (n, m) in enumerate(watched_modules(model))]
         self._params = [(n, p) for n, p in model.named_parameters()]
+        self._kept = KeptGrads(self._params, self.hooks, lambda: self._step)  # zero_grad()?
         owner: dict[int, Slot] = {}
         for s in self._slots[1:]:
             for p in s.module.parameters(recurse=False):
@@ -405,8 +400,6 @@ class Probe(AttentionHooks, FunctionalHooks, Lifecycle):
         def hook(param):
             if not self.hooks.active or param.grad is None:
                 return
-            if self._grad_marks is not None:
-                self._check_kept(param)
             if self._scaler is not None:
                 self._note_scale()
             st = self._state
@@ -430,43 +423,11 @@ class Probe(AttentionHooks, FunctionalHooks, Lifecycle):
         return hook
 
     def _mark_grads(self) -> None:
-        """At an optimizer step: note two parameters' ``.grad`` tensors (weakly: a gradient
-        set to None is freed as before) and their versions. ``zero_grad()`` replaces them by
-        None (or zeroes them in place: a new version); found unchanged and non-zero at the
-        next backward, they were never zeroed."""
-        if self._kept_seen:
-            return
-        pending, self._kept_pending = self._kept_pending, None
-        if pending is not None:
-            # zero_grad() between that backward and this step (a GAN's D, whose .grad G's
-            # backward through it added to) replaced the tensor: it was zeroed after all
-            name, p, ref, step = pending
-            if ref() is not None and p.grad is ref():
-                self._kept_seen = True
-                self.run.set_meta("grads_not_zeroed", {"step": step, "param": name})
-                return
-        marks = []
-        for name, p in self._params:
-            g = p.grad
-            if p.requires_grad and isinstance(g, torch.Tensor) and g.layout == torch.strided:
-                marks.append((name, p, weakref.ref(g), g._version))
-                if len(marks) == 2:
-                    break
-        self._grad_marks = marks or None
-
-    def _check_kept(self, hooked: torch.Tensor) -> None:
-        """The first parameter hook since the optimizer step (one backward has begun): is a
-        noted ``.grad`` still the same tensor, unchanged and non-zero? Then, if the next
-        optimizer step still finds it, every step adds its gradient to all the earlier ones:
-        ``meta["grads_not_zeroed"]`` (a host read only then)."""
-        marks, self._grad_marks = self._grad_marks, None
-        for name, p, ref, version in marks or ():
-            g = ref()
-            if p is hooked or g is None or p.grad is not g or g._version != version:
-                continue
-            if bool(g.detach().ne(0).any()):
-                self._kept_pending = (name, p, ref, self._step)
-                return
+        """At an optimizer step: has this step's interval added to the last step's ``.grad``
+        and never zeroed it (``_kept``)? Then ``meta["grads_not_zeroed"]``."""
+        found = self._kept.step()
+        if found is not None:
+            self.run.set_meta("grads_not_zeroed", found)
 
     def _unlogged_grad(self, rec: BwdRec, index: int, g: torch.Tensor) -> None:
         if g.numel() == 0:

@@ -16,7 +16,7 @@ from ..errors import InvalidInputError
 from ..run import RunWriter
 from ._distributed import rank_path
 from ._distributed import resolve as resolve_distributed
-from ._training import optimizer_meta, param_dtypes
+from ._training import optimizer_meta
 from .guard import Guard, check_options
 from .probe import EARLY_STEPS, UPDATE_GAP, Probe
 from .schedules import DEFAULT, Schedule, as_schedule
@@ -52,6 +52,19 @@ def _check_model(model: object, what: str) -> nn.Module:
             "build it from nn.Modules (nn.Linear, nn.Conv2d, activations as modules ...)"
         )
     return model
+
+
+def model_device(model: nn.Module) -> str | None:
+    """Where the model's parameters live at ``watch()`` (its buffers' when it has none):
+    ``"cpu"``, ``"cuda:0"``, or several joined by ", " in the order first met (a model split
+    over devices); None for a model with neither."""
+    seen: dict[str, None] = {}
+    for tensors in (model.parameters(), model.buffers()):
+        for t in tensors:
+            seen.setdefault(str(t.device), None)
+        if seen:
+            return ", ".join(seen)
+    return None
 
 
 def _update_gap(updates: object) -> int:
@@ -166,8 +179,10 @@ def watch(
         "updates_every": update_gap,
         "first_nonfinite": first_nonfinite,
         "torch": torch.__version__,
-        "param_dtypes": param_dtypes(model),
     }
+    device = model_device(model)
+    if device is not None:
+        meta["device"] = device
     if optimizer is not None:
         meta["optimizer"] = optimizer_meta(optimizer)
     reducer = resolve_distributed(distributed)

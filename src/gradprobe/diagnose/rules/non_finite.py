@@ -329,12 +329,14 @@ def _float16_adam(ctx: Context, opt: dict) -> str | None:
     whatever the learning rate (``run.meta["param_dtypes"]``: the model cast whole with
     ``.half()``), or None: its eps rounds to 0 in float16 and a gradient under 2.4e-4 squares
     to 0, so a weight whose gradient was 0 or tiny divides 0 (or m) by 0."""
-    dtypes = ctx.run.meta.get("param_dtypes")
+    dtypes = ctx.run.meta.get("param_dtypes")  # {param: dtype} of those not float32
     if not isinstance(dtypes, dict) or not dtypes:
         return None
-    half = dtypes.get("float16", 0)
+    half = sum(1 for d in dtypes.values() if d == "float16")
+    frozen = set(ctx.run.meta.get("frozen_params") or [])
+    trainable = [la.name for la in ctx.run.layers("param") if la.name not in frozen]
     eps = opt.get("eps")
-    if not half * 2 > sum(v for v in dtypes.values() if isinstance(v, int)):
+    if not half * 2 > max(len(trainable), len(dtypes)):
         return None
     if not isinstance(eps, (int, float)) or not 0 < eps < _FP16_TINY:
         return None

@@ -16,7 +16,7 @@ import dataclasses
 
 from ..context import Context
 from ..finding import Finding, Remedy
-from ..remedies import reinit
+from ..remedies import gates_remedy, reinit
 from . import RULES
 from ._fraction import fraction_findings
 from ._onset import during_training
@@ -45,6 +45,9 @@ def saturated(ctx: Context) -> list[Finding]:
             f"range from a bound; threshold {ctx.t.saturated_fraction:.0%})"
         ),
     )
+    if ctx.gates:  # a saturated gate keeps its function: its inputs' scale is the change
+        gated = gates_remedy(ctx)
+        found = [dataclasses.replace(f, remedy=gated) if f.layer in ctx.gates else f for f in found]
     norm = "normalisation before the activation keeps its inputs in the curved range"
     found = [during_training(ctx, f, "saturated", norm) for f in found]
     if len(found) == 1 and found[0].evidence["max_fraction"] <= ctx.t.saturated_alone_fraction:

@@ -35,6 +35,7 @@ from ..finding import Finding, Remedy
 from ..series import loss_series, sig
 from ..training import lr_collapse, lr_collapse_remedy, lr_series, raise_lr, step_size
 from . import RULES
+from ._precision import ROUNDOFF, low_precision, rounded_away
 
 TOP = 8  # weights listed by name in the evidence
 #: a typical (median over the weights) update ratio 10× below the usual ~1e-3: every weight
@@ -441,17 +442,23 @@ def _visible(ctx: Context, r: Ratios) -> np.ndarray:
         line = VISIBLE_STEP
     else:
         rates, line = np.ones(len(r.steps)), 1e-3
+    # a bfloat16/float16 weight shows only a step over half its spacing (_precision)
+    low = low_precision(ctx, r.names)
+    lines = np.array([max(line, ROUNDOFF[low[n]]) if n in low else line for n in r.names])
     with np.errstate(invalid="ignore", divide="ignore"):
         step = rates[None, :] * g / w
     known = np.isfinite(step).any(axis=1)
     with np.errstate(invalid="ignore"):
-        return ~known | (np.where(np.isfinite(step), step, 0) >= line).any(axis=1)
+        return ~known | (np.where(np.isfinite(step), step, 0) >= lines[:, None]).any(axis=1)
 
 
 def _small(ctx: Context, r: Ratios) -> Finding | None:
     never = _never_updated(ctx, r)
     if never is not None:
         return never
+    rounded = rounded_away(ctx, r.names, r.steps, r.values)
+    if rounded is not None:  # weights in bfloat16/float16 whose steps round to nothing
+        return rounded
     limit = ctx.t.small_update_ratio
     # a step whose update is exactly 0 applied nothing (skipped by a GradScaler or a guard):
     # it says nothing about the learning rate

@@ -55,6 +55,13 @@ class ActivationSwap(Remedy):
     def fits(self, s):
         output = output_activations(s.model)  # the output's own activation stays
         acts = [(n, m) for n, m in activation_modules(s.model) if id(m) not in output]
+        gates = [n for n, m in acts if n in s.gates and kind_of(m) == "saturating"]
+        if gates and s.present(self.answers):  # a gate's sigmoid must reach 0 and 1
+            s.note(
+                f"activation swap: {', '.join(gates[:4])}{', ...' if len(gates) > 4 else ''} "
+                "are gates (their output multiplies another tensor) and stay"
+            )
+        acts = [(n, m) for n, m in acts if n not in gates]
         if not acts:
             if s.present(self.answers):
                 s.note(
@@ -69,13 +76,17 @@ class ActivationSwap(Remedy):
         bad = sorted(kinds.get("saturating", set()) | kinds.get("exponential", set()))
         answers = _EXP_ANSWERS if "exponential" in kinds else _SATURATING_ANSWERS
         reason = s.present(answers)
+        keep = tuple(gates)
         if bad and reason:
-            out.append(self.change("activation → ReLU", reason, to="ReLU", only=tuple(bad)))
+            out.append(
+                self.change("activation → ReLU", reason, to="ReLU", only=tuple(bad), keep=keep)
+            )
             out.append(
                 self.change(
-                    "activation → ReLU, He init", reason, to="ReLU", only=tuple(bad), init=True
+                    "activation → ReLU, He init", reason, to="ReLU", only=tuple(bad), init=True,
+                    keep=keep,
                 )
-            )
+            )  # fmt: skip
         # only kind "relu" dies; a "smooth" one (GELU, LeakyReLU, ...) is never swapped for it
         dead = sorted(n for n in kinds.get("relu", set()) if n in ("ReLU", "ReLU6"))
         reason = s.present(_DEAD_ANSWERS)
@@ -88,7 +99,8 @@ class ActivationSwap(Remedy):
         return out
 
     def _kwargs(self, o: dict) -> dict:
-        return {"negative_slope": o["slope"]} if "slope" in o else {}
+        kw = {"negative_slope": o["slope"]} if "slope" in o else {}
+        return kw | ({"keep": list(o["keep"])} if o.get("keep") else {})
 
     def apply(self, model, change, env):
         o = change.opts
