@@ -536,7 +536,19 @@ def _weak_cause(ctx: Context, symptom: Finding) -> tuple[Cause, Remedy] | None:
     finite = early[np.isfinite(early)]
     medians = r.medians()
     medians = medians[np.isfinite(medians) & (medians > 0)]  # 0: nothing applied (skipped)
-    if symptom.kind in ("diverging", "oscillating", "loss_spike") and finite.size:
+    if symptom.kind == "oscillating":
+        # the optimiser jumping across a valley takes large steps while the loss swings: the
+        # ratios from its onset on, not an Adam-kin's large first steps long before it
+        late = r.values[:, r.steps >= (symptom.onset or 0)]
+        during = np.array([np.median(c[np.isfinite(c)]) for c in late if np.isfinite(c).any()])
+        during = during[during > 0]
+        if during.size and float(np.median(during)) > TARGET_EARLY_RATIO:
+            value = float(np.median(during))
+            what = f"update ratios of {value:.2g} while it swings, 10× the usual ~1e-3"
+            remedy = step_size(ctx, value, symptom.onset, what)
+            return Cause("large_updates", None, int(r.steps[0]), what), remedy
+        return None
+    if symptom.kind in ("diverging", "loss_spike") and finite.size:
         peak = float(finite.max())
         typical = float(np.median(medians)) if medians.size else peak
         if max(peak, typical) > TARGET_EARLY_RATIO:
