@@ -246,6 +246,31 @@ def test_a_sharp_healthy_head_is_no_attention_finding():
     assert diagnose(run, rules="attention") == []
 
 
+def _attention_run(logits):
+    logged = {s: [("attn", "attention", "max_logit", v)] for s, v in enumerate(logits)}
+    n = len(logits)
+    return training_run(loss=decaying(n), modules=ATTENTION, params=["head.weight"], logged=logged)
+
+
+def test_a_fixed_bias_over_100_from_the_start_is_info_not_logit_growth_regression():
+    """Bloom's ALiBi in softmax's input: 127.5 from step 0, q·k small and not growing.
+    Regression: read as an attention_logits warning on a healthy model."""
+    found = diagnose(_attention_run(np.full(30, 127.5) + np.linspace(0, 3, 30)), rules="attention")
+    f = only(found, "attention_logits")
+    assert (f.severity, f.onset) == ("info", 0)
+    assert f.evidence["max_logit_first"] == pytest.approx(127.5)
+
+
+def test_logits_that_grow_from_a_large_start_are_still_found_when_they_double():
+    logits = np.concatenate([np.full(10, 127.5), np.geomspace(127.5, 2000, 20)])
+    f = only(diagnose(_attention_run(logits), rules="attention"), "attention_logits")
+    assert f.severity == "warning" and f.onset == int(np.argmax(logits >= 255))
+    assert (
+        diagnose(_attention_run(logits), Thresholds(attention_growth=1), rules="attention")[0].onset
+        == 0
+    )  # growth not required: over 100 at the first step
+
+
 def test_float16_near_its_limit_is_overflow_before_the_first_nan():
     logged = {
         s: [

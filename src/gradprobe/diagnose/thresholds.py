@@ -105,6 +105,7 @@ class Thresholds:
     oscillation_amplitude: float = 0.15  # robust σ of the late loss's scatter, share of the start
     early_update_steps: int = 20  # update ratios judged step by step up to this step
     attention_logit: float = 100.0  # max q·k/√d: softmax is one-hot long before (e^100)
+    attention_growth: float = 2.0  # ... and grown this many times its first recorded value
     overflow_fraction: float = 0.1  # max|x| / the dtype's largest finite value (float16 65504)
     time_exploding_ratio: float = 1e2  # ∂L/∂x at t=0 over its value at the last time step
     grad_norm_growth: float = 1e2  # global gradient norm over its median of the first steps
@@ -192,6 +193,7 @@ _RULES = (
         ("oscillation_amplitude", 0, math.inf, True, True),
         ("early_update_steps", 1, math.inf, False, True),
         ("attention_logit", 0, math.inf, True, True),
+        ("attention_growth", 1, math.inf, False, True),
         ("overflow_fraction", 0, 1, True, True),
         ("time_exploding_ratio", 1, math.inf, True, True),
         ("grad_norm_growth", 1, math.inf, True, True),

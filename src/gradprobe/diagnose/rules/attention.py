@@ -9,9 +9,14 @@ tokens — "attention logit growth" (Dehghani et al. 2023, ViT-22B; Wortsman et 
 
 Flagged when the max logit exceeds ``attention_logit`` (100: e^100 ≈ 10^43, so the largest
 logit alone takes all the attention whatever the others are; healthy small models trained
-here stay below 25). The entropy is evidence, not a trigger: a healthy head that attends
-to exactly one token (the previous one, say) has an entropy near 0 too. One finding names
-the module that crossed first and lists the others.
+here stay below 25) and has grown to at least ``attention_growth`` (2) times its value at the
+first recorded step: the failure is growth. A logit already that large at the first step that
+does not grow is an info finding, not a warning: eager attention is sampled from softmax's
+input, which holds any additive bias — ALiBi's slope × key position (Press et al. 2022: 127.5
+for a fresh 8-head Bloom at 256 tokens, where q·k/√d is ~0.05), a relative-position bias —
+and such a bias is fixed by design. The entropy is evidence, not a trigger: a healthy head
+that attends to exactly one token (the previous one, say) has an entropy near 0 too. One
+finding names the module that crossed first and lists the others.
 """
 
 from __future__ import annotations
@@ -40,17 +45,22 @@ def attention(ctx: Context) -> list[Finding]:
     ent_of = dict(zip(ent_names, ent, strict=True))
     t = ctx.t
     hits = []  # (step index, -logit, name)
+    large = []  # (name, first, peak): over the threshold from the first step, never grown
     for name, row in zip(names, logits, strict=True):
         finite = np.nonzero(np.isfinite(row))[0]
         if not finite.size:
             continue
+        first = float(row[finite[0]])
         with np.errstate(invalid="ignore"):
-            over = np.nonzero(row > t.attention_logit)[0]
-        if over.size:
-            i = int(over[0])
+            over = row > t.attention_logit
+            grown = np.nonzero(over & (row >= t.attention_growth * first))[0]
+        if grown.size:
+            i = int(grown[0])
             hits.append((i, -float(row[i]), name))
+        elif over.any():
+            large.append((name, first, float(np.nanmax(row))))
     if not hits:
-        return []
+        return [_large_from_the_start(ctx, large)] if large else []
     hits.sort()
     i, _, name = hits[0]
     row = logits[names.index(name)]
@@ -92,3 +102,30 @@ def attention(ctx: Context) -> list[Finding]:
             message=what + more,
         )
     ]
+
+
+def _large_from_the_start(ctx: Context, large: list[tuple[str, float, float]]) -> Finding:
+    """Info: max logits over the threshold at the first recorded step that never grew (a
+    fixed additive bias such as ALiBi in softmax's input, or large q/k weights at init)."""
+    name, first, peak = max(large, key=lambda x: x[1])
+    more = f"; {len(large) - 1} other attention module(s) too" if len(large) > 1 else ""
+    return Finding(
+        kind="attention_logits",
+        layer=name,
+        severity="info",
+        step=ctx.steps[0],
+        onset=ctx.steps[0],
+        evidence={
+            "max_logit_first": first,
+            "max_logit_peak": peak,
+            "threshold": ctx.t.attention_logit,
+            "growth_needed": ctx.t.attention_growth,
+            "modules": len(large),
+        },
+        message=(
+            f"the largest softmax input of {name} is {first:.3g} from the first recorded step "
+            f"(peak {peak:.3g}) and did not grow: a fixed additive bias in the attention "
+            "logits (ALiBi, a relative-position bias) or large query/key weights at "
+            "initialisation, not logit growth" + more
+        ),
+    )
