@@ -115,3 +115,54 @@ def test_float16_weights_under_adam_were_told_to_lower_the_lr_regression():
     assert "param_dtypes" not in _trained(torch.float32).meta  # only non-float32 are listed
     assert not serious(diagnose(_trained(torch.float32)))
     assert not any("float16" in f.remedy.text for f in diagnose(_trained(torch.bfloat16)))
+
+
+def _watched(model, batch, steps=2):
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    with gp.watch(model, optimizer=opt) as probe:
+        for _ in range(steps):
+            out = model(**batch) if isinstance(batch, dict) else model(batch)
+            loss = out.loss if hasattr(out, "loss") else out.square().mean()
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            probe.step(loss=loss)
+    return Context(probe.run, Thresholds())
+
+
+def test_a_post_ln_opt_was_told_norm_first_which_only_torch_layers_have_regression():
+    """OPT with ``do_layer_norm_before=False`` (Post-LN): the Pre-LN line of its remedy was
+    ``nn.TransformerEncoderLayer(..., norm_first=True)``, a switch OPT does not have; its
+    config's is ``do_layer_norm_before``. A block with no switch (BART's) is told the change
+    to its forward; torch's own layers keep ``norm_first=True``."""
+    from transformers import BartConfig, BartForConditionalGeneration, OPTConfig, OPTForCausalLM
+
+    from gradprobe.diagnose.training import post_ln_blocks, pre_ln_code
+
+    torch.manual_seed(0)
+    ids = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(0))
+    small = dict(vocab_size=64, num_attention_heads=4, max_position_embeddings=32)
+    opt = OPTForCausalLM(
+        OPTConfig(hidden_size=32, num_hidden_layers=2, ffn_dim=64, do_layer_norm_before=False,
+                  word_embed_proj_dim=32, **small)
+    )  # fmt: skip
+    bart = BartForConditionalGeneration(
+        BartConfig(d_model=32, encoder_layers=1, decoder_layers=1, encoder_ffn_dim=64,
+                   decoder_ffn_dim=64, encoder_attention_heads=4, decoder_attention_heads=4,
+                   **{k: v for k, v in small.items() if k != "num_attention_heads"})
+    )  # fmt: skip
+    layer = nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True)
+    torch_post = nn.Sequential(layer, nn.TransformerEncoderLayer(32, 4, 64, 0.0, batch_first=True))
+    codes = {}
+    for name, model, batch in (
+        ("opt", opt, {"input_ids": ids, "labels": ids}),
+        ("bart", bart, {"input_ids": ids, "labels": ids}),
+        ("torch", torch_post, torch.randn(2, 8, 32)),
+    ):
+        ctx = _watched(model, batch)
+        blocks = post_ln_blocks(ctx)
+        assert blocks, name
+        codes[name] = pre_ln_code(ctx, blocks)
+    assert "do_layer_norm_before = True" in codes["opt"] and "norm_first" not in codes["opt"]
+    assert "no Pre-LN switch" in codes["bart"] and "norm1(x)" in codes["bart"]
+    assert "norm_first=True" in codes["torch"] and "TransformerEncoderLayer" in codes["torch"]

@@ -15,6 +15,7 @@ from .blocks import is_norm
 from .context import Context
 from .expected import SCHEME_GAIN2, has_scale, narrow_sum, typical_gain2
 from .finding import Kind, Remedy
+from .training import post_ln_blocks, pre_ln_code
 
 _SIGMOID = Remedy(
     "sigmoid's slope is at most 1/4 and its mean is 0.5, so the gradient shrinks at every "
@@ -310,14 +311,22 @@ def stream_scale(ctx: Context) -> Remedy:
 
 
 def post_ln(ctx: Context) -> Remedy:
-    """A deep Post-LN stack: its normalisation placement, not its init, is the cause."""
+    """A deep Post-LN stack: its normalisation placement, not its init, is the cause. The
+    code is torch's own switch where the blocks are torch layers, else the warm-up first and
+    the Pre-LN change their kind allows (:func:`training.pre_ln_code`)."""
+    warmup = "torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 4000))"
+    blocks = post_ln_blocks(ctx)
+    pre = pre_ln_code(ctx, blocks) if blocks else ""
+    if not blocks or "norm_first=True" in pre:
+        code = f"gp.fix.set_norm_first(model)  # or: {warmup}"
+    else:
+        code = f"{warmup}  # warm-up\n{pre}"
     return Remedy(
         f"{ctx.structure.depth} Post-LN blocks need a learning-rate warm-up (Xiong et al. "
-        f"2020), or move the LayerNorm before each sublayer (Pre-LN, norm_first=True), or "
+        f"2020), or move the LayerNorm before each sublayer (Pre-LN), or "
         f"scale the residual as DeepNorm does (x·α + f(x) with α = (2N)^¼, Wang et al. 2022)",
         None,
-        "gp.fix.set_norm_first(model)  # or: torch.optim.lr_scheduler.LambdaLR(opt, "
-        "lambda s: min(1.0, (s + 1) / 4000))",
+        code,
     )
 
 

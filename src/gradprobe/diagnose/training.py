@@ -251,6 +251,28 @@ def post_ln_blocks(ctx: Context) -> list[str]:
     return out
 
 
+#: torch's own Transformer layers: ``norm_first=True`` makes them Pre-LN
+_TORCH_LAYERS = ("TransformerEncoderLayer", "TransformerDecoderLayer")
+
+
+def pre_ln_code(ctx: Context, blocks: list[str]) -> str:
+    """The change that makes ``blocks`` (Post-LN, :func:`post_ln_blocks`) Pre-LN, for the kind
+    of block they are: torch's layers take ``norm_first=True``; a Hugging Face OPT config
+    ``do_layer_norm_before=True``; any other block (BART, BERT, a hand-written one) has no
+    switch: its forward must apply each norm before its sub-layer."""
+    types = {la.name: la.module_type or "" for la in ctx.run.layers()}
+    kinds = {types.get(b, "") for b in blocks}
+    if kinds and kinds <= set(_TORCH_LAYERS):
+        return f"nn.{sorted(kinds)[0]}(..., norm_first=True)  # or gp.fix.set_norm_first(model)"
+    if kinds and all(k.startswith("OPT") for k in kinds):
+        return "config.do_layer_norm_before = True  # OPTConfig: Pre-LN, for a model built anew"
+    kind = sorted(kinds)[0] if kinds and "" not in kinds else "block"
+    return (
+        f"# {kind} has no Pre-LN switch: in its forward, each norm before its sub-layer:\n"
+        "# x = x + attn(norm1(x)); x = x + mlp(norm2(x))"
+    )
+
+
 def _new_lr_line(lr: float | None, factor: float) -> tuple[str, str]:
     if lr is None:
         return f"{factor:.2g}× lower", f"lr = lr / {sig(factor, 2):g}"
@@ -351,7 +373,7 @@ def step_size(ctx: Context, peak_ratio: float, step: int | None, what: str) -> R
             f"or put each LayerNorm before its sub-layer (Pre-LN: {len(post)} Post-LN "
             f"block(s) such as {post[0]}; Xiong et al. 2020 show Post-LN needs warm-up)"
         )
-        code.append("nn.TransformerEncoderLayer(..., norm_first=True)")
+        code.append(pre_ln_code(ctx, post))
     return Remedy(
         f"{parts[0]}; " + ", ".join(advice),
         None,
