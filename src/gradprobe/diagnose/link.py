@@ -23,7 +23,9 @@ After every rule has run, :func:`link`:
 2. replaces an init remedy (a scheme, ``gp.init.``, ``_init_weights``,
    ``reset_parameters``) on a problem that appeared during training (onset after the
    first logged step) by the step size's: re-initialising is only the remedy when the init
-   is the cause;
+   is the cause; and gives saturated, dead units and large updates in a run whose float
+   input is far off the unit scale (rms > ``input_rms``, 10: pixels in 0-255) standardising
+   the input as their remedy, their own after it (:mod:`.inputs`);
 3. gives a NaN/Inf that followed half-precision values near their limit the precision
    remedy (bf16, a GradScaler) instead of a guess at log/sqrt/exp;
 4. gives small updates under a gradient that vanished from before them the vanishing's
@@ -46,6 +48,7 @@ import numpy as np
 
 from .context import Context
 from .finding import SYMPTOMS, Cause, Finding, Remedy
+from .inputs import standardise_first
 from .rules.grad_norm import KEPT
 from .rules.recorded import NO_GRADIENT
 from .rules.updates import first_ratio, peak_before, ratios
@@ -165,6 +168,7 @@ def _words(f: Finding) -> str:
 
 def link(ctx: Context, findings: list[Finding]) -> list[Finding]:
     findings = [_during_training(ctx, f) for f in findings]
+    findings = standardise_first(ctx, findings)
     findings = _precision(findings)
     findings = _vanished(findings)
     findings = _never_zeroed(findings)
