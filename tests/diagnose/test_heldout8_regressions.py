@@ -166,3 +166,17 @@ def test_a_post_ln_opt_was_told_norm_first_which_only_torch_layers_have_regressi
     assert "do_layer_norm_before = True" in codes["opt"] and "norm_first" not in codes["opt"]
     assert "no Pre-LN switch" in codes["bart"] and "norm1(x)" in codes["bart"]
     assert "norm_first=True" in codes["torch"] and "TransformerEncoderLayer" in codes["torch"]
+
+
+def test_saturated_units_judged_learnt_sparsity_were_told_leaky_relu_regression():
+    """A sigmoid layer that saturated during training under usual update ratios, in a run
+    whose loss falls, is info; its remedy said "LeakyReLU/GELU keeps more units alive" — the
+    dead-unit words; a saturated layer's is normalisation before the activation."""
+    from gradprobe.diagnose.link import _sparse
+
+    ev = {"update_ratio_before": 0.01, "appeared": "during training"}
+    sat = _sparse(Finding("saturated", "2", "warning", 40, evidence=ev))
+    dead = _sparse(Finding("dead_units", "2", "warning", 40, evidence=ev))
+    assert sat.severity == "info" and "LeakyReLU" not in sat.remedy.text
+    assert "normalisation before the activation" in sat.remedy.text
+    assert "LeakyReLU" in dead.remedy.text

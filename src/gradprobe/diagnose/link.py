@@ -227,13 +227,18 @@ def _sparse(f: Finding) -> Finding:
         f"; the loss shows no symptom and the weights moved at the usual rate (update ratios "
         f"up to {peak:.2g}) before it: the units the model stopped using, not a failure"
     )
+    keep = (
+        "LeakyReLU/GELU keeps more units alive"
+        if f.kind == "dead_units"
+        else "normalisation before the activation keeps its inputs in the curved range"
+    )
     return _no_harm(
         f,
         said,
         "learnt sparsity",
         Remedy(
             "nothing to change while the loss falls; if it stops falling, a lower learning "
-            "rate or LeakyReLU/GELU keeps more units alive"
+            f"rate or {keep}"
         ),
     )
 
