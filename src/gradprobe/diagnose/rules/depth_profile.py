@@ -184,6 +184,12 @@ def _finding(ctx: Context, kind: Kind, found: list[tuple[int, _Hit]]) -> Finding
             f"{unit}s slowly"
         )
     remedy = depth_remedy(ctx, kind)
+    at = ctx.steps.index(step)
+    inner = None if vanishing or hit.measure == "forward" else _inner_gain(ctx, at, hit.ratio)
+    if inner is not None:
+        evidence.update(inner)
+        said, remedy = _own_computation(**inner)
+        message += said
     cancelled = _cancelled_norm(ctx, ctx.steps.index(step)) if vanishing else None
     if cancelled:
         evidence.update(cancelled_in=cancelled[0], cancel_ratio=cancelled[1])
@@ -211,6 +217,80 @@ def _batch_of_one(name: str, r: float) -> tuple[str, Remedy]:
         "its input when it normalises over the same values the pool averages: a batch of one "
         "example. Check (and train) with a batch of two or more; for batches of one, pool "
         f"before {name} or use GroupNorm/LayerNorm",
+    )
+
+
+def _inner_gain(ctx: Context, i: int, total: float) -> dict | None:
+    """A hop between two modules that run one after the other whose gradient gain no weight
+    can give: ``‖∂L/∂(before's output)‖ / ‖∂L/∂(after's output)‖`` over ``‖W_after‖_F`` above
+    ``exploding_ratio``, ``after`` a layer with a weight. Its backward multiplies by ``Wᵀ``, and
+    ``‖Wᵀδ‖ ≤ ‖W‖₂‖δ‖ ≤ ‖W‖_F‖δ‖``; the rest of the gain is made by the code that runs between
+    them in their parent's ``forward`` — a hand-written recurrence ``h = a * h + u`` with
+    |a| > 1 grows as |a|^T over T steps —, not by the init of any layer. The hop must make at
+    least half of the profile's growth ``total`` (on a log scale: gain ≥ √total), so two
+    parallel branches that merely run one after the other (q_proj, k_proj) are not read as
+    one. The largest such hop, or None (at logged step index ``i``)."""
+    order = sorted(ctx.modules, key=lambda m: m.position)
+    names = [m.name for m in order]
+    if ("grad_output", "norm") not in set(ctx.run.quantities()) or len(names) < 2:
+        return None
+    g = dict(zip(names, ctx.matrix("grad_output", "norm", names)[:, i], strict=True))
+    weights = {la.name for la in ctx.run.layers("param")}
+    found = []
+    for before, after in itertools.pairwise(order):
+        w_name = after.name + ".weight"
+        if w_name not in weights:
+            continue
+        w = float(ctx.matrix("weight", "norm", [w_name])[0, i])
+        gb, ga = g[before.name], g[after.name]
+        if not (np.isfinite(gb) and np.isfinite(ga) and ga > 0 and np.isfinite(w) and w > 0):
+            continue
+        unexplained = float(gb / ga / w)
+        if unexplained > ctx.t.exploding_ratio and gb / ga >= math.sqrt(total):
+            found.append((unexplained, before.name, after.name, float(gb / ga), w))
+    if not found:
+        return None
+    unexplained, before, after, gain, w = max(found)
+    parent = _common_parent(before, after)
+    return {
+        "inner_gain": gain,
+        "inner_unexplained": unexplained,
+        "inner_between": [after, before],
+        "inner_weight_norm": w,
+        "inner_parent": parent,
+        "inner_parent_type": ctx.module_type(parent) if parent else None,
+    }
+
+
+def _common_parent(a: str, b: str) -> str:
+    """The innermost module holding both ``a`` and ``b`` ("" for the root)."""
+    pa, pb = a.split(".")[:-1], b.split(".")[:-1]
+    k = 0
+    while k < min(len(pa), len(pb)) and pa[k] == pb[k]:
+        k += 1
+    return ".".join(pa[:k])
+
+
+def _own_computation(
+    inner_gain, inner_unexplained, inner_between, inner_weight_norm, inner_parent, **_
+) -> tuple[str, Remedy]:
+    after, before = inner_between
+    where = f"inside {inner_parent}" if inner_parent else "in the model's forward"
+    said = (
+        f"; the gradient grows {inner_gain:.3g}× {where} from {after} back to {before}, "
+        f"{inner_unexplained:.3g}× more than {after}'s weights can (‖W‖_F = "
+        f"{inner_weight_norm:.3g}): the growth is made by the code between them, not by a "
+        f"layer's init"
+    )
+    return said, Remedy(
+        f"the gradient grows in {inner_parent or 'the forward'}'s own computation between "
+        f"{after} and {before}: a recurrence h_t = a·h_(t-1) + … whose |a| > 1 grows as |a|^T "
+        f"over T steps; keep |a| < 1 by its parametrisation (a = exp(-exp(ν)), as the LRU "
+        f"does; a sigmoid gate), or a product or exp there that is unbounded; clip the "
+        f"gradient meanwhile. Re-initialising the layers does not change it",
+        None,
+        "a = torch.exp(-torch.exp(nu))  # |a| < 1 whatever nu, in the recurrence's forward\n"
+        "torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)  # meanwhile",
     )
 
 
