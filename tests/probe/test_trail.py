@@ -107,9 +107,48 @@ def test_trail_holds_strongly_up_to_its_budget_then_weakly(monkeypatch):
     bad = torch.zeros(8)
     bad[3] = float("inf")
     t.note("c", bad)
-    name, frac, unread = t.first_nonfinite()
-    assert (name, frac, unread) == ("c", 1 / 8, ["b"])
+    name, frac, unread, is_input = t.first_nonfinite()
+    assert (name, frac, unread, is_input) == ("c", 1 / 8, ["b"], False)
     assert len(t) == 0 and t.first_nonfinite() is None
+
+
+def _nan_row(n=8):
+    x = torch.zeros(n)
+    x[0] = float("nan")
+    return x
+
+
+def test_an_input_no_module_made_is_noted_and_named_as_an_input():
+    """The input of ``b`` was made between ``a`` and ``b`` (by the parent's code): when it is
+    the first tensor holding NaN/Inf, the trail says it was ``b``'s input, not its output."""
+    t = Trail()
+    t.note("a", torch.zeros(8))
+    bad = _nan_row()
+    t.note_input("b", bad)
+    t.note("b", bad * 2)
+    assert t.first_nonfinite() == ("b", 1 / 8, [], True)
+
+
+def test_the_output_noted_last_is_not_noted_again_as_the_next_input():
+    t = Trail()
+    out = torch.zeros(8)
+    t.note("a", out)
+    t.note_input("b", out)  # a chain: b's input is a's output
+    assert len(t) == 1
+    t.note_input("c", torch.zeros(8))  # made by code between them
+    assert len(t) == 2
+
+
+def test_find_input_reads_the_input_noted_for_a_module():
+    t = Trail()
+    t.note_input("a", torch.zeros(8))
+    bad = _nan_row()
+    t.note_input("b", bad)
+    assert t.find_input("a") is None  # finite
+    assert t.find_input("b") == 1 / 8
+    assert t.find_input("c") is None  # none noted
+    bad.add_(1.0)  # changed in place since: cannot be read as it was
+    assert t.find_input("b") is None
 
 
 def test_a_sum_that_overflows_float32_is_not_a_nan():

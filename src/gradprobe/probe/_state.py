@@ -17,6 +17,7 @@ from . import reducers as R
 from ._attention import AttentionCall
 from ._distributed import local
 from ._stats import Backward, Forward
+from ._trail import Trail
 from .modules import BwdRec, Slot
 
 
@@ -69,6 +70,8 @@ class StepState:
     weight_norms: dict[int, slice] = field(default_factory=dict)  # param index -> ‖w‖ slot
     attention: list[AttentionCall] = field(default_factory=list)  # samples of attention calls
     running: list[Slot] = field(default_factory=list)  # watched modules in their forward now
+    # logged steps on the host: the modules' inputs no watched module made (probe/_trail.py)
+    inputs: Trail | None = None
 
     def unlogged(self, phase: str) -> Unlogged:
         return self.unlogged_forward if phase == "forward" else self.unlogged_backward

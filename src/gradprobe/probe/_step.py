@@ -20,6 +20,7 @@ from ._distributed import is_shard, local
 from ._sentinel import Sentinel
 from ._state import Snapshot, StepState
 from ._stats import Recorder, Rows, Weight, first_bad
+from ._trail import INPUT_BAD, nonfinite_share
 from ._training import TrainingScalars
 
 BIG = 2**62
@@ -60,19 +61,28 @@ class FirstNonFinite:
         return self.search and "backward" not in self.found
 
     def check_unlogged(
-        self, state: StepState, phase: str, t, where, one_process: bool, value=None
+        self, state: StepState, phase: str, t, where, one_process: bool, value=None, inp=None
     ) -> None:
         """A tensor of a step that is not logged (``reducers.finite_sum``). On the CPU in one
         process it is read at once, which costs nothing; on an accelerator, or distributed
         (ranks agree on the first event), it stays on the device until the next logged step
         (``push_flags``). ``value``: a sum of ``t`` computed already (``‖g‖²`` of a parameter
-        gradient), used instead on the host."""
+        gradient), used instead on the host. ``inp``: a module's input, read only when its
+        output ``t`` holds NaN/Inf (made before the module when it held one too)."""
         host = one_process and R.on_host(t.device)
         s = value if host and value is not None else R.finite_sum(t, host)
         if host:
             if not math.isfinite(s.item()) and R.nonfinite_fraction(t) > 0:
                 # (a zero fraction: Σx overflowed float32, large values but no NaN/Inf yet)
-                self.host_record(phase, state.index, where, None)
+                before = (
+                    isinstance(inp, torch.Tensor)
+                    and inp is not t
+                    and inp.is_floating_point()
+                    and inp.numel() > 0
+                    and nonfinite_share(inp) > 0
+                )
+                note = f"; {INPUT_BAD}" if before else ""
+                self.host_record(phase, state.index, where, None, note=note)
                 if phase == "forward" and self.on_forward_event is not None:
                     self.on_forward_event(state.index)
         else:
@@ -276,7 +286,12 @@ class Finisher:
             first.resolve_code(phase, int(host[sl][0]), pk.rank_of(sl.start))
         f, at = first_bad(state.forward, host)
         if f is not None:
-            first.host_record("forward", state.index, f.slot.name, host[at] / f.n, pk.rank_of(at))
+            inp = state.inputs.find_input(f.slot.name) if state.inputs is not None else None
+            note = f"; {INPUT_BAD}" if inp else ""  # made by the parent's own code
+            first.host_record(
+                "forward", state.index, f.slot.name, host[at] / f.n, pk.rank_of(at), note=note
+            )
+        state.inputs = None  # the inputs kept for it: released
         b, at = first_bad(state.backward, host)
         if b is not None:
             first.host_record("backward", state.index, b.rec.key(), host[at] / b.n, pk.rank_of(at))

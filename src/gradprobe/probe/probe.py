@@ -30,7 +30,7 @@ from ._lifecycle import Lifecycle
 from ._state import Output, RnnInput, Snapshot, StepState
 from ._stats import Recorder
 from ._step import Finisher, FirstNonFinite
-from ._trail import Trail
+from ._trail import INPUT_BAD, Trail
 from ._training import MODEL, TrainingScalars, first_nonfinite_param, scale_of
 from .hooks import HookSet
 from .modules import BwdRec, Slot, primary_tensor, real_values, rnn_time_dim, watched_modules
@@ -199,6 +199,8 @@ class Probe(AttentionHooks, FunctionalHooks, Lifecycle):
             self._hook_failed(f"schedule at step {self._step}", err)
         self._state = st = StepState(self._step, logged, R.Packer(self._dist))
         self._trail.clear()
+        if logged and self._on_host and self._first.track:  # for the module a NaN is found in
+            st.inputs = Trail()
         if not logged and not self._first.search:
             # nothing per module: no statistics and no search; the outputs noted (_trail)
             self.hooks.pause(self._trailing and self._first.sentinel.active)
@@ -230,14 +232,16 @@ class Probe(AttentionHooks, FunctionalHooks, Lifecycle):
         return self._state.logged or self._first.tracking_backward
 
     # -- hooks -----------------------------------------------------------------------------
-    def _record_fwd(self, slot: Slot, t: torch.Tensor) -> None:
+    def _record_fwd(self, slot: Slot, t: torch.Tensor, inp=None) -> None:
+        """``inp``: the module's input (``first_nonfinite=True``, unlogged steps on the host:
+        a NaN/Inf output whose input held one already was made before the module)."""
         st = self._state
         if t.dtype.is_complex or t.layout != torch.strided:
             t = real_values(t)
         if st.logged:
             st.forward.append(self._recorder.forward(st.packer, st.hist_ranges, slot, t))
         else:
-            self._first.check_unlogged(st, "forward", t, slot.name, self._dist is None)
+            self._first.check_unlogged(st, "forward", t, slot.name, self._dist is None, inp=inp)
 
     def _evaluating(self) -> bool:
         """A forward under ``torch.no_grad()``/``inference_mode`` in a run that trains (a
@@ -305,6 +309,9 @@ class Probe(AttentionHooks, FunctionalHooks, Lifecycle):
                 return
             t = primary_tensor(output)
             if t is not None and t.numel():
+                a = primary_tensor(args)
+                if a is not None and a is not t and a.numel() and a.is_floating_point():
+                    self._trail.note_input(slot.name, a)  # made by the parent's own code?
                 self._trail.note(slot.name, t)
 
         return hook
@@ -317,8 +324,10 @@ class Probe(AttentionHooks, FunctionalHooks, Lifecycle):
         found = self._trail.first_nonfinite()
         if found is None:
             return  # none of the outputs that could be read: the step after it is logged
-        name, frac, unread = found
+        name, frac, unread, is_input = found
         note = "; read at the end of this unlogged step's forward"
+        if is_input:
+            note += f"; {INPUT_BAD}"
         if unread:
             names = ", ".join(unread[:4]) + (", …" if len(unread) > 4 else "")
             note += f"; {UNREAD} {names}"
@@ -334,6 +343,12 @@ class Probe(AttentionHooks, FunctionalHooks, Lifecycle):
             st = self._state
             if st.logged and self.hooks.active:
                 st.running.append(slot)  # SDPA calls are the innermost running module's
+                if st.inputs is not None and self._want_fwd():
+                    a = primary_tensor(args)
+                    if a is not None and a.numel() and a.is_floating_point():
+                        out = st.outputs.get(id(a))
+                        if out is None or out.ref() is not a:  # not a watched module's output
+                            st.inputs.note_input(slot.name, a)
             if not self.hooks.active or not self._want_bwd():
                 return None
             new_args = None
@@ -373,7 +388,7 @@ class Probe(AttentionHooks, FunctionalHooks, Lifecycle):
             if t is None or t.numel() == 0:
                 return
             if want_fwd:
-                self._record_fwd(slot, t)
+                self._record_fwd(slot, t, None if st.logged else primary_tensor(args))
             if t.requires_grad and want_bwd:
                 rec = BwdRec("out", slot, slot.name)
                 st.outputs[id(t)] = Output(weakref.ref(t), rec)

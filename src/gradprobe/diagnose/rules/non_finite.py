@@ -55,6 +55,8 @@ _IN_BACKWARD = "in the backward of"  # a module's backward turned it non-finite
 _PARAM = "the gradient of parameter"
 # an unlogged step's forward event (probe/_trail.py) whose earlier outputs could not be read
 _UNREAD = "whose output was freed or changed in place:"
+# a forward event whose module's input held the NaN/Inf already (probe/_trail.py INPUT_BAD)
+_INPUT_BAD = "its input was already NaN/Inf"
 
 _SHARE = re.compile(r"\(([0-9.eE+-]+) of its values\)")
 _SOURCE = {
@@ -124,9 +126,44 @@ def _float16_remedy(kind: str, peak: float | None, meta: dict | None = None) -> 
     )
 
 
+def _code_owner(ctx: Context, layer: str) -> tuple[str, str]:
+    """(name, type) of the module whose own ``forward`` code runs just before ``layer`` is
+    called: its innermost ancestor that is not an ``nn.Sequential`` (whose forward only
+    chains its children); ("", the model's type) for the model's own forward."""
+    parts = layer.split(".")
+    for k in range(len(parts) - 1, 0, -1):
+        name = ".".join(parts[:k])
+        kind = ctx.module_type(name)
+        if kind and kind != "Sequential":
+            return name, kind
+    return "", ctx.module_type("(model)") or ctx.module_type("")
+
+
+def _made_before(ctx: Context, event: Event) -> Remedy:
+    """A forward event whose module's input held the NaN/Inf already, no watched module
+    having made one: the code of its parent's forward made it (``x / x.std()`` of a
+    constant row, ``log``/``sqrt`` of a value ≤ 0, an ``exp`` that overflows, a hand-written
+    normalisation without eps)."""
+    name, kind = _code_owner(ctx, event.layer or "")
+    where = f"{kind or 'the model'}.forward" + (f" ({name})" if name else " (the model's)")
+    return Remedy(
+        f"the NaN/Inf was made before {event.layer} was called, by the code of {where}, not "
+        f"by a module: a division by a norm or std that is 0 (a constant row, "
+        f"an all-zero input, a padded sequence of length 0), log or sqrt of a value ≤ 0, or "
+        f"an exp that overflows; add an eps to each denominator and clamp what goes into log, "
+        f"sqrt and exp there (or use nn.LayerNorm / F.normalize, which have one)",
+        None,
+        "x = (x - x.mean(-1, keepdim=True)) / (x.std(-1, keepdim=True) + 1e-5)  # eps\n"
+        "y = torch.log(p.clamp_min(1e-12))  # clamp before log/sqrt\n"
+        "assert torch.isfinite(x).all(), 'NaN/Inf made here'  # to find the line",
+    )
+
+
 def _module_remedy(ctx: Context, event: Event) -> Remedy:
     if _overflowing(ctx):
         return _OVERFLOW
+    if event.phase == "forward" and _INPUT_BAD in (event.detail or ""):
+        return _made_before(ctx, event)
     kind = ctx.module_type(event.layer) or "this module"
     peak = _entering(ctx, event.layer, event.step) if event.phase == "forward" else None
     if peak is not None and _FP16_MAX < peak < 1e18:
@@ -226,6 +263,12 @@ def _describe(event: Event, layer: str, amount: str) -> tuple[str, str]:
     if event.phase == "forward":
         if layer == "(input)":
             return f"the model input contains NaN/Inf{amount}", layer
+        if _INPUT_BAD in event.detail:
+            said = (
+                f"{layer}'s input already held NaN/Inf, and its output too{amount}: made "
+                f"before it, by code outside every watched module"
+            )
+            return said, layer
         said = f"{layer} turned finite inputs into NaN/Inf{amount}"
         if _UNREAD in event.detail:  # not read: the outputs of some modules before it
             unread = event.detail.split(_UNREAD, 1)[1].strip()
