@@ -4,6 +4,8 @@ them), per-layer rows on the logged steps."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from gradprobe.run import Event, RunWriter
@@ -22,17 +24,19 @@ def training_run(
     events=(),
     series=None,
     meta=None,
+    shapes=None,
 ):
     """``loss``/``lr``/``grad_norm``: one value per step (arrays, from step 0); ``logged``:
     {step: [(layer, quantity, stat, value), ...]} (the logged steps); ``series``: {step:
-    [(layer, quantity, values)]}; ``meta``: the run's meta (e.g. ``{"optimizer": ...}``)."""
+    [(layer, quantity, values)]}; ``meta``: the run's meta (e.g. ``{"optimizer": ...}``);
+    ``shapes``: {param: shape}."""
     run = RunWriter.create(None, meta=meta)
     run.add_layer("(input)", "input")
     run.add_layer("(model)", "module")
     for name, module_type, activation in modules:
         run.add_layer(name, "module", module_type, activation)
     for name in params:
-        run.add_layer(name, "param", "Parameter")
+        run.add_layer(name, "param", "Parameter", None, (shapes or {}).get(name))
     positions = {name: i + 1 for i, (name, *_) in enumerate(modules)}
     logged = dict(logged or {})
     n = max(len(x) for x in (loss, lr, grad_norm, [None]) if x is not None)
@@ -115,8 +119,26 @@ def _probabilities(end):
     return training_run(loss=loss, modules=modules, logged=logged)
 
 
+def _logits(rms, end=3.0):
+    """A 10-class head ("2", 10 x 64, ‖W‖_F = 64: gain 20) whose logits have ``rms`` at step
+    0 (max 3 rms); the loss starts at the cross-entropy such logits give (rms · √(2 ln 10))
+    and falls to ``end``."""
+    rows = [("2", "activation", "rms", rms), ("2", "activation", "max_abs", 3 * rms),
+            ("2.weight", "weight", "norm", 64.0)]  # fmt: skip
+    logged = {s: rows for s in range(0, 100, 10)}
+    start = max(rms * math.sqrt(2 * math.log(10)), math.log(10))
+    loss = noisy(decaying(100, start=start, end=end, rate=0.05), 0.01)
+    return training_run(loss=loss, logged=logged, shapes={"2.weight": (10, 64)})
+
+
 KNOWN = {
     # rule: (a run where it must fire, one where it must not, the kind, its severities)
+    "logit_scale": (
+        lambda: _logits(10.0),
+        lambda: _logits(1.0),
+        "saturated",
+        {"warning"},
+    ),
     "probabilities": (
         lambda: _probabilities(1.5),
         lambda: _probabilities(0.3),

@@ -76,9 +76,13 @@ def test_tanh_weights_times_four_saturate(data):
         for p in model.parameters():
             p.mul_(4)
     findings = gp.check(model, *data).findings
-    saturated = {f.layer: f for f in findings if f.kind == "saturated"}
+    logits = [f for f in findings if "logits" in str(f.evidence.get("measured_on"))]
+    saturated = {f.layer: f for f in findings if f.kind == "saturated" and f not in logits}
     tanh_layers = {str(i) for i, m in enumerate(model) if isinstance(m, nn.Tanh)}
     assert set(saturated) == tanh_layers
+    # and the head's logits, 4x too (rules/logit_scale.py): its weights, not its input
+    assert [f.layer for f in logits] == [str(len(model) - 1)]
+    assert "std=0.02" in logits[0].remedy.code
     # reference: fraction within 1% of tanh's range (0.02) of a bound, by brute force
     with torch.no_grad():
         out = model[:4](data[0])

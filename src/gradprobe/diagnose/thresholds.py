@@ -106,6 +106,7 @@ class Thresholds:
     early_update_steps: int = 20  # update ratios judged step by step up to this step
     attention_logit: float = 100.0  # max q·k/√d: softmax is one-hot long before (e^100)
     input_rms: float = 10.0  # the model's float input: rms over this is off the unit scale
+    logit_rms: float = 4.0  # the head's logits at init: softmax near one-hot above it
     attention_growth: float = 2.0  # ... and grown this many times its first recorded value
     overflow_fraction: float = 0.1  # max|x| / the dtype's largest finite value (float16 65504)
     time_exploding_ratio: float = 1e2  # ∂L/∂x at t=0 over its value at the last time step
@@ -196,6 +197,7 @@ _RULES = (
         ("attention_logit", 0, math.inf, True, True),
         ("attention_growth", 1, math.inf, False, True),
         ("input_rms", 0, math.inf, True, True),
+        ("logit_rms", 0, math.inf, True, True),
         ("overflow_fraction", 0, 1, True, True),
         ("time_exploding_ratio", 1, math.inf, True, True),
         ("grad_norm_growth", 1, math.inf, True, True),

@@ -16,6 +16,7 @@ from . import (  # noqa: E402,F401  (each module registers its rule)
     depth_profile,
     fluctuation,
     grad_norm,
+    logit_scale,
     loss,
     non_finite,
     overflow,
