@@ -80,9 +80,7 @@ def test_tanh_weights_times_four_saturate(data):
     saturated = {f.layer: f for f in findings if f.kind == "saturated" and f not in logits}
     tanh_layers = {str(i) for i, m in enumerate(model) if isinstance(m, nn.Tanh)}
     assert set(saturated) == tanh_layers
-    # and the head's logits, 4x too (rules/logit_scale.py): its weights, not its input
-    assert [f.layer for f in logits] == [str(len(model) - 1)]
-    assert "std=0.02" in logits[0].remedy.code
+    assert not logits  # rules/logit_scale.py judges training runs, not one init check
     # reference: fraction within 1% of tanh's range (0.02) of a bound, by brute force
     with torch.no_grad():
         out = model[:4](data[0])

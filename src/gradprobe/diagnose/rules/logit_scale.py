@@ -7,7 +7,8 @@ A classifier's first loss should be near ``ln K`` (every class at 1/K). Logits
 ``ln K``, and the first hundreds of steps go to shrinking the logits, not to learning.
 The classic source is ``nn.Embedding``'s N(0, 1) init tied to the output layer (each
 logit a dot product of d unit-variance values: rms ~ √d), or an output layer drawn too wide.
-Told from the probe's numbers alone, at the first logged step (step 0):
+Told from the probe's numbers alone, in a training run (≥ 10 recorded losses; not
+``gp.check``'s one step), at the first logged step (step 0):
 
 - the head — the last module run that is a ``Linear`` with ``K ≥ 2`` outputs (its weight's
   rows, or the embedding it is tied to) — gives logits of rms ≥ ``logit_rms`` (4);
@@ -35,6 +36,7 @@ from ..series import loss_series
 from . import RULES
 
 HEAD_GAIN = 2.0  # ‖W‖_F/√K above this: the head's own weights make the logits large
+MIN_STEPS = 10  # recorded losses: whether it learnt through it needs a run
 LEARNT = 0.5  # a loss that ended below this × ln K learnt beyond the init's cost: info
 
 
@@ -78,6 +80,8 @@ def logit_scale(ctx: Context) -> list[Finding]:
     if not 2 * chance < first <= 2 * peak + chance:
         return []
     finite = values[np.isfinite(values)]
+    if finite.size < MIN_STEPS:  # a training run: an init check (gp.check) has one loss
+        return []
     end = float(np.median(finite[-max(5, finite.size // 10) :]))
     recovered = end < LEARNT * chance
     w_norm = (
