@@ -20,7 +20,7 @@ from ._distributed import is_shard, local
 from ._sentinel import Sentinel
 from ._state import Snapshot, StepState
 from ._stats import Recorder, Rows, Weight, first_bad
-from ._trail import INPUT_BAD, nonfinite_share
+from ._trail import INPUT_BAD, module_input, nonfinite_share
 from ._training import TrainingScalars
 
 BIG = 2**62
@@ -67,21 +67,16 @@ class FirstNonFinite:
         process it is read at once, which costs nothing; on an accelerator, or distributed
         (ranks agree on the first event), it stays on the device until the next logged step
         (``push_flags``). ``value``: a sum of ``t`` computed already (``‖g‖²`` of a parameter
-        gradient), used instead on the host. ``inp``: a module's input, read only when its
-        output ``t`` holds NaN/Inf (made before the module when it held one too)."""
+        gradient), used instead on the host. ``inp``: a module's forward ``args``, read only
+        when its output ``t`` holds NaN/Inf (made before the module when its input held one
+        too)."""
         host = one_process and R.on_host(t.device)
         s = value if host and value is not None else R.finite_sum(t, host)
         if host:
             if not math.isfinite(s.item()) and R.nonfinite_fraction(t) > 0:
                 # (a zero fraction: Σx overflowed float32, large values but no NaN/Inf yet)
-                before = (
-                    isinstance(inp, torch.Tensor)
-                    and inp is not t
-                    and inp.is_floating_point()
-                    and inp.numel() > 0
-                    and nonfinite_share(inp) > 0
-                )
-                note = f"; {INPUT_BAD}" if before else ""
+                a = None if inp is None else module_input(inp, t)
+                note = f"; {INPUT_BAD}" if a is not None and nonfinite_share(a) > 0 else ""
                 self.host_record(phase, state.index, where, None, note=note)
                 if phase == "forward" and self.on_forward_event is not None:
                     self.on_forward_event(state.index)

@@ -33,7 +33,7 @@ import weakref
 import torch
 
 from . import reducers as R
-from .modules import real_values
+from .modules import primary_tensor, real_values
 
 STRONG_MAX = 1 << 22  # values held strongly per forward; past them, weak references
 #: an event's detail when the first tensor holding NaN/Inf was a module's input that no watched
@@ -104,6 +104,15 @@ class Trail:
             if frac:
                 return name, frac, [u for u in unread if u != name], is_input
         return None
+
+
+def module_input(args, out=None) -> torch.Tensor | None:
+    """The primary tensor of a module's ``args`` when it is a non-empty float tensor other
+    than the module's output ``out`` (an in-place module returns its input), else None."""
+    a = primary_tensor(args)
+    if a is None or a is out or not a.numel() or not a.is_floating_point():
+        return None
+    return a
 
 
 def nonfinite_share(t: torch.Tensor) -> float:

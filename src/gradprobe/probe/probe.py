@@ -30,7 +30,7 @@ from ._lifecycle import Lifecycle
 from ._state import Output, RnnInput, Snapshot, StepState
 from ._stats import Recorder
 from ._step import Finisher, FirstNonFinite
-from ._trail import INPUT_BAD, Trail
+from ._trail import INPUT_BAD, Trail, module_input
 from ._training import MODEL, TrainingScalars, first_nonfinite_param, scale_of
 from .hooks import HookSet
 from .modules import BwdRec, Slot, primary_tensor, real_values, rnn_time_dim, watched_modules
@@ -232,16 +232,17 @@ class Probe(AttentionHooks, FunctionalHooks, Lifecycle):
         return self._state.logged or self._first.tracking_backward
 
     # -- hooks -----------------------------------------------------------------------------
-    def _record_fwd(self, slot: Slot, t: torch.Tensor, inp=None) -> None:
-        """``inp``: the module's input (``first_nonfinite=True``, unlogged steps on the host:
-        a NaN/Inf output whose input held one already was made before the module)."""
+    def _record_fwd(self, slot: Slot, t: torch.Tensor, args=None) -> None:
+        """``args``: the module's forward arguments (``first_nonfinite=True``, unlogged steps
+        on the host: read only for a NaN/Inf output, made before the module when its input
+        held one already)."""
         st = self._state
         if t.dtype.is_complex or t.layout != torch.strided:
             t = real_values(t)
         if st.logged:
             st.forward.append(self._recorder.forward(st.packer, st.hist_ranges, slot, t))
         else:
-            self._first.check_unlogged(st, "forward", t, slot.name, self._dist is None, inp=inp)
+            self._first.check_unlogged(st, "forward", t, slot.name, self._dist is None, inp=args)
 
     def _evaluating(self) -> bool:
         """A forward under ``torch.no_grad()``/``inference_mode`` in a run that trains (a
@@ -309,8 +310,8 @@ class Probe(AttentionHooks, FunctionalHooks, Lifecycle):
                 return
             t = primary_tensor(output)
             if t is not None and t.numel():
-                a = primary_tensor(args)
-                if a is not None and a is not t and a.numel() and a.is_floating_point():
+                a = module_input(args, t)
+                if a is not None:
                     self._trail.note_input(slot.name, a)  # made by the parent's own code?
                 self._trail.note(slot.name, t)
 
@@ -344,8 +345,8 @@ class Probe(AttentionHooks, FunctionalHooks, Lifecycle):
             if st.logged and self.hooks.active:
                 st.running.append(slot)  # SDPA calls are the innermost running module's
                 if st.inputs is not None and self._want_fwd():
-                    a = primary_tensor(args)
-                    if a is not None and a.numel() and a.is_floating_point():
+                    a = module_input(args)
+                    if a is not None:
                         out = st.outputs.get(id(a))
                         if out is None or out.ref() is not a:  # not a watched module's output
                             st.inputs.note_input(slot.name, a)
@@ -388,7 +389,7 @@ class Probe(AttentionHooks, FunctionalHooks, Lifecycle):
             if t is None or t.numel() == 0:
                 return
             if want_fwd:
-                self._record_fwd(slot, t, None if st.logged else primary_tensor(args))
+                self._record_fwd(slot, t, None if st.logged else args)
             if t.requires_grad and want_bwd:
                 rec = BwdRec("out", slot, slot.name)
                 st.outputs[id(t)] = Output(weakref.ref(t), rec)
